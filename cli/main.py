@@ -1,0 +1,408 @@
+"""The `vsearch` command: parse, call indexer/search, turn their errors into one clear line.
+
+Heavy modules (torch, transformers, faiss) are imported inside the commands that need them, so
+`vsearch --help` and plain keyword search start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from indexer.decode import DecodeError, parse_time, seconds_label
+from search.catalog import Catalog, CatalogError, default_home
+
+app = typer.Typer(
+    help="Local semantic video search: index a folder, then find moments by keyword or by example.\n\n"
+    "Example: vsearch index ~/Videos && vsearch search 'eating spaghetti'",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+Home = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="VSEARCH_HOME", help="Index folder (default: the OS user data dir).",
+                 show_default=False),
+]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Model = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Hub id or local folder of a VideoMAE classifier "
+                 "(default: the index's model, else MCG-NJU/videomae-base-finetuned-kinetics)."),
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Precision = Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")]
+Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many hits.")]
+Under = Annotated[str | None, typer.Option("--under", help="Only videos below this folder.")]
+MinScore = Annotated[float, typer.Option("--min-score", min=0.0, help="Drop hits scoring below this.")]
+MinDuration = Annotated[float | None, typer.Option("--min-duration", help="Only videos at least this long (s).")]
+MaxDuration = Annotated[float | None, typer.Option("--max-duration", help="Only videos at most this long (s).")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"vsearch: {safe(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def safe(text: object) -> str:
+    """Escape control characters so a crafted file name cannot drive the terminal."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
+def info(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def open_catalog(home: Path | None, create: bool = False) -> Catalog:
+    try:
+        return Catalog(home or default_home(), create=create)
+    except CatalogError as exc:
+        fail(str(exc))
+
+
+def print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def load_model(model: str | None, device: str, precision: str):  # type: ignore[no-untyped-def]
+    from indexer.model import ModelError, load_encoder
+
+    try:
+        encoder = load_encoder(model, device=device, precision=precision)
+    except ModelError as exc:
+        fail(str(exc))
+    info(f"model: {encoder.describe()}")
+    return encoder
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.", show_default=False)],
+    home: Home = None,
+    model: Model = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per model batch.")] = 8,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Decode processes (default: cores/2).")] = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds per clip window.")] = 4.0,
+    max_windows: Annotated[int, typer.Option("--max-windows", min=1, help="Windows per video at most.")] = 150,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds a decode step may take.")] = 120.0,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Index videos: decode, classify and embed every clip; re-runs only do what changed.
+
+    Example: vsearch index ~/Videos --batch-size 8
+    """
+    from indexer.decode import Sampling
+    from indexer.model import ModelError
+    from indexer.pipeline import Indexer, IndexSettings
+    from indexer.workers import default_workers
+    from search.catalog import writer_lock
+
+    for p in paths:
+        if not p.exists():
+            fail(f"{p}: no such file or folder", 2)
+    home = home or default_home()
+    settings = IndexSettings(
+        batch_size=batch_size,
+        sampling=Sampling(window_seconds=window, max_windows=max_windows),
+        workers=workers or default_workers(),
+        timeout=timeout,
+        retry_failed=retry_failed,
+    )
+    stop = {"asked": False}
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        info("\nstopping after the batch in flight (Ctrl-C again to abort now)...")
+
+    try:
+        with writer_lock(home):
+            catalog = open_catalog(home, create=True)
+            chosen = model or catalog.model
+            if model and catalog.model and model != catalog.model:
+                fail(f"this index was built with model {catalog.model!r}; use the same --model, "
+                     "or a separate index with --home")
+            with _progress(quiet) as on_progress:
+                previous = signal.signal(signal.SIGINT, on_sigint)
+                try:
+                    indexer = Indexer(catalog, lambda: load_model(chosen, device, precision), settings,
+                                      on_progress=on_progress, should_stop=lambda: stop["asked"])
+                    report = indexer.run([p.resolve() for p in paths])
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+    except (CatalogError, ModelError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("aborted; the next `vsearch index` picks up where this one stopped", 130)
+    t = report.timings
+    parts = [f"{report.indexed} indexed ({report.clips} clips)", f"{report.unchanged} unchanged"]
+    parts += [f"{n} {what}" for n, what in ((report.moved, "moved"), (report.copied, "copied"),
+                                             (report.removed, "removed")) if n]
+    parts.append(f"{len(report.failed)} failed")
+    info(f"{report.found} videos found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
+    if "model" in t and report.clips:
+        info(f"time: decode {t['decode']:.1f}s (in workers), model {t['model']:.1f}s, store {t['store']:.1f}s")
+    for path, reason in report.failed:
+        info(f"skipped {safe(path)}: {safe(reason)}")
+    if report.interrupted:
+        info("stopped early: everything above is saved; run the same command to finish")
+        raise typer.Exit(130)
+
+
+class _progress:
+    """A progress bar with count and ETA on stderr, driven by the indexer's callbacks."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet or not sys.stderr.isatty()
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        if self.quiet:
+            return self._plain
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[clips]} clips"),
+                            TimeRemainingColumn(), TextColumn("{task.fields[name]}"), transient=True,
+                            console=_stderr_console())
+        self.bar.start()
+        return self._update
+
+    def _update(self, p) -> None:  # type: ignore[no-untyped-def]
+        if self.task is None:
+            self.task = self.bar.add_task("index", total=p.files_total, clips=0, name="")
+        self.bar.update(self.task, completed=p.files_done, clips=p.clips, name=safe(Path(p.path).name)[:40])
+
+    def _plain(self, p) -> None:  # type: ignore[no-untyped-def]
+        if not self.quiet or p.files_done == p.files_total or p.files_done % 50 == 0:
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _stderr_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _filters(under: str | None, min_score: float, min_duration: float | None, max_duration: float | None):  # type: ignore[no-untyped-def]
+    from search.query import Filters
+
+    return Filters(under=under, min_score=min_score, min_duration=min_duration, max_duration=max_duration)
+
+
+def _print_hits(hits: list, as_json: bool, what: str) -> None:  # type: ignore[type-arg]
+    if as_json:
+        print_json([h.to_json() for h in hits])
+        return
+    if not hits:
+        info(f"no {what}")
+        return
+    for h in hits:
+        label = f"  {h.label}" if h.label else f"  ({h.match})" if h.match != "similar" else ""
+        typer.echo(f"{h.score:.3f}  {seconds_label(h.start)}-{seconds_label(h.end)}  {safe(h.path)}{safe(label)}")
+
+
+@app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="Words to look for: a label, free text or part of a file name.")],
+    home: Home = None,
+    limit: Limit = 20,
+    under: Under = None,
+    min_score: MinScore = 0.0,
+    min_duration: MinDuration = None,
+    max_duration: MaxDuration = None,
+    as_json: Json = False,
+) -> None:
+    """Find moments whose labels or file names match the query, best first.
+
+    Example: vsearch search "eating spaghetti" --limit 5
+    """
+    from search import query as q
+
+    catalog = open_catalog(home)
+    if catalog.stats()["videos"] == 0:
+        fail("the index is empty; run `vsearch index FOLDER` first")
+    try:
+        hits = q.search(catalog, query, limit, _filters(under, min_score, min_duration, max_duration))
+    except CatalogError as exc:
+        fail(str(exc))
+    _print_hits(hits, as_json, "matches")
+
+
+@app.command()
+def similar(
+    file: Annotated[Path, typer.Argument(help="A video, indexed or not.", show_default=False)],
+    at: Annotated[str | None, typer.Option("--at", help="A moment of FILE: seconds or M:SS.")] = None,
+    home: Home = None,
+    limit: Limit = 10,
+    under: Under = None,
+    min_score: MinScore = 0.0,
+    min_duration: MinDuration = None,
+    max_duration: MaxDuration = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    as_json: Json = False,
+) -> None:
+    """Find videos with moments like FILE (or like the moment --at of it), one hit per video.
+
+    Example: vsearch similar ~/Videos/beach.mp4 --at 1:30
+    """
+    from search import query as q
+    from search.vectors import open_vectors
+
+    if not file.exists():
+        fail(f"{file}: no such file", 2)
+    try:
+        seconds = parse_time(at) if at is not None else None
+    except ValueError as exc:
+        fail(str(exc), 2)
+    catalog = open_catalog(home)
+    if catalog.stats()["videos"] == 0:
+        fail("the index is empty; run `vsearch index FOLDER` first")
+    path = q.resolve(file)
+    row = catalog.video(path)
+    try:
+        if row is not None and row.status == "ok":
+            exclude, queries = q.indexed_queries(catalog, path, seconds)
+        else:
+            from indexer.pipeline import embed_file
+
+            encoder = load_model(catalog.model, device, precision)
+            windows, _, embs = embed_file(encoder, path)
+            exclude = None
+            if seconds is not None:
+                embs = embs[[q.pick_window([(w.start, w.end) for w in windows], seconds)]]
+            queries = embs
+        vectors, _ = open_vectors(catalog)
+        hits = q.similar(catalog, vectors, queries, exclude, limit,
+                         _filters(under, min_score, min_duration, max_duration))
+    except (CatalogError, DecodeError) as exc:
+        fail(f"{path}: {exc}")
+    _print_hits(hits, as_json, "similar videos")
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="An indexed video.", show_default=False)],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """The labels of one video, moment by moment.
+
+    Example: vsearch show ~/Videos/party.mp4
+    """
+    from search import query as q
+
+    catalog = open_catalog(home)
+    try:
+        v = q.show(catalog, q.resolve(file))
+    except CatalogError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({"path": v.path, "status": v.status, "error": v.error, "duration": v.duration,
+                    "labels": [{"label": n, "score": round(s, 4)} for n, s in v.labels], "clips": v.clips})
+        return
+    typer.echo(f"{safe(v.path)}  ({v.status}{': ' + safe(v.error) if v.error else ''})")
+    if v.labels:
+        typer.echo("video: " + ", ".join(f"{n} {s:.2f}" for n, s in v.labels))
+    for c in v.clips:
+        labels = ", ".join(f"{x['label']} {x['score']:.2f}" for x in c["labels"])
+        typer.echo(f"  {seconds_label(c['start'])}-{seconds_label(c['end'])}  {labels}")
+
+
+@app.command()
+def labels(
+    query: Annotated[str | None, typer.Argument(help="Only labels matching this text.")] = None,
+    home: Home = None,
+    limit: Limit = 50,
+    as_json: Json = False,
+) -> None:
+    """The tags your videos carry, with how many videos carry each.
+
+    Example: vsearch labels dancing
+    """
+    from search import query as q
+
+    catalog = open_catalog(home)
+    rows = q.vocabulary(catalog, query, limit)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        info("no labels" + (f" matching {query!r}" if query else "; the index is empty"))
+    for r in rows:
+        typer.echo(f"{r['videos']:6d}  {r['label']}")
+
+
+@app.command()
+def stats(home: Home = None, as_json: Json = False) -> None:
+    """What is in the index, and which files failed and why.
+
+    Example: vsearch stats --json
+    """
+    catalog = open_catalog(home)
+    data = catalog.stats()
+    failures = catalog.failures()
+    if as_json:
+        print_json({**data, "failures": [{"path": p, "reason": r} for p, r in failures]})
+        return
+    for key in ("home", "model", "videos", "clips", "hours", "labels", "failed"):
+        typer.echo(f"{key:>8}: {safe(data[key])}")
+    for path, reason in failures:
+        typer.echo(f"  failed {safe(path)}: {safe(reason)}")
+
+
+@app.command()
+def classify(
+    file: Annotated[Path, typer.Argument(help="A video file.", show_default=False)],
+    model: Model = None,
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many labels.")] = 5,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    as_json: Json = False,
+) -> None:
+    """Top labels of one video, without an index (probabilities averaged over its windows).
+
+    Example: vsearch classify clip.mp4 --top 3
+    """
+    from indexer.pipeline import embed_file
+
+    if not file.exists():
+        fail(f"{file}: no such file", 2)
+    encoder = load_model(model, device, precision)
+    try:
+        _, probs, _ = embed_file(encoder, str(file.resolve()))
+    except DecodeError as exc:
+        fail(f"{file}: {exc}")
+    mean = probs.mean(axis=0)
+    order = mean.argsort()[::-1][:top]
+    result = {"path": str(file), "labels": [{"label": encoder.labels[i], "score": round(float(mean[i]), 4)}
+                                           for i in order]}
+    if as_json:
+        print_json(result)
+        return
+    for item in result["labels"]:
+        typer.echo(f"{item['score']:.3f}  {item['label']}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

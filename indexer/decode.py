@@ -1,0 +1,313 @@
+"""Decoding: probe a file, plan its windows, read frames at the size the model needs.
+
+Two backends sit behind one function, `read_windows`: decord (the `decord2` fork, which keeps
+decord's API with a current FFmpeg) and PyAV. decord is tried first because it reads sampled
+frames fastest; PyAV, with its own FFmpeg, is the fallback for files decord rejects or mangles.
+Nothing here imports torch: this module runs inside the decode worker processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv .vob".split()
+)
+
+
+class DecodeError(Exception):
+    """The file is not a video we can read; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+
+@dataclass(frozen=True)
+class Window:
+    """One clip of a video: `num_frames` frame indices spread evenly over [start, end) seconds."""
+
+    index: int
+    start: float
+    end: float
+    frames: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """What the model wants: frames per clip, and the resize + centre crop of its processor.
+
+    `resize` is either ("shortest_edge", n) or ("exact", (height, width)), as in a Hugging Face
+    preprocessor_config.json; `crop` is (height, width) or None.
+    """
+
+    num_frames: int
+    resize: tuple[str, int | tuple[int, int]] | None
+    crop: tuple[int, int] | None
+
+    def scaled_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) to decode at, following the Hugging Face resize rules."""
+        if self.resize is None:
+            return width, height
+        kind, value = self.resize
+        if kind == "exact":
+            h, w = value  # type: ignore[misc]
+            return int(w), int(h)
+        short = int(value)  # type: ignore[arg-type]
+        if width <= height:
+            return short, int(short * height / width)
+        return int(short * width / height), short
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a video is cut into windows."""
+
+    window_seconds: float = 4.0
+    max_windows: int = 150
+
+
+def plan_windows(info: VideoInfo, num_frames: int, sampling: Sampling) -> list[Window]:
+    """Windows of `window_seconds` covering the video; past `max_windows` they spread out.
+
+    A video shorter than one window gives a single window over all of it. Frames are taken at
+    the centres of `num_frames` equal slices of the window, as uniform sampling does.
+    """
+    duration = info.duration
+    length = min(sampling.window_seconds, duration)
+    count = max(1, round(duration / sampling.window_seconds))
+    if count > sampling.max_windows:
+        # Long file: keep each window at its natural length (the model's time scale) and
+        # leave gaps between them rather than stretching windows.
+        starts = np.linspace(0.0, duration - length, sampling.max_windows)
+    else:
+        length = duration / count
+        starts = np.arange(count) * length
+    windows = []
+    for i, start in enumerate(starts):
+        times = start + (np.arange(num_frames) + 0.5) * (length / num_frames)
+        idx = np.minimum((times * info.fps).astype(np.int64), info.frames - 1)
+        windows.append(Window(i, float(start), float(start + length), tuple(int(x) for x in idx)))
+    return windows
+
+
+def center_crop(frames: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
+    """Centre crop (…, H, W, C) frames the way the Hugging Face image processors do."""
+    if crop is None:
+        return frames
+    ch, cw = crop
+    h, w = frames.shape[-3], frames.shape[-2]
+    if h < ch or w < cw:
+        # The processor pads small images; a zero pad keeps the shape the model needs.
+        pad = [(0, 0)] * frames.ndim
+        pad[-3] = ((max(ch - h, 0)) // 2, max(ch - h, 0) - max(ch - h, 0) // 2)
+        pad[-2] = ((max(cw - w, 0)) // 2, max(cw - w, 0) - max(cw - w, 0) // 2)
+        frames = np.pad(frames, pad)
+        h, w = frames.shape[-3], frames.shape[-2]
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return frames[..., top : top + ch, left : left + cw, :]
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read the container header with PyAV: cheap, and a clear reason when it is not a video."""
+    import av
+
+    p = Path(path)
+    if p.stat().st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise DecodeError("no video stream (audio-only or not a video)")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+            width, height = stream.codec_context.width, stream.codec_context.height
+            frames = int(stream.frames or 0)
+            if frames <= 0:
+                seconds = _stream_seconds(stream, container)
+                frames = max(1, int(round(seconds * fps))) if seconds else 0
+    except DecodeError:
+        raise
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"not a readable video ({_short(exc)})") from None
+    if width <= 0 or height <= 0:
+        raise DecodeError("video stream has no frame size")
+    if frames <= 0:
+        raise DecodeError("video stream has no frames")
+    return VideoInfo(frames=frames, fps=fps, width=width, height=height)
+
+
+def _stream_seconds(stream, container) -> float:  # type: ignore[no-untyped-def]
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def _short(exc: BaseException) -> str:
+    strerror = getattr(exc, "strerror", None)  # FFmpeg errors: the message without errno and path
+    if isinstance(strerror, str) and strerror:
+        return strerror
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+class Reader:
+    """Reads frames by index from one file, scaled to (width, height), RGB uint8."""
+
+    def __init__(self, path: str, info: VideoInfo, size: tuple[int, int], backend: str, threads: int):
+        self.path, self.info, self.size, self.threads = path, info, size, threads
+        self.backend = backend
+        self._vr = None
+        self._av = None
+        if backend == "decord":
+            import decord
+
+            w, h = size
+            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), width=w, height=h, num_threads=threads)
+            # decord counts frames from the index; trust it over the header when smaller.
+            self.frames = min(len(self._vr), info.frames) if len(self._vr) else info.frames
+        else:
+            self.frames = info.frames
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        idx = [min(i, self.frames - 1) for i in indices]
+        if self._vr is not None:
+            return self._vr.get_batch(idx).asnumpy()
+        return self._read_av(idx)
+
+    def _read_av(self, indices: list[int]) -> np.ndarray:
+        """Seek to the keyframe before the first wanted frame, decode forward to the last."""
+        import av
+
+        w, h = self.size
+        if self._av is None:
+            self._av = av.open(self.path)
+            self._av.streams.video[0].thread_type = "AUTO"
+            self._av.streams.video[0].thread_count = self.threads
+        container = self._av
+        stream = container.streams.video[0]
+        fps = self.info.fps
+        wanted = sorted(set(indices))
+        target_times = [i / fps for i in wanted]
+        start = target_times[0]
+        container.seek(int(max(start - 0.05, 0) / float(stream.time_base)), stream=stream, backward=True)
+        got: dict[int, np.ndarray] = {}
+        last: np.ndarray | None = None
+        k = 0
+        half = 0.5 / fps
+        for frame in container.decode(stream):
+            t = float(frame.time) if frame.time is not None else 0.0
+            if t + half < target_times[k]:
+                continue
+            image = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+            last = image
+            while k < len(wanted) and target_times[k] <= t + half:
+                got[wanted[k]] = image
+                k += 1
+            if k == len(wanted):
+                break
+        if last is None:
+            raise DecodeError("no frames could be decoded")
+        # A header that claims more frames than the file holds: repeat the last real frame.
+        return np.stack([got.get(i, last) for i in indices])
+
+    def close(self) -> None:
+        if self._av is not None:
+            self._av.close()
+        self._vr = None
+
+
+def read_windows(
+    path: str,
+    spec: FrameSpec,
+    sampling: Sampling,
+    backend: str = "auto",
+    threads: int = 1,
+    chunk: int = 4,
+) -> Iterator[tuple[VideoInfo, list[Window], np.ndarray]]:
+    """Yield (info, windows, frames) in chunks of `chunk` windows.
+
+    frames has shape (n, num_frames, crop_h, crop_w, 3), uint8 RGB, resized and centre-cropped
+    exactly as the model's processor would. Raises DecodeError with a reason for bad files.
+    """
+    info = probe(path)
+    windows = plan_windows(info, spec.num_frames, sampling)
+    size = spec.scaled_size(info.width, info.height)
+    backends = ["decord", "pyav"] if backend == "auto" else [backend]
+    errors = []
+    for i, name in enumerate(backends):
+        try:
+            reader = Reader(path, info, size, name, threads)
+        except DecodeError:
+            raise
+        except Exception as exc:  # decord raises bare RuntimeError/DECORDError for bad files
+            errors.append(f"{name}: {_short(exc)}")
+            continue
+        try:
+            for first in range(0, len(windows), chunk):
+                part = windows[first : first + chunk]
+                try:
+                    flat = reader.read([f for w in part for f in w.frames])
+                except DecodeError:
+                    raise
+                except Exception as exc:
+                    if first == 0 and i + 1 < len(backends):
+                        raise _Fallback(exc) from exc
+                    raise DecodeError(f"decoding failed at {part[0].start:.1f}s ({_short(exc)})") from None
+                frames = flat.reshape(len(part), spec.num_frames, *flat.shape[1:])
+                yield info, part, np.ascontiguousarray(center_crop(frames, spec.crop))
+            return
+        except _Fallback as fb:
+            errors.append(f"{name}: {_short(fb.__cause__ or fb)}")
+        finally:
+            reader.close()
+    raise DecodeError("cannot decode: " + "; ".join(errors))
+
+
+class _Fallback(Exception):
+    pass
+
+
+def is_video_name(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def seconds_label(seconds: float) -> str:
+    """1:05.0 style, for showing moments."""
+    minutes, secs = divmod(max(seconds, 0.0), 60)
+    if minutes >= 60:
+        hours, minutes = divmod(minutes, 60)
+        return f"{int(hours)}:{int(minutes):02d}:{secs:04.1f}"
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
+def parse_time(text: str) -> float:
+    """'90', '1:30', '1:02:03.5' -> seconds."""
+    parts = text.strip().split(":")
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"not a time: {text!r}")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use seconds or M:SS)") from None
+    total = 0.0
+    for v in values:
+        total = total * 60 + v
+    if math.isnan(total) or total < 0:
+        raise ValueError(f"not a time: {text!r}")
+    return total

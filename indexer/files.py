@@ -1,0 +1,102 @@
+"""Finding videos on disk and telling whether they changed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.decode import is_video_name
+
+_SAMPLE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: str  # absolute, as stored in the catalog
+    size: int
+    mtime: float
+
+
+def _sniff_video(path: str) -> bool:
+    """Container magic bytes, for video files with an unknown or missing extension."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return (
+        head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free")  # MP4 / QuickTime
+        or head[:4] == b"\x1a\x45\xdf\xa3"  # Matroska / WebM
+        or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+        or head[:3] == b"FLV"
+        or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")  # MPEG program / video stream
+    )
+
+
+def find_videos(roots: list[Path], skipped: list[tuple[str, str]] | None = None) -> Iterator[FoundFile]:
+    """Walk folders recursively (following links, never twice into one folder); yield videos.
+
+    Files with a video extension are taken as they are; a decode failure later says why they
+    are not videos. Files with no extension are taken if their first bytes are a video
+    container's. Hidden folders are skipped. Problems are appended to `skipped` as (path, reason).
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[str] = set()
+
+    def consider(path: str) -> FoundFile | None:
+        if path in seen_files:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if skipped is not None:
+                skipped.append((path, f"cannot read ({exc.strerror or exc})"))
+            return None
+        p = Path(path)
+        if not (is_video_name(p) or (p.suffix == "" and _sniff_video(path))):
+            return None
+        seen_files.add(path)
+        return FoundFile(path, st.st_size, st.st_mtime)
+
+    for root in roots:
+        root = Path(os.path.abspath(os.path.expanduser(root)))
+        if root.is_file():
+            found = consider(str(root))
+            if found:
+                yield found
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+            try:
+                st = os.stat(dirpath)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:  # a symlink loop or a second link to a folder seen already
+                dirnames[:] = []
+                continue
+            seen_dirs.add(key)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                found = consider(os.path.join(dirpath, name))
+                if found:
+                    yield found
+
+
+def fingerprint(path: str, size: int) -> str:
+    """A content fingerprint that survives renames: size plus hashes of the head, middle and tail.
+
+    Reading 768 KiB rather than the whole file keeps re-runs over large libraries fast; a
+    file edited in place also changes its mtime, which is checked first.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        for offset in (0, max(0, size // 2 - _SAMPLE // 2), max(0, size - _SAMPLE)):
+            f.seek(offset)
+            h.update(f.read(_SAMPLE))
+    return h.hexdigest()

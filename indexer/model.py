@@ -1,0 +1,221 @@
+"""The video model: a VideoMAEForVideoClassification checkpoint, its preprocessing, its device.
+
+Everything the model needs is read from the checkpoint's own files: frames per clip, image
+size and labels from config.json; resize, crop, rescale, mean and std from
+preprocessor_config.json. torch and transformers are imported here and nowhere on the search
+path, so keyword search stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from indexer.decode import FrameSpec
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class ModelError(Exception):
+    """The model cannot be loaded or used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    frame_spec: FrameSpec
+    rescale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def _read_json(model: str, filename: str) -> dict | None:
+    path = Path(model).expanduser()
+    if path.is_dir():
+        file = path / filename
+        return json.loads(file.read_text()) if file.exists() else None
+    from transformers.utils import cached_file
+
+    found = cached_file(model, filename, _raise_exceptions_for_missing_entries=False)
+    return json.loads(Path(found).read_text()) if found else None
+
+
+def read_preprocessing(model: str, config: dict) -> Preprocessing:
+    """Preprocessing from preprocessor_config.json, with VideoMAE's defaults where it is silent."""
+    pp = _read_json(model, "preprocessor_config.json") or {}
+    image_size = int(config.get("image_size", 224))
+    resize: tuple | None = None
+    if pp.get("do_resize", True):
+        size = pp.get("size", {"shortest_edge": image_size})
+        if isinstance(size, int):
+            size = {"shortest_edge": size}
+        if "shortest_edge" in size:
+            resize = ("shortest_edge", int(size["shortest_edge"]))
+        else:
+            resize = ("exact", (int(size["height"]), int(size["width"])))
+    crop: tuple[int, int] | None = None
+    if pp.get("do_center_crop", True):
+        c = pp.get("crop_size", {"height": image_size, "width": image_size})
+        crop = (int(c), int(c)) if isinstance(c, int) else (int(c["height"]), int(c["width"]))
+    mean = tuple(pp.get("image_mean", (0.485, 0.456, 0.406))) if pp.get("do_normalize", True) else (0.0,) * 3
+    std = tuple(pp.get("image_std", (0.229, 0.224, 0.225))) if pp.get("do_normalize", True) else (1.0,) * 3
+    rescale = float(pp.get("rescale_factor", 1 / 255)) if pp.get("do_rescale", True) else 1.0
+    spec = FrameSpec(num_frames=int(config.get("num_frames", 16)), resize=resize, crop=crop)
+    return Preprocessing(spec, rescale, mean, std)  # type: ignore[arg-type]
+
+
+def cpu_supports_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for, but torch sees no CUDA GPU")
+    return device
+
+
+def choose_precision(device: str, precision: str | None) -> str:
+    """bf16 where the hardware has it (CUDA, or a CPU with AVX-512 BF16/AMX), else fp32."""
+    if precision not in (None, "", "auto"):
+        if precision not in PRECISIONS:
+            raise ModelError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        return precision
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+class VideoEncoder:
+    """Turns batches of decoded clips into label probabilities and clip embeddings."""
+
+    def __init__(self, model_name: str, device: str | None = None, precision: str | None = None):
+        import torch
+        from transformers import VideoMAEForVideoClassification
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress is on stderr; theirs would interleave
+        self.name = model_name
+        config = _read_json(model_name, "config.json") if Path(model_name).expanduser().is_dir() else None
+        try:
+            self.model = VideoMAEForVideoClassification.from_pretrained(
+                str(Path(model_name).expanduser()) if config is not None else model_name,
+                attn_implementation="sdpa",
+                trust_remote_code=False,
+                use_safetensors=None,
+            )
+        except OSError as exc:
+            raise ModelError(f"cannot load model {model_name!r}: {_first_line(exc)}") from None
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(f"{model_name!r} is not a VideoMAE video classifier: {_first_line(exc)}") from None
+        cfg = self.model.config
+        self.labels: list[str] = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
+        self.dim: int = int(cfg.hidden_size)
+        self.preprocessing = read_preprocessing(model_name, cfg.to_dict())
+        self.device = choose_device(device)
+        self.precision = choose_precision(self.device, precision)
+        self.model.eval().to(self.device)
+        if self.device.startswith("cuda") and self.precision in ("bf16", "fp16"):
+            self.model.to(_torch_dtype(self.precision))  # weights in half precision on the GPU
+        p = self.preprocessing
+        # Fold rescale and normalise into one multiply-add: x * scale - shift.
+        std = torch.tensor(p.std, dtype=torch.float32)
+        self._scale = (p.rescale / std).view(1, 1, 3, 1, 1).to(self.device)
+        self._shift = (torch.tensor(p.mean, dtype=torch.float32) / std).view(1, 1, 3, 1, 1).to(self.device)
+
+    @property
+    def frame_spec(self) -> FrameSpec:
+        return self.preprocessing.frame_spec
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the vector space: a different model must never share an index."""
+        return f"{self.name}|labels={len(self.labels)}|dim={self.dim}"
+
+    def pixel_values(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, 3) uint8 -> normalised (B, T, 3, H, W) float on the model's device."""
+        import torch
+
+        x = torch.as_tensor(frames)
+        if x.ndim == 4:
+            x = x.unsqueeze(0)
+        x = x.to(self.device, non_blocking=True).permute(0, 1, 4, 2, 3).float()
+        crop = self.frame_spec.crop
+        if crop is not None and tuple(x.shape[-2:]) != crop:
+            raise ModelError(f"frames are {tuple(x.shape[-2:])}, the model wants {crop}")
+        return x * self._scale - self._shift
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and pooled features (the input of the classifier head), with gradients if enabled."""
+        m = self.model
+        hidden = m.videomae(pixel_values).last_hidden_state
+        pooled = m.fc_norm(hidden.mean(1)) if m.fc_norm is not None else hidden[:, 0]
+        return m.classifier(pooled), pooled
+
+    def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Clips -> (probabilities (B, labels), L2-normalised embeddings (B, dim)), float32."""
+        import torch
+
+        x = self.pixel_values(frames)
+        with torch.inference_mode(), self.autocast():
+            logits, pooled = self.forward(x.to(self._input_dtype()))
+        probs = torch.softmax(logits.float(), dim=-1)
+        emb = torch.nn.functional.normalize(pooled.float(), dim=-1)
+        return probs.cpu().numpy(), emb.cpu().numpy()
+
+    def autocast(self):  # type: ignore[no-untyped-def]
+        import contextlib
+
+        import torch
+
+        if self.precision == "fp32" or self.device.startswith("cuda"):
+            return contextlib.nullcontext()  # CUDA weights are already in bf16/fp16
+        return torch.autocast("cpu", dtype=_torch_dtype(self.precision))
+
+    def _input_dtype(self) -> torch.dtype:
+        import torch
+
+        if self.device.startswith("cuda") and self.precision in ("bf16", "fp16"):
+            return _torch_dtype(self.precision)
+        return torch.float32
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device} ({self.precision})"
+
+
+def _torch_dtype(precision: str) -> torch.dtype:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def load_encoder(model: str | None, device: str | None = None, precision: str | None = None) -> VideoEncoder:
+    """Load a model by hub id or folder; offline users point HF_HUB_OFFLINE=1 at a filled cache."""
+    name = model or os.environ.get("VSEARCH_MODEL") or DEFAULT_MODEL
+    local = Path(name).expanduser()
+    if local.is_dir():
+        name = str(local.resolve())  # the index records the model; a relative path would drift
+    return VideoEncoder(name, device=device, precision=precision)

@@ -1,0 +1,115 @@
+"""Generated videos with known content, for tests, the demo data and the benchmark.
+
+Each motion pattern is something a single frame cannot tell: a shape moving left looks like a
+shape moving right until you see two frames. Colours, sizes, speeds and start points vary per
+video, so a model has to learn the motion, not the look.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MOTIONS = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
+
+
+def render_motion(
+    motion: str, rng: np.random.Generator, frames: int = 32, width: int = 64, height: int = 48
+) -> np.ndarray:
+    """(frames, height, width, 3) uint8 frames of one shape doing `motion` on a plain background."""
+    bg = rng.integers(0, 256, 3)
+    fg = (bg + rng.integers(96, 160, 3)) % 256  # always clearly different from the background
+    size = rng.uniform(0.18, 0.3) * min(width, height)
+    speed = rng.uniform(0.6, 1.0)  # of the travel range, over the whole clip
+    cx, cy = rng.uniform(0.35, 0.65) * width, rng.uniform(0.35, 0.65) * height
+    t = np.linspace(-0.5, 0.5, frames) * speed
+    xs, ys, sizes = np.full(frames, cx), np.full(frames, cy), np.full(frames, size)
+    travel_x, travel_y = 0.55 * width, 0.55 * height
+    if motion == "moving left":
+        xs = cx - t * travel_x
+    elif motion == "moving right":
+        xs = cx + t * travel_x
+    elif motion == "moving up":
+        ys = cy - t * travel_y
+    elif motion == "moving down":
+        ys = cy + t * travel_y
+    elif motion == "growing":
+        sizes = size * (1.0 + 2.2 * (t + 0.5 * speed))
+    elif motion == "shrinking":
+        sizes = size * (1.0 + 2.2 * (0.5 * speed - t))
+    else:
+        raise ValueError(f"unknown motion {motion!r}")
+    yy, xx = np.mgrid[0:height, 0:width]
+    out = np.empty((frames, height, width, 3), dtype=np.uint8)
+    for i in range(frames):
+        half = sizes[i] / 2
+        inside = (np.abs(xx - xs[i]) <= half) & (np.abs(yy - ys[i]) <= half)
+        out[i] = bg
+        out[i][inside] = fg
+    return out
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 16, codec: str = "libx264") -> Path:
+    """Write RGB frames as an H.264 MP4 (yuv420p, so even sizes)."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames.shape[1:3]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = w - w % 2, h - h % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def motion_dataset(
+    root: str | Path,
+    per_label: int,
+    seed: int,
+    motions: tuple[str, ...] = MOTIONS,
+    folders: bool = True,
+    frames: int = 32,
+) -> dict[Path, str]:
+    """Write `per_label` videos per motion; folder-per-label (for `train`) or flat. Returns path -> label."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    made = {}
+    for motion in motions:
+        slug = motion.replace(" ", "_")
+        for i in range(per_label):
+            name = f"{slug}/{i:03d}.mp4" if folders else f"clip_{seed}_{slug[:2]}{i:03d}_{rng.integers(1e6):06d}.mp4"
+            path = write_video(root / name, render_motion(motion, rng, frames=frames))
+            made[path] = motion
+    return made
+
+
+def long_video(path: str | Path, seconds: float, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
+    """A long, moving test pattern (for timing seeks): cheap to generate, real to decode."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = ((xx // 40 + yy // 40) % 2 * 120 + 60).astype(np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": str(fps * 2)}  # a keyframe every 2 s, like cameras
+        for i in range(int(seconds * fps)):
+            shift = (i * 4) % width
+            img = np.roll(base, shift, axis=1)
+            rgb = np.stack([img, np.roll(img, i % 97, axis=0), 255 - img], axis=-1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

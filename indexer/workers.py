@@ -1,0 +1,254 @@
+"""Decode workers: decoding runs ahead of the model, in processes a bad file cannot take down.
+
+Each worker is a separate process with its own pipe, a memory ceiling and a time limit per
+request. The parent asks a worker for one chunk of windows at a time, so that
+  - at most `prefetch` decoded chunks wait in memory, whatever the size of the library;
+  - the time limit measures decoding alone, never time spent waiting for the model;
+  - a worker that hangs (decord's get_batch can spin forever) or crashes (a segfault in FFmpeg)
+    is killed or replaced, its file is reported as failed, and the run goes on.
+A pipe per worker, rather than one shared queue, means killing a worker cannot corrupt the
+channel the others use.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+
+import numpy as np
+
+from indexer.decode import DecodeError, FrameSpec, Sampling, VideoInfo, Window, read_windows
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    spec: FrameSpec
+    sampling: Sampling = field(default_factory=Sampling)
+    workers: int = 1
+    threads: int = 1  # FFmpeg threads per worker
+    timeout: float = 120.0  # seconds one chunk may take before the worker is judged hung
+    memory_limit: int = 8 << 30  # bytes of address space per worker
+    backend: str = "auto"
+    chunk: int = 4  # windows per message
+    prefetch: int = 4  # decoded chunks allowed to wait for the model
+
+
+@dataclass
+class Chunk:
+    key: int
+    info: VideoInfo
+    windows: list[Window]
+    frames: np.ndarray  # (n, T, H, W, 3) uint8
+    decode_seconds: float
+
+
+@dataclass
+class Finished:
+    key: int
+
+
+@dataclass
+class Failed:
+    key: int
+    reason: str
+
+
+Event = Chunk | Finished | Failed
+
+
+def _worker_main(conn: Connection, settings: DecodeSettings) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides when to stop, not the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if settings.memory_limit > 0:
+        try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (settings.memory_limit, settings.memory_limit))
+        except (ImportError, ValueError, OSError):
+            pass  # not on this OS; the time limit still guards us
+    stream = None
+    key = -1
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if message[0] == "stop":
+            return
+        if message[0] == "open":
+            key, path = message[1], message[2]
+            stream = read_windows(
+                path,
+                settings.spec,
+                settings.sampling,
+                backend=settings.backend,
+                threads=settings.threads,
+                chunk=settings.chunk,
+            )
+        if stream is None:
+            continue
+        started = time.perf_counter()
+        try:
+            info, windows, frames = next(stream)
+            reply: tuple = ("chunk", key, info, windows, frames, time.perf_counter() - started)
+        except StopIteration:
+            stream, reply = None, ("done", key)
+        except DecodeError as exc:
+            stream, reply = None, ("error", key, str(exc))
+        except MemoryError:
+            limit = settings.memory_limit / (1 << 30)
+            stream, reply = None, ("error", key, f"decoder ran out of memory (limit {limit:.1f} GiB)")
+        except FileNotFoundError:
+            stream, reply = None, ("error", key, "file disappeared while indexing")
+        except PermissionError:
+            stream, reply = None, ("error", key, "permission denied")
+        except Exception as exc:  # any decoder failure is a property of this file
+            stream, reply = None, ("error", key, f"decoder error: {type(exc).__name__}: {exc}"[:300])
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, ctx: mp.context.BaseContext, settings: DecodeSettings):
+        parent, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, settings), daemon=True)
+        self.process.start()
+        child.close()
+        self.conn = parent
+        self.key: int | None = None
+        self.path = ""
+        self.asked_at: float | None = None  # when the outstanding request was sent
+
+    def ask(self, *message: object) -> None:
+        self.conn.send(message)
+        self.asked_at = time.monotonic()
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+class DecodePool:
+    """Decode many files in worker processes; iterate `run(jobs)` for Chunk/Finished/Failed."""
+
+    def __init__(self, settings: DecodeSettings):
+        self.settings = settings
+        # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
+        self._ctx = mp.get_context("spawn")
+        self._workers: list[_Worker] = []
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                w.conn.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+        deadline = time.monotonic() + 2
+        for w in self._workers:
+            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            w.kill()
+        self._workers = []
+
+    def run(self, jobs: Iterable[tuple[int, str]]) -> Iterator[Event]:
+        """Decode (key, path) jobs; events of different files interleave, a file's chunks are in order."""
+        s = self.settings
+        pending = iter(jobs)
+        exhausted = False
+        ready: deque[Event] = deque()
+        while len(self._workers) < max(1, s.workers):
+            self._workers.append(_Worker(self._ctx, s))
+        while True:
+            for i, w in enumerate(self._workers):
+                if w.key is None and not exhausted:
+                    job = next(pending, None)
+                    if job is None:
+                        exhausted = True
+                    else:
+                        w.key, w.path = job
+                        self._send(i, ("open", w.key, w.path), ready)
+                elif w.key is not None and w.asked_at is None and len(ready) < s.prefetch:
+                    self._send(i, ("next",), ready)
+            if ready:
+                yield ready.popleft()
+                continue
+            busy = [w for w in self._workers if w.asked_at is not None]
+            if not busy:
+                if exhausted:
+                    return
+                continue
+            oldest = min(w.asked_at for w in busy if w.asked_at is not None)
+            timeout = max(0.0, oldest + s.timeout - time.monotonic())
+            handles = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+            wait(handles, timeout=timeout)
+            for i, w in enumerate(self._workers):
+                if w.asked_at is None:
+                    continue
+                if w.conn.poll():
+                    try:
+                        reply = w.conn.recv()
+                    except (EOFError, OSError):
+                        self._replace(i, ready, _death_reason(w))
+                        continue
+                    w.asked_at = None
+                    self._handle(i, reply, ready)
+                elif not w.process.is_alive():
+                    self._replace(i, ready, _death_reason(w))
+                elif time.monotonic() - w.asked_at > s.timeout:
+                    self._replace(i, ready, f"decoder hung (no progress in {s.timeout:g}s); killed")
+
+    def _send(self, i: int, message: tuple, ready: deque[Event]) -> None:
+        w = self._workers[i]
+        try:
+            w.ask(*message)
+        except (BrokenPipeError, OSError):
+            self._replace(i, ready, _death_reason(w))
+
+    def _handle(self, i: int, reply: tuple, ready: deque[Event]) -> None:
+        w = self._workers[i]
+        kind, key = reply[0], reply[1]
+        if kind == "chunk":
+            ready.append(Chunk(key, reply[2], reply[3], reply[4], reply[5]))
+            return
+        ready.append(Finished(key) if kind == "done" else Failed(key, reply[2]))
+        w.key = None
+
+    def _replace(self, i: int, ready: deque[Event], reason: str) -> None:
+        """Kill worker i, report its file as failed, and start a fresh worker in its place."""
+        w = self._workers[i]
+        if w.key is not None:
+            ready.append(Failed(w.key, reason))
+        w.kill()
+        self._workers[i] = _Worker(self._ctx, self.settings)
+
+
+def _death_reason(w: _Worker) -> str:
+    w.process.join(timeout=1)
+    code = w.process.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"decoder crashed ({name})"
+    return f"decoder exited unexpectedly (exit code {code})"
+
+
+def default_workers() -> int:
+    """One decode worker per two cores, at least one: the rest of the cores run the model."""
+    return max(1, (os.cpu_count() or 2) // 2)

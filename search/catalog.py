@@ -1,0 +1,476 @@
+"""The catalog: SQLite is the source of truth, embeddings included; FAISS is derived from it.
+
+This module is the one place that knows the schema. SQLite runs in WAL mode so searches read
+while an index run writes, and every write the indexer makes is one transaction per batch, so a
+kill loses at most the batch in flight. The schema is versioned with named migrations, and an
+index made by a newer vsearch is refused rather than touched.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+DB_NAME = "vsearch.db"
+VECTORS_NAME = "vectors.faiss"
+LOCK_NAME = "index.lock"
+TOP_K = 5  # labels kept per clip and per video
+
+
+class CatalogError(Exception):
+    """The index cannot be used as asked; the message says why and what to do."""
+
+
+def default_home() -> Path:
+    """Where the index lives: $VSEARCH_HOME, else the OS user data directory."""
+    env = os.environ.get("VSEARCH_HOME")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "vsearch"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "vsearch"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vsearch"
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE videos (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,            -- file name made searchable: separators become spaces
+            size INTEGER NOT NULL,
+            mtime REAL NOT NULL,
+            fingerprint TEXT NOT NULL,
+            duration REAL, fps REAL, width INTEGER, height INTEGER,
+            status TEXT NOT NULL,          -- 'indexing' until all clips are stored, then 'ok'; or 'failed'
+            error TEXT,
+            indexed_at REAL NOT NULL
+        );
+        CREATE INDEX videos_fingerprint ON videos(fingerprint);
+        CREATE INDEX videos_status ON videos(status);
+        CREATE TABLE clips (
+            id INTEGER PRIMARY KEY,
+            video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            start REAL NOT NULL,
+            end REAL NOT NULL,
+            embedding BLOB NOT NULL        -- float16, L2-normalised
+        );
+        CREATE INDEX clips_video ON clips(video_id, idx);
+        CREATE TABLE labels (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE
+        );
+        CREATE TABLE clip_labels (
+            clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
+            label_id INTEGER NOT NULL REFERENCES labels(id),
+            score REAL NOT NULL,
+            PRIMARY KEY (clip_id, label_id)
+        ) WITHOUT ROWID;
+        -- keyword search reads clips of a label best-first through this index, not through FTS ranking
+        CREATE INDEX clip_labels_label ON clip_labels(label_id, score DESC);
+        CREATE TABLE video_labels (
+            video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+            label_id INTEGER NOT NULL REFERENCES labels(id),
+            score REAL NOT NULL,           -- best clip score of this label in the video
+            clips INTEGER NOT NULL,        -- clips that have it in their top-k
+            PRIMARY KEY (video_id, label_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX video_labels_label ON video_labels(label_id, score DESC);
+        """
+    )
+    db["labels"].enable_fts(["name"], create_triggers=True, tokenize="unicode61")
+    db["videos"].enable_fts(["name"], create_triggers=True, tokenize="unicode61")
+
+
+def _m002_label_vectors(db: sqlite_utils.Database) -> None:
+    # Sentence embeddings of label names, for free-text queries; filled once per vocabulary.
+    db.executescript(
+        """
+        CREATE TABLE label_vectors (
+            label_id INTEGER PRIMARY KEY REFERENCES labels(id),
+            text_model TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _m001_initial),
+    ("002_label_vectors", _m002_label_vectors),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class VideoRow:
+    id: int
+    path: str
+    size: int
+    mtime: float
+    fingerprint: str
+    status: str
+    error: str | None
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """What the model said about one window: top-k (label, score) and the embedding."""
+
+    idx: int
+    start: float
+    end: float
+    labels: list[tuple[str, float]]
+    embedding: np.ndarray
+
+
+def searchable_name(path: str) -> str:
+    stem = Path(path).name
+    for ch in "._-+()[]{},":
+        stem = stem.replace(ch, " ")
+    return stem
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float16).tobytes()
+
+
+def from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), dim).astype(np.float32)
+
+
+class Catalog:
+    """An open index folder: the SQLite catalog plus the FAISS file derived from it."""
+
+    def __init__(self, home: Path, create: bool = True):
+        self.home = Path(home).expanduser()
+        self.db_path = self.home / DB_NAME
+        if not self.db_path.exists():
+            if not create:
+                raise CatalogError(f"no index at {self.home}; run `vsearch index FOLDER` first")
+            self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(
+                f"{self.db_path} is not a usable vsearch index ({exc}); it was left untouched. "
+                "Move it aside and run `vsearch index` again to rebuild."
+            ) from None
+
+    # -- schema -------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        if "meta" not in self.db.table_names():
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        version = int(self.get_meta("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"the index at {self.home} was written by a newer vsearch (schema {version}, this "
+                f"vsearch knows {SCHEMA_VERSION}); upgrade vsearch. The index was left untouched."
+            )
+        for number, (name, step) in enumerate(MIGRATIONS, start=1):
+            if number <= version:
+                continue
+            with self.transaction():
+                step(self.db)
+                self.set_meta("schema_version", str(number))
+                self.set_meta(f"migration_{number:03d}", name)
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One IMMEDIATE transaction: readers keep reading the last commit meanwhile (WAL)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- the model that made the vectors --------------------------------------------------
+
+    @property
+    def model(self) -> str | None:
+        return self.get_meta("model")
+
+    @property
+    def dim(self) -> int:
+        return int(self.get_meta("dim", "0") or 0)
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every commit that adds or removes clips; FAISS records the one it saw."""
+        return int(self.get_meta("generation", "0") or 0)
+
+    def _bump(self) -> None:
+        self.set_meta("generation", str(self.generation + 1))
+
+    def bind_model(self, name: str, fingerprint: str, dim: int, labels: Sequence[str]) -> None:
+        """Record the index's model on first use; refuse a different one afterwards."""
+        current = self.get_meta("model_fingerprint")
+        if current is None:
+            with self.transaction():
+                self.set_meta("model", name)
+                self.set_meta("model_fingerprint", fingerprint)
+                self.set_meta("dim", str(dim))
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO labels (name) VALUES (?)", [(label,) for label in labels]
+                )
+            return
+        if current != fingerprint:
+            raise CatalogError(
+                f"this index was built with model {self.model!r}; it cannot mix in vectors from "
+                f"{name!r}. Use the same --model, or a separate index with --home."
+            )
+
+    # -- reading --------------------------------------------------------------------------
+
+    def video(self, path: str) -> VideoRow | None:
+        row = self.db.execute(
+            "SELECT id, path, size, mtime, fingerprint, status, error, duration FROM videos WHERE path = ?",
+            [path],
+        ).fetchone()
+        return VideoRow(*row) if row else None
+
+    def videos_with_fingerprint(self, fingerprint: str) -> list[VideoRow]:
+        rows = self.db.execute(
+            "SELECT id, path, size, mtime, fingerprint, status, error, duration FROM videos "
+            "WHERE fingerprint = ? AND status = 'ok'",
+            [fingerprint],
+        ).fetchall()
+        return [VideoRow(*r) for r in rows]
+
+    def paths_under(self, roots: Iterable[Path]) -> dict[str, int]:
+        """Indexed paths below any of these folders (or equal to these files)."""
+        found: dict[str, int] = {}
+        for root in roots:
+            prefix = str(root).rstrip(os.sep) + os.sep
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            for vid, path in self.db.execute(
+                "SELECT id, path FROM videos WHERE path = ? OR path LIKE ? ESCAPE '\\'",
+                [str(root), escaped + "%"],
+            ):
+                found[path] = vid
+        return found
+
+    def clip_vectors(self, video_id: int) -> tuple[list[int], np.ndarray, list[tuple[float, float]]]:
+        rows = self.db.execute(
+            "SELECT id, embedding, start, end FROM clips WHERE video_id = ? ORDER BY idx", [video_id]
+        ).fetchall()
+        return [r[0] for r in rows], from_blobs([r[1] for r in rows], self.dim), [(r[2], r[3]) for r in rows]
+
+    def iter_vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of every stored clip of a finished video, in batches, for rebuilding FAISS."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT c.id, c.embedding FROM clips c JOIN videos v ON v.id = c.video_id "
+                "WHERE c.id > ? AND v.status = 'ok' ORDER BY c.id LIMIT ?",
+                [last, batch],
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield np.array([r[0] for r in rows], dtype=np.int64), from_blobs([r[1] for r in rows], self.dim)
+
+    def clip_count(self) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM clips c JOIN videos v ON v.id = c.video_id WHERE v.status = 'ok'"
+        ).fetchone()[0]
+
+    def stats(self) -> dict:
+        q = self.db.execute
+        return {
+            "home": str(self.home),
+            "videos": q("SELECT count(*) FROM videos WHERE status = 'ok'").fetchone()[0],
+            "clips": self.clip_count(),
+            "failed": q("SELECT count(*) FROM videos WHERE status = 'failed'").fetchone()[0],
+            "incomplete": q("SELECT count(*) FROM videos WHERE status = 'indexing'").fetchone()[0],
+            "hours": round((q("SELECT sum(duration) FROM videos WHERE status = 'ok'").fetchone()[0] or 0) / 3600, 3),
+            "labels": q("SELECT count(DISTINCT label_id) FROM video_labels").fetchone()[0],
+            "model": self.model,
+            "schema_version": int(self.get_meta("schema_version", "0") or 0),
+        }
+
+    def failures(self) -> list[tuple[str, str]]:
+        return [
+            (r[0], r[1] or "")
+            for r in self.db.execute("SELECT path, error FROM videos WHERE status = 'failed' ORDER BY path")
+        ]
+
+    # -- writing (call inside `transaction()`) --------------------------------------------
+
+    def start_video(self, path: str, size: int, mtime: float, fingerprint: str, info: dict) -> int:
+        """Create or reset the row for a file about to be (re)indexed; its old clips go."""
+        old = self.video(path)
+        if old is not None:
+            self._delete_videos([old.id])
+        self.db.execute(
+            "INSERT INTO videos (path, name, size, mtime, fingerprint, duration, fps, width, height, "
+            "status, error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'indexing', NULL, ?)",
+            [path, searchable_name(path), size, mtime, fingerprint, info.get("duration"), info.get("fps"),
+             info.get("width"), info.get("height"), time.time()],
+        )
+        return self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+
+    def add_clips(self, video_id: int, clips: Sequence[ClipResult]) -> list[int]:
+        ids = []
+        label_ids = self._label_ids()
+        for clip in clips:
+            cur = self.db.execute(
+                "INSERT INTO clips (video_id, idx, start, end, embedding) VALUES (?, ?, ?, ?, ?)",
+                [video_id, clip.idx, clip.start, clip.end, to_blob(clip.embedding)],
+            )
+            clip_id = cur.lastrowid
+            ids.append(clip_id)
+            self.db.conn.executemany(
+                "INSERT INTO clip_labels (clip_id, label_id, score) VALUES (?, ?, ?)",
+                [(clip_id, label_ids[name], float(score)) for name, score in clip.labels],
+            )
+        return ids
+
+    def finish_video(self, video_id: int) -> None:
+        """All clips are stored: aggregate per-video labels and mark the video searchable."""
+        self.db.execute("DELETE FROM video_labels WHERE video_id = ?", [video_id])
+        self.db.execute(
+            "INSERT INTO video_labels (video_id, label_id, score, clips) "
+            "SELECT c.video_id, cl.label_id, max(cl.score), count(*) FROM clip_labels cl "
+            "JOIN clips c ON c.id = cl.clip_id WHERE c.video_id = ? GROUP BY cl.label_id",
+            [video_id],
+        )
+        self.db.execute("UPDATE videos SET status = 'ok', error = NULL WHERE id = ?", [video_id])
+        self._bump()
+
+    def fail_video(self, path: str, size: int, mtime: float, fingerprint: str, reason: str) -> None:
+        old = self.video(path)
+        if old is not None:
+            self._delete_videos([old.id])
+        self.db.execute(
+            "INSERT INTO videos (path, name, size, mtime, fingerprint, status, error, indexed_at) "
+            "VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
+            [path, searchable_name(path), size, mtime, fingerprint, reason, time.time()],
+        )
+
+    def touch_video(self, video_id: int, size: int, mtime: float) -> None:
+        self.db.execute("UPDATE videos SET size = ?, mtime = ? WHERE id = ?", [size, mtime, video_id])
+
+    def move_video(self, video_id: int, new_path: str, size: int, mtime: float) -> None:
+        """A renamed file keeps its clips and labels; only its path changes."""
+        self.db.execute(
+            "UPDATE videos SET path = ?, name = ?, size = ?, mtime = ? WHERE id = ?",
+            [new_path, searchable_name(new_path), size, mtime, video_id],
+        )
+
+    def copy_video(self, source_id: int, new_path: str, size: int, mtime: float) -> tuple[list[int], np.ndarray]:
+        """A copy of an indexed file reuses its results; returns the new clip ids and vectors."""
+        old = self.video(new_path)
+        if old is not None:
+            self._delete_videos([old.id])
+        self.db.execute(
+            "INSERT INTO videos (path, name, size, mtime, fingerprint, duration, fps, width, height, status, "
+            "indexed_at) SELECT ?, ?, ?, ?, fingerprint, duration, fps, width, height, 'ok', ? FROM videos "
+            "WHERE id = ?",
+            [new_path, searchable_name(new_path), size, mtime, time.time(), source_id],
+        )
+        new_id = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        ids = []
+        for clip_id, idx, start, end, blob in self.db.execute(
+            "SELECT id, idx, start, end, embedding FROM clips WHERE video_id = ? ORDER BY idx", [source_id]
+        ).fetchall():
+            new_clip = self.db.execute(
+                "INSERT INTO clips (video_id, idx, start, end, embedding) VALUES (?, ?, ?, ?, ?)",
+                [new_id, idx, start, end, blob],
+            ).lastrowid
+            self.db.execute(
+                "INSERT INTO clip_labels (clip_id, label_id, score) SELECT ?, label_id, score "
+                "FROM clip_labels WHERE clip_id = ?",
+                [new_clip, clip_id],
+            )
+            ids.append(new_clip)
+        self.finish_video(new_id)
+        return ids, self.clip_vectors(new_id)[1]
+
+    def remove_videos(self, video_ids: Sequence[int]) -> list[int]:
+        """Forget these videos; returns the clip ids that left, for the vector index."""
+        return self._delete_videos(video_ids)
+
+    def _delete_videos(self, video_ids: Sequence[int]) -> list[int]:
+        clip_ids: list[int] = []
+        for vid in video_ids:
+            clip_ids += [r[0] for r in self.db.execute("SELECT id FROM clips WHERE video_id = ?", [vid])]
+            # clip_labels, clips and video_labels go by ON DELETE CASCADE
+            self.db.execute("DELETE FROM videos WHERE id = ?", [vid])
+        if clip_ids:
+            self._bump()
+        return clip_ids
+
+    def _label_ids(self) -> dict[str, int]:
+        if not hasattr(self, "_labels_cache"):
+            self._labels_cache = {name: i for i, name in self.db.execute("SELECT id, name FROM labels")}
+        return self._labels_cache
+
+    def drop_incomplete(self) -> list[int]:
+        """Videos a killed run left half-stored: forget them so they are indexed again."""
+        ids = [r[0] for r in self.db.execute("SELECT id FROM videos WHERE status = 'indexing'")]
+        with self.transaction():
+            return self._delete_videos(ids)
+
+
+@contextmanager
+def writer_lock(home: Path) -> Iterator[None]:
+    """Only one index run writes to an index at a time; a second one is refused, not interleaved."""
+    home = Path(home).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / LOCK_NAME
+    with open(path, "a+") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: SQLite's own locking still keeps the data consistent
+            yield
+            return
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "?"
+            raise CatalogError(
+                f"another `vsearch index` (pid {pid}) is writing to {home}; wait for it to finish"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,311 @@
+"""Queries over the catalog: keyword search, find-similar, one video's labels, the vocabulary.
+
+Keyword search uses FTS5 only to find which labels and file names match, then reads the clips
+of those labels best-first through the (label_id, score) index: FTS5 relevance ranking would
+score every matching row, which is slow at a million clips. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from search.catalog import Catalog, CatalogError
+
+FILE_NAME_SCORE = 0.9  # a file named after the query is a strong hint, but below a sure label
+
+
+@dataclass
+class Filters:
+    under: str | None = None  # only videos below this folder
+    min_duration: float | None = None
+    max_duration: float | None = None
+    min_score: float = 0.0
+
+    def sql(self, alias: str = "v") -> tuple[str, list]:
+        clauses, args = [f"{alias}.status = 'ok'"], []
+        if self.under:
+            prefix = os.path.abspath(os.path.expanduser(self.under)).rstrip(os.sep) + os.sep
+            clauses.append(f"substr({alias}.path, 1, ?) = ?")
+            args += [len(prefix), prefix]
+        if self.min_duration is not None:
+            clauses.append(f"{alias}.duration >= ?")
+            args.append(self.min_duration)
+        if self.max_duration is not None:
+            clauses.append(f"{alias}.duration <= ?")
+            args.append(self.max_duration)
+        return " AND ".join(clauses), args
+
+
+@dataclass
+class Hit:
+    path: str
+    start: float
+    end: float
+    score: float
+    label: str | None = None
+    match: str = "label"  # label | text | file name | similar
+    label_score: float | None = None  # the model's confidence in `label` for the clip
+    query_similarity: float | None = None  # how well the query matches `label` (1 = exact)
+    video_id: int = field(default=0, repr=False)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("video_id")
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
+
+
+@dataclass(frozen=True)
+class LabelMatch:
+    label_id: int
+    name: str
+    similarity: float  # 1.0 exact, FTS matches a little less, semantic matches their cosine
+
+
+def fts_query(text: str, prefix: bool = True) -> str | None:
+    """User text -> a safe FTS5 query: every word quoted (so `NEAR`, `*`, `"` are literal), AND-ed."""
+    words = re.findall(r"\w+", text, flags=re.UNICODE)
+    if not words:
+        return None
+    quoted = [f'"{w}"' for w in words]
+    if prefix:
+        quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def match_labels(catalog: Catalog, text: str) -> list[LabelMatch]:
+    """Labels whose names match the words of the query: exact names first, then FTS5 matches."""
+    db = catalog.db
+    found: dict[int, LabelMatch] = {}
+    for lid, name in db.execute("SELECT id, name FROM labels WHERE name = ? COLLATE NOCASE", [text.strip()]):
+        found[lid] = LabelMatch(lid, name, 1.0)
+    q = fts_query(text)
+    if q:
+        for lid, name in db.execute(
+            "SELECT labels.id, labels.name FROM labels_fts JOIN labels ON labels.id = labels_fts.rowid "
+            "WHERE labels_fts MATCH ?",
+            [q],
+        ):
+            if lid not in found:
+                words = len(re.findall(r"\w+", name))
+                asked = len(re.findall(r"\w+", text))
+                # "spaghetti" matches "eating spaghetti" less well than "eating spaghetti" does
+                found[lid] = LabelMatch(lid, name, 0.9 * min(1.0, asked / max(words, 1)) ** 0.5)
+    return sorted(found.values(), key=lambda m: -m.similarity)
+
+
+def clips_for_labels(
+    catalog: Catalog, matches: Sequence[LabelMatch], filters: Filters, limit: int
+) -> list[Hit]:
+    """Moments of videos whose clips carry the matched labels, best first."""
+    where, args = filters.sql()
+    per_label = max(50, limit * 25)
+    rows_by_key: dict[tuple[int, int], list[tuple]] = defaultdict(list)
+    paths: dict[int, str] = {}
+    for m in matches:
+        rows = catalog.db.execute(
+            "SELECT c.video_id, c.idx, c.start, c.end, cl.score, v.path FROM clip_labels cl "
+            "JOIN clips c ON c.id = cl.clip_id JOIN videos v ON v.id = c.video_id "
+            f"WHERE cl.label_id = ? AND cl.score >= ? AND {where} ORDER BY cl.score DESC LIMIT ?",
+            [m.label_id, filters.min_score, *args, per_label],
+        ).fetchall()
+        for vid, idx, start, end, score, path in rows:
+            rows_by_key[(vid, m.label_id)].append((idx, start, end, score))
+            paths[vid] = path
+    label_of = {m.label_id: m for m in matches}
+    hits = []
+    for (vid, lid), clips in rows_by_key.items():
+        m = label_of[lid]
+        for start, end, score in merge_moments(clips):
+            hits.append(
+                Hit(paths[vid], start, end, score * m.similarity, m.name,
+                    "label" if m.similarity >= 0.9 else "text", score, m.similarity, vid)
+            )
+    return hits
+
+
+def merge_moments(clips: Iterable[tuple[int, float, float, float]]) -> list[tuple[float, float, float]]:
+    """Adjacent windows (consecutive idx) merge into one moment scored by its best window."""
+    moments: list[tuple[float, float, float]] = []
+    last_idx = None
+    for idx, start, end, score in sorted(clips):
+        if last_idx is not None and idx == last_idx + 1:
+            s, _, best = moments[-1]
+            moments[-1] = (s, end, max(best, score))
+        else:
+            moments.append((start, end, score))
+        last_idx = idx
+    return moments
+
+
+def file_name_hits(catalog: Catalog, text: str, filters: Filters, limit: int) -> list[Hit]:
+    q = fts_query(text)
+    if not q:
+        return []
+    where, args = filters.sql()
+    rows = catalog.db.execute(
+        "SELECT v.id, v.path, v.duration FROM videos_fts JOIN videos v ON v.id = videos_fts.rowid "
+        f"WHERE videos_fts MATCH ? AND {where} LIMIT ?",
+        [q, *args, limit],
+    ).fetchall()
+    return [Hit(path, 0.0, duration or 0.0, FILE_NAME_SCORE, None, "file name", None, None, vid)
+            for vid, path, duration in rows]
+
+
+def search(
+    catalog: Catalog,
+    text: str,
+    limit: int = 20,
+    filters: Filters | None = None,
+    extra_matches: Sequence[LabelMatch] = (),
+) -> list[Hit]:
+    """Keyword search: label names and file names; `extra_matches` adds labels found by meaning."""
+    filters = filters or Filters()
+    if not text.strip():
+        raise CatalogError("the query is empty")
+    matches = {m.label_id: m for m in extra_matches}
+    for m in match_labels(catalog, text):  # a literal match beats a semantic one for the same label
+        if m.label_id not in matches or matches[m.label_id].similarity < m.similarity:
+            matches[m.label_id] = m
+    hits = clips_for_labels(catalog, list(matches.values()), filters, limit)
+    hits += file_name_hits(catalog, text, filters, limit)
+    hits.sort(key=lambda h: (-h.score, h.path, h.start))
+    return _existing(hits, limit)
+
+
+def _existing(hits: list[Hit], limit: int) -> list[Hit]:
+    """Drop hits whose file was deleted since indexing (a stat per shown hit is cheap)."""
+    out, checked = [], {}
+    for h in hits:
+        if h.path not in checked:
+            checked[h.path] = os.path.exists(h.path)
+        if checked[h.path]:
+            out.append(h)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def similar(
+    catalog: Catalog,
+    vectors,  # search.vectors.VectorIndex
+    queries: np.ndarray,
+    exclude_video: int | None = None,
+    limit: int = 10,
+    filters: Filters | None = None,
+) -> list[Hit]:
+    """Videos whose clips are nearest to any query clip, one hit per video at its best moment."""
+    filters = filters or Filters()
+    if len(vectors) == 0:
+        return []
+    excluded = 0
+    if exclude_video is not None:
+        excluded = catalog.db.execute("SELECT count(*) FROM clips WHERE video_id = ?", [exclude_video]).fetchone()[0]
+    k = min(len(vectors), limit * 8 + excluded)
+    scores, ids = vectors.search(queries, k)
+    best: dict[int, float] = {}
+    for row_scores, row_ids in zip(scores, ids):
+        for s, i in zip(row_scores, row_ids):
+            if i >= 0 and s > best.get(int(i), -2.0):
+                best[int(i)] = float(s)
+    if not best:
+        return []
+    where, args = filters.sql()
+    by_video: dict[int, Hit] = {}
+    ordered = sorted(best.items(), key=lambda kv: -kv[1])
+    for start in range(0, len(ordered), 500):
+        part = ordered[start : start + 500]
+        marks = ",".join("?" * len(part))
+        rows = catalog.db.execute(
+            f"SELECT c.id, c.video_id, c.start, c.end, v.path FROM clips c JOIN videos v ON v.id = c.video_id "
+            f"WHERE c.id IN ({marks}) AND {where}",
+            [i for i, _ in part] + args,
+        ).fetchall()
+        for cid, vid, s, e, path in rows:
+            score = best[cid]
+            if vid == exclude_video or score < filters.min_score:
+                continue
+            if vid not in by_video or by_video[vid].score < score:
+                by_video[vid] = Hit(path, s, e, score, None, "similar", None, None, vid)
+    hits = sorted(by_video.values(), key=lambda h: (-h.score, h.path))
+    return _existing(hits, limit)
+
+
+def indexed_queries(catalog: Catalog, path: str, at: float | None) -> tuple[int, np.ndarray]:
+    """Stored vectors of an indexed video (or of the window at `at` seconds): no model run."""
+    row = catalog.video(path)
+    if row is None or row.status != "ok":
+        raise CatalogError(f"{path} is not indexed")
+    ids, vecs, spans = catalog.clip_vectors(row.id)
+    if at is None:
+        return row.id, vecs
+    return row.id, vecs[[pick_window(spans, at)]]
+
+
+def pick_window(spans: Sequence[tuple[float, float]], at: float) -> int:
+    """Index of the window that contains `at`, else the nearest one."""
+    for i, (s, e) in enumerate(spans):
+        if s <= at < e:
+            return i
+    return int(np.argmin([min(abs(at - s), abs(at - e)) for s, e in spans]))
+
+
+@dataclass
+class VideoLabels:
+    path: str
+    status: str
+    error: str | None
+    duration: float | None
+    labels: list[tuple[str, float]]  # per video, best first
+    clips: list[dict]  # per window: start, end, labels
+
+
+def show(catalog: Catalog, path: str, top: int = 3) -> VideoLabels:
+    row = catalog.video(path)
+    if row is None:
+        raise CatalogError(f"{path} is not in the index")
+    video_labels = catalog.db.execute(
+        "SELECT l.name, vl.score FROM video_labels vl JOIN labels l ON l.id = vl.label_id "
+        "WHERE vl.video_id = ? ORDER BY vl.score DESC LIMIT ?",
+        [row.id, top * 2],
+    ).fetchall()
+    clips = []
+    for cid, start, end in catalog.db.execute(
+        "SELECT id, start, end FROM clips WHERE video_id = ? ORDER BY idx", [row.id]
+    ).fetchall():
+        labels = catalog.db.execute(
+            "SELECT l.name, cl.score FROM clip_labels cl JOIN labels l ON l.id = cl.label_id "
+            "WHERE cl.clip_id = ? ORDER BY cl.score DESC LIMIT ?",
+            [cid, top],
+        ).fetchall()
+        clips.append({"start": start, "end": end, "labels": [{"label": n, "score": round(s, 4)} for n, s in labels]})
+    return VideoLabels(row.path, row.status, row.error, row.duration, [(n, s) for n, s in video_labels], clips)
+
+
+def vocabulary(catalog: Catalog, text: str | None = None, limit: int = 50) -> list[dict]:
+    """Labels that videos carry, with how many videos carry each; optionally only those matching text."""
+    base = (
+        "SELECT l.name, count(DISTINCT vl.video_id) AS n FROM labels l "
+        "JOIN video_labels vl ON vl.label_id = l.id JOIN videos v ON v.id = vl.video_id AND v.status = 'ok' "
+    )
+    if text:
+        ids = [m.label_id for m in match_labels(catalog, text)]
+        if not ids:
+            return []
+        rows = catalog.db.execute(
+            base + f"WHERE l.id IN ({','.join('?' * len(ids))}) GROUP BY l.id ORDER BY n DESC, l.name LIMIT ?",
+            [*ids, limit],
+        ).fetchall()
+    else:
+        rows = catalog.db.execute(base + "GROUP BY l.id ORDER BY n DESC, l.name LIMIT ?", [limit]).fetchall()
+    return [{"label": name, "videos": n} for name, n in rows]
+
+
+def resolve(path: str | Path) -> str:
+    return os.path.abspath(os.path.expanduser(str(path)))

@@ -1,0 +1,108 @@
+"""The FAISS index over clip embeddings: derived data, rebuilt from SQLite whenever in doubt.
+
+Vectors are L2-normalised, so inner product is cosine similarity. Ids are clip row ids. The file
+is written atomically (temp file + rename) with a sidecar that records the catalog generation it
+reflects; on open, a missing, stale or unreadable file is rebuilt from the embeddings in SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from search.catalog import VECTORS_NAME, Catalog
+
+
+class VectorIndex:
+    def __init__(self, dim: int):
+        import faiss
+
+        self.dim = dim
+        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids: list[int]) -> None:
+        if ids:
+            self.index.remove_ids(np.asarray(ids, dtype=np.int64))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k nearest clips for each query row; id -1 pads short answers."""
+        k = max(1, min(k, len(self)))
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def save(self, path: Path, generation: int) -> None:
+        import faiss
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".vectors-", suffix=".tmp")
+        os.close(fd)
+        try:
+            faiss.write_index(self.index, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        _write_json_atomic(_sidecar(path), {"generation": generation, "count": len(self), "dim": self.dim})
+
+    @classmethod
+    def load(cls, path: Path, generation: int, dim: int) -> VectorIndex | None:
+        """The saved index if it matches this catalog generation, else None."""
+        import faiss
+
+        try:
+            meta = json.loads(_sidecar(path).read_text())
+            if meta.get("generation") != generation or meta.get("dim") != dim:
+                return None
+            raw = faiss.read_index(str(path))
+        except (OSError, ValueError, RuntimeError):
+            return None  # missing or corrupt: the caller rebuilds
+        if raw.ntotal != meta.get("count") or raw.d != dim:
+            return None
+        index = cls.__new__(cls)
+        index.dim, index.index = dim, raw
+        return index
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".meta-", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def rebuild(catalog: Catalog) -> VectorIndex:
+    index = VectorIndex(catalog.dim)
+    for ids, vectors in catalog.iter_vectors():
+        index.add(ids, vectors)
+    return index
+
+
+def open_vectors(catalog: Catalog, save: bool = True) -> tuple[VectorIndex, bool]:
+    """The vector index in step with the catalog; (index, rebuilt?)."""
+    path = catalog.home / VECTORS_NAME
+    generation = catalog.generation
+    loaded = VectorIndex.load(path, generation, catalog.dim)
+    if loaded is not None and len(loaded) == catalog.clip_count():
+        return loaded, False
+    index = rebuild(catalog)
+    if save:
+        try:
+            index.save(path, generation)
+        except OSError:
+            pass  # a read-only index still answers from the rebuilt copy in memory
+    return index, True
