@@ -51,6 +51,7 @@ class IndexSettings:
     backend: str = "auto"
     retry_failed: bool = False
     save_every: float = 120.0  # seconds between FAISS checkpoints during a long run
+    reader: str = "indexer.decode:read_windows"  # see DecodeSettings.reader
 
 
 @dataclass
@@ -192,6 +193,7 @@ class Indexer:
             timeout=s.timeout,
             memory_limit=s.memory_limit,
             backend=s.backend,
+            reader=s.reader,
             chunk=max(1, min(4, s.batch_size)),
             prefetch=max(2, 2 * s.batch_size // max(1, min(4, s.batch_size))),
         )

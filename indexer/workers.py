@@ -12,6 +12,7 @@ channel the others use.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 import signal
@@ -23,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
-from indexer.decode import DecodeError, FrameSpec, Sampling, VideoInfo, Window, read_windows
+from indexer.decode import DecodeError, FrameSpec, Sampling, VideoInfo, Window
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class DecodeSettings:
     backend: str = "auto"
     chunk: int = 4  # windows per message
     prefetch: int = 4  # decoded chunks allowed to wait for the model
+    # "module:function" with read_windows' signature; tests pass a decoder that hangs or crashes
+    reader: str = "indexer.decode:read_windows"
 
 
 @dataclass
@@ -72,6 +75,8 @@ def _worker_main(conn: Connection, settings: DecodeSettings) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (settings.memory_limit, settings.memory_limit))
         except (ImportError, ValueError, OSError):
             pass  # not on this OS; the time limit still guards us
+    module, _, name = settings.reader.partition(":")
+    read = getattr(importlib.import_module(module), name)
     stream = None
     key = -1
     while True:
@@ -81,20 +86,20 @@ def _worker_main(conn: Connection, settings: DecodeSettings) -> None:
             return  # the parent is gone
         if message[0] == "stop":
             return
-        if message[0] == "open":
-            key, path = message[1], message[2]
-            stream = read_windows(
-                path,
-                settings.spec,
-                settings.sampling,
-                backend=settings.backend,
-                threads=settings.threads,
-                chunk=settings.chunk,
-            )
-        if stream is None:
-            continue
         started = time.perf_counter()
         try:
+            if message[0] == "open":
+                key, stream = message[1], None
+                stream = read(
+                    message[2],
+                    settings.spec,
+                    settings.sampling,
+                    backend=settings.backend,
+                    threads=settings.threads,
+                    chunk=settings.chunk,
+                )
+            if stream is None:
+                continue
             info, windows, frames = next(stream)
             reply: tuple = ("chunk", key, info, windows, frames, time.perf_counter() - started)
         except StopIteration:

@@ -130,11 +130,23 @@ def clips_for_labels(
     return hits
 
 
-def merge_moments(clips: Iterable[tuple[int, float, float, float]]) -> list[tuple[float, float, float]]:
-    """Adjacent windows (consecutive idx) merge into one moment scored by its best window."""
+def merge_moments(
+    clips: Iterable[tuple[int, float, float, float]], relative: float = 0.5
+) -> list[tuple[float, float, float]]:
+    """Runs of consecutive windows that show a label become one moment, scored by its best window.
+
+    A window shows the label when its score is at least `relative` times the video's peak for
+    that label: a label that is merely in a window's top-k, far below its peak, splits moments.
+    """
+    clips = sorted(clips)
+    if not clips:
+        return []
+    floor = relative * max(c[3] for c in clips)
     moments: list[tuple[float, float, float]] = []
     last_idx = None
-    for idx, start, end, score in sorted(clips):
+    for idx, start, end, score in clips:
+        if score < floor:
+            continue
         if last_idx is not None and idx == last_idx + 1:
             s, _, best = moments[-1]
             moments[-1] = (s, end, max(best, score))

@@ -1,0 +1,27 @@
+"""A decoder that misbehaves on cue, run inside the real decode workers.
+
+Files whose names contain "hang", "crash" or "hog" make the worker hang forever, die of a
+signal, or allocate past its memory ceiling; every other file decodes normally.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+
+from indexer.decode import read_windows as real_read_windows
+
+
+def read_windows(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+    name = os.path.basename(path)
+    if "hang" in name:
+        while True:  # like decord's get_batch on a file that over-reports its frames
+            time.sleep(1)
+    if "crash" in name:
+        ctypes.string_at(0)  # a segfault, as in a decoder bug
+    if "hog" in name:
+        hoard = []
+        while True:  # memory growth without bound
+            hoard.append(bytearray(256 << 20))
+    return real_read_windows(path, *args, **kwargs)

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search import query as q
+from search.catalog import SCHEMA_VERSION, Catalog, CatalogError, ClipResult, writer_lock
+from search.vectors import VECTORS_NAME, open_vectors
+
+
+def add_video(cat: Catalog, path: str, labels: list[list[tuple[str, float]]], vectors: np.ndarray) -> int:
+    with cat.transaction():
+        vid = cat.start_video(path, 10, 1.0, f"fp-{path}", {"duration": 4.0 * len(labels)})
+        cat.add_clips(vid, [ClipResult(i, 4.0 * i, 4.0 * (i + 1), lab, vec) for i, (lab, vec) in enumerate(zip(labels, vectors))])
+        cat.finish_video(vid)
+    return vid
+
+
+@pytest.fixture
+def cat(tmp_path: Path) -> Catalog:
+    c = Catalog(tmp_path / "idx")
+    c.bind_model("m", "m|fp", 4, ["eating spaghetti", "bouncing on trampoline", "dancing", "NEAR \"odd\" * label"])
+    yield c
+    c.close()
+
+
+def test_schema_is_versioned_and_a_newer_index_is_refused_untouched(tmp_path: Path) -> None:
+    c = Catalog(tmp_path / "idx")
+    assert c.stats()["schema_version"] == SCHEMA_VERSION
+    c.set_meta("schema_version", str(SCHEMA_VERSION + 1))
+    c.close()
+    before = (tmp_path / "idx" / "vsearch.db").read_bytes()
+    with pytest.raises(CatalogError, match="newer vsearch"):
+        Catalog(tmp_path / "idx")
+    assert (tmp_path / "idx" / "vsearch.db").read_bytes() == before
+
+
+def test_corrupt_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    home = tmp_path / "idx"
+    home.mkdir()
+    (home / "vsearch.db").write_bytes(b"definitely not sqlite" * 100)
+    with pytest.raises(CatalogError, match="left untouched"):
+        Catalog(home)
+    assert (home / "vsearch.db").read_bytes() == b"definitely not sqlite" * 100
+
+
+def test_missing_index_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="vsearch index"):
+        Catalog(tmp_path / "nothing", create=False)
+
+
+def test_a_second_model_is_refused(cat: Catalog) -> None:
+    cat.bind_model("m", "m|fp", 4, [])  # same model: fine
+    with pytest.raises(CatalogError, match="cannot mix"):
+        cat.bind_model("other", "other|fp", 4, ["x"])
+
+
+def test_keyword_search_merges_adjacent_windows_into_moments(cat: Catalog, tmp_path: Path) -> None:
+    path = tmp_path / "party.mp4"
+    path.write_bytes(b"x")
+    spag = [("eating spaghetti", 0.9), ("dancing", 0.1)]
+    dance = [("dancing", 0.8), ("eating spaghetti", 0.2)]
+    add_video(cat, str(path), [spag, spag, dance, spag], np.eye(4, dtype=np.float32))
+    hits = q.search(cat, "eating spaghetti")
+    spaghetti = [(h.start, h.end) for h in hits if h.label == "eating spaghetti" and h.score > 0.5]
+    assert spaghetti == [(0.0, 8.0), (12.0, 16.0)]
+    assert hits[0].label == "eating spaghetti" and hits[0].query_similarity == 1.0
+    assert q.search(cat, "spagh")[0].label == "eating spaghetti"  # prefix match
+
+
+@pytest.mark.parametrize("text", ['"', '*', 'NEAR', "' OR 1=1 --", 'label"*', "odd) OR (x", "a:b", "^"])
+def test_query_syntax_is_matched_literally(cat: Catalog, tmp_path: Path, text: str) -> None:
+    path = tmp_path / "v.mp4"
+    path.write_bytes(b"x")
+    add_video(cat, str(path), [[("dancing", 0.9)]], np.eye(4, dtype=np.float32)[:1])
+    hits = q.search(cat, text) if text.strip('"*^') else []
+    assert all(h.label != "dancing" for h in hits)  # nothing matches by accident, nothing raises
+    assert cat.stats()["videos"] == 1
+
+
+def test_odd_label_is_found_by_its_words(cat: Catalog, tmp_path: Path) -> None:
+    path = tmp_path / "v.mp4"
+    path.write_bytes(b"x")
+    add_video(cat, str(path), [[('NEAR "odd" * label', 0.9)]], np.eye(4, dtype=np.float32)[:1])
+    assert q.search(cat, 'NEAR "odd"')[0].label == 'NEAR "odd" * label'
+
+
+def test_filters(cat: Catalog, tmp_path: Path) -> None:
+    for sub, clips in (("a", 1), ("b", 3)):
+        (tmp_path / sub).mkdir()
+        p = tmp_path / sub / "v.mp4"
+        p.write_bytes(b"x")
+        add_video(cat, str(p), [[("dancing", 0.5 + 0.1 * clips)]] * clips, np.eye(4, dtype=np.float32)[:clips])
+    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(under=str(tmp_path / "a")))} == {"a"}
+    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(min_duration=8))} == {"b"}
+    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(max_duration=8))} == {"a"}
+    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(min_score=0.7))} == {"b"}
+
+
+def test_vectors_are_rebuilt_when_missing_stale_or_corrupt(cat: Catalog, tmp_path: Path) -> None:
+    p = tmp_path / "v.mp4"
+    p.write_bytes(b"x")
+    add_video(cat, str(p), [[("dancing", 0.9)]] * 3, np.eye(4, dtype=np.float32)[:3])
+    index, rebuilt = open_vectors(cat)
+    assert rebuilt and len(index) == 3
+    assert open_vectors(cat)[1] is False  # saved and in step now
+    (cat.home / VECTORS_NAME).write_bytes(b"garbage")
+    index, rebuilt = open_vectors(cat)
+    assert rebuilt and len(index) == 3
+    p2 = tmp_path / "w.mp4"
+    p2.write_bytes(b"y")
+    add_video(cat, str(p2), [[("dancing", 0.9)]], np.eye(4, dtype=np.float32)[3:])  # FAISS not told
+    index, rebuilt = open_vectors(cat)
+    assert rebuilt and len(index) == 4
+    (cat.home / VECTORS_NAME).unlink()
+    assert len(open_vectors(cat)[0]) == 4
+
+
+def test_second_writer_is_refused(tmp_path: Path) -> None:
+    with writer_lock(tmp_path):
+        import subprocess
+        import sys
+
+        code = ("from search.catalog import writer_lock, CatalogError\n"
+                f"try:\n  with writer_lock({str(tmp_path)!r}): print('got it')\n"
+                "except CatalogError as e: print('refused:', e)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.startswith("refused: another `vsearch index`")
+
+
+def test_readers_see_the_last_commit_while_a_writer_holds_a_transaction(cat: Catalog, tmp_path: Path) -> None:
+    p = tmp_path / "v.mp4"
+    p.write_bytes(b"x")
+    add_video(cat, str(p), [[("dancing", 0.9)]], np.eye(4, dtype=np.float32)[:1])
+    reader = Catalog(cat.home)
+    with cat.transaction():
+        cat.start_video(str(tmp_path / "half.mp4"), 1, 1.0, "fp", {})
+        assert len(q.search(reader, "dancing")) == 1  # WAL: the reader is not blocked
+        assert reader.stats()["incomplete"] == 0
+    reader.close()
+    assert sqlite3.connect(cat.db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.decode import (
+    DecodeError, FrameSpec, Sampling, VideoInfo, center_crop, parse_time, plan_windows, probe, read_windows,
+)
+from indexer.synthetic import render_motion, write_video
+
+SPEC = FrameSpec(num_frames=8, resize=("shortest_edge", 32), crop=(32, 32))
+
+
+def test_short_video_gives_one_window_with_uniform_frames() -> None:
+    windows = plan_windows(VideoInfo(frames=32, fps=16, width=64, height=48), 8, Sampling(window_seconds=4))
+    assert len(windows) == 1
+    w = windows[0]
+    assert (w.start, w.end) == (0.0, 2.0)
+    assert w.frames == (2, 6, 10, 14, 18, 22, 26, 30)  # centres of 8 equal slices
+
+
+def test_long_video_windows_cover_it_then_spread_out_past_the_cap() -> None:
+    info = VideoInfo(frames=30 * 60, fps=30, width=1280, height=720)  # one minute
+    windows = plan_windows(info, 16, Sampling(window_seconds=4, max_windows=150))
+    assert len(windows) == 15
+    assert windows[0].start == 0 and windows[-1].end == pytest.approx(60)
+    assert all(a.end == pytest.approx(b.start) for a, b in zip(windows, windows[1:]))
+    capped = plan_windows(info, 16, Sampling(window_seconds=2, max_windows=5))
+    assert len(capped) == 5
+    assert all(w.end - w.start == pytest.approx(2) for w in capped)  # windows keep their length
+    assert capped[-1].end == pytest.approx(60)
+    assert max(f for w in capped for f in w.frames) < info.frames
+
+
+def test_scaled_size_follows_shortest_edge_and_exact_sizes() -> None:
+    assert SPEC.scaled_size(1280, 720) == (56, 32)
+    assert SPEC.scaled_size(720, 1280) == (32, 56)
+    assert FrameSpec(8, ("exact", (40, 50)), None).scaled_size(1280, 720) == (50, 40)
+
+
+def test_center_crop_matches_processor_convention_and_pads_small_frames() -> None:
+    frames = np.arange(2 * 6 * 8 * 3, dtype=np.uint8).reshape(2, 6, 8, 3)
+    out = center_crop(frames, (4, 4))
+    assert out.shape == (2, 4, 4, 3)
+    assert (out == frames[:, 1:5, 2:6]).all()
+    assert center_crop(frames, (8, 10)).shape == (2, 8, 10, 3)
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("1:30", 90), ("1:02:03.5", 3723.5), ("0.5", 0.5)])
+def test_parse_time(text: str, seconds: float) -> None:
+    assert parse_time(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1:2:3:4", "-5"])
+def test_parse_time_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_time(text)
+
+
+@pytest.fixture(scope="module")
+def moving_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    frames = render_motion("moving right", np.random.default_rng(3), frames=32, width=64, height=48)
+    return write_video(tmp_path_factory.mktemp("v") / "right.mp4", frames), frames
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_backends_read_the_planned_frames_at_model_size(backend: str, moving_video) -> None:
+    path, source = moving_video
+    chunks = list(read_windows(str(path), SPEC, Sampling(), backend=backend))
+    assert len(chunks) == 1
+    info, windows, frames = chunks[0]
+    assert (info.frames, info.width, info.height) == (32, 64, 48)
+    assert frames.shape == (1, 8, 32, 32, 3) and frames.dtype == np.uint8
+    # Compare with the source frames, resized to 42x32 and centre-cropped the same way.
+    expect = source[list(windows[0].frames)][:, ::1, :, :].astype(np.float32)
+    ys = (np.arange(32) * 48 / 32).astype(int)
+    xs = (np.arange(42) * 64 / 42).astype(int)
+    expect = center_crop(expect[:, ys][:, :, xs], (32, 32))
+    assert np.abs(frames[0].astype(np.float32) - expect).mean() < 25  # codec + scaler differences only
+
+
+def test_decord_and_pyav_agree(moving_video) -> None:
+    path, _ = moving_video
+    a = next(read_windows(str(path), SPEC, Sampling(), backend="decord"))[2].astype(np.float32)
+    b = next(read_windows(str(path), SPEC, Sampling(), backend="pyav"))[2].astype(np.float32)
+    assert np.abs(a - b).mean() < 8
+
+
+def test_probe_reasons(tmp_path: Path) -> None:
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "junk.mp4").write_bytes(b"\x00junk" * 1000)
+    with pytest.raises(DecodeError, match="empty"):
+        probe(tmp_path / "empty.mp4")
+    with pytest.raises(DecodeError, match="not a readable video"):
+        probe(tmp_path / "junk.mp4")
+
+
+def test_audio_only_file_is_refused_with_reason(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for _ in range(10):
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    with pytest.raises(DecodeError, match="no video stream"):
+        probe(path)
