@@ -400,6 +400,67 @@ def classify(
         typer.echo(f"{item['score']:.3f}  {item['label']}")
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Folder with one sub-folder of videos per label.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the trained model folder.")],
+    base: Annotated[str | None, typer.Option("--base", help="Hub id or folder of the VideoMAE to start from.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
+    lr: Annotated[float, typer.Option("--lr", min=0.0)] = 5e-5,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.01, max=0.9)] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the validation split and the shuffling.")] = 0,
+    hflip: Annotated[bool, typer.Option("--hflip", help="Flip clips left-right (not for direction labels).")] = False,
+    device: Device = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Fine-tune VideoMAE on your own labels: DATA/<label>/*.mp4, `_` in folder names reads as a space.
+
+    Example: vsearch train ./labeled --out ./my-model --epochs 10
+    """
+    from indexer.model import DEFAULT_MODEL, ModelError
+    from indexer.train import TrainError, TrainSettings
+    from indexer.train import train as run_training
+
+    if not data.is_dir():
+        fail(f"{data}: no such folder", 2)
+    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, val_fraction=val_fraction, seed=seed,
+                             hflip=hflip, device=device)
+    info(f"base model: {base or DEFAULT_MODEL}")
+    bar = None if quiet or not sys.stderr.isatty() else _train_bar()
+
+    def on_epoch(e) -> None:  # type: ignore[no-untyped-def]
+        line = f"epoch {e.epoch}/{epochs}: loss {e.loss:.4f}, validation accuracy {e.val_accuracy:.3f} ({e.seconds:.1f}s)"
+        (bar.console.print if bar else info)(line)
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if bar is not None:
+            if not bar.tasks:
+                bar.add_task("training", total=total, loss=loss)
+            bar.update(bar.tasks[0].id, completed=step, loss=loss)
+
+    try:
+        if bar:
+            bar.start()
+        report = run_training(data, out, base, settings, on_epoch=on_epoch, on_step=on_step)
+    except (TrainError, ModelError) as exc:
+        fail(str(exc))
+    finally:
+        if bar:
+            bar.stop()
+    for path, reason in report.skipped:
+        info(f"skipped {safe(path)}: {safe(reason)}")
+    info(f"{len(report.labels)} labels, {report.train_videos} training and {report.val_videos} validation videos")
+    info(f"saved epoch {report.best_epoch} (validation accuracy {report.best_accuracy:.3f}) to {safe(out)}")
+
+
+def _train_bar():  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+                    TimeRemainingColumn(), console=_stderr_console(), transient=True)
+
+
 def main() -> None:
     app()
 

@@ -107,25 +107,15 @@ def choose_precision(device: str, precision: str | None) -> str:
 class VideoEncoder:
     """Turns batches of decoded clips into label probabilities and clip embeddings."""
 
-    def __init__(self, model_name: str, device: str | None = None, precision: str | None = None):
+    def __init__(
+        self, model_name: str, device: str | None = None, precision: str | None = None, model=None,  # type: ignore[no-untyped-def]
+        **load_options: object,
+    ):
+        """Load `model_name` (or wrap an already loaded `model`, as training does)."""
         import torch
-        from transformers import VideoMAEForVideoClassification
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # our own progress is on stderr; theirs would interleave
         self.name = model_name
-        config = _read_json(model_name, "config.json") if Path(model_name).expanduser().is_dir() else None
-        try:
-            self.model = VideoMAEForVideoClassification.from_pretrained(
-                str(Path(model_name).expanduser()) if config is not None else model_name,
-                attn_implementation="sdpa",
-                trust_remote_code=False,
-                use_safetensors=None,
-            )
-        except OSError as exc:
-            raise ModelError(f"cannot load model {model_name!r}: {_first_line(exc)}") from None
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise ModelError(f"{model_name!r} is not a VideoMAE video classifier: {_first_line(exc)}") from None
+        self.model = model if model is not None else load_videomae(model_name, **load_options)
         cfg = self.model.config
         self.labels: list[str] = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
         self.dim: int = int(cfg.hidden_size)
@@ -199,6 +189,26 @@ class VideoEncoder:
 
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({self.precision})"
+
+
+def load_videomae(name: str, **options: object):  # type: ignore[no-untyped-def]
+    """VideoMAEForVideoClassification from a hub id or folder: no remote code, safetensors first."""
+    from transformers import VideoMAEForVideoClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress is on stderr; theirs would interleave
+    local = Path(name).expanduser()
+    try:
+        return VideoMAEForVideoClassification.from_pretrained(
+            str(local) if local.is_dir() else name,
+            attn_implementation="sdpa",
+            trust_remote_code=False,
+            **options,
+        )
+    except OSError as exc:
+        raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}") from None
+    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise ModelError(f"{name!r} is not a VideoMAE video classifier: {_first_line(exc)}") from None
 
 
 def _torch_dtype(precision: str) -> torch.dtype:

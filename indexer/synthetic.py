@@ -82,13 +82,14 @@ def motion_dataset(
     """Write `per_label` videos per motion; folder-per-label (for `train`) or flat. Returns path -> label."""
     rng = np.random.default_rng(seed)
     root = Path(root)
+    plan = [(motion, i) for motion in motions for i in range(per_label)]
+    order = rng.permutation(len(plan))  # flat names carry no hint of the label
     made = {}
-    for motion in motions:
+    for n, (motion, i) in enumerate(plan):
         slug = motion.replace(" ", "_")
-        for i in range(per_label):
-            name = f"{slug}/{i:03d}.mp4" if folders else f"clip_{seed}_{slug[:2]}{i:03d}_{rng.integers(1e6):06d}.mp4"
-            path = write_video(root / name, render_motion(motion, rng, frames=frames))
-            made[path] = motion
+        name = f"{slug}/{i:03d}.mp4" if folders else f"clip_{seed}_{order[n]:04d}.mp4"
+        path = write_video(root / name, render_motion(motion, rng, frames=frames))
+        made[path] = motion
     return made
 
 

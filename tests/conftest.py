@@ -36,6 +36,8 @@ def save_tiny_videomae(
     seed: int = 0,
     hidden: int = 48,
     layers: int = 2,
+    heads: int = 3,
+    patch: int = 8,
 ) -> Path:
     """A small VideoMAEForVideoClassification checkpoint saved like any Hugging Face model."""
     import torch
@@ -44,8 +46,8 @@ def save_tiny_videomae(
 
     torch.manual_seed(seed)
     config = VideoMAEConfig(
-        image_size=image_size, patch_size=8, num_frames=num_frames, tubelet_size=2, hidden_size=hidden,
-        num_hidden_layers=layers, num_attention_heads=3, intermediate_size=hidden * 2, use_mean_pooling=True,
+        image_size=image_size, patch_size=patch, num_frames=num_frames, tubelet_size=2, hidden_size=hidden,
+        num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=hidden * 2, use_mean_pooling=True,
         num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
     )
     VideoMAEForVideoClassification(config).save_pretrained(out)

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def indexed(library: Path, tiny_model: Path) -> Path:
+    result = invoke("index", library, "--model", tiny_model, "--workers", "2", "-q")
+    assert result.exit_code == 0, result.output
+    return library
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for cmd in ("index", "search", "similar", "show", "labels", "stats", "classify"):
+        result = invoke(cmd, "--help")
+        assert result.exit_code == 0 and "Example: vsearch " + cmd in result.output
+
+
+def test_index_reports_failures_and_exits_zero(library: Path, tiny_model: Path) -> None:
+    result = invoke("index", library, "--model", tiny_model, "-q")
+    assert result.exit_code == 0
+    assert "16 videos found: 12 indexed (12 clips)" in result.stderr
+    assert result.stderr.count("skipped ") == 4 and "empty file" in result.stderr
+    assert "model: " in result.stderr and ("(bf16)" in result.stderr or "(fp32)" in result.stderr)
+    stats = json.loads(invoke("stats", "--json").stdout)
+    assert (stats["videos"], stats["clips"], stats["failed"]) == (12, 12, 4)
+    assert stats["model"] == str(tiny_model.resolve())
+    again = invoke("index", library, "-q")  # the index remembers its model
+    assert again.exit_code == 0 and "0 indexed" in again.stderr and "16 unchanged" in again.stderr
+    assert "model:" not in again.stderr  # nothing changed, so the model was not even loaded
+
+
+def test_search_returns_the_videos_whose_label_it_is_first(indexed: Path) -> None:
+    shown = {}
+    for path in indexed.glob("*.mp4"):
+        data = json.loads(invoke("show", path, "--json").stdout)
+        shown[str(path)] = data["labels"][0]["label"]
+    label = max(set(shown.values()), key=list(shown.values()).count)
+    hits = json.loads(invoke("search", label, "--json").stdout)
+    assert {"path", "start", "end", "label", "score"} <= set(hits[0])
+    expected = {p for p, top in shown.items() if top == label}
+    assert {h["path"] for h in hits[: len(expected)]} == expected
+    text = invoke("search", label, "-n", "2")
+    assert text.exit_code == 0 and len(text.stdout.strip().splitlines()) == 2
+
+
+def test_similar_on_indexed_and_outside_files(indexed: Path, tmp_path: Path) -> None:
+    query = sorted(indexed.glob("*.mp4"))[0]
+    hits = json.loads(invoke("similar", query, "--json", "-n", "3").stdout)
+    assert len(hits) == 3 and str(query) not in {h["path"] for h in hits}
+    assert {"path", "start", "end", "score"} <= set(hits[0])
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(query.read_bytes())
+    result = invoke("similar", outside, "--json", "-n", "1")
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.stdout)[0]
+    assert top["path"] == str(query) and top["score"] > 0.99  # the same content, embedded on the fly
+    at = invoke("similar", query, "--at", "0:01", "--json")
+    assert at.exit_code == 0
+
+
+def test_labels_show_stats_classify_json(indexed: Path, tiny_model: Path) -> None:
+    labels = json.loads(invoke("labels", "--json").stdout)
+    assert labels and set(labels[0]) == {"label", "videos"}
+    assert sum(item["videos"] for item in labels) >= 12
+    assert all(i["label"].startswith("moving") for i in json.loads(invoke("labels", "moving", "--json").stdout))
+    video = sorted(indexed.glob("*.mp4"))[0]
+    result = json.loads(invoke("classify", video, "--model", tiny_model, "--json", "-k", "3").stdout)
+    assert result["path"] == str(video) and len(result["labels"]) == 3
+    scores = [x["score"] for x in result["labels"]]
+    assert scores == sorted(scores, reverse=True)
+    shown = json.loads(invoke("show", video, "--json").stdout)
+    assert shown["labels"][0]["label"] == result["labels"][0]["label"]  # one window: same answer
+
+
+@pytest.mark.parametrize("args, message", [
+    (("index", "/no/such/folder"), "no such file or folder"),
+    (("search", "anything"), "no index at"),
+    (("similar", "/no/such.mp4"), "no such file"),
+    (("classify", "/no/such.mp4"), "no such file"),
+    (("show", "/x.mp4"), "no index at"),
+])
+def test_bad_input_gives_one_clear_line(args: tuple[str, ...], message: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_query_on_an_empty_index_and_an_unloadable_model(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert invoke("index", tmp_path / "empty", "-q").exit_code == 0
+    result = invoke("search", "dancing")
+    assert result.exit_code == 1 and "the index is empty" in result.stderr
+    video = tmp_path / "v.mp4"
+    from indexer.synthetic import render_motion, write_video
+    import numpy as np
+    write_video(video, render_motion("growing", np.random.default_rng(0)))
+    bad = invoke("index", video, "--model", tmp_path / "not-a-model")
+    assert bad.exit_code == 1 and "cannot load model" in bad.stderr and "Traceback" not in bad.output
+
+
+def test_a_second_model_is_refused(indexed: Path, tmp_path: Path) -> None:
+    from tests.conftest import save_tiny_videomae
+
+    other = save_tiny_videomae(tmp_path / "other", ["x", "y"])
+    result = invoke("index", indexed, "--model", other)
+    assert result.exit_code == 1 and "built with model" in result.stderr
+
+
+def test_control_characters_in_file_names_are_escaped(tmp_path: Path, tiny_model: Path) -> None:
+    import numpy as np
+
+    from indexer.synthetic import render_motion, write_video
+
+    root = tmp_path / "odd"
+    write_video(root / "evil\x1b[31mred\nline.mp4", render_motion("moving up", np.random.default_rng(0)))
+    write_video(root / "ünïcode name with spaces.mp4", render_motion("moving up", np.random.default_rng(1)))
+    assert invoke("index", root, "--model", tiny_model, "-q").exit_code == 0
+    out = invoke("search", "moving").stdout
+    assert "\x1b" not in out and "\\x1b[31mred\\nline.mp4" in out
+    assert "ünïcode name with spaces.mp4" in out

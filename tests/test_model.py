@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from indexer.decode import FrameSpec
+from indexer.model import ModelError, load_encoder, read_preprocessing
+from tests.conftest import save_tiny_videomae
+
+
+def test_everything_comes_from_the_checkpoint(tiny_model: Path) -> None:
+    enc = load_encoder(str(tiny_model), precision="fp32")
+    assert enc.frame_spec == FrameSpec(num_frames=8, resize=("shortest_edge", 32), crop=(32, 32))
+    assert enc.preprocessing.mean == (0.5, 0.5, 0.5) and enc.preprocessing.std == (0.5, 0.5, 0.5)
+    assert enc.labels[:2] == ["moving left", "moving right"]
+    assert enc.dim == 48 and enc.name == str(tiny_model.resolve())
+
+
+def test_exact_size_processor_config(tmp_path: Path) -> None:
+    cfg = {"num_frames": 4, "image_size": 64}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"size": {"height": 64, "width": 80}, "do_center_crop": False, "image_mean": [0.1, 0.2, 0.3],
+         "image_std": [1, 1, 1], "rescale_factor": 0.5}))
+    p = read_preprocessing(str(tmp_path), cfg)
+    assert p.frame_spec == FrameSpec(4, ("exact", (64, 80)), None)
+    assert p.mean == (0.1, 0.2, 0.3) and p.rescale == 0.5
+
+
+def test_encode_matches_the_plain_transformers_forward(tiny_model: Path) -> None:
+    from transformers import VideoMAEForVideoClassification
+
+    enc = load_encoder(str(tiny_model), precision="fp32")
+    frames = np.random.default_rng(0).integers(0, 256, (3, 8, 32, 32, 3), dtype=np.uint8)
+    probs, emb = enc.encode(frames)
+    ref = VideoMAEForVideoClassification.from_pretrained(tiny_model).eval()
+    x = (torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        expected = torch.softmax(ref(pixel_values=x).logits, -1).numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_bf16_agrees_with_fp32(tiny_model: Path) -> None:
+    frames = np.random.default_rng(1).integers(0, 256, (16, 8, 32, 32, 3), dtype=np.uint8)
+    p32, e32 = load_encoder(str(tiny_model), precision="fp32").encode(frames)
+    p16, e16 = load_encoder(str(tiny_model), precision="bf16").encode(frames)
+    assert np.abs(p32 - p16).max() < 0.02
+    assert (e32 * e16).sum(1).min() > 0.99  # cosine between fp32 and bf16 embeddings
+
+
+def test_unloadable_models_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="cannot load model"):
+        load_encoder(str(tmp_path / "missing-folder-name"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError):
+        load_encoder(str(tmp_path / "empty"))
+    with pytest.raises(ModelError, match="precision"):
+        load_encoder(str(save_tiny_videomae(tmp_path / "m", ["a", "b"])), precision="int3")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_path_uses_the_gpu_in_half_precision(tiny_model: Path) -> None:
+    enc = load_encoder(str(tiny_model))
+    assert enc.device == "cuda" and enc.precision in ("bf16", "fp16")
+    assert next(enc.model.parameters()).dtype in (torch.bfloat16, torch.float16)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 8, 32, 32, 3), dtype=np.uint8)
+    p, e = enc.encode(frames)
+    p32, _ = load_encoder(str(tiny_model), device="cpu", precision="fp32").encode(frames)
+    assert np.abs(p - p32).max() < 0.03
