@@ -42,6 +42,7 @@ Precision = Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many hits.")]
 Under = Annotated[str | None, typer.Option("--under", help="Only videos below this folder.")]
 MinScore = Annotated[float, typer.Option("--min-score", min=0.0, help="Drop hits scoring below this.")]
+DEFAULT_MIN_SCORE = 0.05  # a label at 5% confidence is noise in a top-k list, not an answer
 MinDuration = Annotated[float | None, typer.Option("--min-duration", help="Only videos at least this long (s).")]
 MaxDuration = Annotated[float | None, typer.Option("--max-duration", help="Only videos at most this long (s).")]
 
@@ -223,7 +224,7 @@ def search_cmd(
     home: Home = None,
     limit: Limit = 20,
     under: Under = None,
-    min_score: MinScore = 0.0,
+    min_score: MinScore = DEFAULT_MIN_SCORE,
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     as_json: Json = False,

@@ -85,6 +85,7 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
             label_id INTEGER NOT NULL REFERENCES labels(id),
             score REAL NOT NULL,           -- best clip score of this label in the video
             clips INTEGER NOT NULL,        -- clips that have it in their top-k
+            top_clips INTEGER NOT NULL,    -- clips where it is the best label: the video "carries" it
             PRIMARY KEY (video_id, label_id)
         ) WITHOUT ROWID;
         CREATE INDEX video_labels_label ON video_labels(label_id, score DESC);
@@ -317,7 +318,7 @@ class Catalog:
             "failed": q("SELECT count(*) FROM videos WHERE status = 'failed'").fetchone()[0],
             "incomplete": q("SELECT count(*) FROM videos WHERE status = 'indexing'").fetchone()[0],
             "hours": round((q("SELECT sum(duration) FROM videos WHERE status = 'ok'").fetchone()[0] or 0) / 3600, 3),
-            "labels": q("SELECT count(DISTINCT label_id) FROM video_labels").fetchone()[0],
+            "labels": q("SELECT count(DISTINCT label_id) FROM video_labels WHERE top_clips > 0").fetchone()[0],
             "model": self.model,
             "schema_version": int(self.get_meta("schema_version", "0") or 0),
         }
@@ -363,9 +364,10 @@ class Catalog:
         """All clips are stored: aggregate per-video labels and mark the video searchable."""
         self.db.execute("DELETE FROM video_labels WHERE video_id = ?", [video_id])
         self.db.execute(
-            "INSERT INTO video_labels (video_id, label_id, score, clips) "
-            "SELECT c.video_id, cl.label_id, max(cl.score), count(*) FROM clip_labels cl "
-            "JOIN clips c ON c.id = cl.clip_id WHERE c.video_id = ? GROUP BY cl.label_id",
+            "INSERT INTO video_labels (video_id, label_id, score, clips, top_clips) "
+            "SELECT c.video_id, cl.label_id, max(cl.score), count(*), "
+            "sum(cl.score >= (SELECT max(x.score) FROM clip_labels x WHERE x.clip_id = cl.clip_id)) "
+            "FROM clip_labels cl JOIN clips c ON c.id = cl.clip_id WHERE c.video_id = ? GROUP BY cl.label_id",
             [video_id],
         )
         self.db.execute("UPDATE videos SET status = 'ok', error = NULL WHERE id = ?", [video_id])

@@ -301,10 +301,11 @@ def show(catalog: Catalog, path: str, top: int = 3) -> VideoLabels:
 
 
 def vocabulary(catalog: Catalog, text: str | None = None, limit: int = 50) -> list[dict]:
-    """Labels that videos carry, with how many videos carry each; optionally only those matching text."""
+    """Labels that videos carry (the best label of at least one of their clips), with video counts."""
     base = (
         "SELECT l.name, count(DISTINCT vl.video_id) AS n FROM labels l "
-        "JOIN video_labels vl ON vl.label_id = l.id JOIN videos v ON v.id = vl.video_id AND v.status = 'ok' "
+        "JOIN video_labels vl ON vl.label_id = l.id AND vl.top_clips > 0 "
+        "JOIN videos v ON v.id = vl.video_id AND v.status = 'ok' "
     )
     if text:
         ids = [m.label_id for m in match_labels(catalog, text)]
