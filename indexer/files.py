@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,11 @@ def find_videos(roots: list[Path], skipped: list[tuple[str, str]] | None = None)
                 skipped.append((path, f"cannot read ({exc.strerror or exc})"))
             return None
         p = Path(path)
+        if not stat.S_ISREG(st.st_mode):
+            # a FIFO or device named like a video would block or never end when read
+            if skipped is not None and is_video_name(p):
+                skipped.append((path, "not a regular file"))
+            return None
         if not (is_video_name(p) or (p.suffix == "" and _sniff_video(path))):
             return None
         seen_files.add(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -207,6 +208,9 @@ def load_videomae(name: str, **options: object):  # type: ignore[no-untyped-def]
         )
     except OSError as exc:
         raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}") from None
+    except pickle.UnpicklingError as exc:
+        # torch.load(weights_only=True) refused a pickle that would run code or build objects
+        raise ModelError(f"refused to load the weights of {name!r}: unsafe pickle ({_first_line(exc)})") from None
     except (ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise ModelError(f"{name!r} is not a VideoMAE video classifier: {_first_line(exc)}") from None
 

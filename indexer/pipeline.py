@@ -44,7 +44,7 @@ class Encoder(Protocol):
 class IndexSettings:
     batch_size: int = 8
     sampling: Sampling = field(default_factory=Sampling)
-    workers: int = field(default_factory=default_workers)
+    workers: int | None = None  # decode processes; default by device, see default_workers
     decode_threads: int = 1
     timeout: float = 120.0
     memory_limit: int = 8 << 30
@@ -188,7 +188,7 @@ class Indexer:
         decode = DecodeSettings(
             spec=encoder.frame_spec,
             sampling=s.sampling,
-            workers=min(s.workers, len(jobs)),
+            workers=min(s.workers or default_workers(getattr(encoder, "device", "cpu")), len(jobs)),
             threads=s.decode_threads,
             timeout=s.timeout,
             memory_limit=s.memory_limit,

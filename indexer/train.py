@@ -22,7 +22,7 @@ import numpy as np
 from indexer.decode import FrameSpec, Sampling
 from indexer.files import find_videos
 from indexer.model import DEFAULT_MODEL, VideoEncoder, load_videomae
-from indexer.workers import Chunk, DecodePool, DecodeSettings, Failed, default_workers
+from indexer.workers import Chunk, DecodePool, DecodeSettings, Failed
 
 
 class TrainError(Exception):
@@ -41,7 +41,7 @@ class TrainSettings:
     device: str | None = None
     precision: str | None = None  # default: bf16 autocast on CUDA, fp32 on the CPU
     sampling: Sampling = field(default_factory=Sampling)
-    workers: int = field(default_factory=default_workers)
+    workers: int = 1
 
 
 @dataclass

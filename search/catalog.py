@@ -323,6 +323,26 @@ class Catalog:
             "schema_version": int(self.get_meta("schema_version", "0") or 0),
         }
 
+    def labels(self) -> list[tuple[int, str]]:
+        return [(i, n) for i, n in self.db.execute("SELECT id, name FROM labels ORDER BY id")]
+
+    def label_vectors(self, text_model: str) -> tuple[list[int], np.ndarray] | None:
+        """Stored sentence embeddings of every label name, or None if not (all) computed yet."""
+        rows = self.db.execute(
+            "SELECT l.id, lv.vector FROM labels l LEFT JOIN label_vectors lv "
+            "ON lv.label_id = l.id AND lv.text_model = ? ORDER BY l.id", [text_model]
+        ).fetchall()
+        if not rows or any(r[1] is None for r in rows):
+            return None
+        return [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+    def store_label_vectors(self, text_model: str, ids: Sequence[int], vectors: np.ndarray) -> None:
+        with self.transaction():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO label_vectors (label_id, text_model, vector) VALUES (?, ?, ?)",
+                [(i, text_model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)],
+            )
+
     def failures(self) -> list[tuple[str, str]]:
         return [
             (r[0], r[1] or "")
@@ -476,3 +496,52 @@ def writer_lock(home: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@dataclass
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+    repaired: bool = False
+
+
+def doctor(catalog: Catalog, repair: bool = True) -> list[Finding]:
+    """Check the whole index; repair what can be repaired (FAISS is rebuilt by the caller)."""
+    db = catalog.db
+    found: list[Finding] = []
+    result = db.execute("PRAGMA integrity_check").fetchone()[0]
+    found.append(Finding("sqlite integrity", result == "ok", result))
+    if result != "ok":
+        return found  # nothing else can be trusted; do not write to a damaged file
+    found.append(Finding("schema version", True, f"{catalog.get_meta('schema_version')} (this vsearch: {SCHEMA_VERSION})"))
+    problems: list[tuple[str, str, list[int]]] = []
+    half = [r[0] for r in db.execute("SELECT id FROM videos WHERE status = 'indexing'")]
+    problems.append(("half-stored videos", "left by a killed run; removed so the next index redoes them", half))
+    dim = catalog.dim
+    bad = [r[0] for r in db.execute(
+        "SELECT DISTINCT video_id FROM clips WHERE length(embedding) != ?", [dim * 2])] if dim else []
+    problems.append(("embedding sizes", "videos with damaged vectors; removed so the next index redoes them", bad))
+    empty = [r[0] for r in db.execute(
+        "SELECT v.id FROM videos v WHERE v.status = 'ok' AND NOT EXISTS (SELECT 1 FROM clips c WHERE c.video_id = v.id)")]
+    problems.append(("videos without clips", "removed so the next index redoes them", empty))
+    missing = [vid for vid, path in db.execute("SELECT id, path FROM videos") if not os.path.exists(path)]
+    problems.append(("files still on disk", "indexed files that no longer exist; removed from the index", missing))
+    for check, why, ids in problems:
+        if not ids:
+            found.append(Finding(check, True, "none"))
+            continue
+        if repair:
+            with catalog.transaction():
+                catalog.remove_videos(ids)
+        found.append(Finding(check, False, f"{len(ids)} {why}", repaired=repair))
+    orphans = db.execute(
+        "SELECT count(*) FROM clip_labels cl WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE c.id = cl.clip_id)"
+    ).fetchone()[0]
+    if orphans and repair:
+        with catalog.transaction():
+            db.execute("DELETE FROM clip_labels WHERE clip_id NOT IN (SELECT id FROM clips)")
+    found.append(Finding("orphan labels", orphans == 0, f"{orphans} rows" if orphans else "none", bool(orphans) and repair))
+    failed = db.execute("SELECT count(*) FROM videos WHERE status = 'failed'").fetchone()[0]
+    found.append(Finding("failed files", True, f"{failed} recorded with their reasons (vsearch stats; index --retry-failed)"))
+    return found

@@ -7,8 +7,10 @@ score every matching row, which is slow at a million clips. Nothing here imports
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -100,6 +102,45 @@ def match_labels(catalog: Catalog, text: str) -> list[LabelMatch]:
     return sorted(found.values(), key=lambda m: -m.similarity)
 
 
+SEMANTIC_FLOOR = 0.35  # cosine below which a label is not what the user meant
+SEMANTIC_SPREAD = 0.12  # labels this far below the best match are left out
+SEMANTIC_TOP = 5
+
+
+def semantic_matches(catalog: Catalog, text: str) -> list[LabelMatch] | None:
+    """Labels whose names mean what the query means; None when no sentence model is installed."""
+    from search import text as sentence
+
+    model = sentence.load_text_model()
+    if model is None:
+        return None
+    ids, matrix = label_matrix(catalog, model)
+    if not ids:
+        return []
+    sims = matrix @ model.embed([text])[0]
+    order = np.argsort(-sims)[:SEMANTIC_TOP]
+    best = float(sims[order[0]])
+    names = dict(catalog.labels())
+    return [LabelMatch(ids[i], names[ids[i]], float(sims[i])) for i in order
+            if sims[i] >= max(SEMANTIC_FLOOR, best - SEMANTIC_SPREAD)]
+
+
+def label_matrix(catalog: Catalog, model) -> tuple[list[int], np.ndarray]:  # type: ignore[no-untyped-def]
+    """Label-name embeddings: from the catalog, computed and stored on first use per vocabulary."""
+    from search import text as sentence
+
+    stored = catalog.label_vectors(sentence.NAME)
+    if stored is not None:
+        return stored
+    labels = catalog.labels()
+    ids, vectors = [i for i, _ in labels], model.embed([n for _, n in labels])
+    try:
+        catalog.store_label_vectors(sentence.NAME, ids, vectors)
+    except sqlite3.OperationalError:
+        pass  # an index run holds the write lock: use them in memory now, store them next time
+    return ids, vectors
+
+
 def clips_for_labels(
     catalog: Catalog, matches: Sequence[LabelMatch], filters: Filters, limit: int
 ) -> list[Hit]:
@@ -119,12 +160,17 @@ def clips_for_labels(
             rows_by_key[(vid, m.label_id)].append((idx, start, end, score))
             paths[vid] = path
     label_of = {m.label_id: m for m in matches}
+    best = max((m.similarity for m in matches), default=1.0)
     hits = []
     for (vid, lid), clips in rows_by_key.items():
         m = label_of[lid]
+        # A clip's label score counts as much as the label means the query; labels well below the
+        # best match fade fast, so a sure "gargling" does not outrank a likely "eating spaghetti"
+        # for "slurping noodles".
+        weight = m.similarity * math.exp((m.similarity - best) / 0.05)
         for start, end, score in merge_moments(clips):
             hits.append(
-                Hit(paths[vid], start, end, score * m.similarity, m.name,
+                Hit(paths[vid], start, end, score * weight, m.name,
                     "label" if m.similarity >= 0.9 else "text", score, m.similarity, vid)
             )
     return hits
@@ -170,25 +216,40 @@ def file_name_hits(catalog: Catalog, text: str, filters: Filters, limit: int) ->
             for vid, path, duration in rows]
 
 
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    semantic: bool | None  # True: matched by meaning too; False: exact label, not needed; None: no model
+
+
 def search(
     catalog: Catalog,
     text: str,
     limit: int = 20,
     filters: Filters | None = None,
-    extra_matches: Sequence[LabelMatch] = (),
-) -> list[Hit]:
-    """Keyword search: label names and file names; `extra_matches` adds labels found by meaning."""
+    semantic: bool = True,
+) -> SearchResult:
+    """Label names (exact, FTS5 words and prefixes, and by meaning) and file names, best first.
+
+    An exact label name skips the sentence model altogether: the common case stays fast.
+    """
     filters = filters or Filters()
     if not text.strip():
         raise CatalogError("the query is empty")
-    matches = {m.label_id: m for m in extra_matches}
-    for m in match_labels(catalog, text):  # a literal match beats a semantic one for the same label
+    literal = match_labels(catalog, text)
+    used: bool | None = False
+    matches: dict[int, LabelMatch] = {}
+    if semantic and not any(m.similarity == 1.0 for m in literal):
+        found = semantic_matches(catalog, text)
+        used = None if found is None else True
+        matches = {m.label_id: m for m in found or []}
+    for m in literal:  # a literal match beats a semantic one for the same label
         if m.label_id not in matches or matches[m.label_id].similarity < m.similarity:
             matches[m.label_id] = m
     hits = clips_for_labels(catalog, list(matches.values()), filters, limit)
     hits += file_name_hits(catalog, text, filters, limit)
     hits.sort(key=lambda h: (-h.score, h.path, h.start))
-    return _existing(hits, limit)
+    return SearchResult(_existing(hits, limit), used)
 
 
 def _existing(hits: list[Hit], limit: int) -> list[Hit]:
@@ -301,7 +362,25 @@ def show(catalog: Catalog, path: str, top: int = 3) -> VideoLabels:
 
 
 def vocabulary(catalog: Catalog, text: str | None = None, limit: int = 50) -> list[dict]:
-    """Labels that videos carry (the best label of at least one of their clips), with video counts."""
+    """Labels that videos carry (the best label of at least one of their clips), with video counts.
+
+    With text, the model's whole vocabulary ranked by meaning (when a sentence model is
+    installed, else by FTS5 word match), each with how many videos carry it.
+    """
+    if text:
+        from search import text as sentence
+
+        model = sentence.load_text_model()
+        if model is not None:
+            ids, matrix = label_matrix(catalog, model)
+            sims = matrix @ model.embed([text])[0]
+            order = np.argsort(-sims)[:limit]
+            names = dict(catalog.labels())
+            counts = dict(catalog.db.execute(
+                "SELECT vl.label_id, count(*) FROM video_labels vl JOIN videos v ON v.id = vl.video_id "
+                "AND v.status = 'ok' WHERE vl.top_clips > 0 GROUP BY vl.label_id").fetchall())
+            return [{"label": names[ids[i]], "videos": counts.get(ids[i], 0), "similarity": round(float(sims[i]), 4)}
+                    for i in order]
     base = (
         "SELECT l.name, count(DISTINCT vl.video_id) AS n FROM labels l "
         "JOIN video_labels vl ON vl.label_id = l.id AND vl.top_clips > 0 "

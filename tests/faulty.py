@@ -25,3 +25,10 @@ def read_windows(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
         while True:  # memory growth without bound
             hoard.append(bytearray(256 << 20))
     return real_read_windows(path, *args, **kwargs)
+
+
+def vanishing_read_windows(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Files named *vanish* are deleted just before decoding starts, as a user might do."""
+    if "vanish" in os.path.basename(path):
+        os.unlink(path)
+    return real_read_windows(path, *args, **kwargs)

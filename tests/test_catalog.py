@@ -64,11 +64,11 @@ def test_keyword_search_merges_adjacent_windows_into_moments(cat: Catalog, tmp_p
     spag = [("eating spaghetti", 0.9), ("dancing", 0.1)]
     dance = [("dancing", 0.8), ("eating spaghetti", 0.2)]
     add_video(cat, str(path), [spag, spag, dance, spag], np.eye(4, dtype=np.float32))
-    hits = q.search(cat, "eating spaghetti")
+    hits = q.search(cat, "eating spaghetti", semantic=False).hits
     spaghetti = [(h.start, h.end) for h in hits if h.label == "eating spaghetti" and h.score > 0.5]
     assert spaghetti == [(0.0, 8.0), (12.0, 16.0)]
     assert hits[0].label == "eating spaghetti" and hits[0].query_similarity == 1.0
-    assert q.search(cat, "spagh")[0].label == "eating spaghetti"  # prefix match
+    assert q.search(cat, "spagh", semantic=False).hits[0].label == "eating spaghetti"  # prefix match
 
 
 @pytest.mark.parametrize("text", ['"', '*', 'NEAR', "' OR 1=1 --", 'label"*', "odd) OR (x", "a:b", "^"])
@@ -76,7 +76,7 @@ def test_query_syntax_is_matched_literally(cat: Catalog, tmp_path: Path, text: s
     path = tmp_path / "v.mp4"
     path.write_bytes(b"x")
     add_video(cat, str(path), [[("dancing", 0.9)]], np.eye(4, dtype=np.float32)[:1])
-    hits = q.search(cat, text) if text.strip('"*^') else []
+    hits = q.search(cat, text, semantic=False).hits if text.strip('"*^') else []
     assert all(h.label != "dancing" for h in hits)  # nothing matches by accident, nothing raises
     assert cat.stats()["videos"] == 1
 
@@ -85,7 +85,7 @@ def test_odd_label_is_found_by_its_words(cat: Catalog, tmp_path: Path) -> None:
     path = tmp_path / "v.mp4"
     path.write_bytes(b"x")
     add_video(cat, str(path), [[('NEAR "odd" * label', 0.9)]], np.eye(4, dtype=np.float32)[:1])
-    assert q.search(cat, 'NEAR "odd"')[0].label == 'NEAR "odd" * label'
+    assert q.search(cat, 'NEAR "odd"', semantic=False).hits[0].label == 'NEAR "odd" * label'
 
 
 def test_filters(cat: Catalog, tmp_path: Path) -> None:
@@ -94,10 +94,10 @@ def test_filters(cat: Catalog, tmp_path: Path) -> None:
         p = tmp_path / sub / "v.mp4"
         p.write_bytes(b"x")
         add_video(cat, str(p), [[("dancing", 0.5 + 0.1 * clips)]] * clips, np.eye(4, dtype=np.float32)[:clips])
-    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(under=str(tmp_path / "a")))} == {"a"}
-    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(min_duration=8))} == {"b"}
-    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(max_duration=8))} == {"a"}
-    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(min_score=0.7))} == {"b"}
+    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(under=str(tmp_path / "a"))).hits} == {"a"}
+    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(min_duration=8)).hits} == {"b"}
+    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(max_duration=8)).hits} == {"a"}
+    assert {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=q.Filters(min_score=0.7)).hits} == {"b"}
 
 
 def test_vectors_are_rebuilt_when_missing_stale_or_corrupt(cat: Catalog, tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_readers_see_the_last_commit_while_a_writer_holds_a_transaction(cat: Cat
     reader = Catalog(cat.home)
     with cat.transaction():
         cat.start_video(str(tmp_path / "half.mp4"), 1, 1.0, "fp", {})
-        assert len(q.search(reader, "dancing")) == 1  # WAL: the reader is not blocked
+        assert len(q.search(reader, "dancing", semantic=False).hits) == 1  # WAL: the reader is not blocked
         assert reader.stats()["incomplete"] == 0
     reader.close()
     assert sqlite3.connect(cat.db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -75,7 +75,9 @@ def test_labels_show_stats_classify_json(indexed: Path, tiny_model: Path) -> Non
     labels = json.loads(invoke("labels", "--json").stdout)
     assert labels and set(labels[0]) == {"label", "videos"}
     assert sum(item["videos"] for item in labels) >= 12
-    assert all(i["label"].startswith("moving") for i in json.loads(invoke("labels", "moving", "--json").stdout))
+    ranked = json.loads(invoke("labels", "moving", "--json").stdout)  # the vocabulary, ranked by meaning
+    assert {i["label"] for i in ranked[:4]} == {"moving left", "moving right", "moving up", "moving down"}
+    assert [i["similarity"] for i in ranked] == sorted((i["similarity"] for i in ranked), reverse=True)
     video = sorted(indexed.glob("*.mp4"))[0]
     result = json.loads(invoke("classify", video, "--model", tiny_model, "--json", "-k", "3").stdout)
     assert result["path"] == str(video) and len(result["labels"]) == 3

