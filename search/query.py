@@ -11,7 +11,6 @@ import math
 import os
 import re
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,9 +89,7 @@ def match_labels(catalog: Catalog, text: str) -> list[LabelMatch]:
     q = fts_query(text)
     if q:
         for lid, name in db.execute(
-            "SELECT labels.id, labels.name FROM labels_fts JOIN labels ON labels.id = labels_fts.rowid "
-            "WHERE labels_fts MATCH ?",
-            [q],
+            "SELECT id, name FROM labels WHERE id IN (SELECT rowid FROM labels_fts WHERE labels_fts MATCH ?)", [q]
         ):
             if lid not in found:
                 words = len(re.findall(r"\w+", name))
@@ -144,35 +141,45 @@ def label_matrix(catalog: Catalog, model) -> tuple[list[int], np.ndarray]:  # ty
 def clips_for_labels(
     catalog: Catalog, matches: Sequence[LabelMatch], filters: Filters, limit: int
 ) -> list[Hit]:
-    """Moments of videos whose clips carry the matched labels, best first."""
+    """Moments of videos whose clips carry the matched labels, best first.
+
+    Two steps keep this fast at a million clips: the best clips of each label come straight off
+    the (label_id, score) index, which ranks the (video, label) pairs; then only the winning
+    pairs read all their clips, so each moment gets its full extent.
+    """
     where, args = filters.sql()
-    per_label = max(50, limit * 25)
-    rows_by_key: dict[tuple[int, int], list[tuple]] = defaultdict(list)
+    best = max((m.similarity for m in matches), default=1.0)
+    pairs: dict[tuple[int, int], float] = {}
     paths: dict[int, str] = {}
     for m in matches:
-        rows = catalog.db.execute(
-            "SELECT c.video_id, c.idx, c.start, c.end, cl.score, v.path FROM clip_labels cl "
-            "JOIN clips c ON c.id = cl.clip_id JOIN videos v ON v.id = c.video_id "
-            f"WHERE cl.label_id = ? AND cl.score >= ? AND {where} ORDER BY cl.score DESC LIMIT ?",
-            [m.label_id, filters.min_score, *args, per_label],
-        ).fetchall()
-        for vid, idx, start, end, score, path in rows:
-            rows_by_key[(vid, m.label_id)].append((idx, start, end, score))
-            paths[vid] = path
-    label_of = {m.label_id: m for m in matches}
-    best = max((m.similarity for m in matches), default=1.0)
-    hits = []
-    for (vid, lid), clips in rows_by_key.items():
-        m = label_of[lid]
         # A clip's label score counts as much as the label means the query; labels well below the
         # best match fade fast, so a sure "gargling" does not outrank a likely "eating spaghetti"
         # for "slurping noodles".
         weight = m.similarity * math.exp((m.similarity - best) / 0.05)
+        for vid, score, path in catalog.db.execute(
+            "SELECT c.video_id, cl.score, v.path FROM clip_labels cl "
+            "JOIN clips c ON c.id = cl.clip_id JOIN videos v ON v.id = c.video_id "
+            f"WHERE cl.label_id = ? AND cl.score >= ? AND {where} ORDER BY cl.score DESC LIMIT ?",
+            [m.label_id, filters.min_score, *args, limit * 3],
+        ):
+            key = (vid, m.label_id)
+            pairs[key] = max(pairs.get(key, 0.0), score * weight)
+            paths[vid] = path
+    label_of = {m.label_id: m for m in matches}
+    weight_of = {m.label_id: m.similarity * math.exp((m.similarity - best) / 0.05) for m in matches}
+    hits = []
+    for (vid, lid), _ in sorted(pairs.items(), key=lambda kv: -kv[1])[: limit * 2]:
+        m = label_of[lid]
+        clips = catalog.db.execute(
+            # CROSS JOIN pins the order: this video's clips first, then one key lookup each.
+            "SELECT c.idx, c.start, c.end, cl.score FROM clips c CROSS JOIN clip_labels cl "
+            "ON cl.clip_id = c.id AND cl.label_id = ? WHERE c.video_id = ?",
+            [lid, vid],
+        ).fetchall()
         for start, end, score in merge_moments(clips):
-            hits.append(
-                Hit(paths[vid], start, end, score * weight, m.name,
-                    "label" if m.similarity >= 0.9 else "text", score, m.similarity, vid)
-            )
+            if score >= filters.min_score:
+                hits.append(Hit(paths[vid], start, end, score * weight_of[lid], m.name,
+                                "label" if m.similarity >= 0.9 else "text", score, m.similarity, vid))
     return hits
 
 
@@ -207,9 +214,10 @@ def file_name_hits(catalog: Catalog, text: str, filters: Filters, limit: int) ->
     if not q:
         return []
     where, args = filters.sql()
+    # The FTS lookup runs first, on its own: joined, SQLite may probe the FTS table once per video.
     rows = catalog.db.execute(
-        "SELECT v.id, v.path, v.duration FROM videos_fts JOIN videos v ON v.id = videos_fts.rowid "
-        f"WHERE videos_fts MATCH ? AND {where} LIMIT ?",
+        "SELECT v.id, v.path, v.duration FROM videos v "
+        f"WHERE v.id IN (SELECT rowid FROM videos_fts WHERE videos_fts MATCH ?) AND {where} LIMIT ?",
         [q, *args, limit],
     ).fetchall()
     return [Hit(path, 0.0, duration or 0.0, FILE_NAME_SCORE, None, "file name", None, None, vid)

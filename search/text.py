@@ -66,33 +66,41 @@ class TextModel:
                    tokenizer)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), 384) unit vectors."""
-        return np.stack([self._embed_one(t) for t in texts]) if texts else np.zeros((0, 384), np.float32)
+        """(len(texts), 384) unit vectors. Texts of equal token length run as one batch: no padding."""
+        out = np.zeros((len(texts), self.config["hidden_size"]), dtype=np.float32)
+        by_length: dict[int, list[tuple[int, list[int]]]] = {}
+        for i, text in enumerate(texts):
+            ids = self.tokenizer.encode(text).ids  # type: ignore[attr-defined]
+            by_length.setdefault(len(ids), []).append((i, ids))
+        for group in by_length.values():
+            rows = [i for i, _ in group]
+            out[rows] = self._forward(np.array([ids for _, ids in group]))
+        return out
 
-    def _embed_one(self, text: str) -> np.ndarray:
+    def _forward(self, ids: np.ndarray) -> np.ndarray:
+        """(batch, tokens) ids of one length -> (batch, hidden) mean-pooled unit vectors."""
         w, cfg = self.weights, self.config
-        ids = np.array(self.tokenizer.encode(text).ids)  # type: ignore[attr-defined]
-        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][: len(ids)]
+        b, n = ids.shape
+        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n]
              + w["embeddings.token_type_embeddings.weight"][0])
         eps = cfg.get("layer_norm_eps", 1e-12)
         x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
         heads = cfg["num_attention_heads"]
-        d = x.shape[1] // heads
+        d = x.shape[-1] // heads
         for i in range(cfg["num_hidden_layers"]):
             p = f"encoder.layer.{i}."
-            q, k, v = (_linear(x, w, p + f"attention.self.{n}") for n in ("query", "key", "value"))
-            q, k, v = (m.reshape(len(ids), heads, d).transpose(1, 0, 2) for m in (q, k, v))
-            scores = q @ k.transpose(0, 2, 1) / math.sqrt(d)
+            q, k, v = (_linear(x, w, p + f"attention.self.{m}").reshape(b, n, heads, d).transpose(0, 2, 1, 3)
+                       for m in ("query", "key", "value"))
+            scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d)
             scores = np.exp(scores - scores.max(-1, keepdims=True))
-            context = (scores / scores.sum(-1, keepdims=True)) @ v
-            attn = _linear(context.transpose(1, 0, 2).reshape(len(ids), -1), w, p + "attention.output.dense")
-            x = _layer_norm(x + attn, w[p + "attention.output.LayerNorm.weight"],
-                            w[p + "attention.output.LayerNorm.bias"], eps)
+            context = ((scores / scores.sum(-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(b, n, -1)
+            x = _layer_norm(x + _linear(context, w, p + "attention.output.dense"),
+                            w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"], eps)
             h = _gelu(_linear(x, w, p + "intermediate.dense"))
             x = _layer_norm(x + _linear(h, w, p + "output.dense"), w[p + "output.LayerNorm.weight"],
                             w[p + "output.LayerNorm.bias"], eps)
-        pooled = x.mean(0)
-        return (pooled / np.linalg.norm(pooled)).astype(np.float32)
+        pooled = x.mean(1)
+        return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
 
 def _linear(x: np.ndarray, w: dict[str, np.ndarray], name: str) -> np.ndarray:

@@ -1,0 +1,231 @@
+"""`vsearch bench --scale`: search at a million clips, on a synthetic catalog built through the
+catalog's own write path.
+
+The embeddings have the structure real ones have: clips of one video lie close together, and
+videos group into a few thousand topics, each with its own typical labels. Pure random vectors
+would be the worst case for any approximate index and look like no real library.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from search import query as q
+from search.catalog import DB_NAME, VECTORS_NAME, Catalog, ClipResult
+from search.vectors import EXACT_MAX, VectorIndex, open_vectors
+
+
+def kinetics_labels() -> list[str]:
+    path = Path(__file__).resolve().parents[1] / "data" / "kinetics400.txt"
+    return path.read_text().split("\n")[:-1]
+
+
+def build_catalog(home: Path, videos: int, clips_per_video: int, dim: int = 768, topics: int = 3000,
+                  seed: int = 0, log: Callable[[str], None] = print) -> Catalog:
+    """A catalog of `videos` x `clips_per_video` clips, written the way the indexer writes."""
+    rng = np.random.default_rng(seed)
+    labels = kinetics_labels()
+    catalog = Catalog(home)
+    if catalog.stats()["videos"] >= videos:
+        return catalog
+    catalog.bind_model("synthetic-videomae-base", "synthetic|768", dim, labels)
+    centres = _unit(rng.standard_normal((topics, dim)).astype(np.float32))
+    topic_labels = rng.integers(0, len(labels), (topics, 3))
+    started = time.perf_counter()
+    batch = 500
+    for first in range(0, videos, batch):
+        with catalog.transaction():
+            for v in range(first, min(videos, first + batch)):
+                t = int(rng.integers(topics))
+                centre = _unit(centres[t] + 0.6 * _unit(rng.standard_normal(dim).astype(np.float32)))
+                vecs = _unit(centre + 0.35 * _unit(rng.standard_normal((clips_per_video, dim)).astype(np.float32)))
+                path = home / "library" / f"topic{t:04d}" / f"video{v:06d}.mp4"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()  # search checks that a hit's file still exists: make that real
+                vid = catalog.start_video(str(path), 1000 + v, 1.0, f"fp{v}",
+                                          {"duration": 4.0 * clips_per_video, "fps": 30.0, "width": 1280, "height": 720})
+                clips = []
+                for c in range(clips_per_video):
+                    main = topic_labels[t, rng.integers(3)]
+                    others = rng.choice(len(labels), 4, replace=False)
+                    scores = np.sort(rng.dirichlet(np.ones(5)))[::-1] * 0.5
+                    scores[0] += 0.5 * rng.random()
+                    picked = [(labels[main], float(scores[0]))] + [
+                        (labels[o], float(s)) for o, s in zip(others, scores[1:]) if o != main]
+                    clips.append(ClipResult(c, 4.0 * c, 4.0 * c + 4, picked, vecs[c]))
+                catalog.add_clips(vid, clips)
+                catalog.finish_video(vid)
+        done = min(videos, first + batch)
+        if done % 10_000 == 0 or done == videos:
+            rate = done / (time.perf_counter() - started)
+            log(f"  built {done:,}/{videos:,} videos ({rate:.0f} videos/s)")
+    return catalog
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def flat_latency(vectors: np.ndarray, sizes: list[int], queries: np.ndarray) -> list[tuple[int, float]]:
+    """Median ms of one exact query over the first N vectors: where exact search gets slow."""
+    import faiss
+
+    out = []
+    for n in sizes:
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors[:n])
+        ms = statistics.median([median_ms(lambda i=i: index.search(queries[i : i + 1], 10), 1)
+                                for i in range(len(queries))])
+        out.append((n, ms))
+    return out
+
+
+def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
+              log: Callable[[str], None] = print) -> str:
+    from indexer.bench import table
+
+    home = work / f"scale-{videos}x{clips_per_video}"
+    t0 = time.perf_counter()
+    log(f"building a synthetic catalog of {videos:,} videos x {clips_per_video} clips (cached in {home})...")
+    catalog = build_catalog(home, videos, clips_per_video, log=log)
+    build_s = time.perf_counter() - t0
+    n = catalog.clip_count()
+    log("opening the vector index (IVF is trained and filled on first open)...")
+    t0 = time.perf_counter()
+    vectors, rebuilt = open_vectors(catalog)
+    open_s = time.perf_counter() - t0
+    rng = np.random.default_rng(1)
+    lines = [f"catalog: {n:,} clips in {catalog.stats()['videos']:,} videos, dim {catalog.dim}; "
+             f"built in {build_s:.0f}s, vector index {'built' if rebuilt else 'loaded'} in {open_s:.1f}s "
+             f"({vectors.kind})", ""]
+
+    log("keyword queries...")
+    labels = kinetics_labels()
+    keyword_rows = []
+    for kind, words in (("exact label", [labels[i] for i in rng.integers(0, 400, 30)]),
+                        ("one word, prefix", [labels[i].split()[0][:5] for i in rng.integers(0, 400, 30)])):
+        q.search(catalog, words[0], semantic=False)  # warm the page cache once
+        ms = statistics.median([median_ms(lambda w=w: q.search(catalog, w, limit=20, semantic=False), 1) for w in words])
+        keyword_rows.append([kind, len(words), f"{ms:.1f}"])
+
+    log("similar queries and recall against exact search...")
+    ids_all = np.array([r[0] for r in catalog.db.execute("SELECT id FROM clips ORDER BY id")])
+    sample_ids = rng.choice(ids_all, 40, replace=False)
+    rows = catalog.db.execute(
+        f"SELECT id, embedding FROM clips WHERE id IN ({','.join('?' * len(sample_ids))})",
+        [int(i) for i in sample_ids]).fetchall()
+    from search.catalog import from_blobs
+
+    queries = from_blobs([r[1] for r in rows], catalog.dim)
+    exact = _exact_top10(catalog, queries, log)
+    similar_rows = []
+    import faiss
+
+    ivf = faiss.extract_index_ivf(vectors.index) if vectors.kind == "ivf" else None
+    for nprobe in ([16, 32, 48, 64] if ivf is not None else [0]):
+        if ivf is not None:
+            ivf.nprobe = nprobe
+        found = vectors.search(queries, 10)[1]
+        recall = np.mean([len(set(found[i]) & set(exact[i])) / 10 for i in range(len(queries))])
+        ms = statistics.median([median_ms(lambda i=i: vectors.search(queries[i : i + 1], 10), 1)
+                                for i in range(len(queries))])
+        similar_rows.append([vectors.kind + (f", nprobe {nprobe}" if ivf is not None else ""),
+                             f"{ms:.2f}", f"{recall:.3f}"])
+    from search.vectors import NPROBE
+
+    if ivf is not None:
+        ivf.nprobe = NPROBE
+    whole = statistics.median([median_ms(lambda i=i: q.similar(catalog, vectors, queries[i : i + 1], None, 10), 1)
+                               for i in range(len(queries))])
+
+    log("exact search latency against size...")
+    flat_sample = np.concatenate([vecs for _, vecs in catalog.iter_vectors()])
+    sizes = [s for s in (10_000, 50_000, 100_000, 200_000, 400_000, 1_000_000) if s <= n]
+    curve = flat_latency(flat_sample, sizes, queries[:20])
+    del flat_sample
+
+    log("free text and the shell...")
+    from search import text as sentence
+
+    free = []
+    if sentence.find_model_dir() is not None:
+        catalog.db.execute("DELETE FROM label_vectors")
+        sentence._MODEL = None
+        t = time.perf_counter()
+        q.search(catalog, "kids jumping on a trampoline")
+        free.append(["first free-text query (loads the model, embeds and stores 400 labels)",
+                     f"{(time.perf_counter() - t) * 1000:.0f}"])
+        free.append(["warm free-text query", f"{median_ms(lambda: q.search(catalog, 'slurping noodles'), 5):.1f}"])
+    shell = _shell_times(home, labels[117])
+
+    db_bytes = (home / DB_NAME).stat().st_size + sum(
+        p.stat().st_size for p in home.glob(DB_NAME + "-*"))
+    faiss_bytes = (home / VECTORS_NAME).stat().st_size if (home / VECTORS_NAME).exists() else 0
+    from indexer.bench import peak_rss_gb
+
+    lines += ["### Keyword search (in process, median of 30 queries, 20 hits)",
+              table(keyword_rows, ["query", "queries", "median ms"]), "",
+              "### Similar (one query clip, k=10; recall@10 against exact search over all clips)",
+              table(similar_rows, ["index", "median ms", "recall@10"]),
+              f"`similar` end to end (search + grouping by video + metadata), median: {whole:.1f} ms", "",
+              "### Exact (flat) search latency by size: where the index switches",
+              table([[f"{n:,}", f"{ms:.1f}"] for n, ms in curve], ["clips", "median ms"]),
+              f"switch to IVF above {EXACT_MAX:,} clips", "",
+              "### Free text and the shell",
+              table(free + shell, ["what", "ms"]), "",
+              "### Memory and disk per clip",
+              table([["SQLite (labels, metadata, float16 embedding)", f"{db_bytes / n:.0f} B"],
+                     [f"FAISS file ({vectors.kind})", f"{faiss_bytes / n:.0f} B"],
+                     ["peak RSS of this process / clip", f"{peak_rss_gb() * 1e9 / n:.0f} B"]],
+                    ["what", "per clip"])]
+    catalog.close()
+    return "\n".join(lines)
+
+
+def _exact_top10(catalog: Catalog, queries: np.ndarray, log: Callable[[str], None]) -> list[list[int]]:
+    """Brute force over every stored clip, streamed from SQLite."""
+    best_scores = np.full((len(queries), 10), -np.inf)
+    best_ids = np.zeros((len(queries), 10), dtype=np.int64)
+    for ids, vecs in catalog.iter_vectors():
+        scores = queries @ vecs.T
+        all_scores = np.concatenate([best_scores, scores], axis=1)
+        all_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
+        top = np.argsort(-all_scores, axis=1)[:, :10]
+        best_scores = np.take_along_axis(all_scores, top, 1)
+        best_ids = np.take_along_axis(all_ids, top, 1)
+    return [list(r) for r in best_ids]
+
+
+def _shell_times(home: Path, label: str) -> list[list[str]]:
+    """Wall time of a plain keyword search from the shell against importing torch + transformers."""
+    vsearch = Path(sys.executable).with_name("vsearch")
+    cmds = {
+        f'vsearch search "{label}"': [str(vsearch), "search", label, "--home", str(home)],
+        'python -c "import torch, transformers"': [sys.executable, "-c", "import torch, transformers"],
+    }
+    rows = []
+    for name, cmd in cmds.items():
+        runs = []
+        for _ in range(3):
+            t = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            runs.append((time.perf_counter() - t) * 1000)
+        rows.append([name + " (wall, median of 3)", f"{statistics.median(runs):.0f}"])
+    return rows
