@@ -150,6 +150,9 @@ def index(
     parts += [f"{n} {what}" for n, what in ((report.moved, "moved"), (report.copied, "copied"),
                                              (report.removed, "removed")) if n]
     parts.append(f"{len(report.failed)} failed")
+    known = catalog.stats()["failed"] - len(report.failed)
+    if known > 0:
+        parts.append(f"{known} failed before (--retry-failed to try again)")
     info(f"{report.found} videos found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
     if "model" in t and report.clips:
         info(f"time: decode {t['decode']:.1f}s (in workers), model {t['model']:.1f}s, store {t['store']:.1f}s")
@@ -161,21 +164,25 @@ def index(
 
 
 class _progress:
-    """A progress bar with count and ETA on stderr, driven by the indexer's callbacks."""
+    """Progress on stderr: a bar with count and ETA on a terminal, a line per 10% otherwise."""
 
     def __init__(self, quiet: bool):
-        self.quiet = quiet or not sys.stderr.isatty()
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
         self.bar = None
         self.task = None
+        self.next_line = 0.1
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         if self.quiet:
-            return self._plain
+            return lambda p: None
+        if not self.tty:
+            return self._lines
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[clips]} clips"),
-                            TimeRemainingColumn(), TextColumn("{task.fields[name]}"), transient=True,
-                            console=_stderr_console())
+        self.bar = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[clips]} clips"), TimeRemainingColumn(),
+                            TextColumn("{task.fields[name]}"), transient=True, console=_stderr_console())
         self.bar.start()
         return self._update
 
@@ -184,9 +191,11 @@ class _progress:
             self.task = self.bar.add_task("index", total=p.files_total, clips=0, name="")
         self.bar.update(self.task, completed=p.files_done, clips=p.clips, name=safe(Path(p.path).name)[:40])
 
-    def _plain(self, p) -> None:  # type: ignore[no-untyped-def]
-        if not self.quiet or p.files_done == p.files_total or p.files_done % 50 == 0:
-            pass
+    def _lines(self, p) -> None:  # type: ignore[no-untyped-def]
+        if p.files_done >= self.next_line * p.files_total:
+            info(f"indexed {p.files_done}/{p.files_total} files, {p.clips} clips")
+            while self.next_line * p.files_total <= p.files_done:
+                self.next_line += 0.1
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

@@ -282,6 +282,8 @@ class Indexer:
                     report.interrupted = True
                     break
             flush()
+        if report.interrupted:
+            cat.drop_incomplete()  # videos cut off mid-way are redone whole by the next run
 
 
 def embed_file(

@@ -142,3 +142,33 @@ def test_readers_see_the_last_commit_while_a_writer_holds_a_transaction(cat: Cat
         assert reader.stats()["incomplete"] == 0
     reader.close()
     assert sqlite3.connect(cat.db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_large_catalogs_switch_to_ivf_with_high_recall(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.vectors as vectors_module
+
+    monkeypatch.setattr(vectors_module, "EXACT_MAX", 500)
+    rng = np.random.default_rng(0)
+    cat = Catalog(tmp_path / "big")
+    cat.bind_model("m", "m|fp", 32, ["a"])
+    topics = rng.standard_normal((20, 32))
+    for v in range(120):  # 120 videos x 8 clips = 960 clips, clustered like real ones
+        base = topics[v % 20] + 0.3 * rng.standard_normal(32)
+        vecs = base + 0.2 * rng.standard_normal((8, 32))
+        vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+        p = tmp_path / f"v{v}.mp4"
+        p.write_bytes(b"x")
+        add_video(cat, str(p), [[("a", 0.5)]] * 8, vecs)
+    index, rebuilt = open_vectors(cat)
+    assert rebuilt and index.kind == "ivf" and len(index) == 960
+    again, rebuilt = open_vectors(cat)
+    assert not rebuilt and again.kind == "ivf"  # saved and reloaded as IVF
+    ids, vecs, _ = cat.clip_vectors(1)
+    exact = vecs @ np.concatenate([v for _, v in cat.iter_vectors()]).T
+    all_ids = np.concatenate([i for i, _ in cat.iter_vectors()])
+    truth = [set(all_ids[np.argsort(-row)[:10]]) for row in exact]
+    found = again.search(vecs, 10)[1]
+    recall = np.mean([len(t & set(f)) / 10 for t, f in zip(truth, found)])
+    assert recall >= 0.95
+    again.remove(ids)  # IVF supports the indexer's removals too
+    assert len(again) == 952

@@ -134,3 +134,30 @@ def test_control_characters_in_file_names_are_escaped(tmp_path: Path, tiny_model
     out = invoke("search", "moving").stdout
     assert "\x1b" not in out and "\\x1b[31mred\\nline.mp4" in out
     assert "ünïcode name with spaces.mp4" in out
+
+
+def test_doctor_reports_clean_then_repairs_damage(indexed: Path, vsearch_home: Path) -> None:
+    result = invoke("doctor")
+    assert result.exit_code == 0 and "index is clean" in result.stdout
+    (vsearch_home / "vectors.faiss").write_bytes(b"corrupt")
+    victim = sorted(indexed.glob("*.mp4"))[0]
+    victim.unlink()
+    import sqlite3
+
+    with sqlite3.connect(vsearch_home / "vsearch.db") as conn:  # a killed run's leftover
+        conn.execute("UPDATE videos SET status = 'indexing' WHERE path = ?", [str(sorted(indexed.glob('*.mp4'))[0])])
+    result = invoke("doctor")
+    assert result.exit_code == 0 and "index repaired" in result.stdout
+    assert "repaired  faiss index" in result.stdout and "rebuilt from SQLite" in result.stdout
+    assert "1 indexed files that no longer exist" in result.stdout
+    assert "1 left by a killed run" in result.stdout
+    assert "index is clean" in invoke("doctor").stdout
+    stats = json.loads(invoke("stats", "--json").stdout)
+    assert stats["videos"] == 10
+
+
+def test_doctor_leaves_a_damaged_database_alone(tmp_path: Path, vsearch_home: Path) -> None:
+    vsearch_home.mkdir(parents=True)
+    (vsearch_home / "vsearch.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
+    result = invoke("doctor")
+    assert result.exit_code == 1 and "left untouched" in result.stderr

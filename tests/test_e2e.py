@@ -86,3 +86,72 @@ def test_search_reads_while_an_index_run_writes(library: Path, tiny_model: Path)
     assert proc.wait() == 0 and answers >= 1
     assert refused is not None and refused.returncode == 1
     assert "another `vsearch index`" in refused.stderr
+
+
+def listening_sockets(pid: int) -> set[str]:
+    """Inodes of LISTEN sockets (TCP/UDP, v4/v6) that process `pid` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    listening = set()
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        path = Path(f"/proc/net/{table}")
+        if path.exists():
+            for line in path.read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] in ("0A", "07") and fields[9] in inodes:  # LISTEN, or a bound UDP socket
+                    listening.add(f"{table}:{fields[1]}")
+    return listening
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_nothing_listens_on_a_network_port(library: Path, tiny_model: Path) -> None:
+    proc = subprocess.Popen([str(VSEARCH), "index", str(library), "--model", str(tiny_model), "--batch-size", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: set[str] = set()
+    checks = 0
+    while proc.poll() is None:
+        try:
+            seen |= listening_sockets(proc.pid)
+            checks += 1
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    assert proc.wait() == 0 and checks > 0
+    assert seen == set()
+
+
+def test_ctrl_c_stops_after_the_batch_in_flight_and_says_what_was_saved(
+    library: Path, tiny_model: Path, vsearch_home: Path
+) -> None:
+    proc = subprocess.Popen(
+        [str(VSEARCH), "index", str(library), "--model", str(tiny_model), "--batch-size", "1", "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    db = vsearch_home / "vsearch.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=5) as conn:
+                    if conn.execute("SELECT count(*) FROM videos WHERE status = 'ok'").fetchone()[0] >= 2:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopping after the batch in flight" in err and "stopped early" in err
+    assert "Traceback" not in err
+    saved = int(err.split(" videos found: ")[1].split(" indexed")[0])
+    assert 2 <= saved < 12
+    stats = json.loads(vsearch("stats", "--json").stdout)
+    assert stats["videos"] == saved and stats["incomplete"] == 0
+    rest = vsearch("index", library)
+    assert f"{12 - saved} indexed" in rest.stderr
