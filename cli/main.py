@@ -244,7 +244,7 @@ def search_cmd(
     from search import query as q
 
     catalog = open_catalog(home)
-    if catalog.stats()["videos"] == 0:
+    if catalog.is_empty():
         fail("the index is empty; run `vsearch index FOLDER` first")
     try:
         result = q.search(catalog, query, limit, _filters(under, min_score, min_duration, max_duration))
@@ -284,7 +284,7 @@ def similar(
     except ValueError as exc:
         fail(str(exc), 2)
     catalog = open_catalog(home)
-    if catalog.stats()["videos"] == 0:
+    if catalog.is_empty():
         fail("the index is empty; run `vsearch index FOLDER` first")
     path = q.resolve(file)
     row = catalog.video(path)

@@ -145,7 +145,7 @@ class Indexer:
                 moved_from = next((t for t in twins if not os.path.exists(t.path)), None)
                 if moved_from is not None:
                     if row is not None:
-                        cat.remove_videos([row.id])
+                        vector_index().remove(cat.remove_videos([row.id]))
                     cat.move_video(moved_from.id, f.path, f.size, f.mtime)
                     report.moved += 1
                 elif twins:

@@ -143,7 +143,8 @@ def train(
     train_spec = FrameSpec(spec.num_frames * 2, spec.resize, None)
     train_clips, train_labels, skipped = decode_clips(train_items, train_spec, s.sampling, s.workers)
     val_clips, val_labels, skipped_val = decode_clips(val_items, spec, s.sampling, s.workers)
-    report = TrainReport(labels, len(train_items), len(val_items), skipped=skipped + skipped_val)
+    report = TrainReport(labels, len(train_items) - len(skipped), len(val_items) - len(skipped_val),
+                         skipped=skipped + skipped_val)
     if not train_clips or not val_clips:
         raise TrainError("no readable videos left to train or validate on; see the skipped files")
     if len(set(train_labels)) < 2:

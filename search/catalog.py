@@ -309,6 +309,9 @@ class Catalog:
             "SELECT count(*) FROM clips c JOIN videos v ON v.id = c.video_id WHERE v.status = 'ok'"
         ).fetchone()[0]
 
+    def is_empty(self) -> bool:
+        return self.db.execute("SELECT 1 FROM videos WHERE status = 'ok' LIMIT 1").fetchone() is None
+
     def stats(self) -> dict:
         q = self.db.execute
         return {

@@ -304,8 +304,9 @@ def similar(
         part = ordered[start : start + 500]
         marks = ",".join("?" * len(part))
         rows = catalog.db.execute(
-            f"SELECT c.id, c.video_id, c.start, c.end, v.path FROM clips c JOIN videos v ON v.id = c.video_id "
-            f"WHERE c.id IN ({marks}) AND {where}",
+            # CROSS JOIN pins the order: the found clips by key, then their videos by key.
+            f"SELECT c.id, c.video_id, c.start, c.end, v.path FROM clips c CROSS JOIN videos v "
+            f"ON v.id = c.video_id WHERE c.id IN ({marks}) AND {where}",
             [i for i, _ in part] + args,
         ).fetchall()
         for cid, vid, s, e, path in rows:

@@ -141,10 +141,11 @@ def open_vectors(catalog: Catalog, save: bool = True) -> tuple[VectorIndex, bool
     path = catalog.home / VECTORS_NAME
     generation = catalog.generation
     loaded = VectorIndex.load(path, generation, catalog.dim)
-    count = catalog.clip_count()
-    if loaded is not None and len(loaded) == count and loaded.kind == wanted_kind(count, loaded.kind):
+    # The generation moves with every commit that adds or removes clips, so a matching one means
+    # the saved count is the catalog's: no need to count a million rows on every open.
+    if loaded is not None and loaded.kind == wanted_kind(len(loaded), loaded.kind):
         return loaded, False
-    index = rebuild(catalog, wanted_kind(count, loaded.kind if loaded else None))
+    index = rebuild(catalog, wanted_kind(catalog.clip_count(), loaded.kind if loaded else None))
     if save:
         try:
             index.save(path, generation)

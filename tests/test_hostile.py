@@ -199,3 +199,11 @@ def test_pickled_weights_cannot_run_code(tmp_path: Path, tiny_model: Path, monke
     with pytest.raises(ModelError):
         load_encoder(str(model))
     assert not marker.exists()
+
+
+def test_dangling_link_named_like_a_video_is_reported(tmp_path: Path, vsearch_home: Path) -> None:
+    root = tmp_path / "lib"
+    write_video(root / "good.mp4", render_motion("growing", np.random.default_rng(0)))
+    os.symlink(tmp_path / "gone.mp4", root / "dangling.mp4")
+    report, ok, failed = index(vsearch_home, root)
+    assert ok == {"good.mp4": 1} and "cannot read" in failed["dangling.mp4"]

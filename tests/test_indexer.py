@@ -148,3 +148,40 @@ def test_stop_request_saves_whole_batches_and_the_next_run_finishes(library: Pat
     report2 = run(vsearch_home, [library], rest)
     assert report2.indexed == 12 - report.indexed
     assert len(indexed_paths(vsearch_home)) == 12
+
+
+def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, library: Path, tiny_model: Path) -> None:
+    """Batches of 8 from two decode workers give what one clip at a time through the model gives."""
+    from indexer.model import load_encoder
+    from indexer.pipeline import embed_file
+
+    encoder = load_encoder(str(tiny_model), precision="bf16")
+    homes = {}
+    for name, settings in (("batched", IndexSettings(batch_size=8, workers=2, sampling=Sampling(window_seconds=0.5))),
+                           ("single", IndexSettings(batch_size=1, workers=1, sampling=Sampling(window_seconds=0.5)))):
+        homes[name] = tmp_path / name
+        cat = Catalog(homes[name])
+        Indexer(cat, lambda: encoder, settings).run([library])
+        cat.close()
+
+    def clips(home: Path) -> dict[tuple[str, int], tuple[list, np.ndarray]]:
+        cat = Catalog(home)
+        out = {}
+        for path in sorted(library.glob("*.mp4")):
+            vid = cat.video(str(path)).id
+            _, vecs, _ = cat.clip_vectors(vid)
+            for i, c in enumerate(q.show(cat, str(path), top=1).clips):
+                out[(path.name, i)] = (c["labels"][0]["label"], vecs[i])
+        cat.close()
+        return out
+
+    batched, single = clips(homes["batched"]), clips(homes["single"])
+    assert batched.keys() == single.keys() and len(batched) == 12 * 4  # 2 s videos, 0.5 s windows
+    agree = np.mean([batched[k][0] == single[k][0] for k in batched])
+    cosine = min(float(batched[k][1] @ single[k][1]) for k in batched)
+    assert agree >= 0.95 and cosine > 0.99
+    # and the same as the model run directly on each clip of one file, one at a time
+    path = sorted(library.glob("*.mp4"))[0]
+    windows, probs, embs = embed_file(encoder, str(path), Sampling(window_seconds=0.5))
+    for i in range(len(windows)):
+        assert float(embs[i] @ batched[(path.name, i)][1]) > 0.99
