@@ -96,6 +96,7 @@ def index(
     max_windows: Annotated[int, typer.Option("--max-windows", min=1, help="Windows per video at most.")] = 150,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds a decode step may take.")] = 120.0,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
+    decoder: Annotated[str, typer.Option("--decoder", help="auto (PyAV, then decord), pyav or decord.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Index videos: decode, classify and embed every clip; re-runs only do what changed.
@@ -117,7 +118,10 @@ def index(
         workers=workers,
         timeout=timeout,
         retry_failed=retry_failed,
+        backend=decoder,
     )
+    if decoder not in ("auto", "pyav", "decord"):
+        fail(f"unknown decoder {decoder!r}; choose auto, pyav or decord", 2)
     stop = {"asked": False}
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -155,7 +159,8 @@ def index(
         parts.append(f"{known} failed before (--retry-failed to try again)")
     info(f"{report.found} videos found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
     if "model" in t and report.clips:
-        info(f"time: decode {t['decode']:.1f}s (in workers), model {t['model']:.1f}s, store {t['store']:.1f}s")
+        info(f"time: decode {t['decode']:.1f}s (in {int(t.get('workers', 1))} worker processes), "
+             f"model {t['model']:.1f}s, store {t['store']:.1f}s")
     for path, reason in report.failed:
         info(f"skipped {safe(path)}: {safe(reason)}")
     if report.interrupted:

@@ -98,6 +98,45 @@ class Result:
         return self.clips / self.seconds if self.seconds else 0.0
 
 
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants, from /proc."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack += [int(c) for c in f.read().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def index_peak_memory(videos: list[Path], model_dir: Path, batch_size: int, window: float) -> tuple[float, float]:
+    """(peak GB, seconds) of `vsearch index` as a user runs it: the process and its decode workers, summed."""
+    import subprocess
+    import sys
+
+    home = Path(tempfile.mkdtemp(prefix="vsearch-mem-"))
+    folder = home / "videos"
+    folder.mkdir()
+    for i, v in enumerate(videos):
+        (folder / f"{i:03d}-{v.name}").symlink_to(v.resolve())
+    cmd = [str(Path(sys.executable).with_name("vsearch")), "index", str(folder), "--model", str(model_dir),
+           "--home", str(home / "index"), "--batch-size", str(batch_size), "--window", str(window), "-q"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(home, ignore_errors=True)
+    return peak / 1e9, seconds
+
+
 def seed_recipe(videos: list[Path], model_dir: Path, sampling: Sampling) -> Result:
     """The seed's recipe: per clip, decord decode at full size, VideoMAEImageProcessor, fp32 forward."""
     import decord
@@ -169,6 +208,23 @@ def model_only(model_dir: Path, batch_size: int, precision: str | None, repeats:
         encoder.encode(frames)
     return Result(f"model only ({encoder.precision}, batch {batch_size})", batch_size * repeats,
                   time.perf_counter() - started)
+
+
+def precision_agreement(model_dir: Path, videos: list[Path], sampling: Sampling) -> list[str]:
+    """How far bf16 moves the answers from fp32: top-1 agreement, probabilities, embeddings."""
+    from indexer.model import load_encoder
+
+    fp32 = load_encoder(str(model_dir), precision="fp32")
+    bf16 = load_encoder(str(model_dir), precision="bf16")
+    clips = np.concatenate([f for v in videos for _, _, f in read_windows(str(v), fp32.frame_spec, sampling)])
+    p32, e32 = zip(*(fp32.encode(clips[i : i + 8]) for i in range(0, len(clips), 8)))
+    p16, e16 = zip(*(bf16.encode(clips[i : i + 8]) for i in range(0, len(clips), 8)))
+    p32, p16, e32, e16 = map(np.concatenate, (p32, p16, e32, e16))
+    top1 = float(np.mean(p32.argmax(1) == p16.argmax(1)))
+    top5 = float(np.mean([len(set(a) & set(b)) / 5 for a, b in
+                          zip(np.argsort(-p32, 1)[:, :5], np.argsort(-p16, 1)[:, :5])]))
+    return [Path(model_dir).name, str(len(clips)), f"{top1:.3f}", f"{top5:.3f}",
+            f"{np.abs(p32 - p16).max():.4f}", f"{(e32 * e16).sum(1).min():.4f}"]
 
 
 def decode_only(videos: list[Path], spec: FrameSpec, sampling: Sampling, backend: str, threads: int = 1) -> Result:
@@ -330,6 +386,18 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
               table([[alone.name, f"{model_s:.2f}", f"{limit_s:.2f}", f"{model_s / limit_s:.2f}x"]],
                     ["run", "s/clip", "limit s/clip", "ratio"]), ""]
 
+    log("bf16 against fp32...")
+    from indexer.synthetic import motion_dataset
+
+    demo_model = Path(__file__).resolve().parents[1] / "data" / "motion-model"
+    motion = list(motion_dataset(work / "motion", per_label=10, seed=5, folders=False)) if demo_model.exists() else []
+    agreement = [precision_agreement(model_dir, shorts, sampling)]
+    if motion:
+        agreement.append(precision_agreement(demo_model, motion, sampling))
+    lines += ["### bf16 against fp32 (same clips, same model)",
+              table(agreement, ["model", "clips", "top-1 agree", "top-5 overlap", "max |p32-p16|",
+                                "min cosine of embeddings"]), ""]
+
     log("real 720p: decode alone, model alone, end to end...")
     real = sample_videos()["720p"][0]
     hd = variants_720p(real, work / "720p", (18, 28) if quick else (18, 23, 28, 33))
@@ -339,14 +407,19 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     spec = read_preprocessing(str(model_dir), BASE_CONFIG).frame_spec
     dec = min((decode_only(hd, spec, hd_sampling, "decord") for _ in range(2)), key=lambda r: r.seconds)
     e2e = vsearch_index(hd, model_dir, hd_sampling, batch, precision)
+    seed_hd = seed_recipe(hd, model_dir, hd_sampling)
     stage_model = e2e.clips * model_s
     slower = max(dec.seconds, stage_model)
     lines += ["### Real 720p (bigbuckbunny.mp4 at several qualities, 2 s windows): do the stages overlap?",
-              table([[dec.name, dec.clips, f"{dec.seconds:.1f}"],
-                     [f"model alone x {e2e.clips} clips", e2e.clips, f"{stage_model:.1f}"],
-                     [e2e.name, e2e.clips, f"{e2e.seconds:.1f}"]], ["stage", "clips", "seconds"]),
+              table([[dec.name, dec.clips, f"{dec.seconds:.1f}", ""],
+                     [f"model alone x {e2e.clips} clips", e2e.clips, f"{stage_model:.1f}", ""],
+                     [e2e.name, e2e.clips, f"{e2e.seconds:.1f}", f"{e2e.clips_per_s:.3f}"],
+                     [seed_hd.name, seed_hd.clips, f"{seed_hd.seconds:.1f}", f"{seed_hd.clips_per_s:.3f}"]],
+                    ["stage", "clips", "seconds", "clips/s"]),
+              f"seed recipe time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in seed_hd.stages.items()),
               f"end to end / slower stage: {e2e.seconds / slower:.2f}x "
-              f"(sum of stages would be {(dec.seconds + stage_model) / slower:.2f}x)", ""]
+              f"(sum of stages would be {(dec.seconds + stage_model) / slower:.2f}x); "
+              f"speed-up on 720p: {e2e.clips_per_s / seed_hd.clips_per_s:.2f}x the seed recipe", ""]
 
     log("decoders on the real files...")
     files = sample_videos()["all"]
@@ -367,5 +440,9 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
                      f"{seconds / n * 1000:.0f}"])
     lines += ["### Long file (generated 720p, keyframe every 2 s)",
               table(rows, ["sampling", "minutes", "decode s", "s per minute of video", "ms per window"]), ""]
-    lines += [f"peak memory (this process + decode workers): {peak_rss_gb():.2f} GB"]
+    log("peak memory of `vsearch index`...")
+    peak, seconds = index_peak_memory(hd, model_dir, batch, hd_sampling.window_seconds)
+    lines += [f"peak memory of `vsearch index` on the 720p files, batch {batch} (process + decode workers, "
+              f"summed, sampled every 0.1 s over {seconds:.0f} s): {peak:.2f} GB",
+              f"peak memory of this benchmark process (several models loaded in turn): {peak_rss_gb():.2f} GB"]
     return "\n".join(lines)

@@ -52,6 +52,7 @@ class IndexSettings:
     retry_failed: bool = False
     save_every: float = 120.0  # seconds between FAISS checkpoints during a long run
     reader: str = "indexer.decode:read_windows"  # see DecodeSettings.reader
+    rebalance_every: float = 10.0  # seconds between checks whether the model waits for frames
 
 
 @dataclass
@@ -113,11 +114,13 @@ class Indexer:
         skipped: list[tuple[str, str]] = []
         files = list(find_videos(list(roots), skipped))
         report.found = len(files)
-        vectors: VectorIndex | None = None
+        # Opened before anything changes: opened later, a stale check could rebuild it from rows
+        # this run already changed, and the changes would then be applied twice.
+        vectors: VectorIndex | None = open_vectors(cat)[0] if cat.dim else None
 
         def vector_index() -> VectorIndex:
             nonlocal vectors
-            if vectors is None:
+            if vectors is None:  # a new index: its dimension is known once the model is bound
                 vectors = open_vectors(cat)[0]
             return vectors
 
@@ -217,10 +220,14 @@ class Indexer:
                     results.append((key, ClipResult(w.index, w.start, w.end, picked, embs[row])))
             t = time.perf_counter()
             newly_done: list[_Job] = []
+            gone: list[int] = []  # clips of earlier versions of re-indexed files, for FAISS
             with cat.transaction():
                 for key, clip in results:
                     job = jobs[key]
                     if job.video_id is None:
+                        old = cat.video(job.file.path)
+                        if old is not None:
+                            gone += cat.remove_videos([old.id])
                         info = job.info
                         meta = {"duration": info.duration, "fps": info.fps, "width": info.width,
                                 "height": info.height} if info else {}
@@ -237,8 +244,12 @@ class Indexer:
                     newly_done.append(job)
                 for key, reason in failed:
                     job = jobs[key]
+                    old = cat.video(job.file.path)
+                    if old is not None:
+                        gone += cat.remove_videos([old.id])
                     cat.fail_video(job.file.path, job.file.size, job.file.mtime, job.fingerprint, reason)
                     job.video_id, job.clip_ids, job.vectors = None, [], []
+            vectors.remove(gone)
             for job in newly_done:
                 vectors.add(job.clip_ids, np.stack(job.vectors))
                 report.indexed += 1
@@ -258,8 +269,22 @@ class Indexer:
                 vectors.save(cat.home / VECTORS_NAME, cat.generation)
                 last_save = time.perf_counter()
 
+        # The cores split themselves: when the model spends over a quarter of its time waiting for
+        # frames (expensive files: 4K, long GOPs), another decode worker starts, up to one per core.
+        max_workers = max(decode.workers, min(len(jobs), os.cpu_count() or 1))
+        waited, window_start = 0.0, time.perf_counter()
         with DecodePool(decode) as pool:
-            for event in pool.run((i, job.file.path) for i, job in enumerate(jobs)):
+            events = pool.run((i, job.file.path) for i, job in enumerate(jobs))
+            while True:
+                t = time.perf_counter()
+                event = next(events, None)
+                if event is None:
+                    break
+                waited += time.perf_counter() - t
+                if time.perf_counter() - window_start > s.rebalance_every:
+                    if waited / (time.perf_counter() - window_start) > 0.25 and pool.grow(max_workers):
+                        timings["workers_added"] = timings.get("workers_added", 0) + 1
+                    waited, window_start = 0.0, time.perf_counter()
                 if isinstance(event, Chunk):
                     jobs[event.key].info = event.info
                     timings["decode"] += event.decode_seconds
@@ -282,6 +307,7 @@ class Indexer:
                     report.interrupted = True
                     break
             flush()
+            timings["workers"] = pool.target
         if report.interrupted:
             cat.drop_incomplete()  # videos cut off mid-way are redone whole by the next run
 

@@ -101,15 +101,20 @@ def long_video(path: str | Path, seconds: float, width: int = 1280, height: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[0:height, 0:width]
     base = ((xx // 40 + yy // 40) % 2 * 120 + 60).astype(np.uint8)
+    # A two-second loop of distinct frames, encoded over and over: rendering stays out of the way.
+    loop = []
+    for i in range(2 * fps):
+        img = np.roll(base, (i * 8) % width, axis=1)
+        loop.append(av.VideoFrame.from_ndarray(np.stack([img, np.roll(img, i * 3, axis=0), 255 - img], axis=-1),
+                                               format="rgb24").reformat(format="yuv420p"))
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast", "g": str(fps * 2)}  # a keyframe every 2 s, like cameras
         for i in range(int(seconds * fps)):
-            shift = (i * 4) % width
-            img = np.roll(base, shift, axis=1)
-            rgb = np.stack([img, np.roll(img, i % 97, axis=0), 255 - img], axis=-1)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            frame = loop[i % len(loop)]
+            frame.pts = i
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -151,6 +151,14 @@ class DecodePool:
         # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
+        self.target = max(1, settings.workers)
+
+    def grow(self, limit: int) -> bool:
+        """One more decode worker, up to `limit`: the caller saw the model waiting for frames."""
+        if self.target >= limit:
+            return False
+        self.target += 1
+        return True
 
     def __enter__(self) -> DecodePool:
         return self
@@ -176,9 +184,9 @@ class DecodePool:
         pending = iter(jobs)
         exhausted = False
         ready: deque[Event] = deque()
-        while len(self._workers) < max(1, s.workers):
-            self._workers.append(_Worker(self._ctx, s))
         while True:
+            while len(self._workers) < self.target:
+                self._workers.append(_Worker(self._ctx, s))
             for i, w in enumerate(self._workers):
                 if w.key is None and not exhausted:
                     job = next(pending, None)

@@ -216,11 +216,12 @@ def _exact_top10(catalog: Catalog, queries: np.ndarray, log: Callable[[str], Non
 def _serving_rss(home: Path, label: str) -> int:
     """Peak RSS, in bytes, of a fresh process that opens the index and answers a keyword and a similar query."""
     code = (
-        "import resource, sys; from pathlib import Path; from search.catalog import Catalog; "
+        "from pathlib import Path; from search.catalog import Catalog; "
         "from search.vectors import open_vectors; from search import query as q; "
         f"c = Catalog(Path({str(home)!r})); v, _ = open_vectors(c); q.search(c, {label!r}, semantic=False); "
         "_, vecs, _ = c.clip_vectors(1); q.similar(c, v, vecs, 1, 10); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+        # VmHWM, not ru_maxrss: a child started from this big process inherits its ru_maxrss
+        "print([int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])

@@ -32,3 +32,10 @@ def vanishing_read_windows(path: str, *args, **kwargs):  # type: ignore[no-untyp
     if "vanish" in os.path.basename(path):
         os.unlink(path)
     return real_read_windows(path, *args, **kwargs)
+
+
+def slow_read_windows(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Decoding that costs 0.3 s per chunk, like 4K files with long keyframe intervals."""
+    for chunk in real_read_windows(path, *args, **kwargs):
+        time.sleep(0.3)
+        yield chunk

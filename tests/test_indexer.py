@@ -185,3 +185,12 @@ def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, l
     windows, probs, embs = embed_file(encoder, str(path), Sampling(window_seconds=0.5))
     for i in range(len(windows)):
         assert float(embs[i] @ batched[(path.name, i)][1]) > 0.99
+
+
+def test_decode_workers_are_added_when_the_model_waits_for_frames(library: Path, vsearch_home: Path) -> None:
+    settings = IndexSettings(batch_size=2, workers=1, reader="tests.faulty:slow_read_windows", rebalance_every=0.5)
+    cat = Catalog(vsearch_home)
+    report = Indexer(cat, lambda: FakeEncoder(), settings).run([library])
+    assert report.indexed == 12
+    assert report.timings["workers"] == min(12, os.cpu_count() or 1) and report.timings.get("workers_added", 0) >= 1 \
+        or (os.cpu_count() or 1) == 1

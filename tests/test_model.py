@@ -71,3 +71,20 @@ def test_gpu_path_uses_the_gpu_in_half_precision(tiny_model: Path) -> None:
     p, e = enc.encode(frames)
     p32, _ = load_encoder(str(tiny_model), device="cpu", precision="fp32").encode(frames)
     assert np.abs(p - p32).max() < 0.03
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_indexing_agrees_with_the_cpu(tmp_path: Path, library: Path, tiny_model: Path) -> None:
+    from indexer.pipeline import Indexer, IndexSettings
+    from search import query as q
+    from search.catalog import Catalog
+
+    tops = {}
+    for device, precision in (("cuda", None), ("cpu", "fp32")):
+        cat = Catalog(tmp_path / device)
+        enc = load_encoder(str(tiny_model), device=device, precision=precision)
+        Indexer(cat, lambda: enc, IndexSettings(batch_size=8)).run([library])
+        tops[device] = {p.name: q.show(cat, str(p)).labels[0][0] for p in library.glob("*.mp4")}
+        cat.close()
+    agree = np.mean([tops["cuda"][k] == tops["cpu"][k] for k in tops["cpu"]])
+    assert agree >= 0.9
