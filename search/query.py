@@ -160,7 +160,7 @@ def clips_for_labels(
             "SELECT c.video_id, cl.score, v.path FROM clip_labels cl "
             "JOIN clips c ON c.id = cl.clip_id JOIN videos v ON v.id = c.video_id "
             f"WHERE cl.label_id = ? AND cl.score >= ? AND {where} ORDER BY cl.score DESC LIMIT ?",
-            [m.label_id, filters.min_score, *args, limit * 3],
+            [m.label_id, filters.min_score, *args, limit * 2],
         ):
             key = (vid, m.label_id)
             pairs[key] = max(pairs.get(key, 0.0), score * weight)
@@ -168,7 +168,8 @@ def clips_for_labels(
     label_of = {m.label_id: m for m in matches}
     weight_of = {m.label_id: m.similarity * math.exp((m.similarity - best) / 0.05) for m in matches}
     hits = []
-    for (vid, lid), _ in sorted(pairs.items(), key=lambda kv: -kv[1])[: limit * 2]:
+    # Each winning (video, label) pair gives at least one moment: a few spare cover min-score drops.
+    for (vid, lid), _ in sorted(pairs.items(), key=lambda kv: -kv[1])[: limit + 5]:
         m = label_of[lid]
         clips = catalog.db.execute(
             # CROSS JOIN pins the order: this video's clips first, then one key lookup each.

@@ -121,9 +121,10 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     keyword_rows = []
     for kind, words in (("exact label", [labels[i] for i in rng.integers(0, 400, 30)]),
                         ("one word, prefix", [labels[i].split()[0][:5] for i in rng.integers(0, 400, 30)])):
-        q.search(catalog, words[0], semantic=False)  # warm the page cache once
-        ms = statistics.median([median_ms(lambda w=w: q.search(catalog, w, limit=20, semantic=False), 1) for w in words])
-        keyword_rows.append([kind, len(words), f"{ms:.1f}"])
+        # The first pass reads its pages from disk, as after a reboot; the second finds them cached.
+        passes = [statistics.median([median_ms(lambda w=w: q.search(catalog, w, limit=20, semantic=False), 1)
+                                     for w in words]) for _ in range(2)]
+        keyword_rows.append([kind, len(words), f"{passes[0]:.1f}", f"{passes[1]:.1f}"])
 
     log("similar queries and recall against exact search...")
     ids_all = np.array([r[0] for r in catalog.db.execute("SELECT id FROM clips ORDER BY id")])
@@ -180,7 +181,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
         p.stat().st_size for p in home.glob(DB_NAME + "-*"))
     faiss_bytes = (home / VECTORS_NAME).stat().st_size if (home / VECTORS_NAME).exists() else 0
     lines += ["### Keyword search (in process, median of 30 queries, 20 hits)",
-              table(keyword_rows, ["query", "queries", "median ms"]), "",
+              table(keyword_rows, ["query", "queries", "median ms, first pass", "median ms, warm"]), "",
               "### Similar (one query clip, k=10; recall@10 against exact search over all clips)",
               table(similar_rows, ["index", "median ms", "recall@10"]),
               f"`similar` end to end (search + grouping by video + metadata), median: {whole:.1f} ms", "",
