@@ -418,7 +418,7 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
                      [e2e.name, e2e.clips, f"{e2e.seconds:.1f}", f"{e2e.clips_per_s:.3f}"],
                      [seed_hd.name, seed_hd.clips, f"{seed_hd.seconds:.1f}", f"{seed_hd.clips_per_s:.3f}"]],
                     ["stage", "clips", "seconds", "clips/s"]),
-              f"seed recipe time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in seed_hd.stages.items()),
+              "seed recipe time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in seed_hd.stages.items()),
               f"end to end / slower stage: {e2e.seconds / slower:.2f}x "
               f"(sum of stages would be {(dec.seconds + stage_model) / slower:.2f}x); "
               f"speed-up on 720p: {e2e.clips_per_s / seed_hd.clips_per_s:.2f}x the seed recipe", ""]

@@ -20,7 +20,7 @@ import numpy as np
 
 from search import query as q
 from search.catalog import DB_NAME, VECTORS_NAME, Catalog, ClipResult
-from search.vectors import EXACT_MAX, VectorIndex, open_vectors
+from search.vectors import EXACT_MAX, open_vectors
 
 
 def kinetics_labels() -> list[str]:
