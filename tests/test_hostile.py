@@ -186,6 +186,7 @@ class _Boom:
         return (os.system, (f"touch {os.environ.get('BOOM_MARKER', '/tmp/vsearch-boom')}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_weights_cannot_run_code(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from indexer.model import ModelError, load_encoder
 
