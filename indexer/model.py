@@ -207,7 +207,11 @@ def load_videomae(name: str, **options: object):  # type: ignore[no-untyped-def]
             **options,
         )
     except OSError as exc:
-        raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}") from None
+        hint = "" if local.is_dir() else (
+            " If this machine is offline, download the model once elsewhere into the Hugging Face cache "
+            "(and set HF_HUB_OFFLINE=1), or pass --model a local folder."
+        )
+        raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}{hint}") from None
     except pickle.UnpicklingError as exc:
         # torch.load(weights_only=True) refused a pickle that would run code or build objects
         raise ModelError(f"refused to load the weights of {name!r}: unsafe pickle ({_first_line(exc)})") from None
