@@ -133,8 +133,10 @@ def index(
     try:
         with writer_lock(home):
             catalog = open_catalog(home, create=True)
-            chosen = model or catalog.model
-            if model and catalog.model and model != catalog.model:
+            from indexer.model import model_name
+
+            chosen = model_name(model) if model else catalog.model
+            if model and catalog.model and chosen != catalog.model:
                 fail(f"this index was built with model {catalog.model!r}; use the same --model, "
                      "or a separate index with --home")
             with _progress(quiet) as on_progress:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,8 +88,12 @@ def choose_device(device: str | None) -> str:
 
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise ModelError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError("--device cuda was asked for, but torch sees no CUDA GPU")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelError("--device mps was asked for, but torch sees no Apple GPU")
     return device
 
 
@@ -138,8 +143,16 @@ class VideoEncoder:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the vector space: a different model must never share an index."""
-        return f"{self.name}|labels={len(self.labels)}|dim={self.dim}"
+        """Identifies the vector space: a different model, or new weights in the same folder
+        (a retrained model), must never share an index."""
+        weights = getattr(self.model.config, "_commit_hash", None) or ""
+        local = Path(self.name)
+        if local.is_dir():
+            files = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
+            from indexer.files import fingerprint
+
+            weights = ",".join(fingerprint(str(f), f.stat().st_size) for f in files)
+        return f"{self.name}|labels={len(self.labels)}|dim={self.dim}|weights={weights}"
 
     def pixel_values(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(B, T, H, W, 3) uint8 -> normalised (B, T, 3, H, W) float on the model's device."""
@@ -232,8 +245,11 @@ def _first_line(exc: BaseException) -> str:
 
 def load_encoder(model: str | None, device: str | None = None, precision: str | None = None) -> VideoEncoder:
     """Load a model by hub id or folder; offline users point HF_HUB_OFFLINE=1 at a filled cache."""
+    return VideoEncoder(model_name(model), device=device, precision=precision)
+
+
+def model_name(model: str | None) -> str:
+    """The name an index records: a local folder as its absolute path (a relative one would drift)."""
     name = model or os.environ.get("VSEARCH_MODEL") or DEFAULT_MODEL
     local = Path(name).expanduser()
-    if local.is_dir():
-        name = str(local.resolve())  # the index records the model; a relative path would drift
-    return VideoEncoder(name, device=device, precision=precision)
+    return str(local.resolve()) if local.is_dir() else name

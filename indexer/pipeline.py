@@ -159,14 +159,16 @@ class Indexer:
                     report.copied += 1
                 else:
                     jobs.append(_Job(f, fp))
-            seen = {f.path for f in files}
+            seen = {f.path for f in files} | {p for p, _ in skipped}  # skipped files are not gone
             gone = [vid for path, vid in cat.paths_under(roots).items() if path not in seen]
             if gone:
                 vector_index().remove(cat.remove_videos(gone))
                 report.removed = len(gone)
             for f, fp, reason in failures:
-                if f.size or os.path.exists(f.path):
-                    cat.fail_video(f.path, f.size, f.mtime, fp, reason)
+                if f.size or os.path.lexists(f.path):
+                    gone = cat.fail_video(f.path, f.size, f.mtime, fp, reason)
+                    if gone:
+                        vector_index().remove(gone)
                 report.failed.append((f.path, reason))
 
         if jobs and not self.should_stop():
@@ -244,10 +246,7 @@ class Indexer:
                     newly_done.append(job)
                 for key, reason in failed:
                     job = jobs[key]
-                    old = cat.video(job.file.path)
-                    if old is not None:
-                        gone += cat.remove_videos([old.id])
-                    cat.fail_video(job.file.path, job.file.size, job.file.mtime, job.fingerprint, reason)
+                    gone += cat.fail_video(job.file.path, job.file.size, job.file.mtime, job.fingerprint, reason)
                     job.video_id, job.clip_ids, job.vectors = None, [], []
             vectors.remove(gone)
             for job in newly_done:

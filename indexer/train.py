@@ -72,12 +72,27 @@ def scan_dataset(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     for folder in folders:
         videos = [f.path for f in find_videos([folder])]
         if videos:
-            labels.append(folder.name.replace("_", " "))
+            label = folder.name.replace("_", " ")
+            if label in labels:
+                raise TrainError(f"two folders give the label {label!r} (with `_` read as a space); rename one")
+            labels.append(label)
             items += [(v, len(labels) - 1) for v in videos]
     if len(labels) < 2:
         raise TrainError(f"{root} needs at least two label folders with videos in them "
                          f"(found {len(labels)}); lay it out as {root}/<label>/<video>.mp4")
     return labels, items
+
+
+def check_out(out: Path, data: Path) -> Path:
+    """The output folder, made absolute; refuses to overwrite anything but an earlier model."""
+    out = out.expanduser().resolve()
+    data = data.expanduser().resolve()
+    if out == data or data in out.parents or out in data.parents:
+        raise TrainError(f"--out {out} overlaps the training data {data}; pick a separate folder")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "vsearch_train.json").exists())):
+        raise TrainError(f"--out {out} exists and is not a model vsearch trained; "
+                         "pick a new folder (vsearch replaces only its own earlier models)")
+    return out
 
 
 def split(items: list[tuple[str, int]], n_labels: int, fraction: float, seed: int) -> tuple[list, list]:
@@ -122,6 +137,7 @@ def train(
     import torch
 
     s = settings or TrainSettings()
+    out = check_out(Path(out), Path(data))
     labels, items = scan_dataset(data)
     train_items, val_items = split(items, len(labels), s.val_fraction, s.seed)
     base = base or DEFAULT_MODEL

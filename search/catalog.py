@@ -60,7 +60,9 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         CREATE INDEX videos_fingerprint ON videos(fingerprint);
         CREATE INDEX videos_status ON videos(status);
         CREATE TABLE clips (
-            id INTEGER PRIMARY KEY,
+            -- AUTOINCREMENT: a deleted clip's id is never reused, so a stale FAISS entry can never
+            -- pass for a new clip
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
             idx INTEGER NOT NULL,
             start REAL NOT NULL,
@@ -239,6 +241,10 @@ class Catalog:
     def bind_model(self, name: str, fingerprint: str, dim: int, labels: Sequence[str]) -> None:
         """Record the index's model on first use; refuse a different one afterwards."""
         current = self.get_meta("model_fingerprint")
+        duplicates = sorted({n for n in labels if list(labels).count(n) > 1})
+        if duplicates:
+            raise CatalogError(f"model {name!r} has several labels named {duplicates[0]!r}; "
+                               "labels must be unique to be searched")
         if current is None:
             with self.transaction():
                 self.set_meta("model", name)
@@ -396,15 +402,16 @@ class Catalog:
         self.db.execute("UPDATE videos SET status = 'ok', error = NULL WHERE id = ?", [video_id])
         self._bump()
 
-    def fail_video(self, path: str, size: int, mtime: float, fingerprint: str, reason: str) -> None:
+    def fail_video(self, path: str, size: int, mtime: float, fingerprint: str, reason: str) -> list[int]:
+        """Record why a file could not be indexed; returns the clip ids of its earlier version."""
         old = self.video(path)
-        if old is not None:
-            self._delete_videos([old.id])
+        gone = self._delete_videos([old.id]) if old is not None else []
         self.db.execute(
             "INSERT INTO videos (path, name, size, mtime, fingerprint, status, error, indexed_at) "
             "VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
             [path, searchable_name(path), size, mtime, fingerprint, reason, time.time()],
         )
+        return gone
 
     def touch_video(self, video_id: int, size: int, mtime: float) -> None:
         self.db.execute("UPDATE videos SET size = ?, mtime = ? WHERE id = ?", [size, mtime, video_id])

@@ -143,9 +143,10 @@ def clips_for_labels(
 ) -> list[Hit]:
     """Moments of videos whose clips carry the matched labels, best first.
 
-    Two steps keep this fast at a million clips: the best clips of each label come straight off
-    the (label_id, score) index, which ranks the (video, label) pairs; then only the winning
-    pairs read all their clips, so each moment gets its full extent.
+    Two steps keep this fast at a million clips: the videos with the best clip of each label
+    come straight off the (label_id, score) index of per-video labels, which ranks the
+    (video, label) pairs; then only the winning pairs read their clips, so each moment gets its
+    full extent.
     """
     where, args = filters.sql()
     best = max((m.similarity for m in matches), default=1.0)
@@ -156,11 +157,11 @@ def clips_for_labels(
         # best match fade fast, so a sure "gargling" does not outrank a likely "eating spaghetti"
         # for "slurping noodles".
         weight = m.similarity * math.exp((m.similarity - best) / 0.05)
+        # Per-video best scores, best first: one long video cannot crowd out the others.
         for vid, score, path in catalog.db.execute(
-            "SELECT c.video_id, cl.score, v.path FROM clip_labels cl "
-            "JOIN clips c ON c.id = cl.clip_id JOIN videos v ON v.id = c.video_id "
-            f"WHERE cl.label_id = ? AND cl.score >= ? AND {where} ORDER BY cl.score DESC LIMIT ?",
-            [m.label_id, filters.min_score, *args, limit * 2],
+            "SELECT vl.video_id, vl.score, v.path FROM video_labels vl CROSS JOIN videos v ON v.id = vl.video_id "
+            f"WHERE vl.label_id = ? AND vl.score >= ? AND {where} ORDER BY vl.score DESC LIMIT ?",
+            [m.label_id, filters.min_score, *args, limit + 5],
         ):
             key = (vid, m.label_id)
             pairs[key] = max(pairs.get(key, 0.0), score * weight)
@@ -178,7 +179,7 @@ def clips_for_labels(
             [lid, vid],
         ).fetchall()
         for start, end, score in merge_moments(clips):
-            if score >= filters.min_score:
+            if score * weight_of[lid] >= filters.min_score:  # --min-score applies to the score shown
                 hits.append(Hit(paths[vid], start, end, score * weight_of[lid], m.name,
                                 "label" if m.similarity >= 0.9 else "text", score, m.similarity, vid))
     return hits

@@ -172,3 +172,17 @@ def test_large_catalogs_switch_to_ivf_with_high_recall(tmp_path: Path, monkeypat
     assert recall >= 0.95
     again.remove(ids)  # IVF supports the indexer's removals too
     assert len(again) == 952
+
+
+def test_one_long_video_does_not_crowd_out_the_others(cat: Catalog, tmp_path: Path) -> None:
+    long = tmp_path / "long.mp4"
+    long.write_bytes(b"x")
+    rows = [[("dancing", 0.9 - 0.001 * i)] if i % 2 == 0 else [("eating spaghetti", 0.9)] for i in range(40)]
+    add_video(cat, str(long), rows, np.tile(np.eye(4, dtype=np.float32), (10, 1)))
+    for i in range(5):
+        p = tmp_path / f"short{i}.mp4"
+        p.write_bytes(b"x")
+        add_video(cat, str(p), [[("dancing", 0.5)]], np.eye(4, dtype=np.float32)[:1])
+    hits = q.search(cat, "dancing", limit=25, semantic=False).hits
+    assert {Path(h.path).name for h in hits} >= {f"short{i}.mp4" for i in range(5)}
+    assert all(h.score >= 0.7 for h in q.search(cat, "dancing", filters=q.Filters(min_score=0.7), semantic=False).hits)

@@ -66,3 +66,25 @@ def test_augment_offsets_time_and_crops_to_model_size() -> None:
     outs = [augment(clip, spec, rng, hflip=False) for _ in range(20)]
     assert all(o.shape == (4, 8, 8, 3) for o in outs)
     assert {tuple(o[:, 0, 0, 0]) for o in outs} == {(0, 2, 4, 6), (1, 3, 5, 7)}
+
+
+def test_out_never_overwrites_other_files(tmp_path: Path, tiny_model: Path) -> None:
+    data = make(tmp_path / "data", {"up": 2, "also_up": 2})
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    for out, message in ((precious, "is not a model vsearch trained"), (data, "overlaps the training data"),
+                         (data / "up", "overlaps the training data")):
+        result = runner.invoke(app, ["train", str(data), "--out", str(out), "--base", str(tiny_model)])
+        assert result.exit_code == 1 and message in result.stderr
+    assert (precious / "thesis.txt").read_text() == "years of work"
+    assert len(list((data / "up").glob("*.mp4"))) == 2
+
+
+def test_duplicate_labels_are_refused(tmp_path: Path) -> None:
+    data = make(tmp_path / "data", {"moving_left": 2, "other": 2})
+    make(tmp_path / "data2", {})
+    (data / "moving left").mkdir()
+    write_video(data / "moving left" / "x.mp4", render_motion("moving up", np.random.default_rng(0), frames=16))
+    with pytest.raises(TrainError, match="two folders"):
+        scan_dataset(data)
