@@ -293,7 +293,7 @@ def similar(
     catalog = open_catalog(home)
     if catalog.is_empty():
         fail("the index is empty; run `vsearch index FOLDER` first")
-    path = q.resolve(file)
+    path = q.locate(catalog, file)
     row = catalog.video(path)
     try:
         if row is not None and row.status == "ok":
@@ -492,7 +492,7 @@ def doctor(
     """
     from search.catalog import doctor as run_doctor
     from search.catalog import writer_lock
-    from search.vectors import VECTORS_NAME, VectorIndex, rebuild
+    from search.vectors import VectorIndex, rebuild
 
     home = home or default_home()
     try:
@@ -500,12 +500,11 @@ def doctor(
             catalog = open_catalog(home)
             findings = run_doctor(catalog, repair=not check_only)
             if findings[0].ok:
-                path = catalog.home / VECTORS_NAME
-                loaded = VectorIndex.load(path, catalog.generation, catalog.dim) if catalog.dim else None
+                loaded = VectorIndex.load(catalog.home, catalog.generation, catalog.dim) if catalog.dim else None
                 in_step = loaded is not None and len(loaded) == catalog.clip_count()
                 detail = f"{len(loaded)} vectors, in step with SQLite" if in_step else "missing, stale or corrupt"
                 if not in_step and not check_only and catalog.dim:
-                    rebuild(catalog).save(path, catalog.generation)
+                    rebuild(catalog).save(catalog.home, catalog.generation)
                     detail += "; rebuilt from SQLite"
                 from search.catalog import Finding
 

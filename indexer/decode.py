@@ -33,6 +33,7 @@ class VideoInfo:
     width: int  # as displayed, after rotation
     height: int
     rotation: int = 0  # degrees counter-clockwise from the display matrix: 0, 90, 180 or 270
+    start: float = 0.0  # seconds of the first frame's timestamp (MPEG-TS and cut recordings start late)
 
     @property
     def duration(self) -> float:
@@ -146,6 +147,7 @@ def probe(path: str | Path) -> VideoInfo:
             first = next(container.decode(stream), None)
             if first is None:
                 raise DecodeError("no decodable video frames")
+            start = float(first.time or 0.0) if first.time is not None else 0.0
             rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
             if rotation not in (0, 90, 180, 270):
                 rotation = 0  # an odd angle: show the frames as stored
@@ -159,7 +161,7 @@ def probe(path: str | Path) -> VideoInfo:
         raise DecodeError("video stream has no frame size")
     if frames <= 0:
         raise DecodeError("video stream has no frames")
-    return VideoInfo(frames=frames, fps=fps, width=width, height=height, rotation=rotation)
+    return VideoInfo(frames=frames, fps=fps, width=width, height=height, rotation=rotation, start=start)
 
 
 def _stream_seconds(stream, container) -> float:  # type: ignore[no-untyped-def]
@@ -232,7 +234,7 @@ class Reader:
         container = self._av
         stream = container.streams.video[0]
         fps, half = self.info.fps, 0.5 / self.info.fps
-        times = [i / fps for i in run]
+        times = [self.info.start + i / fps for i in run]  # frame index -> presentation time
         container.seek(int(max(times[0] - 0.05, 0) / float(stream.time_base)), stream=stream, backward=True)
         got: dict[int, np.ndarray] = {}
         k = 0

@@ -20,7 +20,7 @@ import numpy as np
 from indexer.decode import FrameSpec, Sampling, VideoInfo, Window
 from indexer.files import FoundFile, find_videos, fingerprint
 from indexer.workers import Chunk, DecodePool, DecodeSettings, Failed, Finished, default_workers
-from search.catalog import TOP_K, VECTORS_NAME, Catalog, ClipResult
+from search.catalog import TOP_K, Catalog, ClipResult
 from search.vectors import VectorIndex, open_vectors
 
 
@@ -174,7 +174,7 @@ class Indexer:
         if jobs and not self.should_stop():
             self._index(jobs, vector_index, report)
         if vectors is not None:
-            vectors.save(cat.home / VECTORS_NAME, cat.generation)
+            vectors.save(cat.home, cat.generation)
         report.model = cat.model
         report.timings["wall"] = time.perf_counter() - started
         return report
@@ -265,7 +265,7 @@ class Indexer:
             finished.clear()
             failed.clear()
             if time.perf_counter() - last_save > s.save_every:
-                vectors.save(cat.home / VECTORS_NAME, cat.generation)
+                vectors.save(cat.home, cat.generation)
                 last_save = time.perf_counter()
 
         # The cores split themselves: when the model spends over a quarter of its time waiting for

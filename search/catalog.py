@@ -21,7 +21,7 @@ import numpy as np
 import sqlite_utils
 
 DB_NAME = "vsearch.db"
-VECTORS_NAME = "vectors.faiss"
+VECTORS_META = "vectors.json"  # points at the current vectors-*.faiss file
 LOCK_NAME = "index.lock"
 TOP_K = 5  # labels kept per clip and per video
 
@@ -476,6 +476,16 @@ class Catalog:
         ids = [r[0] for r in self.db.execute("SELECT id FROM videos WHERE status = 'indexing'")]
         with self.transaction():
             return self._delete_videos(ids)
+
+
+@contextmanager
+def try_writer_lock(home: Path) -> Iterator[bool]:
+    """The writer lock if it is free right now (True), else carry on without it (False)."""
+    try:
+        with writer_lock(home):
+            yield True
+    except CatalogError:
+        yield False
 
 
 @contextmanager

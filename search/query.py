@@ -32,9 +32,11 @@ class Filters:
     def sql(self, alias: str = "v") -> tuple[str, list]:
         clauses, args = [f"{alias}.status = 'ok'"], []
         if self.under:
-            prefix = os.path.abspath(os.path.expanduser(self.under)).rstrip(os.sep) + os.sep
-            clauses.append(f"substr({alias}.path, 1, ?) = ?")
-            args += [len(prefix), prefix]
+            given = os.path.abspath(os.path.expanduser(self.under))
+            # the folder as named, or with its links resolved: `index` may have walked either
+            a, b = (p.rstrip(os.sep) + os.sep for p in (given, os.path.realpath(given)))
+            clauses.append(f"(substr({alias}.path, 1, ?) = ? OR substr({alias}.path, 1, ?) = ?)")
+            args += [len(a), a, len(b), b]
         if self.min_duration is not None:
             clauses.append(f"{alias}.duration >= ?")
             args.append(self.min_duration)
@@ -323,7 +325,7 @@ def similar(
 
 def indexed_queries(catalog: Catalog, path: str, at: float | None) -> tuple[int, np.ndarray]:
     """Stored vectors of an indexed video (or of the window at `at` seconds): no model run."""
-    row = catalog.video(path)
+    row = catalog.video(locate(catalog, path))
     if row is None or row.status != "ok":
         raise CatalogError(f"{path} is not indexed")
     ids, vecs, spans = catalog.clip_vectors(row.id)
@@ -351,7 +353,7 @@ class VideoLabels:
 
 
 def show(catalog: Catalog, path: str, top: int = 3) -> VideoLabels:
-    row = catalog.video(path)
+    row = catalog.video(locate(catalog, path))
     if row is None:
         raise CatalogError(f"{path} is not in the index")
     video_labels = catalog.db.execute(
@@ -412,3 +414,13 @@ def vocabulary(catalog: Catalog, text: str | None = None, limit: int = 50) -> li
 
 def resolve(path: str | Path) -> str:
     return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def locate(catalog: Catalog, path: str | Path) -> str:
+    """The path under which the catalog knows a file: as given, or with its links resolved
+    (`index` stores what it walked, a user may name the same file through another link)."""
+    given = resolve(path)
+    if catalog.video(given) is not None:
+        return given
+    real = os.path.realpath(given)
+    return real if catalog.video(real) is not None else given

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from search import query as q
-from search.catalog import DB_NAME, VECTORS_NAME, Catalog, ClipResult
-from search.vectors import EXACT_MAX, open_vectors
+from search.catalog import DB_NAME, Catalog, ClipResult
+from search.vectors import EXACT_MAX, current_file, open_vectors
 
 
 def kinetics_labels() -> list[str]:
@@ -179,7 +179,8 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
 
     db_bytes = (home / DB_NAME).stat().st_size + sum(
         p.stat().st_size for p in home.glob(DB_NAME + "-*"))
-    faiss_bytes = (home / VECTORS_NAME).stat().st_size if (home / VECTORS_NAME).exists() else 0
+    faiss_file = current_file(home)
+    faiss_bytes = faiss_file.stat().st_size if faiss_file and faiss_file.exists() else 0
     lines += ["### Keyword search (in process, median of 30 queries, 20 hits)",
               table(keyword_rows, ["query", "queries", "median ms, first pass", "median ms, warm"]), "",
               "### Similar (one query clip, k=10; recall@10 against exact search over all clips)",

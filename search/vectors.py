@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from search.catalog import VECTORS_NAME, Catalog
+from search.catalog import VECTORS_META, Catalog, try_writer_lock
 
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat
@@ -71,32 +72,38 @@ class VectorIndex:
         k = max(1, min(k, len(self)))
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
-    def save(self, path: Path, generation: int) -> None:
+    def save(self, home: Path, generation: int) -> None:
+        """Write the index under a fresh name, then switch the pointer file to it atomically.
+
+        The pointer (vectors.json) names the index file and the catalog generation it reflects;
+        one rename publishes both, so two processes saving at once can never pair one's index
+        with the other's generation.
+        """
         import faiss
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".vectors-", suffix=".tmp")
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        _write_json_atomic(_sidecar(path), {"generation": generation, "count": len(self), "dim": self.dim,
-                                            "kind": self.kind})
+        home.mkdir(parents=True, exist_ok=True)
+        name = f"vectors-{generation}-{secrets.token_hex(4)}.faiss"
+        faiss.write_index(self.index, str(home / name))
+        _write_json_atomic(home / VECTORS_META, {"file": name, "generation": generation, "count": len(self),
+                                                  "dim": self.dim, "kind": self.kind})
+        for old in home.glob("vectors-*.faiss"):  # earlier versions; a reader that has one open keeps it
+            if old.name != name:
+                try:
+                    old.unlink()
+                except OSError:
+                    pass
 
     @classmethod
-    def load(cls, path: Path, generation: int, dim: int) -> VectorIndex | None:
+    def load(cls, home: Path, generation: int, dim: int) -> VectorIndex | None:
         """The saved index if it matches this catalog generation, else None."""
         import faiss
 
         try:
-            meta = json.loads(_sidecar(path).read_text())
+            meta = json.loads((home / VECTORS_META).read_text())
             if meta.get("generation") != generation or meta.get("dim") != dim:
                 return None
-            raw = faiss.read_index(str(path))
-        except (OSError, ValueError, RuntimeError):
+            raw = faiss.read_index(str(home / meta["file"]))
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError):
             return None  # missing or corrupt: the caller rebuilds
         if raw.ntotal != meta.get("count") or raw.d != dim:
             return None
@@ -107,8 +114,12 @@ class VectorIndex:
         return index
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
+def current_file(home: Path) -> Path | None:
+    """The index file the pointer names, if any."""
+    try:
+        return home / json.loads((home / VECTORS_META).read_text())["file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -138,17 +149,20 @@ def rebuild(catalog: Catalog, kind: str | None = None) -> VectorIndex:
 
 def open_vectors(catalog: Catalog, save: bool = True) -> tuple[VectorIndex, bool]:
     """The vector index in step with the catalog; (index, rebuilt?)."""
-    path = catalog.home / VECTORS_NAME
     generation = catalog.generation
-    loaded = VectorIndex.load(path, generation, catalog.dim)
+    loaded = VectorIndex.load(catalog.home, generation, catalog.dim)
     # The generation moves with every commit that adds or removes clips, so a matching one means
     # the saved count is the catalog's: no need to count a million rows on every open.
     if loaded is not None and loaded.kind == wanted_kind(len(loaded), loaded.kind):
         return loaded, False
     index = rebuild(catalog, wanted_kind(catalog.clip_count(), loaded.kind if loaded else None))
     if save:
-        try:
-            index.save(path, generation)
-        except OSError:
-            pass  # a read-only index still answers from the rebuilt copy in memory
+        # Only the holder of the writer lock saves: a search that rebuilt while an index run
+        # writes keeps its copy in memory rather than race the run's own save.
+        with try_writer_lock(catalog.home) as locked:
+            if locked:
+                try:
+                    index.save(catalog.home, generation)
+                except OSError:
+                    pass  # a read-only index still answers from the rebuilt copy in memory
     return index, True

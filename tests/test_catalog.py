@@ -8,7 +8,7 @@ import pytest
 
 from search import query as q
 from search.catalog import SCHEMA_VERSION, Catalog, CatalogError, ClipResult, writer_lock
-from search.vectors import VECTORS_NAME, open_vectors
+from search.vectors import current_file, open_vectors
 
 
 def add_video(cat: Catalog, path: str, labels: list[list[tuple[str, float]]], vectors: np.ndarray) -> int:
@@ -107,7 +107,7 @@ def test_vectors_are_rebuilt_when_missing_stale_or_corrupt(cat: Catalog, tmp_pat
     index, rebuilt = open_vectors(cat)
     assert rebuilt and len(index) == 3
     assert open_vectors(cat)[1] is False  # saved and in step now
-    (cat.home / VECTORS_NAME).write_bytes(b"garbage")
+    current_file(cat.home).write_bytes(b"garbage")
     index, rebuilt = open_vectors(cat)
     assert rebuilt and len(index) == 3
     p2 = tmp_path / "w.mp4"
@@ -115,7 +115,7 @@ def test_vectors_are_rebuilt_when_missing_stale_or_corrupt(cat: Catalog, tmp_pat
     add_video(cat, str(p2), [[("dancing", 0.9)]], np.eye(4, dtype=np.float32)[3:])  # FAISS not told
     index, rebuilt = open_vectors(cat)
     assert rebuilt and len(index) == 4
-    (cat.home / VECTORS_NAME).unlink()
+    current_file(cat.home).unlink()
     assert len(open_vectors(cat)[0]) == 4
 
 

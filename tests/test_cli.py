@@ -139,7 +139,9 @@ def test_control_characters_in_file_names_are_escaped(tmp_path: Path, tiny_model
 def test_doctor_reports_clean_then_repairs_damage(indexed: Path, vsearch_home: Path) -> None:
     result = invoke("doctor")
     assert result.exit_code == 0 and "index is clean" in result.stdout
-    (vsearch_home / "vectors.faiss").write_bytes(b"corrupt")
+    from search.vectors import current_file
+
+    current_file(vsearch_home).write_bytes(b"corrupt")
     victim = sorted(indexed.glob("*.mp4"))[0]
     victim.unlink()
     import sqlite3
@@ -161,3 +163,15 @@ def test_doctor_leaves_a_damaged_database_alone(tmp_path: Path, vsearch_home: Pa
     (vsearch_home / "vsearch.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
     result = invoke("doctor")
     assert result.exit_code == 1 and "left untouched" in result.stderr
+
+
+def test_files_named_through_a_link_are_found(tmp_path: Path, tiny_model: Path, library: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(library)
+    assert invoke("index", link, "--model", tiny_model, "-q").exit_code == 0  # stored resolved
+    video = sorted(link.glob("*.mp4"))[0]
+    assert invoke("show", video).exit_code == 0
+    hits = json.loads(invoke("search", "moving", "--under", link, "--json").stdout)
+    assert hits
+    similar = json.loads(invoke("similar", video, "--json").stdout)
+    assert similar and str(video.resolve()) not in {h["path"] for h in similar}

@@ -208,3 +208,22 @@ def test_dangling_link_named_like_a_video_is_reported(tmp_path: Path, vsearch_ho
     os.symlink(tmp_path / "gone.mp4", root / "dangling.mp4")
     report, ok, failed = index(vsearch_home, root)
     assert ok == {"good.mp4": 1} and "cannot read" in failed["dangling.mp4"]
+
+
+def test_stream_that_starts_late_is_sampled_from_its_first_frame(tmp_path: Path) -> None:
+    """MPEG-TS files and cut recordings often start at a timestamp well after zero."""
+    frames = [np.full((32, 32, 3), 20 * i, np.uint8) for i in range(12)]  # brightness encodes the index
+    late = write_av(tmp_path / "late.mp4", frames, pts=[5000 + 125 * i for i in range(12)])  # starts at 5 s
+    info = probe(late)
+    assert info.start == pytest.approx(5.0, abs=0.01)
+    spec = FrameSpec(4, None, None)
+    got = next(read_windows(str(late), spec, Sampling(), backend="pyav"))[2][0]
+    brightness = [int(f.mean()) for f in got]
+    window = plan_windows_for(info)
+    assert brightness == pytest.approx([20 * i for i in window], abs=6)
+
+
+def plan_windows_for(info):  # type: ignore[no-untyped-def]
+    from indexer.decode import plan_windows
+
+    return list(plan_windows(info, 4, Sampling())[0].frames)
