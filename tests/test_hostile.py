@@ -121,6 +121,8 @@ def test_fifo_named_like_a_video_is_skipped_not_read(tmp_path: Path, vsearch_hom
     os.mkfifo(root / "pipe.mp4")  # reading it would block forever
     report, ok, failed = index(vsearch_home, root)
     assert ok == {"good.mp4": 1} and failed == {"pipe.mp4": "not a regular file"}
+    report, ok, failed = index(vsearch_home, root)  # still skipped, never counted as removed
+    assert report.removed == 0 and ok == {"good.mp4": 1}
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can read any file")

@@ -194,3 +194,25 @@ def test_decode_workers_are_added_when_the_model_waits_for_frames(library: Path,
     assert report.indexed == 12
     assert report.timings["workers"] == min(12, os.cpu_count() or 1) and report.timings.get("workers_added", 0) >= 1 \
         or (os.cpu_count() or 1) == 1
+
+
+def test_a_file_that_becomes_unreadable_drops_its_vectors_too(library: Path, vsearch_home: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    run(vsearch_home, [library], FakeEncoder())
+    victim = sorted(library.glob("*.mp4"))[0]
+    os.utime(victim, (5, 5))  # changed on disk, and now it cannot be read
+    import indexer.pipeline as pipeline
+
+    real = pipeline.fingerprint
+
+    def failing(path: str, size: int) -> str:
+        if path == str(victim):
+            raise PermissionError(13, "Permission denied")
+        return real(path, size)
+
+    monkeypatch.setattr(pipeline, "fingerprint", failing)
+    report = run(vsearch_home, [library], FakeEncoder())
+    assert dict(report.failed)[str(victim)] == "cannot read (Permission denied)"
+    cat = Catalog(vsearch_home)
+    vectors, rebuilt = open_vectors(cat)
+    assert not rebuilt and len(vectors) == cat.clip_count() == 11
