@@ -128,8 +128,12 @@ def label_matrix(catalog: Catalog, model) -> tuple[list[int], np.ndarray]:  # ty
     """Label-name embeddings: from the catalog, computed and stored on first use per vocabulary."""
     from search import text as sentence
 
+    cached = getattr(catalog, "_label_matrix", None)
+    if cached is not None:  # the vocabulary is fixed by the index's one model
+        return cached
     stored = catalog.label_vectors(sentence.NAME)
     if stored is not None:
+        catalog._label_matrix = stored  # type: ignore[attr-defined]
         return stored
     labels = catalog.labels()
     ids, vectors = [i for i, _ in labels], model.embed([n for _, n in labels])
