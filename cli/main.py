@@ -458,11 +458,13 @@ def train(
     def on_epoch(e) -> None:  # type: ignore[no-untyped-def]
         line = f"epoch {e.epoch}/{epochs}: loss {e.loss:.4f}, validation accuracy {e.val_accuracy:.3f} ({e.seconds:.1f}s)"
         (bar.console.print if bar else info)(line)
+        if bar is not None and bar.tasks:
+            bar.update(bar.tasks[0].id, accuracy=f"{e.val_accuracy:.3f}")
 
     def on_step(step: int, total: int, loss: float) -> None:
         if bar is not None:
             if not bar.tasks:
-                bar.add_task("training", total=total, loss=loss)
+                bar.add_task("training", total=total, loss=loss, accuracy="-")
             bar.update(bar.tasks[0].id, completed=step, loss=loss)
 
     try:
@@ -484,7 +486,8 @@ def _train_bar():  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-                    TimeRemainingColumn(), console=_stderr_console(), transient=True)
+                    TextColumn("val acc {task.fields[accuracy]}"), TimeRemainingColumn(), console=_stderr_console(),
+                    transient=True)
 
 
 @app.command()
