@@ -158,7 +158,7 @@ def index(
     parts += [f"{n} {what}" for n, what in ((report.moved, "moved"), (report.copied, "copied"),
                                              (report.removed, "removed")) if n]
     parts.append(f"{len(report.failed)} failed")
-    known = catalog.stats()["failed"] - len(report.failed)
+    known = catalog.failed_count() - len(report.failed)
     if known > 0:
         parts.append(f"{known} failed before (--retry-failed to try again)")
     info(f"{report.found} videos found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
@@ -501,24 +501,15 @@ def doctor(
     """
     from search.catalog import doctor as run_doctor
     from search.catalog import writer_lock
-    from search.vectors import VectorIndex, rebuild
+    from search.vectors import check_vectors
 
     home = home or default_home()
     try:
         with writer_lock(home):
             catalog = open_catalog(home)
             findings = run_doctor(catalog, repair=not check_only)
-            if findings[0].ok:
-                loaded = VectorIndex.load(catalog.home, catalog.generation, catalog.dim) if catalog.dim else None
-                in_step = loaded is not None and len(loaded) == catalog.clip_count()
-                detail = f"{len(loaded)} vectors, in step with SQLite" if in_step else "missing, stale or corrupt"
-                if not in_step and not check_only and catalog.dim:
-                    rebuild(catalog).save(catalog.home, catalog.generation)
-                    detail += "; rebuilt from SQLite"
-                from search.catalog import Finding
-
-                findings.append(Finding("faiss index", in_step or not catalog.dim, detail,
-                                        repaired=not in_step and not check_only))
+            if findings[0].ok:  # a damaged SQLite file is not read further
+                findings.append(check_vectors(catalog, repair=not check_only))
     except CatalogError as exc:
         fail(str(exc))
     for f in findings:

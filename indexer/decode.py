@@ -147,7 +147,7 @@ def probe(path: str | Path) -> VideoInfo:
             first = next(container.decode(stream), None)
             if first is None:
                 raise DecodeError("no decodable video frames")
-            start = float(first.time or 0.0) if first.time is not None else 0.0
+            start = float(first.time or 0.0)
             rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
             if rotation not in (0, 90, 180, 270):
                 rotation = 0  # an odd angle: show the frames as stored

@@ -146,14 +146,12 @@ class Indexer:
                     continue
                 twins = [t for t in cat.videos_with_fingerprint(fp) if t.path != f.path]
                 moved_from = next((t for t in twins if not os.path.exists(t.path)), None)
+                if twins and row is not None:  # this path's old version gives way to the moved or copied one
+                    vector_index().remove(cat.forget(f.path))
                 if moved_from is not None:
-                    if row is not None:
-                        vector_index().remove(cat.remove_videos([row.id]))
                     cat.move_video(moved_from.id, f.path, f.size, f.mtime)
                     report.moved += 1
                 elif twins:
-                    if row is not None:
-                        vector_index().remove(cat.remove_videos([row.id]))
                     ids, vecs = cat.copy_video(twins[0].id, f.path, f.size, f.mtime)
                     vector_index().add(ids, vecs)
                     report.copied += 1
@@ -227,9 +225,7 @@ class Indexer:
                 for key, clip in results:
                     job = jobs[key]
                     if job.video_id is None:
-                        old = cat.video(job.file.path)
-                        if old is not None:
-                            gone += cat.remove_videos([old.id])
+                        gone += cat.forget(job.file.path)
                         info = job.info
                         meta = {"duration": info.duration, "fps": info.fps, "width": info.width,
                                 "height": info.height} if info else {}

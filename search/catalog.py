@@ -324,7 +324,7 @@ class Catalog:
             "home": str(self.home),
             "videos": q("SELECT count(*) FROM videos WHERE status = 'ok'").fetchone()[0],
             "clips": self.clip_count(),
-            "failed": q("SELECT count(*) FROM videos WHERE status = 'failed'").fetchone()[0],
+            "failed": self.failed_count(),
             "incomplete": q("SELECT count(*) FROM videos WHERE status = 'indexing'").fetchone()[0],
             "hours": round((q("SELECT sum(duration) FROM videos WHERE status = 'ok'").fetchone()[0] or 0) / 3600, 3),
             "labels": q("SELECT count(DISTINCT label_id) FROM video_labels WHERE top_clips > 0").fetchone()[0],
@@ -352,6 +352,9 @@ class Catalog:
                 [(i, text_model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)],
             )
 
+    def failed_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM videos WHERE status = 'failed'").fetchone()[0]
+
     def failures(self) -> list[tuple[str, str]]:
         return [
             (r[0], r[1] or "")
@@ -360,11 +363,15 @@ class Catalog:
 
     # -- writing (call inside `transaction()`) --------------------------------------------
 
-    def start_video(self, path: str, size: int, mtime: float, fingerprint: str, info: dict) -> int:
-        """Create or reset the row for a file about to be (re)indexed; its old clips go."""
+    def forget(self, path: str) -> list[int]:
+        """Remove the row for this path, if any; returns its clip ids, for the vector index."""
         old = self.video(path)
-        if old is not None:
-            self._delete_videos([old.id])
+        return self._delete_videos([old.id]) if old is not None else []
+
+    def start_video(self, path: str, size: int, mtime: float, fingerprint: str, info: dict) -> int:
+        """Create or reset the row for a file about to be (re)indexed; its old clips go (callers
+        that keep a vector index call `forget` first, to learn which)."""
+        self.forget(path)
         self.db.execute(
             "INSERT INTO videos (path, name, size, mtime, fingerprint, duration, fps, width, height, "
             "status, error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'indexing', NULL, ?)",
@@ -404,8 +411,7 @@ class Catalog:
 
     def fail_video(self, path: str, size: int, mtime: float, fingerprint: str, reason: str) -> list[int]:
         """Record why a file could not be indexed; returns the clip ids of its earlier version."""
-        old = self.video(path)
-        gone = self._delete_videos([old.id]) if old is not None else []
+        gone = self.forget(path)
         self.db.execute(
             "INSERT INTO videos (path, name, size, mtime, fingerprint, status, error, indexed_at) "
             "VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
@@ -425,9 +431,7 @@ class Catalog:
 
     def copy_video(self, source_id: int, new_path: str, size: int, mtime: float) -> tuple[list[int], np.ndarray]:
         """A copy of an indexed file reuses its results; returns the new clip ids and vectors."""
-        old = self.video(new_path)
-        if old is not None:
-            self._delete_videos([old.id])
+        self.forget(new_path)
         self.db.execute(
             "INSERT INTO videos (path, name, size, mtime, fingerprint, duration, fps, width, height, status, "
             "indexed_at) SELECT ?, ?, ?, ?, fingerprint, duration, fps, width, height, 'ok', ? FROM videos "
@@ -481,11 +485,16 @@ class Catalog:
 @contextmanager
 def try_writer_lock(home: Path) -> Iterator[bool]:
     """The writer lock if it is free right now (True), else carry on without it (False)."""
+    lock = writer_lock(home)
     try:
-        with writer_lock(home):
-            yield True
-    except CatalogError:
+        lock.__enter__()
+    except CatalogError:  # only the acquisition may fail here; errors in the body propagate
         yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.__exit__(None, None, None)
 
 
 @contextmanager
@@ -527,7 +536,10 @@ class Finding:
 
 
 def doctor(catalog: Catalog, repair: bool = True) -> list[Finding]:
-    """Check the whole index; repair what can be repaired (FAISS is rebuilt by the caller)."""
+    """Check the SQLite side of the index; repair what can be repaired.
+
+    The FAISS side is search.vectors.check_vectors (vectors builds on this module, not the
+    other way round)."""
     db = catalog.db
     found: list[Finding] = []
     result = db.execute("PRAGMA integrity_check").fetchone()[0]
@@ -562,6 +574,6 @@ def doctor(catalog: Catalog, repair: bool = True) -> list[Finding]:
         with catalog.transaction():
             db.execute("DELETE FROM clip_labels WHERE clip_id NOT IN (SELECT id FROM clips)")
     found.append(Finding("orphan labels", orphans == 0, f"{orphans} rows" if orphans else "none", bool(orphans) and repair))
-    failed = db.execute("SELECT count(*) FROM videos WHERE status = 'failed'").fetchone()[0]
+    failed = catalog.failed_count()
     found.append(Finding("failed files", True, f"{failed} recorded with their reasons (vsearch stats; index --retry-failed)"))
     return found

@@ -108,20 +108,28 @@ SEMANTIC_TOP = 5
 
 def semantic_matches(catalog: Catalog, text: str) -> list[LabelMatch] | None:
     """Labels whose names mean what the query means; None when no sentence model is installed."""
+    ranked = label_similarities(catalog, text)
+    if ranked is None:
+        return None
+    ids, sims = ranked
+    if not ids:
+        return []
+    order = np.argsort(-sims)[:SEMANTIC_TOP]
+    best = float(sims[order[0]])
+    names = dict(catalog.labels())
+    return [LabelMatch(ids[i], names[ids[i]], float(sims[i])) for i in order
+            if sims[i] >= max(SEMANTIC_FLOOR, best - SEMANTIC_SPREAD)]
+
+
+def label_similarities(catalog: Catalog, text: str) -> tuple[list[int], np.ndarray] | None:
+    """(label ids, cosine of each label name with the text); None when no sentence model is installed."""
     from search import text as sentence
 
     model = sentence.load_text_model()
     if model is None:
         return None
     ids, matrix = label_matrix(catalog, model)
-    if not ids:
-        return []
-    sims = matrix @ model.embed([text])[0]
-    order = np.argsort(-sims)[:SEMANTIC_TOP]
-    best = float(sims[order[0]])
-    names = dict(catalog.labels())
-    return [LabelMatch(ids[i], names[ids[i]], float(sims[i])) for i in order
-            if sims[i] >= max(SEMANTIC_FLOOR, best - SEMANTIC_SPREAD)]
+    return ids, matrix @ model.embed([text])[0]
 
 
 def label_matrix(catalog: Catalog, model) -> tuple[list[int], np.ndarray]:  # type: ignore[no-untyped-def]
@@ -132,16 +140,15 @@ def label_matrix(catalog: Catalog, model) -> tuple[list[int], np.ndarray]:  # ty
     if cached is not None:  # the vocabulary is fixed by the index's one model
         return cached
     stored = catalog.label_vectors(sentence.NAME)
-    if stored is not None:
-        catalog._label_matrix = stored  # type: ignore[attr-defined]
-        return stored
-    labels = catalog.labels()
-    ids, vectors = [i for i, _ in labels], model.embed([n for _, n in labels])
-    try:
-        catalog.store_label_vectors(sentence.NAME, ids, vectors)
-    except sqlite3.OperationalError:
-        pass  # an index run holds the write lock: use them in memory now, store them next time
-    return ids, vectors
+    if stored is None:
+        labels = catalog.labels()
+        stored = [i for i, _ in labels], model.embed([n for _, n in labels])
+        try:
+            catalog.store_label_vectors(sentence.NAME, *stored)
+        except sqlite3.OperationalError:
+            pass  # an index run holds the write lock: use them in memory now, store them next time
+    catalog._label_matrix = stored  # type: ignore[attr-defined]
+    return stored
 
 
 def clips_for_labels(
@@ -158,11 +165,11 @@ def clips_for_labels(
     best = max((m.similarity for m in matches), default=1.0)
     pairs: dict[tuple[int, int], float] = {}
     paths: dict[int, str] = {}
+    # A clip's label score counts as much as the label means the query; labels well below the
+    # best match fade fast, so a sure "gargling" does not outrank a likely "eating spaghetti"
+    # for "slurping noodles".
+    weight_of = {m.label_id: m.similarity * math.exp((m.similarity - best) / 0.05) for m in matches}
     for m in matches:
-        # A clip's label score counts as much as the label means the query; labels well below the
-        # best match fade fast, so a sure "gargling" does not outrank a likely "eating spaghetti"
-        # for "slurping noodles".
-        weight = m.similarity * math.exp((m.similarity - best) / 0.05)
         # Per-video best scores, best first: one long video cannot crowd out the others.
         for vid, score, path in catalog.db.execute(
             "SELECT vl.video_id, vl.score, v.path FROM video_labels vl CROSS JOIN videos v ON v.id = vl.video_id "
@@ -170,10 +177,9 @@ def clips_for_labels(
             [m.label_id, filters.min_score, *args, limit + 5],
         ):
             key = (vid, m.label_id)
-            pairs[key] = max(pairs.get(key, 0.0), score * weight)
+            pairs[key] = max(pairs.get(key, 0.0), score * weight_of[m.label_id])
             paths[vid] = path
     label_of = {m.label_id: m for m in matches}
-    weight_of = {m.label_id: m.similarity * math.exp((m.similarity - best) / 0.05) for m in matches}
     hits = []
     # Each winning (video, label) pair gives at least one moment: a few spare cover min-score drops.
     for (vid, lid), _ in sorted(pairs.items(), key=lambda kv: -kv[1])[: limit + 5]:
@@ -385,12 +391,9 @@ def vocabulary(catalog: Catalog, text: str | None = None, limit: int = 50) -> li
     installed, else by FTS5 word match), each with how many videos carry it.
     """
     if text:
-        from search import text as sentence
-
-        model = sentence.load_text_model()
-        if model is not None:
-            ids, matrix = label_matrix(catalog, model)
-            sims = matrix @ model.embed([text])[0]
+        ranked = label_similarities(catalog, text)
+        if ranked is not None:
+            ids, sims = ranked
             order = np.argsort(-sims)[:limit]
             names = dict(catalog.labels())
             counts = dict(catalog.db.execute(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.catalog import VECTORS_META, Catalog, try_writer_lock
+from search.catalog import VECTORS_META, Catalog, Finding, try_writer_lock
 
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat
@@ -166,3 +166,17 @@ def open_vectors(catalog: Catalog, save: bool = True) -> tuple[VectorIndex, bool
                 except OSError:
                     pass  # a read-only index still answers from the rebuilt copy in memory
     return index, True
+
+
+def check_vectors(catalog: Catalog, repair: bool = True) -> Finding:
+    """Is the saved FAISS index in step with SQLite? Rebuild and save it if not (for doctor)."""
+    if not catalog.dim:
+        return Finding("faiss index", True, "no vectors yet")
+    loaded = VectorIndex.load(catalog.home, catalog.generation, catalog.dim)
+    if loaded is not None and len(loaded) == catalog.clip_count():
+        return Finding("faiss index", True, f"{len(loaded)} vectors, in step with SQLite")
+    detail = "missing, stale or corrupt"
+    if repair:
+        rebuild(catalog).save(catalog.home, catalog.generation)
+        detail += "; rebuilt from SQLite"
+    return Finding("faiss index", False, detail, repaired=repair)
