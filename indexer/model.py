@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.decode import FrameSpec
+from vsearch.indexer.decode import FrameSpec
 
 if TYPE_CHECKING:
     import torch
@@ -149,7 +149,7 @@ class VideoEncoder:
         local = Path(self.name)
         if local.is_dir():
             files = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
-            from indexer.files import fingerprint
+            from vsearch.indexer.files import fingerprint
 
             weights = ",".join(fingerprint(str(f), f.stat().st_size) for f in files)
         return f"{self.name}|labels={len(self.labels)}|dim={self.dim}|weights={weights}"

@@ -17,11 +17,11 @@ from typing import Protocol
 
 import numpy as np
 
-from indexer.decode import FrameSpec, Sampling, VideoInfo, Window
-from indexer.files import FoundFile, find_videos, fingerprint
-from indexer.workers import Chunk, DecodePool, DecodeSettings, Failed, Finished, default_workers
-from search.catalog import TOP_K, Catalog, ClipResult
-from search.vectors import VectorIndex, open_vectors
+from vsearch.indexer.decode import FrameSpec, Sampling, VideoInfo, Window
+from vsearch.indexer.files import FoundFile, find_videos, fingerprint
+from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Failed, Finished, default_workers
+from vsearch.search.catalog import TOP_K, Catalog, ClipResult
+from vsearch.search.vectors import VectorIndex, open_vectors
 
 
 class Encoder(Protocol):
@@ -51,7 +51,7 @@ class IndexSettings:
     backend: str = "auto"
     retry_failed: bool = False
     save_every: float = 120.0  # seconds between FAISS checkpoints during a long run
-    reader: str = "indexer.decode:read_windows"  # see DecodeSettings.reader
+    reader: str = "vsearch.indexer.decode:read_windows"  # see DecodeSettings.reader
     rebalance_every: float = 10.0  # seconds between checks whether the model waits for frames
 
 
@@ -314,7 +314,7 @@ def embed_file(
 
     Returns (windows, probabilities, embeddings); raises DecodeError with the reason for a bad file.
     """
-    from indexer.decode import DecodeError
+    from vsearch.indexer.decode import DecodeError
 
     settings = DecodeSettings(spec=encoder.frame_spec, sampling=sampling or Sampling(), timeout=timeout)
     windows: list[Window] = []

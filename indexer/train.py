@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.decode import FrameSpec, Sampling
-from indexer.files import find_videos
-from indexer.model import DEFAULT_MODEL, VideoEncoder, load_videomae
-from indexer.workers import Chunk, DecodePool, DecodeSettings, Failed
+from vsearch.indexer.decode import FrameSpec, Sampling
+from vsearch.indexer.files import find_videos
+from vsearch.indexer.model import DEFAULT_MODEL, VideoEncoder, load_videomae
+from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Failed
 
 
 class TrainError(Exception):
@@ -219,7 +219,7 @@ def augment(clip: np.ndarray, spec: FrameSpec, rng: np.random.Generator, hflip: 
         ch, cw = spec.crop
         h, w = frames.shape[1:3]
         if h < ch or w < cw:
-            from indexer.decode import center_crop
+            from vsearch.indexer.decode import center_crop
 
             frames = center_crop(frames, spec.crop)
         else:
@@ -242,7 +242,7 @@ def evaluate(encoder: VideoEncoder, clips: list[np.ndarray], labels: list[int], 
 
 def save(model, base: str, out: Path, report: TrainReport) -> None:  # type: ignore[no-untyped-def]
     """A standard Hugging Face folder: config with the new id2label, safetensors, preprocessor."""
-    from indexer.model import _read_json
+    from vsearch.indexer.model import _read_json
 
     if out.exists():
         shutil.rmtree(out)

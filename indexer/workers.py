@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
-from indexer.decode import DecodeError, FrameSpec, Sampling, VideoInfo, Window
+from vsearch.indexer.decode import DecodeError, FrameSpec, Sampling, VideoInfo, Window
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class DecodeSettings:
     chunk: int = 4  # windows per message
     prefetch: int = 4  # decoded chunks allowed to wait for the model
     # "module:function" with read_windows' signature; tests pass a decoder that hangs or crashes
-    reader: str = "indexer.decode:read_windows"
+    reader: str = "vsearch.indexer.decode:read_windows"
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.catalog import Catalog, CatalogError
+from vsearch.search.catalog import Catalog, CatalogError
 
 FILE_NAME_SCORE = 0.9  # a file named after the query is a strong hint, but below a sure label
 
@@ -123,7 +123,7 @@ def semantic_matches(catalog: Catalog, text: str) -> list[LabelMatch] | None:
 
 def label_similarities(catalog: Catalog, text: str) -> tuple[list[int], np.ndarray] | None:
     """(label ids, cosine of each label name with the text); None when no sentence model is installed."""
-    from search import text as sentence
+    from vsearch.search import text as sentence
 
     model = sentence.load_text_model()
     if model is None:
@@ -134,7 +134,7 @@ def label_similarities(catalog: Catalog, text: str) -> tuple[list[int], np.ndarr
 
 def label_matrix(catalog: Catalog, model) -> tuple[list[int], np.ndarray]:  # type: ignore[no-untyped-def]
     """Label-name embeddings: from the catalog, computed and stored on first use per vocabulary."""
-    from search import text as sentence
+    from vsearch.search import text as sentence
 
     cached = getattr(catalog, "_label_matrix", None)
     if cached is not None:  # the vocabulary is fixed by the index's one model

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.catalog import VECTORS_META, Catalog, Finding, try_writer_lock
+from vsearch.search.catalog import VECTORS_META, Catalog, Finding, try_writer_lock
 
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat

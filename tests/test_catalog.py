@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search import query as q
-from search.catalog import SCHEMA_VERSION, Catalog, CatalogError, ClipResult, writer_lock
-from search.vectors import current_file, open_vectors
+from vsearch.search import query as q
+from vsearch.search.catalog import SCHEMA_VERSION, Catalog, CatalogError, ClipResult, writer_lock
+from vsearch.search.vectors import current_file, open_vectors
 
 
 def add_video(cat: Catalog, path: str, labels: list[list[tuple[str, float]]], vectors: np.ndarray) -> int:
@@ -145,7 +145,7 @@ def test_readers_see_the_last_commit_while_a_writer_holds_a_transaction(cat: Cat
 
 
 def test_large_catalogs_switch_to_ivf_with_high_recall(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import search.vectors as vectors_module
+    import vsearch.search.vectors as vectors_module
 
     monkeypatch.setattr(vectors_module, "EXACT_MAX", 500)
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from vsearch.cli.main import app
 
 runner = CliRunner()
 
@@ -107,7 +107,7 @@ def test_query_on_an_empty_index_and_an_unloadable_model(tmp_path: Path) -> None
     result = invoke("search", "dancing")
     assert result.exit_code == 1 and "the index is empty" in result.stderr
     video = tmp_path / "v.mp4"
-    from indexer.synthetic import render_motion, write_video
+    from vsearch.bench.synthetic import render_motion, write_video
     import numpy as np
     write_video(video, render_motion("growing", np.random.default_rng(0)))
     bad = invoke("index", video, "--model", tmp_path / "not-a-model")
@@ -125,7 +125,7 @@ def test_a_second_model_is_refused(indexed: Path, tmp_path: Path) -> None:
 def test_control_characters_in_file_names_are_escaped(tmp_path: Path, tiny_model: Path) -> None:
     import numpy as np
 
-    from indexer.synthetic import render_motion, write_video
+    from vsearch.bench.synthetic import render_motion, write_video
 
     root = tmp_path / "odd"
     write_video(root / "evil\x1b[31mred\nline.mp4", render_motion("moving up", np.random.default_rng(0)))
@@ -139,7 +139,7 @@ def test_control_characters_in_file_names_are_escaped(tmp_path: Path, tiny_model
 def test_doctor_reports_clean_then_repairs_damage(indexed: Path, vsearch_home: Path) -> None:
     result = invoke("doctor")
     assert result.exit_code == 0 and "index is clean" in result.stdout
-    from search.vectors import current_file
+    from vsearch.search.vectors import current_file
 
     current_file(vsearch_home).write_bytes(b"corrupt")
     victim = sorted(indexed.glob("*.mp4"))[0]

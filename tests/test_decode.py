@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.decode import (
+from vsearch.indexer.decode import (
     DecodeError, FrameSpec, Sampling, VideoInfo, center_crop, parse_time, plan_windows, probe, read_windows,
 )
-from indexer.synthetic import render_motion, write_video
+from vsearch.bench.synthetic import render_motion, write_video
 
 SPEC = FrameSpec(num_frames=8, resize=("shortest_edge", 32), crop=(32, 32))
 

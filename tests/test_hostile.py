@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.decode import FrameSpec, Sampling, probe, read_windows
-from indexer.pipeline import Indexer, IndexSettings
-from indexer.synthetic import render_motion, write_video
-from search.catalog import Catalog
+from vsearch.indexer.decode import FrameSpec, Sampling, probe, read_windows
+from vsearch.indexer.pipeline import Indexer, IndexSettings
+from vsearch.bench.synthetic import render_motion, write_video
+from vsearch.search.catalog import Catalog
 from tests.conftest import FakeEncoder
 
 
@@ -167,7 +167,7 @@ def test_retry_failed(library: Path, vsearch_home: Path) -> None:
 
 
 def test_models_never_run_remote_code(tmp_path: Path, tiny_model: Path) -> None:
-    from indexer.model import ModelError, load_encoder
+    from vsearch.indexer.model import ModelError, load_encoder
 
     model = tmp_path / "sneaky"
     shutil.copytree(tiny_model, model)
@@ -190,7 +190,7 @@ class _Boom:
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_weights_cannot_run_code(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from indexer.model import ModelError, load_encoder
+    from vsearch.indexer.model import ModelError, load_encoder
 
     marker = tmp_path / "boom"
     monkeypatch.setenv("BOOM_MARKER", str(marker))
@@ -226,6 +226,6 @@ def test_stream_that_starts_late_is_sampled_from_its_first_frame(tmp_path: Path)
 
 
 def plan_windows_for(info):  # type: ignore[no-untyped-def]
-    from indexer.decode import plan_windows
+    from vsearch.indexer.decode import plan_windows
 
     return list(plan_windows(info, 4, Sampling())[0].frames)

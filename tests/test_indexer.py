@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.decode import Sampling
-from indexer.pipeline import Indexer, IndexSettings
-from search import query as q
-from search.catalog import Catalog
-from search.vectors import open_vectors
-from indexer.synthetic import render_motion, write_video
+from vsearch.indexer.decode import Sampling
+from vsearch.indexer.pipeline import Indexer, IndexSettings
+from vsearch.search import query as q
+from vsearch.search.catalog import Catalog
+from vsearch.search.vectors import open_vectors
+from vsearch.bench.synthetic import render_motion, write_video
 from tests.conftest import FakeEncoder
 
 FAST = IndexSettings(batch_size=4, workers=2, timeout=20)
@@ -89,7 +89,7 @@ def test_search_finds_videos_by_label_and_moves_keep_them_findable(library: Path
 
 
 def test_similar_finds_the_same_kind_first_and_leaves_out_the_query(tmp_path: Path, vsearch_home: Path) -> None:
-    from indexer.synthetic import write_video
+    from vsearch.bench.synthetic import write_video
 
     root = tmp_path / "colours"
     rng = np.random.default_rng(0)
@@ -107,7 +107,7 @@ def test_similar_finds_the_same_kind_first_and_leaves_out_the_query(tmp_path: Pa
 
 
 def test_long_video_is_cut_into_windows_and_moments(tmp_path: Path, vsearch_home: Path) -> None:
-    from indexer.synthetic import write_video
+    from vsearch.bench.synthetic import write_video
 
     # 12 s: dark for 4 s, bright for 8 s, at 8 fps
     frames = np.concatenate([np.full((32, 32, 32, 3), 10, np.uint8), np.full((64, 32, 32, 3), 240, np.uint8)])
@@ -152,8 +152,8 @@ def test_stop_request_saves_whole_batches_and_the_next_run_finishes(library: Pat
 
 def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, library: Path, tiny_model: Path) -> None:
     """Batches of 8 from two decode workers give what one clip at a time through the model gives."""
-    from indexer.model import load_encoder
-    from indexer.pipeline import embed_file
+    from vsearch.indexer.model import load_encoder
+    from vsearch.indexer.pipeline import embed_file
 
     encoder = load_encoder(str(tiny_model), precision="bf16")
     homes = {}
@@ -201,7 +201,7 @@ def test_a_file_that_becomes_unreadable_drops_its_vectors_too(library: Path, vse
     run(vsearch_home, [library], FakeEncoder())
     victim = sorted(library.glob("*.mp4"))[0]
     os.utime(victim, (5, 5))  # changed on disk, and now it cannot be read
-    import indexer.pipeline as pipeline
+    import vsearch.indexer.pipeline as pipeline
 
     real = pipeline.fingerprint
 

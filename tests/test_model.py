@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.decode import FrameSpec
-from indexer.model import ModelError, load_encoder, read_preprocessing
+from vsearch.indexer.decode import FrameSpec
+from vsearch.indexer.model import ModelError, load_encoder, read_preprocessing
 from tests.conftest import save_tiny_videomae
 
 
@@ -75,9 +75,9 @@ def test_gpu_path_uses_the_gpu_in_half_precision(tiny_model: Path) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_indexing_agrees_with_the_cpu(tmp_path: Path, library: Path, tiny_model: Path) -> None:
-    from indexer.pipeline import Indexer, IndexSettings
-    from search import query as q
-    from search.catalog import Catalog
+    from vsearch.indexer.pipeline import Indexer, IndexSettings
+    from vsearch.search import query as q
+    from vsearch.search.catalog import Catalog
 
     tops = {}
     for device, precision in (("cuda", None), ("cpu", "fp32")):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from indexer.synthetic import MOTIONS, motion_dataset
+from vsearch.cli.main import app
+from vsearch.bench.synthetic import MOTIONS, motion_dataset
 from tests.conftest import save_tiny_videomae
 
 pytestmark = pytest.mark.slow
@@ -98,8 +98,8 @@ def reference_top_label(model, processor, path: Path) -> str:  # type: ignore[no
 def test_classify_agrees_with_the_reference_recipe(trained) -> None:
     from transformers import AutoImageProcessor, VideoMAEForVideoClassification
 
-    from indexer.model import load_encoder
-    from indexer.pipeline import embed_file
+    from vsearch.indexer.model import load_encoder
+    from vsearch.indexer.pipeline import embed_file
 
     out, truth = trained
     model = VideoMAEForVideoClassification.from_pretrained(out).eval()

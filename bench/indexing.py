@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.decode import FrameSpec, Sampling, plan_windows, probe, read_windows
+from vsearch import data
+from vsearch.indexer.decode import FrameSpec, Sampling, plan_windows, probe, read_windows
 
 # VideoMAE-base as published in MCG-NJU/videomae-base-finetuned-kinetics (config.json).
 BASE_CONFIG = dict(
@@ -169,9 +170,9 @@ def seed_recipe(videos: list[Path], model_dir: Path, sampling: Sampling) -> Resu
 def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch_size: int,
                   precision: str | None = None, workers: int | None = None) -> Result:
     """vsearch's own indexer, end to end, into a throwaway index."""
-    from indexer.model import load_encoder
-    from indexer.pipeline import Indexer, IndexSettings
-    from search.catalog import Catalog
+    from vsearch.indexer.model import load_encoder
+    from vsearch.indexer.pipeline import Indexer, IndexSettings
+    from vsearch.search.catalog import Catalog
 
     encoder = load_encoder(str(model_dir), precision=precision)
     home = Path(tempfile.mkdtemp(prefix="vsearch-bench-"))
@@ -196,7 +197,7 @@ def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch
 
 def model_only(model_dir: Path, batch_size: int, precision: str | None, repeats: int = 3) -> Result:
     """The model stage alone, on decoded clips already in memory."""
-    from indexer.model import load_encoder
+    from vsearch.indexer.model import load_encoder
 
     encoder = load_encoder(str(model_dir), precision=precision)
     spec = encoder.frame_spec
@@ -213,7 +214,7 @@ def model_only(model_dir: Path, batch_size: int, precision: str | None, repeats:
 
 def precision_agreement(model_dir: Path, videos: list[Path], sampling: Sampling) -> list[str]:
     """How far bf16 moves the answers from fp32: top-1 agreement, probabilities, embeddings."""
-    from indexer.model import load_encoder
+    from vsearch.indexer.model import load_encoder
 
     fp32 = load_encoder(str(model_dir), precision="fp32")
     bf16 = load_encoder(str(model_dir), precision="bf16")
@@ -337,7 +338,7 @@ def variants_720p(source: Path, out: Path, qualities: tuple[int, ...] = (18, 23,
 
 def short_clips(out: Path, count: int) -> list[Path]:
     """Short 320x240 clips: decoding is cheap, the model dominates."""
-    from indexer.synthetic import render_motion, write_video
+    from vsearch.bench.synthetic import render_motion, write_video
 
     rng = np.random.default_rng(0)
     paths = []
@@ -353,7 +354,7 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     """Every measurement of `vsearch bench`, as a Markdown report."""
     import torch
 
-    from indexer.synthetic import long_video
+    from vsearch.bench.synthetic import long_video
 
     work.mkdir(parents=True, exist_ok=True)
     lines = [f"machine: {env_summary()}", ""]
@@ -361,7 +362,7 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     rates = {p: matmul_rate(p) for p in ("bf16", "fp32")}
     model_dir = make_base_checkpoint(work / "videomae-base-random")
     flops = videomae_flops(BASE_CONFIG)
-    from indexer.model import choose_precision
+    from vsearch.indexer.model import choose_precision
 
     precision = choose_precision("cpu", None) if not torch.cuda.is_available() else "bf16"
     limit_s = flops / rates["bf16" if precision == "bf16" else "fp32"]
@@ -389,9 +390,9 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
                     ["run", "s/clip", "limit s/clip", "ratio"]), ""]
 
     log("bf16 against fp32...")
-    from indexer.synthetic import motion_dataset
+    from vsearch.bench.synthetic import motion_dataset
 
-    demo_model = Path(__file__).resolve().parents[1] / "data" / "motion-model"
+    demo_model = data.path("motion-model")
     motion = list(motion_dataset(work / "motion", per_label=10, seed=5, folders=False)) if demo_model.exists() else []
     agreement = [precision_agreement(model_dir, shorts, sampling)]
     if motion:
@@ -404,7 +405,7 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     real = sample_videos()["720p"][0]
     hd = variants_720p(real, work / "720p", (18, 28) if quick else (18, 23, 28, 33))
     hd_sampling = Sampling(window_seconds=2.0)
-    from indexer.model import read_preprocessing
+    from vsearch.indexer.model import read_preprocessing
 
     spec = read_preprocessing(str(model_dir), BASE_CONFIG).frame_spec
     dec = min((decode_only(hd, spec, hd_sampling, "auto") for _ in range(2)), key=lambda r: r.seconds)

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from search import query as q
-from search.catalog import DB_NAME, Catalog, ClipResult
-from search.vectors import EXACT_MAX, current_file, open_vectors
+from vsearch import data
+from vsearch.search import query as q
+from vsearch.search.catalog import DB_NAME, Catalog, ClipResult
+from vsearch.search.vectors import EXACT_MAX, current_file, open_vectors
 
 
 def kinetics_labels() -> list[str]:
-    path = Path(__file__).resolve().parents[1] / "data" / "kinetics400.txt"
+    path = data.path("kinetics400.txt")
     return path.read_text().split("\n")[:-1]
 
 
@@ -99,7 +100,7 @@ def flat_latency(vectors: np.ndarray, sizes: list[int], queries: np.ndarray) -> 
 
 def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
               log: Callable[[str], None] = print) -> str:
-    from indexer.bench import table
+    from vsearch.bench.indexing import table
 
     home = work / f"scale-{videos}x{clips_per_video}"
     t0 = time.perf_counter()
@@ -132,7 +133,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     rows = catalog.db.execute(
         f"SELECT id, embedding FROM clips WHERE id IN ({','.join('?' * len(sample_ids))})",
         [int(i) for i in sample_ids]).fetchall()
-    from search.catalog import from_blobs
+    from vsearch.search.catalog import from_blobs
 
     queries = from_blobs([r[1] for r in rows], catalog.dim)
     exact = _exact_top10(catalog, queries, log)
@@ -149,7 +150,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
                                 for i in range(len(queries))])
         similar_rows.append([vectors.kind + (f", nprobe {nprobe}" if ivf is not None else ""),
                              f"{ms:.2f}", f"{recall:.3f}"])
-    from search.vectors import NPROBE
+    from vsearch.search.vectors import NPROBE
 
     if ivf is not None:
         ivf.nprobe = NPROBE
@@ -163,7 +164,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     del flat_sample
 
     log("free text and the shell...")
-    from search import text as sentence
+    from vsearch.search import text as sentence
 
     free = []
     if sentence.find_model_dir() is not None:
@@ -218,15 +219,14 @@ def _exact_top10(catalog: Catalog, queries: np.ndarray, log: Callable[[str], Non
 def _serving_rss(home: Path, label: str) -> int:
     """Peak RSS, in bytes, of a fresh process that opens the index and answers a keyword and a similar query."""
     code = (
-        "from pathlib import Path; from search.catalog import Catalog; "
-        "from search.vectors import open_vectors; from search import query as q; "
+        "from pathlib import Path; from vsearch.search.catalog import Catalog; "
+        "from vsearch.search.vectors import open_vectors; from vsearch.search import query as q; "
         f"c = Catalog(Path({str(home)!r})); v, _ = open_vectors(c); q.search(c, {label!r}, semantic=False); "
         "_, vecs, _ = c.clip_vectors(1); q.similar(c, v, vecs, 1, 10); "
         # VmHWM, not ru_maxrss: a child started from this big process inherits its ru_maxrss
         "print([int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     return int(out.stdout.strip().splitlines()[-1])
 
 

@@ -1,4 +1,4 @@
-"""Rebuild the demo data in this folder: `python data/make_demo.py` (takes about two minutes).
+"""Rebuild the demo data in this folder: `python tests/make_demo.py` (takes about two minutes).
 
 - data/samples/: two generated clips per motion pattern plus one file that is not a video;
 - data/motion-model/: a tiny VideoMAE (8 frames, 32 px) trained with `vsearch train` on 200
@@ -14,10 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "data"
 sys.path.insert(0, str(HERE.parent))
 
-from indexer.synthetic import motion_dataset  # noqa: E402
+from vsearch.bench.synthetic import motion_dataset  # noqa: E402
 from tests.conftest import save_tiny_videomae  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def main() -> None:
         motion_dataset(data, per_label=200, seed=1)
         base = save_tiny_videomae(Path(tmp) / "base", ["a", "b"], hidden=64, heads=4)
         out = HERE / "motion-model"
-        subprocess.run([sys.executable, "-m", "cli.main", "train", str(data), "--out", str(out), "--base", str(base),
+        subprocess.run([sys.executable, "-m", "vsearch.cli.main", "train", str(data), "--out", str(out), "--base", str(base),
                         "--epochs", "40", "--lr", "2e-3", "--batch-size", "16"], check=True, cwd=HERE.parent)
 
 
