@@ -7,6 +7,7 @@ video, so a model has to learn the motion, not the look.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,9 @@ def long_video(path: str | Path, seconds: float, width: int = 1280, height: int 
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def motion_stream(motions: Sequence[str], seconds: float, rng: np.random.Generator, fps: int = 16) -> np.ndarray:
+    """Frames of `seconds` of each motion in turn, one continuous shot per motion, for live
+    recognition tests: the look changes where the motion does."""
+    return np.concatenate([render_motion(m, rng, frames=int(round(seconds * fps))) for m in motions])
