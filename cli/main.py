@@ -547,6 +547,9 @@ def bench(
     typer.echo(report)
 
 
+from vsearch.cli import live as _live  # noqa: E402,F401  (registers `vsearch live`)
+
+
 def main() -> None:
     app()
 

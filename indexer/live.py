@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 MAX_BACKOFF = 30.0  # seconds between reconnect attempts, at most
 MAX_RING_FRAMES = 1024  # a window at 120 fps for 8 s; more is a mistake, not a need
+# A live stream is probed for half a second, not FFmpeg's default five: the first result comes sooner.
+LIVE_PROBE = {"analyzeduration": "500000"}
 LATENCIES_KEPT = 100_000  # for the summary's percentiles: about a day at one result per second
 
 
@@ -293,26 +295,30 @@ class _PipeReader:
         return os.read(self.fd, size)
 
 
-def open_source(source: Source, timeout: float, stdin: BinaryIO | int | None = None) -> av.container.InputContainer:
-    """Open the source with PyAV; LiveError with the reason when it cannot be read as video."""
+def open_source(source: Source, timeout: float, stdin: BinaryIO | int | None = None,
+                read_timeout: float | None = None) -> av.container.InputContainer:
+    """Open the source with PyAV; LiveError with the reason when it cannot be read as video.
+
+    Network reads give up after `read_timeout`, so the reader of a stalled stream ends by itself.
+    """
     import av
 
     where = str(source)
     try:
         if source.kind == "stdin":
             fd = stdin if isinstance(stdin, int) else (stdin or sys.stdin.buffer).fileno()
-            container = av.open(_PipeReader(fd), mode="r")
+            container = av.open(_PipeReader(fd), mode="r", options=LIVE_PROBE)
         elif source.kind == "camera":
             fmt = "avfoundation" if sys.platform == "darwin" else "v4l2"
             container = av.open(source.target, format=fmt, timeout=timeout)
         elif source.kind == "network":
-            container = av.open(source.target, timeout=(timeout, timeout))
+            container = av.open(source.target, timeout=(timeout, read_timeout or timeout), options=LIVE_PROBE)
         else:
             container = av.open(source.target)
     except av.FFmpegError as exc:
         raise LiveError(f"{where}: {_open_reason(source, exc)}") from None
-    except OSError as exc:
-        raise LiveError(f"{where}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:
+        raise LiveError(f"{where}: {getattr(exc, 'strerror', None) or exc}") from None
     if not container.streams.video:
         container.close()
         raise LiveError(f"{where}: no video stream")
@@ -327,6 +333,10 @@ def _open_reason(source: Source, exc: BaseException) -> str:
             return "no such camera"
         if errno == 16:
             return "camera is busy (another program is using it)"
+        if errno == 13:
+            return "permission denied (is this user in the video group?)"
+        if errno == 25:
+            return "not a camera"
     if source.kind == "stdin" and ("Invalid data" in text or errno == 1094995529):
         return "the bytes on stdin are not a video stream (send e.g. MPEG-TS: ffmpeg ... -f mpegts -)"
     if source.kind == "network":
@@ -342,7 +352,7 @@ def _read_frames(source: Source, stdin: BinaryIO | int | None, spec: FrameSpec, 
     the loop, which notices the stall and gives up or reconnects.
     """
     try:
-        container = open_source(source, settings.open_timeout, stdin)
+        container = open_source(source, settings.open_timeout, stdin, settings.stall_timeout)
     except LiveError as exc:
         ring.finish(exc)
         return
@@ -474,7 +484,7 @@ class LiveRunner:
                 if state == "ready":
                     attempts = 0
                     result, smoothed = self._infer(ring, due)
-                    due = (result.end - ring.interval / 2 + s.every) if not ring.lossless else (
+                    due = (result.end - ring.interval * 1.5 + s.every) if not ring.lossless else (
                         (due if due is not None else ring.first_due) + s.every)  # type: ignore[operator]
                     yield result
                     yield from self._events(result, smoothed)
