@@ -8,7 +8,6 @@ VideoMAE-base with random weights is used for timing: compute does not depend on
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 import os
 import resource
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vsearch import data
+from vsearch.bench.synthetic import long_video, motion_dataset, render_motion, write_video
 from vsearch.indexer.decode import FrameSpec, Sampling, plan_windows, probe, read_windows
 
 # VideoMAE-base as published in MCG-NJU/videomae-base-finetuned-kinetics (config.json).
@@ -321,25 +321,16 @@ def variants_720p(source: Path, out: Path, qualities: tuple[int, ...] = (18, 23,
     for crf in qualities:
         path = out / f"{source.stem}-crf{crf}.mp4"
         if not path.exists():
-            with av.open(str(source)) as src, av.open(str(path), "w") as dst:
+            with av.open(str(source)) as src:
                 s_in = src.streams.video[0]
-                s_out = dst.add_stream("libx264", rate=s_in.average_rate)
-                s_out.width, s_out.height, s_out.pix_fmt = s_in.codec_context.width, s_in.codec_context.height, "yuv420p"
-                s_out.options = {"crf": str(crf), "preset": "veryfast", "g": "50"}
-                for i, frame in enumerate(src.decode(s_in)):
-                    frame.pts, frame.time_base = i, Fraction(1, int(s_in.average_rate))
-                    for packet in s_out.encode(frame):
-                        dst.mux(packet)
-                for packet in s_out.encode():
-                    dst.mux(packet)
+                write_video(path, src.decode(s_in), s_in.average_rate,
+                            options={"crf": str(crf), "preset": "veryfast", "g": "50"})
         made.append(path)
     return made
 
 
 def short_clips(out: Path, count: int) -> list[Path]:
     """Short 320x240 clips: decoding is cheap, the model dominates."""
-    from vsearch.bench.synthetic import render_motion, write_video
-
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
@@ -353,8 +344,6 @@ def short_clips(out: Path, count: int) -> list[Path]:
 def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> str:
     """Every measurement of `vsearch bench`, as a Markdown report."""
     import torch
-
-    from vsearch.bench.synthetic import long_video
 
     work.mkdir(parents=True, exist_ok=True)
     lines = [f"machine: {env_summary()}", ""]
@@ -390,8 +379,6 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
                     ["run", "s/clip", "limit s/clip", "ratio"]), ""]
 
     log("bf16 against fp32...")
-    from vsearch.bench.synthetic import motion_dataset
-
     demo_model = data.path("motion-model")
     motion = list(motion_dataset(work / "motion", per_label=10, seed=5, folders=False)) if demo_model.exists() else []
     agreement = [precision_agreement(model_dir, shorts, sampling)]

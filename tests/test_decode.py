@@ -8,7 +8,7 @@ import pytest
 from vsearch.indexer.decode import (
     DecodeError, FrameSpec, Sampling, VideoInfo, center_crop, parse_time, plan_windows, probe, read_windows,
 )
-from vsearch.bench.synthetic import render_motion, write_video
+from vsearch.bench.synthetic import encode_into, render_motion, write_video
 
 SPEC = FrameSpec(num_frames=8, resize=("shortest_edge", 32), crop=(32, 32))
 
@@ -105,10 +105,6 @@ def test_audio_only_file_is_refused_with_reason(tmp_path: Path) -> None:
         stream = c.add_stream("aac", rate=16000)
         frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
         frame.sample_rate = 16000
-        for _ in range(10):
-            for packet in stream.encode(frame):
-                c.mux(packet)
-        for packet in stream.encode():
-            c.mux(packet)
+        encode_into(c, stream, [frame] * 10)
     with pytest.raises(DecodeError, match="no video stream"):
         probe(path)
