@@ -126,7 +126,7 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
         import subprocess
         import sys
 
-        code = ("from search.catalog import writer_lock, CatalogError\n"
+        code = ("from vsearch.search.catalog import writer_lock, CatalogError\n"
                 f"try:\n  with writer_lock({str(tmp_path)!r}): print('got it')\n"
                 "except CatalogError as e: print('refused:', e)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
