@@ -12,7 +12,7 @@ import pytest
 
 from vsearch.indexer.decode import FrameSpec, Sampling, probe, read_windows
 from vsearch.indexer.pipeline import Indexer, IndexSettings
-from vsearch.bench.synthetic import render_motion, write_video
+from vsearch.bench.synthetic import MOTIONS, render_motion, write_video
 from vsearch.search.catalog import Catalog
 from tests.conftest import FakeEncoder
 
@@ -34,7 +34,7 @@ def test_one_frame_video_is_indexed(tmp_path: Path, vsearch_home: Path) -> None:
 
 
 def test_header_claiming_more_frames_than_the_file_holds(tmp_path: Path, vsearch_home: Path) -> None:
-    frames = list(render_motion("moving up", np.random.default_rng(0), frames=64))
+    frames = [np.full((32, 32, 3), 4 * i, np.uint8) for i in range(64)]  # brightness encodes the index
     path = write_video(tmp_path / "v" / "liar.mp4", frames, 8, faststart=True)  # index first, then data
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.8)])
@@ -42,9 +42,13 @@ def test_header_claiming_more_frames_than_the_file_holds(tmp_path: Path, vsearch
 
     with av.open(str(path)) as c:
         assert c.streams.video[0].frames == 64  # the header still claims all 64
+    chunks = list(read_windows(str(path), FrameSpec(4, None, None), Sampling(), backend="pyav"))
+    planned = [i for _, part, _ in chunks for w in part for i in w.frames]
+    got = [round(f.mean() / 4) for _, _, frames in chunks for f in frames.reshape(-1, 32, 32, 3)]
+    last = max(got)  # the last frame the file still holds
+    assert 32 <= last < 60 and got == [min(i, last) for i in planned]  # the frames it has, then the last again
     report, ok, failed = index(vsearch_home, tmp_path / "v")
-    assert ok.get("liar.mp4") == 1 or "liar.mp4" in failed  # frames it has, or a reason; no hang
-    assert report.indexed + len(report.failed) == 1
+    assert ok == {"liar.mp4": 2} and not failed
 
 
 def test_very_large_resolution_is_decoded_to_model_size(tmp_path: Path, vsearch_home: Path) -> None:
@@ -115,7 +119,7 @@ def test_file_deleted_while_indexing(tmp_path: Path, vsearch_home: Path) -> None
     write_video(root / "vanish.mp4", render_motion("moving up", np.random.default_rng(1)))
     report, ok, failed = index(vsearch_home, root, reader="tests.faulty:vanishing_read_windows")
     assert ok == {"good.mp4": 1}
-    assert "disappeared" in failed["vanish.mp4"] or "No such file" in failed["vanish.mp4"]
+    assert failed == {"vanish.mp4": "file disappeared while indexing"}
     report, ok, failed = index(vsearch_home, root)  # the next run forgets it
     assert report.found == 1 and ok == {"good.mp4": 1}
 
@@ -141,7 +145,7 @@ def test_retry_failed(library: Path, vsearch_home: Path) -> None:
 
 
 def test_models_never_run_remote_code(tmp_path: Path, tiny_model: Path) -> None:
-    from vsearch.indexer.model import ModelError, load_encoder
+    from vsearch.indexer.model import load_encoder
 
     model = tmp_path / "sneaky"
     shutil.copytree(tiny_model, model)
@@ -150,10 +154,8 @@ def test_models_never_run_remote_code(tmp_path: Path, tiny_model: Path) -> None:
     cfg = (model / "config.json").read_text().replace(
         '"architectures"', '"auto_map": {"AutoModelForVideoClassification": "evil.Evil"}, "architectures"')
     (model / "config.json").write_text(cfg)
-    try:
-        load_encoder(str(model))
-    except ModelError:
-        pass
+    encoder = load_encoder(str(model))  # auto_map is ignored: the plain VideoMAE class loads the weights
+    assert encoder.labels == list(MOTIONS)
     assert not marker.exists()
 
 
