@@ -11,12 +11,14 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 import numpy as np
 
 if TYPE_CHECKING:
     import av
+
+FrameT = TypeVar("FrameT", contravariant=True)
 
 MOTIONS = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
 
@@ -64,7 +66,7 @@ def write_video(
     *,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
-    options: dict[str, str] | None = None,
+    options: dict[str, object] | None = None,
     pts_ms: Sequence[int] | None = None,
     rotation: int = 0,
     faststart: bool = False,
@@ -80,12 +82,12 @@ def write_video(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = iter(frames)
-    first = next(frames)
+    rest = iter(frames)
+    first = next(rest)
     with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream = cast("av.VideoStream", container.add_stream(codec, rate=fps))
         stream.pix_fmt = pix_fmt
-        stream.options = {"crf": "18", "preset": "veryfast"} if options is None else options
+        stream.options = {"crf": "18", "preset": "veryfast"} if options is None else dict(options)
         if isinstance(first, np.ndarray):
             h, w = first.shape[:2]
             stream.width, stream.height = w - w % 2, h - h % 2
@@ -97,20 +99,22 @@ def write_video(
             stream.set_display_rotation(rotation)
 
         def numbered() -> Iterator[av.VideoFrame]:
-            for i, image in enumerate(itertools.chain([first], frames)):
-                if isinstance(image, np.ndarray):
-                    even = np.ascontiguousarray(image[: stream.height, : stream.width])
-                    image = av.VideoFrame.from_ndarray(even, format="rgb24")
-                image.pts = pts_ms[i] if pts_ms is not None else i
-                image.time_base = time_base
-                yield image
+            for i, image in enumerate(itertools.chain([first], rest)):
+                frame = image if isinstance(image, av.VideoFrame) else av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(image[: stream.height, : stream.width]), format="rgb24")
+                frame.pts = pts_ms[i] if pts_ms is not None else i
+                frame.time_base = time_base
+                yield frame
 
         encode_into(container, stream, numbered())
     return path
 
 
-def encode_into(container: av.container.OutputContainer, stream: av.stream.Stream,
-                frames: Iterable[av.frame.Frame]) -> None:
+class _Encoder(Protocol[FrameT]):
+    def encode(self, frame: FrameT | None = None) -> list[av.Packet]: ...
+
+
+def encode_into(container: av.container.OutputContainer, stream: _Encoder[FrameT], frames: Iterable[FrameT]) -> None:
     """Encode every frame into `stream`, mux the packets, then flush the encoder."""
     for frame in frames:
         container.mux(stream.encode(frame))
