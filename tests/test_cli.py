@@ -55,6 +55,19 @@ def test_index_reports_failures_and_exits_zero(library: Path, tiny_model: Path) 
     assert "model:" not in again.stderr  # nothing changed, so the model was not even loaded
 
 
+def test_counts_of_one_read_right(tmp_path: Path, tiny_model: Path) -> None:
+    import numpy as np
+
+    from vsearch.bench.synthetic import render_motion, write_video
+
+    write_video(tmp_path / "one" / "only.mp4", render_motion("growing", np.random.default_rng(0)))
+    result = invoke("index", tmp_path / "one", "--model", tiny_model, "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "indexed 1/1 file, 1 clip\n" in result.stderr  # the progress line, off a terminal
+    assert "1 video found: 1 indexed (1 clip), 0 unchanged" in result.stderr
+    assert "(in 1 worker process)" in result.stderr
+
+
 def test_search_returns_the_videos_whose_label_it_is_first(indexed: Path) -> None:
     shown = {}
     for path in indexed.glob("*.mp4"):
@@ -193,8 +206,8 @@ def test_doctor_reports_clean_then_repairs_damage(indexed: Path, vsearch_home: P
     result = invoke("doctor")
     assert result.exit_code == 0 and "index repaired" in result.stdout
     assert "repaired  faiss index" in result.stdout and "rebuilt from SQLite" in result.stdout
-    assert "1 indexed files that no longer exist" in result.stdout
-    assert "1 left by a killed run" in result.stdout
+    assert "1 indexed file gone from disk; removed from the index" in result.stdout
+    assert "1 video left by a killed run; removed for the next index to redo" in result.stdout
     assert "index is clean" in invoke("doctor").stdout
     stats = json.loads(invoke("stats", "--json").stdout)
     assert stats["videos"] == 10
