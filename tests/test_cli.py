@@ -23,7 +23,7 @@ def indexed(library: Path, tiny_model: Path) -> Path:
 
 
 def test_every_command_has_help_with_an_example(monkeypatch: pytest.MonkeyPatch) -> None:
-    import click
+    import typer.core
     import typer.main
 
     import vsearch.bench.indexing
@@ -35,7 +35,7 @@ def test_every_command_has_help_with_an_example(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(vsearch.bench.indexing, "run_benchmark", started)
     monkeypatch.setattr(vsearch.bench.scale, "run_scale", started)
     group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
+    assert isinstance(group, typer.core.TyperGroup)
     commands = set(group.commands)
     assert commands >= {"index", "search", "similar", "show", "labels", "stats", "classify", "train", "doctor", "bench"}
     for cmd in sorted(commands):
