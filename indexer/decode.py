@@ -14,8 +14,12 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv .vob".split()
@@ -114,7 +118,7 @@ def sample_indices(count: int, num_frames: int) -> np.ndarray:
     return np.linspace(0, max(count - 1, 0), num_frames).astype(np.int64)
 
 
-def frame_rgb(frame, size: tuple[int, int], rotation: int = 0) -> np.ndarray:  # type: ignore[no-untyped-def]
+def frame_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int = 0) -> np.ndarray:
     """A PyAV frame as RGB at `size` (width, height as displayed), turned upright if stored sideways.
 
     Indexing and live recognition both scale frames here, so the model sees the same pixels.

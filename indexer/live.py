@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -470,7 +470,7 @@ class LiveRunner:
         self._hooks = (CommandHooks(settings.on_label, settings.exec_argv, settings.exec_timeout)
                        if settings.on_label else None)
 
-    def run(self) -> Iterator[Result | Event | Notice]:
+    def run(self) -> Generator[Result | Event | Notice, None, None]:
         """Results, events and notices until the source ends; LiveError when it cannot go on."""
         s = self.settings
         wall0 = time.monotonic()

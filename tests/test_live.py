@@ -19,7 +19,7 @@ import pytest
 
 from vsearch import data
 from vsearch.bench.synthetic import motion_stream, write_video
-from vsearch.indexer.live import (Event, LiveError, LiveRunner, LiveSettings, Notice, Result, parse_source)
+from vsearch.indexer.live import Event, LiveError, LiveRunner, LiveSettings, Notice, Result, parse_source
 
 SEGMENTS = ("moving left", "growing", "moving down")
 SECONDS = 4.0  # per segment
@@ -251,7 +251,8 @@ def test_one_line_errors(encoder, tmp_path: Path, short_ts: bytes) -> None:  # t
 
 
 def test_ctrl_c_stops_at_once_with_the_summary(segments_video: Path) -> None:
-    live = subprocess.Popen([VSEARCH, "live", str(segments_video), "--realtime", "--json", "-m", str(data.path("motion-model")), "--device", "cpu"],
+    live = subprocess.Popen([VSEARCH, "live", str(segments_video), "--realtime", "--json",
+                             "-m", str(data.path("motion-model")), "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     live.stdout.readline()
     live.send_signal(signal.SIGINT)
