@@ -484,8 +484,9 @@ class LiveRunner:
                 if state == "ready":
                     attempts = 0
                     result, smoothed = self._infer(ring, due)
-                    due = (result.end - ring.interval * 1.5 + s.every) if not ring.lossless else (
-                        (due if due is not None else ring.first_due) + s.every)  # type: ignore[operator]
+                    # The next window is due one step on the grid after the first one; the steps
+                    # a busy model let pass are skipped, never made up.
+                    due = (due if due is not None else ring.first_due) + s.every * (1 + result.dropped)  # type: ignore[operator]
                     yield result
                     yield from self._events(result, smoothed)
                     continue
@@ -551,6 +552,7 @@ class LiveRunner:
         order = np.argsort(smoothed)[::-1][: s.top]
         labels = tuple(LabelScore(self.encoder.labels[i], float(smoothed[i])) for i in order)
         # Windows the model had no time for: each `every` the newest frame ran past the due time.
+        due = due if due is not None else ring.first_due
         dropped = int((newest.time - due) / s.every + 1e-6) if due is not None and not ring.lossless else 0
         end = newest.time + ring.interval
         result = Result(start=max(ring.first_time or 0.0, end - s.window), end=end, label=labels[0].label,
