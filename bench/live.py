@@ -50,7 +50,7 @@ class LiveRow:
     p95: float
     model_own: float  # the model's time for one window, measured alone before the run
     model_run: float  # ... and during the run, beside the reader thread's decoding
-    rtf: float  # model seconds per result / seconds of source per result: under 1 keeps up
+    rtf: float  # the model's time per window / --every: under 1 it keeps up with one result per step
     rss_start: float
     rss_minute: float
     rss_end: float
@@ -100,10 +100,9 @@ def live_run(name: str, model_dir: Path, video: Path, seconds: float, every: flo
                 break
     items.close()
     s = runner.summary
-    per_result = s.source_seconds / s.results if s.results else every
     model_run = s.model_seconds / s.results if s.results else float("nan")
     return LiveRow(name, every, s.source_seconds, s.results, s.dropped, s.latency(50), s.latency(95), model_own,
-                   model_run, model_run / per_result, rss_start, rss_minute, rss_mb())
+                   model_run, model_run / every, rss_start, rss_minute, rss_mb())
 
 
 def run_live_benchmark(work: Path, quick: bool = False, soak: float = 0.0,
@@ -132,7 +131,7 @@ def run_live_benchmark(work: Path, quick: bool = False, soak: float = 0.0,
              f"{r.rss_minute:.0f} MB" if r.seconds >= 60 else "-", f"{r.rss_end:.0f} MB"] for r in rows]
     notes = ["latency: wall time from the arrival of a window's last frame to its result; latency - model: "
              "p50 latency less the model's mean time per window in the same run (the loop's own cost).",
-             "real-time factor: model time per result / video time per result (under 1 keeps up).",
+             "real-time factor: the model's time per window in the run / --every (under 1 it keeps up).",
              "skipped: windows the model had no time for; they are dropped, never queued."]
     if soak and rows[0].seconds >= 60:
         growth = (rows[0].rss_end - rows[0].rss_minute) / rows[0].rss_minute * 100
