@@ -203,14 +203,14 @@ def test_a_file_that_becomes_unreadable_drops_its_vectors_too(library: Path, vse
     os.utime(victim, (5, 5))  # changed on disk, and now it cannot be read
     import vsearch.indexer.pipeline as pipeline
 
-    real = pipeline.fingerprint
+    real = pipeline.content_hash
 
     def failing(path: str, size: int) -> str:
         if path == str(victim):
             raise PermissionError(13, "Permission denied")
         return real(path, size)
 
-    monkeypatch.setattr(pipeline, "fingerprint", failing)
+    monkeypatch.setattr(pipeline, "content_hash", failing)
     report = run(vsearch_home, [library], FakeEncoder())
     assert dict(report.failed)[str(victim)] == "cannot read (Permission denied)"
     cat = Catalog(vsearch_home)
