@@ -318,7 +318,10 @@ def test_default_and_asked_for_excludes_leave_folders_out(tmp_path: Path, vsearc
     for rel in ("keep/a.mp4", "@eaDir/a.mp4/SYNOPHOTO_FILM.mp4", "#recycle/b.mp4", "node_modules/x/c.mp4",
                 ".Trash-1000/files/d.mp4", "raw/e.mp4", "keep/f.part.mp4", "deep/raw/g.mp4", "take/h.mp4"):
         write_video(root / rel, clip, fps=4)
-    found = lambda exclude: sorted(os.path.relpath(f.path, root) for f in find_videos([root], exclude=exclude))  # noqa: E731
+
+    def found(exclude: tuple[str, ...]) -> list[str]:
+        return sorted(os.path.relpath(f.path, root) for f in find_videos([root], exclude=exclude))
+
     assert found(DEFAULT_EXCLUDES) == ["deep/raw/g.mp4", "keep/a.mp4", "keep/f.part.mp4", "raw/e.mp4", "take/h.mp4"]
     # names (folders or files) and whole paths
     assert found(DEFAULT_EXCLUDES + ("raw", "*.part.mp4", str(root / "take"))) == ["keep/a.mp4"]
@@ -383,7 +386,10 @@ def test_the_batch_store_marks_a_video_ok_only_with_its_last_clip(tmp_path: Path
     info = VideoInfo(frames=40, fps=10.0, width=32, height=32)
     probs, embs = enc.encode(np.random.default_rng(0).integers(0, 255, (4, 4, 16, 16, 3), dtype=np.uint8))
     results = clip_results(enc.labels, [_window(i) for i in range(4)], probs, embs)
-    status = lambda: dict(cat.db.execute("SELECT path, status FROM videos").fetchall())  # noqa: E731
+
+    def status() -> dict[str, str]:
+        return dict(cat.db.execute("SELECT path, status FROM videos").fetchall())
+
 
     settled = store.store([EncodedClip(0, info, results[0]), EncodedClip(1, info, results[1])])
     assert settled == [] and set(status().values()) == {"indexing"} and len(vectors) == 0
@@ -418,8 +424,8 @@ def test_the_run_summary_reads_right_in_the_singular_and_the_plural() -> None:
     one = IndexReport(found=1, indexed=1, clips=1, failed_before=1, interrupted=True,
                       timings={"wall": 2.04, "decode": 0.5, "model": 1.25, "store": 0.06, "workers": 1})
     assert one.summary_lines() == [
-        "1 video found: 1 indexed (1 clip), 0 unchanged, 0 failed, 1 failed before (--retry-failed to try again) "
-        "in 2.0s",
+        ("1 video found: 1 indexed (1 clip), 0 unchanged, 0 failed, 1 failed before (--retry-failed to try again) "
+         "in 2.0s"),
         "time: decode 0.5s (in 1 worker process), model 1.2s, store 0.1s",
         "stopped early: everything above is saved; run the same command to finish",
     ]
