@@ -24,6 +24,7 @@ import numpy as np
 
 from vsearch.indexer.decode import FrameSpec, Sampling, VideoInfo, Window
 from vsearch.indexer.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
+from vsearch.indexer.model import model_name
 from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Event, Failed, Finished, default_workers
 from vsearch.search.catalog import TOP_K, Catalog, ClipResult
 from vsearch.search.vectors import VectorIndex, open_vectors
@@ -319,7 +320,7 @@ class BatchStore:
     """Stores the model's results for a plan's jobs: one transaction per batch, FAISS kept in step.
 
     A video is marked 'ok' only in the transaction that stores its last clip, and its vectors go
-    into FAISS only then; a video that fails part-way leaves nothing behind.
+    into FAISS only then; a video that fails part-way leaves only the record of its failure.
     """
 
     def __init__(self, catalog: Catalog, vectors: VectorIndex, jobs: Sequence[IndexJob], report: IndexReport,
@@ -405,8 +406,6 @@ def index_model(catalog: Catalog, requested: str | None) -> str | None:
     catalog checks the loaded model's identity again when it is bound."""
     if requested is None:
         return catalog.model
-    from vsearch.indexer.model import model_name
-
     name = model_name(requested)
     catalog.check_model(name)
     return name
@@ -454,7 +453,7 @@ class Indexer:
         if vectors is not None:
             vectors.save(cat.home, cat.generation)
         report.model = cat.model
-        report.failed_before = cat.failed_count() - len(report.failed)
+        report.failed_before = max(0, cat.failed_count() - len(report.failed))
         report.timings["wall"] = time.perf_counter() - started
         return report
 
