@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 class DecodeError(Exception):
     """The file is not a video we can read; the message is the reason shown to the user."""
 

@@ -235,8 +235,9 @@ def plan_changes(
         twins = [t for t in catalog.videos_with_content(digest)
                  if t.id not in replaced and moved_to.get(t.id, t.path) != f.path]
         moved_from = next((t for t in twins if not os.path.exists(moved_to.get(t.id, t.path))), None)
-        replaces = bool(twins) and row is not None
-        if replaces:
+        replaces = False
+        if twins and row is not None:  # this path's old version gives way to the moved or copied one
+            replaces = True
             replaced.add(row.id)
         if moved_from is not None:
             plan.reused.append(Move(moved_from.id, f, replaces))

@@ -149,7 +149,7 @@ def _failure_reason(exc: Exception, settings: DecodeSettings) -> str:
 
 
 class _Worker:
-    def __init__(self, ctx: mp.context.BaseContext, settings: DecodeSettings):
+    def __init__(self, ctx: mp.context.SpawnContext, settings: DecodeSettings):
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, settings), daemon=True)
         self.process.start()

@@ -198,7 +198,7 @@ def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Pa
     home.mkdir()
     db = sqlite_utils.Database(home / "vsearch.db")
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    for number, (name, step) in enumerate(MIGRATIONS[:2], start=1):
+    for number, (_name, step) in enumerate(MIGRATIONS[:2], start=1):
         step(db)
         db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ["schema_version", str(number)])
     for key, value in (("model", "m"), ("model_fingerprint", "m|fp"), ("dim", "4")):

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import FakeEncoder
+from vsearch.bench.synthetic import render_motion, write_video
 from vsearch.indexer.decode import Sampling, VideoInfo, Window
 from vsearch.indexer.files import DEFAULT_EXCLUDES
 from vsearch.indexer.pipeline import Batch, ChangePlan, Copy, Indexer, IndexSettings, Move, plan_changes
@@ -14,8 +16,6 @@ from vsearch.indexer.workers import Chunk, Failed, Finished
 from vsearch.search import query as q
 from vsearch.search.catalog import Catalog
 from vsearch.search.vectors import open_vectors
-from vsearch.bench.synthetic import render_motion, write_video
-from tests.conftest import FakeEncoder
 
 FAST = IndexSettings(batch_size=4, workers=2, timeout=20)
 

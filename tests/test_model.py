@@ -1,17 +1,16 @@
 from __future__ import annotations
 
-import os
-
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import save_tiny_videomae
 from vsearch.indexer.decode import FrameSpec
 from vsearch.indexer.model import DEFAULT_MODEL, ModelError, load_encoder, read_preprocessing
-from tests.conftest import save_tiny_videomae
 
 
 def test_everything_comes_from_the_checkpoint(tiny_model: Path) -> None:

@@ -10,7 +10,15 @@ import numpy as np
 from vsearch.bench.synthetic import write_video
 from vsearch.indexer.decode import FrameSpec, Sampling, VideoInfo, Window
 from vsearch.indexer.workers import (
-    Chunk, DecodePool, DecodeSettings, Failed, Finished, Next, Open, Stop, _worker_main,
+    Chunk,
+    DecodePool,
+    DecodeSettings,
+    Failed,
+    Finished,
+    Next,
+    Open,
+    Stop,
+    _worker_main,
 )
 
 SPEC = FrameSpec(num_frames=4, resize=("shortest_edge", 16), crop=(16, 16))
