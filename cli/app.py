@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from vsearch.search.catalog import Catalog, CatalogError, default_home
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 app = typer.Typer(
     help="Local semantic video search: index a folder, then find moments by keyword or by example.\n\n"
@@ -95,8 +98,8 @@ class IndexProgress:
     def __init__(self, quiet: bool):
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
-        self.bar = None
-        self.task = None
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
         self.next_line = 0.1
 
     def __enter__(self):  # type: ignore[no-untyped-def]
@@ -113,6 +116,7 @@ class IndexProgress:
         return self._update
 
     def _update(self, p) -> None:  # type: ignore[no-untyped-def]
+        assert self.bar is not None  # handed out only once the bar runs
         if self.task is None:
             self.task = self.bar.add_task("index", total=p.files_total, clips=0, name="")
         self.bar.update(self.task, completed=p.files_done, clips=p.clips, name=safe(Path(p.path).name)[:40])

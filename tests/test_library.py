@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +149,7 @@ def test_doctor_reports_clean_then_repairs_and_check_only_changes_nothing(day_an
                                                                           vsearch_home: Path) -> None:
     report = doctor(vsearch_home)
     assert report.clean and not report.sqlite_damaged and not report.unrepaired
-    assert [f.check for f in report.findings][0] == "sqlite integrity"
+    assert report.findings[0].check == "sqlite integrity"
     assert "faiss index" in [f.check for f in report.findings]
     (day_and_night / "noon.mp4").unlink()
     checked = doctor(vsearch_home, repair=False)
@@ -188,9 +187,8 @@ def test_doctor_says_when_the_sqlite_file_is_damaged_and_leaves_it_untouched(day
 
 def test_doctor_refuses_while_an_index_run_writes_and_without_an_index(day_and_night: Path,
                                                                       vsearch_home: Path, tmp_path: Path) -> None:
-    with writer_lock(vsearch_home):
-        with pytest.raises(CatalogError, match="is writing to"):
-            doctor(vsearch_home)
+    with writer_lock(vsearch_home), pytest.raises(CatalogError, match="is writing to"):
+        doctor(vsearch_home)
     with pytest.raises(CatalogError, match="no index at"):
         doctor(tmp_path / "nothing here")
 
