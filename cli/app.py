@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -17,7 +18,11 @@ import typer
 from vsearch.search.catalog import Catalog, CatalogError, default_home
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress, TaskID
+
+    from vsearch.indexer.model import VideoEncoder
+    from vsearch.indexer.pipeline import Progress as IndexState
 
 app = typer.Typer(
     help="Local semantic video search: index a folder, then find moments by keyword or by example.\n\n"
@@ -74,7 +79,7 @@ def open_catalog(home: Path | None, create: bool = False) -> Catalog:
         fail(str(exc))
 
 
-def load_model(model: str | None, device: str, precision: str):  # type: ignore[no-untyped-def]
+def load_model(model: str | None, device: str, precision: str) -> VideoEncoder:
     """The encoder, announced on stderr; a model that cannot load ends the command with its reason."""
     from vsearch.indexer.model import ModelError, load_encoder
 
@@ -86,7 +91,7 @@ def load_model(model: str | None, device: str, precision: str):  # type: ignore[
     return encoder
 
 
-def stderr_console():  # type: ignore[no-untyped-def]
+def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
@@ -102,7 +107,7 @@ class IndexProgress:
         self.task: TaskID | None = None
         self.next_line = 0.1
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Callable[[IndexState], None]:
         if self.quiet:
             return lambda p: None
         if not self.tty:
@@ -115,13 +120,13 @@ class IndexProgress:
         self.bar.start()
         return self._update
 
-    def _update(self, p) -> None:  # type: ignore[no-untyped-def]
+    def _update(self, p: IndexState) -> None:
         assert self.bar is not None  # handed out only once the bar runs
         if self.task is None:
             self.task = self.bar.add_task("index", total=p.files_total, clips=0, name="")
         self.bar.update(self.task, completed=p.files_done, clips=p.clips, name=safe(Path(p.path).name)[:40])
 
-    def _lines(self, p) -> None:  # type: ignore[no-untyped-def]
+    def _lines(self, p: IndexState) -> None:
         if p.files_done >= self.next_line * p.files_total:
             info(f"indexed {p.files_done}/{p.files_total} files, {p.clips} clips")
             while self.next_line * p.files_total <= p.files_done:
@@ -132,7 +137,7 @@ class IndexProgress:
             self.bar.stop()
 
 
-def train_bar():  # type: ignore[no-untyped-def]
+def train_bar() -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),

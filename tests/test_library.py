@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import FakeEncoder
 from vsearch.bench.synthetic import write_video
 from vsearch.cli.main import app
 from vsearch.indexer.decode import DecodeError, Sampling
@@ -20,7 +21,6 @@ from vsearch.indexer.single import classify, file_embedder
 from vsearch.search import query as q
 from vsearch.search.catalog import Catalog, CatalogError, writer_lock
 from vsearch.search.doctor import doctor
-from tests.conftest import FakeEncoder
 
 TWO_SECONDS = Sampling(window_seconds=2)
 
