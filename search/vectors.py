@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vsearch.search.catalog import VECTORS_META, Catalog, Finding, try_writer_lock
+from vsearch.search.catalog import VECTORS_META, Catalog, Finding, counted, try_writer_lock
 
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat
@@ -180,7 +180,7 @@ def check_vectors(catalog: Catalog, repair: bool = True) -> Finding:
         return Finding("faiss index", True, "no vectors yet")
     loaded = VectorIndex.load(catalog.home, catalog.generation, catalog.dim)
     if loaded is not None and len(loaded) == catalog.clip_count():
-        return Finding("faiss index", True, f"{len(loaded)} vectors, in step with SQLite")
+        return Finding("faiss index", True, f"{counted(len(loaded), 'vector')}, in step with SQLite")
     detail = "missing, stale or corrupt"
     if repair:
         rebuild(catalog).save(catalog.home, catalog.generation)

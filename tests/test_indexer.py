@@ -83,9 +83,29 @@ def test_rerun_does_no_model_work_and_changes_are_picked_up(library: Path, vsear
 def test_search_finds_videos_by_label_and_moves_keep_them_findable(library: Path, vsearch_home: Path) -> None:
     run(vsearch_home, [library], FakeEncoder())
     cat = Catalog(vsearch_home)
-    hits = q.search(cat, "moving").hits
+    hits = q.search(cat, "moving", limit=50).hits
     assert hits and all(h.label == "moving" for h in hits[:5])
     assert hits == sorted(hits, key=lambda h: -h.score)
+    old = Path(hits[0].path)
+    clip_ids, vectors, _ = cat.clip_vectors(cat.video(str(old)).id)
+    before = q.show(cat, str(old))
+    cat.close()
+
+    new = library / "moved here" / "renamed.mp4"
+    new.parent.mkdir()
+    old.rename(new)
+    enc = FakeEncoder()
+    report = run(vsearch_home, [library], enc)
+    assert (report.moved, report.copied, report.removed, report.indexed) == (1, 0, 0, 0)
+    assert enc.clips == 0  # no model work for a move
+    cat = Catalog(vsearch_home)
+    after = q.show(cat, str(new))
+    assert (after.labels, after.clips) == (before.labels, before.clips)
+    ids, vecs, _ = cat.clip_vectors(cat.video(str(new)).id)
+    assert ids == clip_ids and np.array_equal(vecs, vectors)  # the same clips, not copies
+    found = {h.path for h in q.search(cat, "moving", limit=50).hits}
+    assert str(new) in found and str(old) not in found
+    assert cat.video(str(old)) is None
 
 
 def test_similar_finds_the_same_kind_first_and_leaves_out_the_query(tmp_path: Path, vsearch_home: Path) -> None:
