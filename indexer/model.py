@@ -45,7 +45,8 @@ class Preprocessing:
     std: tuple[float, float, float]
 
 
-def _read_json(model: str, filename: str) -> dict | None:
+def read_model_json(model: str, filename: str) -> dict | None:
+    """One JSON file of a model (a folder or a hub id in the cache), or None if it has none."""
     path = Path(model).expanduser()
     if path.is_dir():
         file = path / filename
@@ -59,7 +60,7 @@ def _read_json(model: str, filename: str) -> dict | None:
 
 def read_preprocessing(model: str, config: dict) -> Preprocessing:
     """Preprocessing from preprocessor_config.json, with VideoMAE's defaults where it is silent."""
-    pp = _read_json(model, "preprocessor_config.json") or {}
+    pp = read_model_json(model, "preprocessor_config.json") or {}
     image_size = int(config.get("image_size", 224))
     resize: tuple | None = None
     if pp.get("do_resize", True):

@@ -177,6 +177,7 @@ class Catalog:
     def __init__(self, home: Path, create: bool = True):
         self.home = Path(home).expanduser()
         self.db_path = self.home / DB_NAME
+        self._label_vectors: tuple[str, tuple[list[int], np.ndarray]] | None = None  # see label_vectors
         if not self.db_path.exists():
             if not create:
                 raise CatalogError(f"no index at {self.home}; run `vsearch index FOLDER` first")
@@ -360,21 +361,34 @@ class Catalog:
         return [(i, n) for i, n in self.db.execute("SELECT id, name FROM labels ORDER BY id")]
 
     def label_vectors(self, text_model: str) -> tuple[list[int], np.ndarray] | None:
-        """Stored sentence embeddings of every label name, or None if not (all) computed yet."""
+        """Sentence embeddings of every label name, or None if not (all) computed yet.
+
+        Kept in memory once read: the vocabulary is fixed by the index's one model, and a query
+        should not read 400 BLOBs each time."""
+        if self._label_vectors is not None and self._label_vectors[0] == text_model:
+            return self._label_vectors[1]
         rows = self.db.execute(
             "SELECT l.id, lv.vector FROM labels l LEFT JOIN label_vectors lv "
             "ON lv.label_id = l.id AND lv.text_model = ? ORDER BY l.id", [text_model]
         ).fetchall()
         if not rows or any(r[1] is None for r in rows):
             return None
-        return [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        found = [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        self._label_vectors = (text_model, found)
+        return found
 
     def store_label_vectors(self, text_model: str, ids: Sequence[int], vectors: np.ndarray) -> None:
-        with self.transaction():
-            self.db.conn.executemany(
-                "INSERT OR REPLACE INTO label_vectors (label_id, text_model, vector) VALUES (?, ?, ?)",
-                [(i, text_model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)],
-            )
+        """Keep these for this open catalog and store them for the next one, unless an index run
+        holds the write lock: then they are used from memory now and computed again next time."""
+        self._label_vectors = (text_model, (list(ids), np.asarray(vectors, dtype=np.float32)))
+        try:
+            with self.transaction():
+                self.db.conn.executemany(
+                    "INSERT OR REPLACE INTO label_vectors (label_id, text_model, vector) VALUES (?, ?, ?)",
+                    [(i, text_model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)],
+                )
+        except sqlite3.OperationalError:
+            pass
 
     def failed_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM videos WHERE status = 'failed'").fetchone()[0]
@@ -564,17 +578,20 @@ class Finding:
     repaired: bool = False
 
 
-def doctor(catalog: Catalog, repair: bool = True) -> list[Finding]:
-    """Check the SQLite side of the index; repair what can be repaired.
+def check_integrity(catalog: Catalog) -> Finding:
+    """SQLite's own check of the file; when it fails, nothing else in it can be trusted."""
+    try:
+        result = catalog.db.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:  # damage can stop the check itself
+        return Finding("sqlite integrity", False, str(exc))
+    return Finding("sqlite integrity", result == "ok", result)
 
-    The FAISS side is search.vectors.check_vectors (vectors builds on this module, not the
-    other way round)."""
+
+def check_sqlite(catalog: Catalog, repair: bool = True) -> list[Finding]:
+    """Check what the SQLite side holds; repair what can be repaired. Only for a file that
+    passed check_integrity: never write to a damaged one (search.doctor runs the whole check)."""
     db = catalog.db
     found: list[Finding] = []
-    result = db.execute("PRAGMA integrity_check").fetchone()[0]
-    found.append(Finding("sqlite integrity", result == "ok", result))
-    if result != "ok":
-        return found  # nothing else can be trusted; do not write to a damaged file
     found.append(Finding("schema version", True, f"{catalog.get_meta('schema_version')} (this vsearch: {SCHEMA_VERSION})"))
     # (check, what one of them is, what was done, ids)
     problems: list[tuple[str, str, str, list[int]]] = []

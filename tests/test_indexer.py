@@ -121,8 +121,7 @@ def test_similar_finds_the_same_kind_first_and_leaves_out_the_query(tmp_path: Pa
             write_video(root / f"{colour}{i}.mp4", frames, fps=8)
     run(vsearch_home, [root], FakeEncoder())
     cat = Catalog(vsearch_home)
-    vid, queries = q.indexed_queries(cat, str(root / "red0.mp4"), None)
-    hits = q.similar(cat, open_vectors(cat)[0], queries, exclude_video=vid, limit=5)
+    hits = q.similar_to_file(cat, root / "red0.mp4", limit=5)  # stored vectors: no model needed
     names = [Path(h.path).stem for h in hits]
     assert "red0" not in names
     assert set(names[:2]) == {"red1", "red2"}
