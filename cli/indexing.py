@@ -108,8 +108,8 @@ def index(
         parts.append(f"{known} failed before (--retry-failed to try again)")
     info(f"{counted(report.found, 'video')} found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
     if "model" in t and report.clips:
-        workers = counted(int(t.get("workers", 1)), "worker process", "worker processes")
-        info(f"time: decode {t['decode']:.1f}s (in {workers}), "
+        processes = counted(int(t.get("workers", 1)), "worker process", "worker processes")
+        info(f"time: decode {t['decode']:.1f}s (in {processes}), "
              f"model {t['model']:.1f}s, store {t['store']:.1f}s")
     for path, reason in report.failed:
         info(f"skipped {safe(path)}: {safe(reason)}")
