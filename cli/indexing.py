@@ -24,6 +24,7 @@ from vsearch.cli.app import (
     safe,
     train_bar,
 )
+from vsearch.indexer.files import DEFAULT_EXCLUDES
 from vsearch.search.catalog import CatalogError, counted, default_home
 
 if TYPE_CHECKING:
@@ -44,15 +45,18 @@ def index(
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds a decode step may take.")] = 120.0,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
     decoder: Annotated[str, typer.Option("--decoder", help="auto (PyAV, then decord), pyav or decord.")] = "auto",
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", metavar="PATTERN", help="Also leave out folders or files matching this pattern (name or path, * and ?); "
+        "repeatable. Always left out: hidden ones, " + ", ".join(DEFAULT_EXCLUDES) + ".")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Index videos: decode, classify and embed every clip; re-runs only do what changed.
 
-    Example: vsearch index ~/Videos --batch-size 8
+    Example: vsearch index ~/Videos --batch-size 8 --exclude 'raw'
     """
     from vsearch.indexer.decode import Sampling
     from vsearch.indexer.model import ModelError
-    from vsearch.indexer.pipeline import Indexer, IndexSettings
+    from vsearch.indexer.pipeline import Indexer, IndexSettings, index_model
     from vsearch.search.catalog import writer_lock
 
     for p in paths:
@@ -66,6 +70,7 @@ def index(
         timeout=timeout,
         retry_failed=retry_failed,
         backend=decoder,
+        exclude=DEFAULT_EXCLUDES + tuple(exclude or ()),
     )
     if decoder not in ("auto", "pyav", "decord"):
         fail(f"unknown decoder {decoder!r}; choose auto, pyav or decord", 2)
@@ -80,12 +85,7 @@ def index(
     try:
         with writer_lock(home):
             catalog = open_catalog(home, create=True)
-            from vsearch.indexer.model import model_name
-
-            chosen = model_name(model) if model else catalog.model
-            if model and catalog.model and chosen != catalog.model:
-                fail(f"this index was built with model {catalog.model!r}; use the same --model, "
-                     "or a separate index with --home")
+            chosen = index_model(catalog, model)
             with IndexProgress(quiet) as on_progress:
                 previous = signal.signal(signal.SIGINT, on_sigint)
                 try:
@@ -98,23 +98,9 @@ def index(
         fail(str(exc))
     except KeyboardInterrupt:
         fail("aborted; the next `vsearch index` picks up where this one stopped", 130)
-    t = report.timings
-    parts = [f"{report.indexed} indexed ({counted(report.clips, 'clip')})", f"{report.unchanged} unchanged"]
-    parts += [f"{n} {what}" for n, what in ((report.moved, "moved"), (report.copied, "copied"),
-                                             (report.removed, "removed")) if n]
-    parts.append(f"{len(report.failed)} failed")
-    known = catalog.failed_count() - len(report.failed)
-    if known > 0:
-        parts.append(f"{known} failed before (--retry-failed to try again)")
-    info(f"{counted(report.found, 'video')} found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s")
-    if "model" in t and report.clips:
-        processes = counted(int(t.get("workers", 1)), "worker process", "worker processes")
-        info(f"time: decode {t['decode']:.1f}s (in {processes}), "
-             f"model {t['model']:.1f}s, store {t['store']:.1f}s")
-    for path, reason in report.failed:
-        info(f"skipped {safe(path)}: {safe(reason)}")
+    for line in report.summary_lines():
+        info(safe(line))
     if report.interrupted:
-        info("stopped early: everything above is saved; run the same command to finish")
         raise typer.Exit(130)
 
 

@@ -16,10 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv .vob".split()
-)
-
 
 class DecodeError(Exception):
     """The file is not a video we can read; the message is the reason shown to the user."""
@@ -323,7 +319,3 @@ def read_windows(
 
 class _Fallback(Exception):
     pass
-
-
-def is_video_name(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS

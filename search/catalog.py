@@ -110,9 +110,23 @@ def _m002_label_vectors(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_content_hash_and_model_id(db: sqlite_utils.Database) -> None:
+    # "fingerprint" named two things: the hash of a file's content (a column) and the identity
+    # of the model that made the vectors (a meta key). Each gets its own name.
+    # One statement at a time: executescript would commit the migration's transaction first.
+    for statement in (
+        "ALTER TABLE videos RENAME COLUMN fingerprint TO content_hash",
+        "DROP INDEX videos_fingerprint",
+        "CREATE INDEX videos_content_hash ON videos(content_hash)",
+        "UPDATE meta SET key = 'model_id' WHERE key = 'model_fingerprint'",
+    ):
+        db.execute(statement)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_label_vectors", _m002_label_vectors),
+    ("003_content_hash_and_model_id", _m003_content_hash_and_model_id),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -123,7 +137,7 @@ class VideoRow:
     path: str
     size: int
     mtime: float
-    fingerprint: str
+    content_hash: str
     status: str
     error: str | None
     duration: float | None
@@ -239,9 +253,17 @@ class Catalog:
     def _bump(self) -> None:
         self.set_meta("generation", str(self.generation + 1))
 
-    def bind_model(self, name: str, fingerprint: str, dim: int, labels: Sequence[str]) -> None:
-        """Record the index's model on first use; refuse a different one afterwards."""
-        current = self.get_meta("model_fingerprint")
+    def check_model(self, name: str) -> None:
+        """Refuse, before it is loaded, a model other than the one this index was built with."""
+        if self.model is not None and name != self.model:
+            raise CatalogError(self._other_model(name))
+
+    def bind_model(self, name: str, model_id: str, dim: int, labels: Sequence[str]) -> None:
+        """Record the index's model on first use; refuse a different one afterwards.
+
+        `model_id` identifies the vector space (name, weights, labels, dimension): a retrained
+        model in the same folder has the same name and another id."""
+        current = self.get_meta("model_id")
         duplicates = sorted({n for n in labels if list(labels).count(n) > 1})
         if duplicates:
             raise CatalogError(f"model {name!r} has several labels named {duplicates[0]!r}; "
@@ -249,32 +271,34 @@ class Catalog:
         if current is None:
             with self.transaction():
                 self.set_meta("model", name)
-                self.set_meta("model_fingerprint", fingerprint)
+                self.set_meta("model_id", model_id)
                 self.set_meta("dim", str(dim))
                 self.db.conn.executemany(
                     "INSERT OR IGNORE INTO labels (name) VALUES (?)", [(label,) for label in labels]
                 )
             return
-        if current != fingerprint:
-            raise CatalogError(
-                f"this index was built with model {self.model!r}; it cannot mix in vectors from "
-                f"{name!r}. Use the same --model, or a separate index with --home."
-            )
+        if current != model_id:
+            raise CatalogError(self._other_model(name))
+
+    def _other_model(self, name: str) -> str:
+        return (f"this index was built with model {self.model!r}; it cannot mix in vectors from "
+                f"{name!r}. Use the same --model, or a separate index with --home.")
 
     # -- reading --------------------------------------------------------------------------
 
     def video(self, path: str) -> VideoRow | None:
         row = self.db.execute(
-            "SELECT id, path, size, mtime, fingerprint, status, error, duration FROM videos WHERE path = ?",
+            "SELECT id, path, size, mtime, content_hash, status, error, duration FROM videos WHERE path = ?",
             [path],
         ).fetchone()
         return VideoRow(*row) if row else None
 
-    def videos_with_fingerprint(self, fingerprint: str) -> list[VideoRow]:
+    def videos_with_content(self, content_hash: str) -> list[VideoRow]:
+        """Indexed videos whose files had this content: the sources of moves and copies."""
         rows = self.db.execute(
-            "SELECT id, path, size, mtime, fingerprint, status, error, duration FROM videos "
-            "WHERE fingerprint = ? AND status = 'ok'",
-            [fingerprint],
+            "SELECT id, path, size, mtime, content_hash, status, error, duration FROM videos "
+            "WHERE content_hash = ? AND status = 'ok' ORDER BY id",
+            [content_hash],
         ).fetchall()
         return [VideoRow(*r) for r in rows]
 
@@ -382,14 +406,14 @@ class Catalog:
         old = self.video(path)
         return self._delete_videos([old.id]) if old is not None else []
 
-    def start_video(self, path: str, size: int, mtime: float, fingerprint: str, info: dict) -> int:
+    def start_video(self, path: str, size: int, mtime: float, content_hash: str, info: dict) -> int:
         """Create or reset the row for a file about to be (re)indexed; its old clips go (callers
         that keep a vector index call `forget` first, to learn which)."""
         self.forget(path)
         self.db.execute(
-            "INSERT INTO videos (path, name, size, mtime, fingerprint, duration, fps, width, height, "
+            "INSERT INTO videos (path, name, size, mtime, content_hash, duration, fps, width, height, "
             "status, error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'indexing', NULL, ?)",
-            [path, searchable_name(path), size, mtime, fingerprint, info.get("duration"), info.get("fps"),
+            [path, searchable_name(path), size, mtime, content_hash, info.get("duration"), info.get("fps"),
              info.get("width"), info.get("height"), time.time()],
         )
         return self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
@@ -423,13 +447,13 @@ class Catalog:
         self.db.execute("UPDATE videos SET status = 'ok', error = NULL WHERE id = ?", [video_id])
         self._bump()
 
-    def fail_video(self, path: str, size: int, mtime: float, fingerprint: str, reason: str) -> list[int]:
+    def fail_video(self, path: str, size: int, mtime: float, content_hash: str, reason: str) -> list[int]:
         """Record why a file could not be indexed; returns the clip ids of its earlier version."""
         gone = self.forget(path)
         self.db.execute(
-            "INSERT INTO videos (path, name, size, mtime, fingerprint, status, error, indexed_at) "
+            "INSERT INTO videos (path, name, size, mtime, content_hash, status, error, indexed_at) "
             "VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
-            [path, searchable_name(path), size, mtime, fingerprint, reason, time.time()],
+            [path, searchable_name(path), size, mtime, content_hash, reason, time.time()],
         )
         return gone
 
@@ -447,8 +471,8 @@ class Catalog:
         """A copy of an indexed file reuses its results; returns the new clip ids and vectors."""
         self.forget(new_path)
         self.db.execute(
-            "INSERT INTO videos (path, name, size, mtime, fingerprint, duration, fps, width, height, status, "
-            "indexed_at) SELECT ?, ?, ?, ?, fingerprint, duration, fps, width, height, 'ok', ? FROM videos "
+            "INSERT INTO videos (path, name, size, mtime, content_hash, duration, fps, width, height, status, "
+            "indexed_at) SELECT ?, ?, ?, ?, content_hash, duration, fps, width, height, 'ok', ? FROM videos "
             "WHERE id = ?",
             [new_path, searchable_name(new_path), size, mtime, time.time(), source_id],
         )
