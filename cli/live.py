@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vsearch.cli.main import Device, Model, Precision, app, fail, info, load_model, safe
-from vsearch.indexer.decode import seconds_label
+from vsearch.cli.app import Device, Model, Precision, app, fail, info, load_model, safe
+from vsearch.search.timecode import seconds_label
 
 if TYPE_CHECKING:
     from vsearch.indexer.live import Event, Summary

@@ -51,6 +51,13 @@ class VectorIndex:
                 self.quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
             self.index.nprobe = NPROBE
 
+    def set_nprobe(self, nprobe: int) -> None:
+        """How many IVF lists a query visits: more finds more and takes longer (flat: no effect)."""
+        if self.kind == "ivf":
+            import faiss
+
+            faiss.extract_index_ivf(self.index).nprobe = nprobe
+
     def train(self, sample: np.ndarray) -> None:
         if self.kind != "flat":
             self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
@@ -109,8 +116,7 @@ class VectorIndex:
             return None
         index = cls.__new__(cls)
         index.dim, index.index, index.kind = dim, raw, meta.get("kind", "flat")
-        if index.kind == "ivf":
-            faiss.extract_index_ivf(raw).nprobe = NPROBE
+        index.set_nprobe(NPROBE)
         return index
 
 

@@ -165,8 +165,9 @@ def test_query_on_an_empty_index_and_an_unloadable_model(tmp_path: Path) -> None
     result = invoke("search", "dancing")
     assert result.exit_code == 1 and "the index is empty" in result.stderr
     video = tmp_path / "v.mp4"
-    from vsearch.bench.synthetic import render_motion, write_video
     import numpy as np
+
+    from vsearch.bench.synthetic import render_motion, write_video
     write_video(video, render_motion("growing", np.random.default_rng(0)))
     bad = invoke("index", video, "--model", tmp_path / "not-a-model")
     assert bad.exit_code == 1 and "cannot load model" in bad.stderr and "Traceback" not in bad.output
@@ -241,3 +242,29 @@ def test_files_named_through_a_link_are_found(tmp_path: Path, tiny_model: Path, 
     assert json.loads(invoke("search", "moving", "--under", link, "--json", "-n", "100").stdout) == inside
     similar = json.loads(invoke("similar", video, "--json").stdout)
     assert similar and str(video.resolve()) not in {h["path"] for h in similar}
+
+
+def test_index_leaves_out_excluded_folders_and_what_was_indexed_there(library: Path, tiny_model: Path) -> None:
+    import shutil
+
+    (library / "raw").mkdir()
+    shutil.move(str(sorted(library.glob("*.mp4"))[0]), library / "raw" / "take.mp4")
+    (library / "@eaDir").mkdir()  # a NAS preview cache: never indexed
+    shutil.copy2(sorted(library.glob("*.mp4"))[1], library / "@eaDir" / "preview.mp4")
+    first = invoke("index", library, "--model", tiny_model, "-q")
+    assert first.exit_code == 0 and "16 videos found: 12 indexed" in first.stderr
+    again = invoke("index", library, "--exclude", "raw", "--exclude", "*/nothing/*", "-q")
+    assert again.exit_code == 0 and "15 videos found: 0 indexed (0 clips), 15 unchanged, 1 removed" in again.stderr
+    stats = json.loads(invoke("stats", "--json").stdout)
+    assert stats["videos"] == 11 and stats["clips"] == 11
+
+
+@pytest.mark.parametrize("model, error", [
+    ("/nope", "no such folder"),
+    ("./nope", "no such folder"),
+    ("MCG-NJU/videomae-base", "HF_HUB_OFFLINE is set"),
+])
+def test_index_with_a_model_that_cannot_be_had_says_why_in_one_line(library: Path, model: str, error: str) -> None:
+    result = invoke("index", library, "--model", model)
+    assert result.exit_code == 1 and error in result.stderr and "Traceback" not in result.output
+    assert result.stderr.count("\n") == 1

@@ -5,10 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.indexer.decode import (
-    DecodeError, FrameSpec, Sampling, VideoInfo, center_crop, parse_time, plan_windows, probe, read_windows,
-)
 from vsearch.bench.synthetic import encode_into, render_motion, write_video
+from vsearch.indexer.decode import (
+    DecodeError,
+    FrameSpec,
+    Sampling,
+    VideoInfo,
+    center_crop,
+    plan_windows,
+    probe,
+    read_windows,
+)
 
 SPEC = FrameSpec(num_frames=8, resize=("shortest_edge", 32), crop=(32, 32))
 
@@ -46,17 +53,6 @@ def test_center_crop_matches_processor_convention_and_pads_small_frames() -> Non
     assert out.shape == (2, 4, 4, 3)
     assert (out == frames[:, 1:5, 2:6]).all()
     assert center_crop(frames, (8, 10)).shape == (2, 8, 10, 3)
-
-
-@pytest.mark.parametrize("text, seconds", [("90", 90), ("1:30", 90), ("1:02:03.5", 3723.5), ("0.5", 0.5)])
-def test_parse_time(text: str, seconds: float) -> None:
-    assert parse_time(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "abc", "1:2:3:4", "-5"])
-def test_parse_time_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_time(text)
 
 
 @pytest.fixture(scope="module")
