@@ -49,7 +49,7 @@ def live(
     """Recognise activity as it happens, from a camera, a stream, stdin or a file.
 
     Prints a line as each event starts and ends; --json prints every result with its latency.
-    Example: vsearch live camera:0 --on "falling" --exec "notify-send fall"
+    Example: vsearch live camera:0 --on "push up" --exec "notify-send push-up"
     """
     from vsearch.indexer.live import Event, LiveError, LiveRunner, LiveSettings, Notice, Result, parse_source
 

@@ -276,7 +276,7 @@ class Reader:
                 raise
         return got
 
-    def _to_array(self, frame) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
         return frame_rgb(frame, self.size, self.info.rotation)
 
     def close(self) -> None:
