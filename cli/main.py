@@ -15,6 +15,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from vsearch.indexer.decode import DecodeError, parse_time, seconds_label
+from vsearch.cli.serve import serve
 from vsearch.search.catalog import Catalog, CatalogError, default_home
 
 app = typer.Typer(
@@ -545,6 +546,9 @@ def bench(
     except ImportError as exc:
         fail(f"the benchmark needs the test extras (pip install 'vsearch[test]'): {exc}")
     typer.echo(report)
+
+
+app.command()(serve)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import numpy as np
 from vsearch.search.catalog import Catalog, CatalogError
 
 FILE_NAME_SCORE = 0.9  # a file named after the query is a strong hint, but below a sure label
+SEARCH_MIN_SCORE = 0.05  # default floor of every front end: a label at 5% confidence is noise
 
 
 @dataclass
