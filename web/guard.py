@@ -39,8 +39,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def host_names(host: str, port: int) -> set[str]:
-    """The Host header values this server answers to."""
+def host_names(host: str, port: int) -> set[str] | None:
+    """The Host header values this server answers to; None: any (bound to every interface).
+
+    On a wildcard address the names people reach the machine by cannot be known; such a
+    server always has a token, and a rebinding page never holds it (the cookie belongs to the
+    server's own name, and the page cannot read the URL it was printed in)."""
+    if host in ("0.0.0.0", "::", ""):
+        return None
     bound = f"[{host}]" if ":" in host and not host.startswith("[") else host
     names = {bound, *LOOPBACK_NAMES} if is_loopback(host) else {bound}
     return {f"{n}:{port}" for n in names} | ({n for n in names} if port == 80 else set())
@@ -54,7 +60,7 @@ class Guard:
             raise ValueError("a server reachable from other machines needs a token")
         self.app, self.token = app, token
         self.hosts = host_names(host, port)
-        self.origins = {f"http://{h}" for h in self.hosts}
+        self.origins = None if self.hosts is None else {f"http://{h}" for h in self.hosts}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -76,9 +82,11 @@ class Guard:
         await self.app(scope, receive, send_with_headers)
 
     def refuse(self, scope: dict, headers: dict[str, str]) -> tuple[int, str, list] | None:
-        if headers.get("host", "").lower() not in self.hosts:
+        host = headers.get("host", "").lower()
+        if self.hosts is not None and host not in self.hosts:
             return 421, "wrong Host header (this server answers only to its own address)", []
-        if scope["method"] not in ("GET", "HEAD") and headers.get("origin") not in self.origins:
+        origins = self.origins if self.origins is not None else {f"http://{host}"}
+        if scope["method"] not in ("GET", "HEAD") and headers.get("origin") not in origins:
             return 403, "cross-origin request refused", []
         if self.token is None:
             return None

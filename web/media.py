@@ -9,6 +9,7 @@ the descriptor that is then served, so there is no window between the check and 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,14 @@ from vsearch.search.catalog import VideoRow
 
 MAX_RANGES = 8  # more in one request is not a player seeking; RFC 9110 lets a server refuse
 CHUNK = 256 * 1024
+
+
+_SPEC = re.compile(r"([0-9]*)-([0-9]*)")  # ASCII digits only: no signs, spaces or other scripts' digits
+
+
+def _int(digits: str) -> int:
+    """Past any file size, a number's exact value does not matter (and 5000 digits would not parse)."""
+    return int(digits) if len(digits) <= 18 else 10**18
 
 
 class Unsatisfiable(Exception):
@@ -40,16 +49,16 @@ def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
         raise Unsatisfiable(f"more than {MAX_RANGES} ranges")
     ranges = []
     for part in parts:
-        first, dash, last = part.strip().partition("-")
-        if not dash or not (first.isdigit() or (not first and last.isdigit())) or (last and not last.isdigit()):
-            return None  # isdigit also keeps out signs, spaces and non-ASCII digits
-        if not first:  # "-N": the last N bytes
-            n = int(last)
+        m = _SPEC.fullmatch(part.strip())
+        if m is None or not (m[1] or m[2]):
+            return None
+        if not m[1]:  # "-N": the last N bytes
+            n = _int(m[2])
             if n > 0 and size > 0:
                 ranges.append((max(0, size - n), size - 1))
             continue
-        a, b = int(first), int(last) if last else size - 1
-        if b < a:
+        a, b = _int(m[1]), _int(m[2]) if m[2] else size - 1
+        if m[2] and b < a:
             return None  # "5-3" is invalid syntax, not an unsatisfiable range
         if a < size:
             ranges.append((a, min(b, size - 1)))
