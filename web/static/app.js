@@ -27,7 +27,7 @@ async function playHit(hit) {
   box.hidden = false;
   if (player.getAttribute("src") !== where.video) player.src = where.video;
   document.getElementById("now-playing").textContent =
-    `${hit.dataset.path}: ${clock(start)} – ${clock(end)}`;
+    `${hit.dataset.path.split(/[\\/]/).pop()}: ${clock(start)} – ${clock(end)}`;
   for (const h of document.querySelectorAll(".hit.playing")) h.classList.remove("playing");
   hit.classList.add("playing");
   seekTo(start);
