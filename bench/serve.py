@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
 import socket
@@ -132,8 +131,9 @@ def run_load(work: Path, clients: int = 50, seconds: float = 10.0, log: Callable
         proc.terminate()
         proc.wait(10)
     total = sum(len(v) for v in times.values())
+    during = "throughout" if still_indexing else "for part of it (it finished early)"
     lines = [f"serve load: {clients} clients x {seconds:g} s on loopback, mixed keyword search / cached thumbnail / "
-             f"ranged video read, `vsearch index` writing {'throughout' if still_indexing else 'for part of it (it finished early)'}",
+             f"ranged video read, `vsearch index` writing {during}",
              f"  requests {total} ({total / seconds:.0f}/s), errors {len(times['errors'])}"]
     for kind in ("search", "thumbnail", "video range"):
         v = times[kind]

@@ -246,13 +246,17 @@ def test_multiple_ranges_come_as_multipart_up_to_a_cap(client: TestClient, index
 @pytest.mark.parametrize("header, status", [
     ("bytes=999999999-", 416), ("bytes=999999999-999999999", 416), ("bytes=-0", 416),
     ("bytes=abc", 200), ("bytes=5-3", 200), ("bytes=--1", 200), ("bytes=1-2-3", 200), ("bytes=", 200),
-    ("items=0-10", 200), ("bytes=0x10-20", 200), ("bytes=+1-2", 200), ("bytes=١-٢".encode(), 200), ("bytes=0-1".encode("utf-16"), 200), ("bytes", 200),
-    ("bytes=" + "9" * 5000 + "-", 416), ("bytes=0-" + "9" * 5000, 206), ("bytes=" + ",".join(["0-0"] * 10000), 416),
+    ("items=0-10", 200), ("bytes=0x10-20", 200), ("bytes=+1-2", 200), ("bytes", 200),
+    ("bytes=١-٢".encode(), 200), ("bytes=0-1".encode("utf-16"), 200),
+    ("bytes=" + "9" * 5000 + "-", 416), ("bytes=0-" + "9" * 5000, 206),
+    ("bytes=" + ",".join(["0-0"] * 10000), 416),
 ])
 def test_hostile_range_headers(client: TestClient, header: str | bytes, status: int) -> None:
     vid = client.get("/api/search", params={"q": "clip_2"}).json()[0]["video_id"]
     answer = client.get(f"/media/{vid}", headers={"range": header})
     assert answer.status_code == status, header
+    if status == 200:
+        assert int(answer.headers["content-length"]) == len(answer.content) > 0
 
 
 # -- the file behind a row ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from vsearch.web.guard import Guard
 HERE = Path(__file__).parent
 HOVER_FRAMES = 6  # thumbnails shown across a moment on hover
 MAX_LIMIT = 500
+NO_TEXT_MODEL = "no sentence model installed: matching label and file names by their words only"
 
 
 class BadRequest(Exception):
@@ -155,7 +156,7 @@ def do_search(site: Site, request: Request) -> tuple[str, list[dict], str | None
         return text, [], None
     catalog = site.catalog()
     result = q.search(catalog, text, limit, f)
-    note = None if result.semantic is not None else "no sentence model installed: matching label and file names by their words only"
+    note = None if result.semantic is not None else NO_TEXT_MODEL
     return text, [hit_json(catalog, h) for h in result.hits], note
 
 
@@ -364,7 +365,7 @@ def ranged(fd: int, size: int, mime: str, header: str | None) -> Response:
                              headers={**common, "Content-Length": str(length)})
 
 
-def _body(fd: int, ranges: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+def _body(fd: int, ranges: list[tuple[int, int]]) -> Iterator[bytes]:
     try:
         for a, b in ranges:
             yield from media.read_span(fd, a, b)
@@ -372,7 +373,7 @@ def _body(fd: int, ranges: list[tuple[int, int]]):  # type: ignore[no-untyped-de
         os.close(fd)
 
 
-def _multipart(fd: int, ranges: list[tuple[int, int]], heads: list[bytes], tail: bytes):  # type: ignore[no-untyped-def]
+def _multipart(fd: int, ranges: list[tuple[int, int]], heads: list[bytes], tail: bytes) -> Iterator[bytes]:
     try:
         for i, ((a, b), head) in enumerate(zip(ranges, heads)):
             yield (b"\r\n" if i else b"") + head
