@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from vsearch.indexer.decode import seconds_label
-from vsearch.indexer.thumbs import ThumbError, ensure_thumb
+from vsearch.indexer.thumbs import ThumbError, ensure_thumb, thumb_path
 from vsearch.search import query as q
 from vsearch.search.catalog import Catalog, CatalogError, VideoRow
 from vsearch.web import media
@@ -32,6 +32,7 @@ from vsearch.web.guard import Guard
 HERE = Path(__file__).parent
 HOVER_FRAMES = 6  # thumbnails shown across a moment on hover
 MAX_LIMIT = 500
+LAZY_THUMBS = 2  # thumbnails decoded at once on first view: a page of 20 must not start 20 decoders
 NO_TEXT_MODEL = "no sentence model installed: matching label and file names by their words only"
 
 
@@ -51,6 +52,7 @@ class Site:
         self._local = threading.local()
         self._vectors: tuple[int, Any] | None = None
         self._vectors_lock = threading.Lock()
+        self.decoding = threading.BoundedSemaphore(LAZY_THUMBS)
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
         self.templates.filters["time"] = seconds_label
         self.templates.filters["name"] = lambda path: Path(path).name
@@ -269,7 +271,10 @@ def stats_api(site: Site, request: Request) -> Response:
 
 
 def thumb(site: Site, request: Request) -> Response:
-    path = ensure_thumb(site.catalog(), request.path_params["clip_id"])
+    path = thumb_path(site.home, request.path_params["clip_id"])
+    if not path.is_file():  # an index older than thumbnails: decode one frame, a few at a time
+        with site.decoding:
+            path = ensure_thumb(site.catalog(), request.path_params["clip_id"])
     # a thumbnail never changes for a clip id (ids are never reused)
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
