@@ -12,6 +12,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ NO_TEXT_MODEL = "no sentence model installed: matching label and file names by t
 
 class BadRequest(Exception):
     """A parameter that does not parse; the message names it (400)."""
+
+
+class Busy(Exception):
+    """Every transcode slot is taken; the client should ask again shortly (503)."""
 
 
 class NotFound(Exception):
@@ -208,6 +213,10 @@ def handler(site: Site, fn: Callable[[Site, Request], Response]) -> Callable[[Re
             return _error(site, api, 400, str(exc))
         except (NotFound, media.MediaRefused, ThumbError) as exc:
             return _error(site, api, 404, str(exc) if isinstance(exc, NotFound) else "not found")
+        except Busy as exc:
+            answer = _error(site, api, 503, str(exc))
+            answer.headers["Retry-After"] = "2"
+            return answer
         except CatalogError as exc:
             return _error(site, api, 503 if "no index" in str(exc) else 400, str(exc))
 
@@ -301,7 +310,8 @@ def play(site: Site, request: Request) -> Response:
     except ImportError:  # the transcoding module is not installed: the browser gets the file
         return JSONResponse({"video": f"/media/{row.id}", "type": _mime(row.path), "offset": 0.0})
     os.close(media.open_indexed(row))  # refuse a swapped file before FFmpeg reads it
-    path, mime, offset = playable(catalog.home, row.path, start, end)
+    with _media_errors():
+        path, mime, offset = playable(catalog.home, row.path, start, end)
     url = f"/media/{row.id}" if Path(path) == Path(row.path) else f"/moments/{row.id}?start={start:g}&end={end:g}"
     return JSONResponse({"video": url, "type": mime, "offset": offset})
 
@@ -314,7 +324,8 @@ def moment_bytes(site: Site, request: Request) -> Response:
     row = video_row(catalog, request.path_params["video_id"])
     start, end = number(request, "start", 0.0) or 0.0, number(request, "end", 0.0) or 0.0
     os.close(media.open_indexed(row))
-    path, mime, _ = playable(catalog.home, row.path, start, end)
+    with _media_errors():
+        path, mime, _ = playable(catalog.home, row.path, start, end)
     fd = os.open(path, os.O_RDONLY)
     try:
         return ranged(fd, os.fstat(fd).st_size, mime, request.headers.get("range"))
@@ -326,7 +337,7 @@ def moment_bytes(site: Site, request: Request) -> Response:
 def clip_download(site: Site, request: Request) -> Response:
     """The moment as its own file (frame-accurate cut, audio kept), into the server's clip cache."""
     try:
-        from vsearch.indexer.media import export_clip
+        from vsearch.indexer.media import clip_name, export_clip
     except ImportError:
         raise NotFound("clip export is not available in this vsearch") from None
     catalog = site.catalog()
@@ -336,12 +347,25 @@ def clip_download(site: Site, request: Request) -> Response:
     if end <= start:
         raise BadRequest("end must be after start")
     os.close(media.open_indexed(row))
-    name = f"{Path(row.path).stem}_{start:.2f}-{end:.2f}.mp4"
     out = site.home / "cache" / "clips" / f"{row.id}_{row.fingerprint}_{start:.3f}_{end:.3f}.mp4"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        export_clip(row.path, start, end, out)
-    return FileResponse(out, media_type="video/mp4", filename=name)
+        with _media_errors():
+            export_clip(row.path, start, end, out)
+    return FileResponse(out, media_type="video/mp4", filename=clip_name(row.path, start, end))
+
+
+@contextmanager
+def _media_errors() -> Iterator[None]:
+    """The media module's errors, as the page's: busy transcoding is 503, a file it cannot cut 404."""
+    from vsearch.indexer.media import MediaBusy, MediaError
+
+    try:
+        yield
+    except MediaBusy as exc:
+        raise Busy(str(exc)) from None
+    except MediaError as exc:
+        raise NotFound(str(exc)) from None
 
 
 def ranged(fd: int, size: int, mime: str, header: str | None) -> Response:
