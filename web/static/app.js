@@ -4,7 +4,7 @@
 
 const player = document.getElementById("player");
 const box = document.getElementById("player-box");
-let moment = null; // {start, end, offset}: the moment playing, in source seconds
+let moment = null; // {start, end, offset, stop}: the moment playing, in source seconds
 
 function clock(seconds) {
   const m = Math.floor(seconds / 60), s = seconds - 60 * m;
@@ -23,7 +23,7 @@ async function playHit(hit) {
   const answer = await fetch(`/api/play/${id}?start=${start}&end=${end}`);
   if (!answer.ok) { document.getElementById("now-playing").textContent = "This video cannot be played."; return; }
   const where = await answer.json();
-  moment = {start, end, offset: where.offset};
+  moment = {start, end, offset: where.offset, stop: true};
   box.hidden = false;
   if (player.getAttribute("src") !== where.video) player.src = where.video;
   document.getElementById("now-playing").textContent =
@@ -31,6 +31,7 @@ async function playHit(hit) {
   for (const h of document.querySelectorAll(".hit.playing")) h.classList.remove("playing");
   hit.classList.add("playing");
   seekTo(start);
+  showMoment(); // same file as before: loadedmetadata will not fire again
   player.play().catch(() => {}); // autoplay may be refused; the controls remain
   box.scrollIntoView({block: "nearest"});
 }
@@ -47,8 +48,8 @@ function showMoment() {
 if (player) {
   player.addEventListener("loadedmetadata", showMoment);
   player.addEventListener("timeupdate", () => {
-    if (moment && !moment.ended && player.currentTime + moment.offset >= moment.end) {
-      moment.ended = true;
+    if (moment && moment.stop && player.currentTime + moment.offset >= moment.end) {
+      moment.stop = false; // pause once at the end; playing on from there is the user's choice
       player.pause();
     }
   });
@@ -71,11 +72,11 @@ for (const hit of document.querySelectorAll(".hit")) {
   hit.addEventListener("mouseleave", () => { clearInterval(timer); img.src = frames[0]; });
 }
 
-// A video's page: each window seeks the player to its start.
+// A video's page: each window seeks the player to its start and plays on.
 for (const w of document.querySelectorAll(".window")) {
   w.addEventListener("click", (event) => {
     if (event.target.closest("a")) return;
-    moment = {start: +w.dataset.start, end: +w.dataset.end, offset: 0};
+    moment = {start: +w.dataset.start, end: +w.dataset.end, offset: 0, stop: false};
     seekTo(moment.start);
     player.play().catch(() => {});
   });
