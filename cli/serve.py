@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vsearch.search.catalog import Catalog, CatalogError, default_home
+from vsearch.cli.app import Home, app, fail, open_catalog
+from vsearch.search.catalog import default_home
 
 
+@app.command()
 def serve(
-    home: Annotated[Path | None, typer.Option("--home", envvar="VSEARCH_HOME", show_default=False,
-                                              help="Index folder (default: the OS user data dir).")] = None,
+    home: Home = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on. Anything but loopback needs a token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8765,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
@@ -28,16 +28,11 @@ def serve(
     from vsearch.web.guard import is_loopback
 
     home = home or default_home()
-    try:
-        Catalog(home, create=False).close()
-    except CatalogError as exc:
-        typer.echo(f"vsearch: {exc}", err=True)
-        raise typer.Exit(1) from None
+    open_catalog(home).close()  # no index here: say so now rather than on every request
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)
     if token is not None and len(token) < 16:
-        typer.echo("vsearch: --token must be at least 16 characters", err=True)
-        raise typer.Exit(2)
+        fail("--token must be at least 16 characters", 2)
     import uvicorn
 
     from vsearch.web.app import create_app

@@ -23,10 +23,10 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from vsearch.indexer.decode import seconds_label
 from vsearch.indexer.thumbs import ThumbError, ensure_thumb, thumb_path
 from vsearch.search import query as q
 from vsearch.search.catalog import Catalog, CatalogError, VideoRow
+from vsearch.search.timecode import seconds_label
 from vsearch.web import media
 from vsearch.web.guard import Guard
 
@@ -142,15 +142,9 @@ def hit_json(catalog: Catalog, hit: q.Hit) -> dict:
 
 def show_json(catalog: Catalog, row: VideoRow) -> dict:
     """`vsearch show --json` of one video, plus its video URL and a thumbnail per window."""
-    v = q.show(catalog, row.path)
-    clips = [{**c, "thumbnail": thumb_url(cid)} for c, (cid, _, _) in zip(v.clips, catalog.clip_spans(row.id))]
-    return {"path": v.path, "status": v.status, "error": v.error, "duration": v.duration,
-            "labels": [{"label": n, "score": round(s, 4)} for n, s in v.labels], "clips": clips,
-            "id": row.id, "video": f"/media/{row.id}"}
-
-
-def stats_json(catalog: Catalog) -> dict:
-    return {**catalog.stats(), "failures": [{"path": p, "reason": r} for p, r in catalog.failures()]}
+    shown = q.show(catalog, row.path).to_json()
+    shown["clips"] = [{**c, "thumbnail": thumb_url(cid)} for c, (cid, _, _) in zip(shown["clips"], catalog.clip_spans(row.id))]
+    return {**shown, "id": row.id, "video": f"/media/{row.id}"}
 
 
 # -- the calls behind pages and API ----------------------------------------------------------
@@ -188,8 +182,7 @@ def do_similar(site: Site, request: Request) -> tuple[VideoRow, float | None, li
         raise NotFound(f"{row.path} is not indexed")
     at = number(request, "at")
     limit, f = filters(request, 0.0)
-    exclude, queries = q.indexed_queries(catalog, row.path, at)
-    hits = q.similar(catalog, site.vectors(catalog), queries, exclude, limit, f)
+    hits = q.similar_to_file(catalog, row.path, at, limit, f, vectors=site.vectors(catalog))
     return row, at, [hit_json(catalog, h) for h in hits]
 
 
@@ -272,11 +265,11 @@ def video_api(site: Site, request: Request) -> Response:
 
 
 def stats_page(site: Site, request: Request) -> Response:
-    return site.page("stats.html", s=stats_json(site.catalog()))
+    return site.page("stats.html", s=q.stats(site.catalog()))
 
 
 def stats_api(site: Site, request: Request) -> Response:
-    return JSONResponse(stats_json(site.catalog()))
+    return JSONResponse(q.stats(site.catalog()))
 
 
 def thumb(site: Site, request: Request) -> Response:
@@ -347,7 +340,7 @@ def clip_download(site: Site, request: Request) -> Response:
     if end <= start:
         raise BadRequest("end must be after start")
     os.close(media.open_indexed(row))
-    out = site.home / "cache" / "clips" / f"{row.id}_{row.fingerprint}_{start:.3f}_{end:.3f}.mp4"
+    out = site.home / "cache" / "clips" / f"{row.id}_{row.content_hash}_{start:.3f}_{end:.3f}.mp4"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         with _media_errors():

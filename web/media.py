@@ -1,8 +1,8 @@
 """Video bytes by catalog id: HTTP Range, and only ever the file the catalog row names.
 
 A row's path is opened, then the open file is checked against what was indexed (a regular
-file, same size and mtime, same content fingerprint): a file replaced since indexing, or a
-link swapped to point elsewhere, is refused rather than served. The fingerprint is read from
+file, same size and mtime, same content hash): a file replaced since indexing, or a
+link swapped to point elsewhere, is refused rather than served. The hash is read from
 the descriptor that is then served, so there is no window between the check and the read.
 """
 
@@ -14,7 +14,7 @@ import stat
 import threading
 from collections.abc import Iterator
 
-from vsearch.indexer.files import fingerprint_fd
+from vsearch.indexer.files import content_hash_fd
 from vsearch.search.catalog import VideoRow
 
 MAX_RANGES = 8  # more in one request is not a player seeking; RFC 9110 lets a server refuse
@@ -71,7 +71,7 @@ class MediaRefused(Exception):
     """The catalog row's file is gone, or is no longer the file that was indexed."""
 
 
-_verified: dict[tuple[int, int, int, int], str] = {}  # (dev, inode, size, mtime_ns) -> fingerprint
+_verified: dict[tuple[int, int, int, int], str] = {}  # (dev, inode, size, mtime_ns) -> content hash
 _verified_lock = threading.Lock()
 
 
@@ -92,10 +92,10 @@ def open_indexed(video: VideoRow) -> int:
         with _verified_lock:
             known = _verified.get(key)
         if known is None:
-            known = fingerprint_fd(fd, st.st_size)
+            known = content_hash_fd(fd, st.st_size)
             with _verified_lock:
                 _verified[key] = known
-        if known != video.fingerprint:
+        if known != video.content_hash:
             raise MediaRefused("not the file that was indexed")
     except BaseException:
         os.close(fd)
