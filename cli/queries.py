@@ -102,7 +102,7 @@ def similar(
 
     Example: vsearch similar ~/Videos/beach.mp4 --at 1:30
     """
-    from vsearch.indexer.decode import DecodeError
+    from vsearch.indexer.decode import DecodeError, Sampling
     from vsearch.indexer.model import ModelError
     from vsearch.indexer.single import file_embedder
     from vsearch.search import query as q
@@ -115,7 +115,9 @@ def similar(
         fail(str(exc), 2)
     catalog = open_catalog(home)
     # Loads the index's model only if FILE is not indexed.
-    embed = file_embedder(catalog.model, device, precision, on_load=lambda e: info(f"model: {e.describe()}"))
+    sampling = Sampling(*catalog.sampling) if catalog.sampling else None
+    embed = file_embedder(catalog.model, device, precision, on_load=lambda e: info(f"model: {e.describe()}"),
+                          sampling=sampling)
     try:
         hits = q.similar_to_file(catalog, file, seconds, limit, filters(under, min_score, min_duration, max_duration),
                                  embed)

@@ -460,6 +460,7 @@ class Indexer:
         t0 = time.perf_counter()
         encoder = self.encoder = self.load_encoder()
         self.catalog.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
+        self.catalog.record_sampling(s.sampling.window_seconds, s.sampling.max_windows)
         if vectors is None:  # a new index learns its dimension in bind_model
             vectors = open_vectors(self.catalog)[0]
         store = BatchStore(self.catalog, vectors, jobs, report, s.save_every)

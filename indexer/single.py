@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vsearch.indexer.decode import Sampling
 from vsearch.indexer.model import VideoEncoder
 from vsearch.indexer.pipeline import Encoder, embed_file
 from vsearch.search.query import FileEmbedder
@@ -42,10 +43,12 @@ def file_embedder(
     device: str = "auto",
     precision: str = "auto",
     on_load: Callable[[VideoEncoder], None] | None = None,
+    sampling: Sampling | None = None,
 ) -> FileEmbedder:
     """The `embed` that search.query.similar_to_file takes: it loads the model on its first call
     only, so a query on an indexed file never pays for loading one. `on_load` hears of the
-    encoder once loaded (the CLI says which model runs where). Raises ModelError from loading."""
+    encoder once loaded (the CLI says which model runs where); `sampling` should be the index's
+    own (Catalog.sampling), so windows line up with the stored ones. Raises ModelError from loading."""
     loaded: list[VideoEncoder] = []
 
     def embed(path: str) -> tuple[list[tuple[float, float]], np.ndarray]:
@@ -55,7 +58,7 @@ def file_embedder(
             loaded.append(load_encoder(model, device=device, precision=precision))
             if on_load is not None:
                 on_load(loaded[0])
-        windows, _, embeddings = embed_file(loaded[0], path)
+        windows, _, embeddings = embed_file(loaded[0], path, sampling)
         return [(w.start, w.end) for w in windows], embeddings
 
     return embed

@@ -246,6 +246,18 @@ class Catalog:
         return int(self.get_meta("dim", "0") or 0)
 
     @property
+    def sampling(self) -> tuple[float, int] | None:
+        """(window seconds, max windows) of the last index run: a file embedded to compare with
+        this index is cut the same way, or `--at` would pick a different span."""
+        window, most = self.get_meta("window_seconds"), self.get_meta("max_windows")
+        return (float(window), int(most)) if window and most else None
+
+    def record_sampling(self, window_seconds: float, max_windows: int) -> None:
+        with self.transaction():
+            self.set_meta("window_seconds", repr(float(window_seconds)))
+            self.set_meta("max_windows", str(int(max_windows)))
+
+    @property
     def generation(self) -> int:
         """Bumped by every commit that adds or removes clips; FAISS records the one it saw."""
         return int(self.get_meta("generation", "0") or 0)

@@ -268,3 +268,26 @@ def test_index_with_a_model_that_cannot_be_had_says_why_in_one_line(library: Pat
     result = invoke("index", library, "--model", model)
     assert result.exit_code == 1 and error in result.stderr and "Traceback" not in result.output
     assert result.stderr.count("\n") == 1
+
+
+def test_similar_cuts_an_outside_file_like_the_index_was_cut(library: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """An index built with --window 2: a file outside it is embedded in 2 s windows too, so the
+    same footage matches its stored window exactly."""
+    import numpy as np
+
+    from vsearch.bench.synthetic import render_motion, write_video
+    from vsearch.search.catalog import Catalog, default_home
+
+    rng = np.random.default_rng(6)
+    root = tmp_path / "short-windows"
+    write_video(root / "both.mp4", np.concatenate([render_motion("moving left", rng, frames=64),
+                                                   render_motion("growing", rng, frames=64)]))
+    assert invoke("index", root, "--model", tiny_model, "--window", "2", "-q").exit_code == 0
+    assert Catalog(default_home()).sampling == (2.0, 150)
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes((root / "both.mp4").read_bytes())
+    for at, span in (("1", [0.0, 2.0]), ("5", [4.0, 6.0])):
+        result = invoke("similar", outside, "--at", at, "--json", "-n", "1")
+        assert result.exit_code == 0, result.output
+        hit = json.loads(result.stdout)[0]
+        assert [hit["start"], hit["end"]] == span and hit["score"] > 0.999, hit
