@@ -38,7 +38,7 @@ Model = Annotated[
                  "(default: the index's model, else MCG-NJU/videomae-base-finetuned-kinetics)."),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Precision = Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")]
+Precision = Annotated[str, typer.Option("--precision", help="auto (measured on this machine), fp32, bf16, fp16 or int8 (CPU).")]
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many hits.")]
 Under = Annotated[str | None, typer.Option("--under", help="Only videos below this folder.")]
 MinScore = Annotated[float, typer.Option("--min-score", min=0.0, help="Drop hits scoring below this.")]
@@ -85,12 +85,28 @@ def load_model(model: str | None, device: str, precision: str):  # type: ignore[
     return encoder
 
 
+def load_tuned_model(model: str | None, device: str, precision: str, home: Path, batch_size: int | None):  # type: ignore[no-untyped-def]
+    """The model at the precision and batch size that run fastest here (measured once, then cached)."""
+    from vsearch.indexer.calibrate import tune
+    from vsearch.indexer.model import ModelError, load_encoder
+
+    try:
+        encoder = load_encoder(model, device=device, precision=precision)
+    except ModelError as exc:
+        fail(str(exc))
+    choice = tune(encoder, home, batch_size,
+                  on_measure=lambda: info("measuring the fastest precision and batch size here (once per machine and model)..."))
+    info(f"model: {encoder.name} on {encoder.device}, {choice.describe()}")
+    return encoder
+
+
 @app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.", show_default=False)],
     home: Home = None,
     model: Model = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per model batch.")] = 8,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", min=1, help="Clips per model batch (default: the fastest, measured once per machine).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Decode processes (default: by device).")] = None,
     device: Device = "auto",
     precision: Precision = "auto",
@@ -144,7 +160,7 @@ def index(
             with _progress(quiet) as on_progress:
                 previous = signal.signal(signal.SIGINT, on_sigint)
                 try:
-                    indexer = Indexer(catalog, lambda: load_model(chosen, device, precision), settings,
+                    indexer = Indexer(catalog, lambda: load_tuned_model(chosen, device, precision, catalog.home, batch_size), settings,
                                       on_progress=on_progress, should_stop=lambda: stop["asked"])
                     report = indexer.run([p.resolve() for p in paths])
                 finally:
@@ -387,7 +403,7 @@ def stats(home: Home = None, as_json: Json = False) -> None:
     if as_json:
         print_json({**data, "failures": [{"path": p, "reason": r} for p, r in failures]})
         return
-    for key in ("home", "model", "videos", "clips", "hours", "labels", "failed"):
+    for key in ("home", "model", "precision", "videos", "clips", "hours", "labels", "failed"):
         typer.echo(f"{key:>8}: {safe(data[key])}")
     for path, reason in failures:
         typer.echo(f"  failed {safe(path)}: {safe(reason)}")

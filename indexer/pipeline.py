@@ -42,7 +42,7 @@ class Encoder(Protocol):
 
 @dataclass(frozen=True)
 class IndexSettings:
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the encoder's measured best (calibrate.tune), else 8
     sampling: Sampling = field(default_factory=Sampling)
     workers: int | None = None  # decode processes; default by device, see default_workers
     decode_threads: int = 1
@@ -182,7 +182,10 @@ class Indexer:
         cat = self.catalog
         t0 = time.perf_counter()
         encoder = self.encoder = self.load_encoder()
+        batch_size = s.batch_size or getattr(encoder, "batch_size", None) or 8
         cat.bind_model(encoder.name, encoder.fingerprint, encoder.dim, encoder.labels)
+        if getattr(encoder, "precision", None):
+            cat.record_precision(encoder.precision)  # type: ignore[attr-defined]
         vectors = vector_index()  # after bind_model: a new index learns its dimension there
         timings = report.timings
         timings["load_model"] = time.perf_counter() - t0
@@ -197,8 +200,8 @@ class Indexer:
             memory_limit=s.memory_limit,
             backend=s.backend,
             reader=s.reader,
-            chunk=max(1, min(4, s.batch_size)),
-            prefetch=max(2, 2 * s.batch_size // max(1, min(4, s.batch_size))),
+            chunk=max(1, min(4, batch_size)),
+            prefetch=max(2, 2 * batch_size // max(1, min(4, batch_size))),
         )
         labels = np.array(encoder.labels, dtype=object)
         buffer: list[tuple[int, Window, np.ndarray]] = []
@@ -289,10 +292,10 @@ class Indexer:
                 elif isinstance(event, Failed):
                     buffer[:] = [b for b in buffer if b[0] != event.key]
                     failed.append((event.key, event.reason))
-                if len(buffer) >= s.batch_size:
+                if len(buffer) >= batch_size:
                     # Whole batches only: a long video's chunks may overfill the buffer a little.
-                    rest = buffer[s.batch_size :]
-                    del buffer[s.batch_size :]
+                    rest = buffer[batch_size :]
+                    del buffer[batch_size :]
                     keep_finished = [k for k in finished if any(b[0] == k for b in rest)]
                     finished[:] = [k for k in finished if k not in keep_finished]
                     flush()
