@@ -8,7 +8,6 @@ VideoMAE-base with random weights is used for timing: compute does not depend on
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 import os
 import resource
 import shutil
@@ -16,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np

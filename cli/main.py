@@ -160,7 +160,9 @@ def index(
             with _progress(quiet) as on_progress:
                 previous = signal.signal(signal.SIGINT, on_sigint)
                 try:
-                    indexer = Indexer(catalog, lambda: load_tuned_model(chosen, device, precision, catalog.home, batch_size), settings,
+                    indexer = Indexer(catalog,
+                                      lambda: load_tuned_model(chosen, device, precision, catalog.home, batch_size),
+                                      settings,
                                       on_progress=on_progress, should_stop=lambda: stop["asked"])
                     report = indexer.run([p.resolve() for p in paths])
                 finally:
