@@ -103,7 +103,7 @@ def machine_key(encoder: VideoEncoder) -> str:
     name, flags = cpu_description()
     return (f"{name} [{' '.join(flags)}] x{os.cpu_count()} | torch {torch.__version__} threads "
             f"{torch.get_num_threads()} | transformers {transformers.__version__} | {encoder.device} | "
-            f"{encoder.fingerprint}")
+            f"{encoder.model_id}")
 
 
 def calibration_clips(encoder: VideoEncoder, batch: int) -> np.ndarray:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.indexer.decode import FrameSpec
 from vsearch.bench.synthetic import MOTIONS, motion_dataset
+from vsearch.indexer.decode import FrameSpec
 
 # Tests never reach the hub; a test that tried would hang on this machine's closed network.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -111,7 +111,7 @@ class FakeEncoder:
         return FrameSpec(num_frames=4, resize=("shortest_edge", 16), crop=(16, 16))
 
     @property
-    def fingerprint(self) -> str:
+    def model_id(self) -> str:
         return f"{self.name}|{len(self.labels)}|{self.dim}"
 
     def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -70,7 +70,7 @@ def test_tune_measures_once_then_uses_the_cache(tiny_encoder, tmp_path: Path) ->
         choice.precision, choice.batch_size)
     cached = json.loads((tmp_path / CACHE_FILE).read_text())
     (key,) = cached
-    assert tiny_encoder.fingerprint in key and "torch" in key
+    assert tiny_encoder.model_id in key and "torch" in key
     again = tune(tiny_encoder, tmp_path, measure=lambda p, b: pytest.fail("measured again"))
     assert (again.how, again.precision, again.batch_size) == ("cached", choice.precision, choice.batch_size)
     # Another batch size asked for is another question: measured, and the answer kept beside the first.
