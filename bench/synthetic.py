@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 FrameT = TypeVar("FrameT", contravariant=True)
 
 MOTIONS = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
+# Fast periodic motion: a bar turning several times per clip, so which frames are sampled
+# changes what the model sees (the sampling convention matters, see plan_windows).
+PERIODIC = ("spinning",)
 
 
 def render_motion(
@@ -47,6 +50,8 @@ def render_motion(
         sizes = size * (1.0 + 2.2 * (t + 0.5 * speed))
     elif motion == "shrinking":
         sizes = size * (1.0 + 2.2 * (0.5 * speed - t))
+    elif motion == "spinning":
+        return _spinning(rng, frames, width, height, bg, fg)
     else:
         raise ValueError(f"unknown motion {motion!r}")
     yy, xx = np.mgrid[0:height, 0:width]
@@ -56,6 +61,24 @@ def render_motion(
         inside = (np.abs(xx - xs[i]) <= half) & (np.abs(yy - ys[i]) <= half)
         out[i] = bg
         out[i][inside] = fg
+    return out
+
+
+def _spinning(
+    rng: np.random.Generator, frames: int, width: int, height: int, bg: np.ndarray, fg: np.ndarray
+) -> np.ndarray:
+    """A bar turning about the centre, 2.5-4 turns per clip in either direction."""
+    turns = rng.uniform(2.5, 4.0) * rng.choice([-1, 1])
+    angles = rng.uniform(0, np.pi) + np.linspace(0, 2 * np.pi * turns, frames)
+    length, thick = rng.uniform(0.3, 0.4) * min(width, height), rng.uniform(0.06, 0.1) * min(width, height)
+    cx, cy = rng.uniform(0.4, 0.6) * width, rng.uniform(0.4, 0.6) * height
+    yy, xx = np.mgrid[0:height, 0:width]
+    out = np.empty((frames, height, width, 3), dtype=np.uint8)
+    for i, a in enumerate(angles):
+        along = (xx - cx) * np.cos(a) + (yy - cy) * np.sin(a)
+        across = -(xx - cx) * np.sin(a) + (yy - cy) * np.cos(a)
+        out[i] = bg
+        out[i][(np.abs(along) <= length) & (np.abs(across) <= thick / 2)] = fg
     return out
 
 

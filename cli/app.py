@@ -45,7 +45,7 @@ Model = Annotated[
                  "(default: the index's model, else MCG-NJU/videomae-base-finetuned-kinetics)."),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Precision = Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")]
+Precision = Annotated[str, typer.Option("--precision", help="auto (measured on this machine), fp32, bf16, fp16 or int8 (CPU).")]
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many hits.")]
 Under = Annotated[str | None, typer.Option("--under", help="Only videos below this folder.")]
 MinScore = Annotated[float, typer.Option("--min-score", min=0.0, help="Drop hits scoring below this.")]
@@ -88,6 +88,21 @@ def load_model(model: str | None, device: str, precision: str) -> VideoEncoder:
     except ModelError as exc:
         fail(str(exc))
     info(f"model: {encoder.describe()}")
+    return encoder
+
+
+def load_tuned_model(model: str | None, device: str, precision: str, home: Path, batch_size: int | None) -> VideoEncoder:
+    """The model at the precision and batch size that run fastest here (measured once, then cached)."""
+    from vsearch.indexer.calibrate import tune
+    from vsearch.indexer.model import ModelError, load_encoder
+
+    try:
+        encoder = load_encoder(model, device=device, precision=precision)
+    except ModelError as exc:
+        fail(str(exc))
+    choice = tune(encoder, home, batch_size,
+                  on_measure=lambda: info("measuring the fastest precision and batch size here (once per machine and model)..."))
+    info(f"model: {encoder.name} on {encoder.device}, {choice.describe()}")
     return encoder
 
 

@@ -19,7 +19,7 @@ from vsearch.cli.app import (
     app,
     fail,
     info,
-    load_model,
+    load_tuned_model,
     open_catalog,
     safe,
     train_bar,
@@ -36,7 +36,8 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.", show_default=False)],
     home: Home = None,
     model: Model = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per model batch.")] = 8,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", min=1, help="Clips per model batch (default: the fastest, measured once per machine).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Decode processes (default: by device).")] = None,
     device: Device = "auto",
     precision: Precision = "auto",
@@ -89,7 +90,9 @@ def index(
             with IndexProgress(quiet) as on_progress:
                 previous = signal.signal(signal.SIGINT, on_sigint)
                 try:
-                    indexer = Indexer(catalog, lambda: load_model(chosen, device, precision), settings,
+                    indexer = Indexer(catalog,
+                                      lambda: load_tuned_model(chosen, device, precision, catalog.home, batch_size),
+                                      settings,
                                       on_progress=on_progress, should_stop=lambda: stop["asked"])
                     report = indexer.run([p.resolve() for p in paths])
                 finally:

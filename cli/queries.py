@@ -198,7 +198,7 @@ def stats(home: Home = None, as_json: Json = False) -> None:
     if as_json:
         print_json(data)
         return
-    for key in ("home", "model", "videos", "clips", "hours", "labels", "failed"):
+    for key in ("home", "model", "precision", "videos", "clips", "hours", "labels", "failed"):
         typer.echo(f"{key:>8}: {safe(data[key])}")
     for failure in data["failures"]:
         typer.echo(f"  failed {safe(failure['path'])}: {safe(failure['reason'])}")

@@ -10,6 +10,7 @@ Nothing here imports torch: this module runs inside the decode worker processes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,8 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class Window:
-    """One clip of a video: `num_frames` frame indices spread evenly over [start, end) seconds."""
+    """One clip of a video: `num_frames` frame indices spread evenly over [start, end) seconds,
+    the first and last frames of the span included."""
 
     index: int
     start: float
@@ -86,8 +88,11 @@ class Sampling:
 def plan_windows(info: VideoInfo, num_frames: int, sampling: Sampling) -> list[Window]:
     """Windows of `window_seconds` covering the video; past `max_windows` they spread out.
 
-    A video shorter than one window gives a single window over all of it. Frames are taken at
-    the centres of `num_frames` equal slices of the window, as uniform sampling does.
+    A video shorter than one window gives a single window over all of it. Within a window,
+    frames are taken at `linspace(first, last, num_frames)` with both ends included, truncated
+    to whole frames: the convention of the Hugging Face VideoMAE recipe and of pytorchvideo's
+    UniformTemporalSubsample that the published models were fine-tuned with. A model trained
+    that way reads fast periodic motion (spinning) differently at other phases.
     """
     duration = info.duration
     length = min(sampling.window_seconds, duration)
@@ -101,8 +106,10 @@ def plan_windows(info: VideoInfo, num_frames: int, sampling: Sampling) -> list[W
         starts = np.arange(count) * length
     windows = []
     for i, start in enumerate(starts):
-        times = start + (np.arange(num_frames) + 0.5) * (length / num_frames)
-        idx = np.minimum((times * info.fps).astype(np.int64), info.frames - 1)
+        # The window's first and last whole frames; the tolerance keeps 63.9999 from becoming 63.
+        first = min(math.ceil(start * info.fps - 1e-6), info.frames - 1)
+        last = min(max(math.ceil((start + length) * info.fps - 1e-6) - 1, first), info.frames - 1)
+        idx = np.linspace(first, last, num_frames).astype(np.int64)
         windows.append(Window(i, float(start), float(start + length), tuple(int(x) for x in idx)))
     return windows
 

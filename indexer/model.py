@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 OFFLINE_HINT = ("If this machine is offline, download the model once elsewhere into the Hugging Face cache "
                 "(and set HF_HUB_OFFLINE=1), or pass --model a local folder.")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "name" or "org/name"
@@ -106,10 +106,16 @@ def choose_device(device: str | None) -> str:
 
 
 def choose_precision(device: str, precision: str | None) -> str:
-    """bf16 where the hardware has it (CUDA, or a CPU with AVX-512 BF16/AMX), else fp32."""
+    """bf16 where the hardware has it (CUDA, or a CPU with AVX-512 BF16/AMX), else fp32.
+
+    This is only the first guess on a CPU: `vsearch index` measures fp32, bf16 and int8 there
+    (vsearch.indexer.calibrate) and keeps whichever is fastest.
+    """
     if precision not in (None, "", "auto"):
         if precision not in PRECISIONS:
             raise ModelError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        if precision == "int8" and device != "cpu":
+            raise ModelError("--precision int8 runs on the CPU only (dynamic int8 linear layers); use --device cpu")
         return precision
     if device.startswith("cuda"):
         import torch
@@ -135,15 +141,24 @@ class VideoEncoder:
         self.dim: int = int(cfg.hidden_size)
         self.preprocessing = read_preprocessing(model_name, cfg.to_dict())
         self.device = choose_device(device)
-        self.precision = choose_precision(self.device, precision)
+        self.precision_asked = precision or "auto"
+        self.batch_size: int | None = None  # the batch that runs fastest here, once measured
         self.model.eval().to(self.device)
-        if self.device.startswith("cuda") and self.precision in ("bf16", "fp16"):
-            self.model.to(_torch_dtype(self.precision))  # weights in half precision on the GPU
+        self._int8 = None  # the quantized copy, made on first use
+        self.set_precision(choose_precision(self.device, precision))
         p = self.preprocessing
         # Fold rescale and normalise into one multiply-add: x * scale - shift.
         std = torch.tensor(p.std, dtype=torch.float32)
         self._scale = (p.rescale / std).view(1, 1, 3, 1, 1).to(self.device)
         self._shift = (torch.tensor(p.mean, dtype=torch.float32) / std).view(1, 1, 3, 1, 1).to(self.device)
+
+    def set_precision(self, precision: str) -> None:
+        """Run in `precision` from now on (the calibration tries several on one loaded model)."""
+        self.precision = choose_precision(self.device, precision)
+        if self.device.startswith("cuda") and self.precision in ("bf16", "fp16"):
+            self.model.to(_torch_dtype(self.precision))  # weights in half precision on the GPU
+        if self.precision == "int8" and self._int8 is None:
+            self._int8 = quantize_int8(self.model)
 
     @property
     def frame_spec(self) -> FrameSpec:
@@ -177,7 +192,7 @@ class VideoEncoder:
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and pooled features (the input of the classifier head), with gradients if enabled."""
-        m = self.model
+        m = self._int8 if self.precision == "int8" else self.model
         hidden = m.videomae(pixel_values).last_hidden_state
         pooled = m.fc_norm(hidden.mean(1)) if m.fc_norm is not None else hidden[:, 0]
         return m.classifier(pooled), pooled
@@ -198,8 +213,8 @@ class VideoEncoder:
 
         import torch
 
-        if self.precision == "fp32" or self.device.startswith("cuda"):
-            return contextlib.nullcontext()  # CUDA weights are already in bf16/fp16
+        if self.precision in ("fp32", "int8") or self.device.startswith("cuda"):
+            return contextlib.nullcontext()  # CUDA weights are already in bf16/fp16; int8 is its own
         return torch.autocast("cpu", dtype=_torch_dtype(self.precision))
 
     def _input_dtype(self) -> torch.dtype:
@@ -211,6 +226,25 @@ class VideoEncoder:
 
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({self.precision})"
+
+
+def quantize_int8(model):  # type: ignore[no-untyped-def]
+    """A copy of `model` with int8 Linear layers (weights quantized once, activations per batch).
+
+    Post-training dynamic quantization needs no calibration data. torch.ao's version is
+    deprecated in favour of torchao, but it is in every torch wheel and runs without compiling;
+    the linear layers hold nearly all of VideoMAE's FLOPs. Attention stays in fp32.
+    """
+    import copy
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notices about torch.ao and quantized tensors
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def load_videomae(name: str, **options: object):  # type: ignore[no-untyped-def]

@@ -48,7 +48,7 @@ class Encoder(Protocol):
 
 @dataclass(frozen=True)
 class IndexSettings:
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the encoder's measured best (calibrate.tune), else 8
     sampling: Sampling = field(default_factory=Sampling)
     workers: int | None = None  # decode processes; default by device, see default_workers
     decode_threads: int = 1
@@ -459,8 +459,12 @@ class Indexer:
         timings = report.timings
         t0 = time.perf_counter()
         encoder = self.encoder = self.load_encoder()
+        batch_size = s.batch_size or getattr(encoder, "batch_size", None) or 8
         self.catalog.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
         self.catalog.record_sampling(s.sampling.window_seconds, s.sampling.max_windows)
+        precision = getattr(encoder, "precision", None)  # fakes in tests have none
+        if precision:
+            self.catalog.record_precision(precision)
         if vectors is None:  # a new index learns its dimension in bind_model
             vectors = open_vectors(self.catalog)[0]
         store = BatchStore(self.catalog, vectors, jobs, report, s.save_every)
@@ -476,8 +480,8 @@ class Indexer:
             memory_limit=s.memory_limit,
             backend=s.backend,
             reader=s.reader,
-            chunk=max(1, min(4, s.batch_size)),
-            prefetch=max(2, 2 * s.batch_size // max(1, min(4, s.batch_size))),
+            chunk=max(1, min(4, batch_size)),
+            prefetch=max(2, 2 * batch_size // max(1, min(4, batch_size))),
         )
         # The cores split themselves: when the model spends over a quarter of its time waiting for
         # frames (expensive files: 4K, long GOPs), another decode worker starts, up to one per core.
@@ -497,8 +501,8 @@ class Indexer:
                     timings["decode"] += event.decode_seconds
                 pending.add(event)
                 # Whole batches only: a long video's chunks may overfill the batch a little.
-                while len(pending.clips) >= s.batch_size:
-                    self._store(pending.take(s.batch_size), encoder, store, report)
+                while len(pending.clips) >= batch_size:
+                    self._store(pending.take(batch_size), encoder, store, report)
                 if self.should_stop():
                     report.interrupted = True
                     break

@@ -3,7 +3,8 @@
 Clips come through the indexer's own decoding (decode workers, window planning, resize) and its
 own normalisation, so a trained model sees at index time exactly what it saw in training. Light
 augmentation: a random temporal offset (the train decode samples twice as densely and picks one
-of the two interleaved frame sets), a random crop along the long side, and an optional
+of the two interleaved frame sets: one starts on the window's first frame, the other ends on its
+last, and the index's sampling, which takes both, lies between them), a random crop along the long side, and an optional
 horizontal flip (off by default: it turns "moving left" into "moving right").
 """
 

@@ -378,6 +378,17 @@ class Catalog:
             "SELECT count(*) FROM clips c JOIN videos v ON v.id = c.video_id WHERE v.status = 'ok'"
         ).fetchone()[0]
 
+    @property
+    def precision(self) -> str | None:
+        """The precisions the vectors were computed in, e.g. "int8" or "fp32, int8" when runs differed."""
+        return self.get_meta("precision")
+
+    def record_precision(self, precision: str) -> None:
+        seen = [p for p in (self.precision or "").split(", ") if p]
+        if precision not in seen:
+            with self.transaction():
+                self.set_meta("precision", ", ".join(sorted([*seen, precision])))
+
     def is_empty(self) -> bool:
         return self.db.execute("SELECT 1 FROM videos WHERE status = 'ok' LIMIT 1").fetchone() is None
 
@@ -392,6 +403,7 @@ class Catalog:
             "hours": round((q("SELECT sum(duration) FROM videos WHERE status = 'ok'").fetchone()[0] or 0) / 3600, 3),
             "labels": q("SELECT count(DISTINCT label_id) FROM video_labels WHERE top_clips > 0").fetchone()[0],
             "model": self.model,
+            "precision": self.precision,
             "schema_version": int(self.get_meta("schema_version", "0") or 0),
         }
 

@@ -25,7 +25,17 @@ def test_short_video_gives_one_window_with_uniform_frames() -> None:
     assert len(windows) == 1
     w = windows[0]
     assert (w.start, w.end) == (0.0, 2.0)
-    assert w.frames == (2, 6, 10, 14, 18, 22, 26, 30)  # centres of 8 equal slices
+    # linspace(0, n - 1, 8) truncated, first and last frame included: the Hugging Face recipe
+    assert w.frames == (0, 4, 8, 13, 17, 22, 26, 31)
+    assert w.frames == tuple(np.linspace(0, 31, 8).astype(int))
+
+
+def test_each_window_samples_its_own_first_to_last_frame() -> None:
+    windows = plan_windows(VideoInfo(frames=64, fps=16, width=64, height=48), 4, Sampling(window_seconds=2))
+    assert [w.frames for w in windows] == [(0, 10, 20, 31), (32, 42, 52, 63)]
+    # 29.97 fps: window edges fall between frames; each window keeps to its own frames
+    ntsc = plan_windows(VideoInfo(frames=240, fps=30000 / 1001, width=64, height=48), 16, Sampling(window_seconds=4))
+    assert [w.frames[0] for w in ntsc] == [0, 120] and ntsc[0].frames[-1] == 119 and ntsc[1].frames[-1] == 239
 
 
 def test_long_video_windows_cover_it_then_spread_out_past_the_cap() -> None:

@@ -1,0 +1,24 @@
+"""The bench's machine limit is made of the model's own matrix products."""
+
+from __future__ import annotations
+
+import pytest
+
+from vsearch.bench.indexing import BASE_CONFIG, gemm_shapes, model_limit, videomae_flops
+
+
+def test_the_limit_covers_every_flop_the_model_counts_but_the_head() -> None:
+    shapes = gemm_shapes(BASE_CONFIG, batch=2)
+    counted = sum(2.0 * count * groups * m * k * n for _, count, groups, m, k, n in shapes)
+    head = 2.0 * BASE_CONFIG["hidden_size"] * BASE_CONFIG["num_labels"]
+    assert counted == pytest.approx(2 * (videomae_flops(BASE_CONFIG) - head))
+    assert ("mlp up", 12, 1, 2 * 1568, 768, 3072) in shapes
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_model_limit_times_each_product(precision: str) -> None:
+    tiny = dict(BASE_CONFIG, image_size=32, hidden_size=48, intermediate_size=96, num_attention_heads=3,
+                num_hidden_layers=2)
+    seconds, rows = model_limit(tiny, precision, batch=2, repeats=2)
+    assert seconds > 0 and len(rows) == 6
+    assert seconds == pytest.approx(sum(float(r[-1]) for r in rows), rel=0.05, abs=0.01)
