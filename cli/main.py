@@ -100,12 +100,20 @@ def index(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
     decoder: Annotated[str, typer.Option("--decoder", help="auto (PyAV, then decord), pyav or decord.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+        help="Decode and run the model on Ray (pip install 'vsearch[ray]'), after the paths: alone it "
+             "starts a local Ray; 'auto' joins this machine's cluster; ray://host:port joins that one. "
+             "--workers then caps the decode tasks.")] = None,
+    gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", min=0.0,
+                                                  help="With --ray: GPUs per model actor.")] = 1.0,
 ) -> None:
     """Index videos: decode, classify and embed every clip; re-runs only do what changed.
 
-    Example: vsearch index ~/Videos --batch-size 8
+    Example: vsearch index ~/Videos --batch-size 8  (on a cluster: vsearch index /mnt/archive --ray auto)
     """
     from vsearch.indexer.decode import Sampling
+    from vsearch.indexer.distributed import RayIndexError
     from vsearch.indexer.model import ModelError
     from vsearch.indexer.pipeline import Indexer, IndexSettings
     from vsearch.search.catalog import writer_lock
@@ -122,6 +130,8 @@ def index(
         retry_failed=retry_failed,
         backend=decoder,
     )
+    if ray is not None and ray not in ("local", "auto") and ":" not in ray:
+        fail(f"--ray takes no value, 'auto' or ray://host:port, not {ray!r} (put --ray after the paths)", 2)
     if decoder not in ("auto", "pyav", "decord"):
         fail(f"unknown decoder {decoder!r}; choose auto, pyav or decord", 2)
     stop = {"asked": False}
@@ -144,12 +154,16 @@ def index(
             with _progress(quiet) as on_progress:
                 previous = signal.signal(signal.SIGINT, on_sigint)
                 try:
-                    indexer = Indexer(catalog, lambda: load_model(chosen, device, precision), settings,
-                                      on_progress=on_progress, should_stop=lambda: stop["asked"])
+                    if ray is None:
+                        indexer = Indexer(catalog, lambda: load_model(chosen, device, precision), settings,
+                                          on_progress=on_progress, should_stop=lambda: stop["asked"])
+                    else:
+                        indexer = _ray_indexer(catalog, chosen, device, precision, settings, ray, gpus_per_actor,
+                                               workers, on_progress, lambda: stop["asked"])
                     report = indexer.run([p.resolve() for p in paths])
                 finally:
                     signal.signal(signal.SIGINT, previous)
-    except (CatalogError, ModelError) as exc:
+    except (CatalogError, ModelError, RayIndexError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("aborted; the next `vsearch index` picks up where this one stopped", 130)
@@ -170,6 +184,20 @@ def index(
     if report.interrupted:
         info("stopped early: everything above is saved; run the same command to finish")
         raise typer.Exit(130)
+
+
+def _ray_indexer(catalog, model, device, precision, settings, address, gpus_per_actor, workers,  # type: ignore[no-untyped-def]
+                 on_progress, should_stop):
+    """The Ray indexer: its model actors load the model themselves, so the loader must pickle."""
+    from functools import partial
+
+    from vsearch.indexer.distributed import RayIndexer, RaySettings
+    from vsearch.indexer.model import load_encoder
+
+    ray_settings = RaySettings(address=None if address == "local" else address, gpus_per_actor=gpus_per_actor,
+                               decode_tasks=workers)
+    return RayIndexer(catalog, partial(load_encoder, model, device=device, precision=precision), settings,
+                      ray_settings, on_progress=on_progress, should_stop=should_stop)
 
 
 class _progress:

@@ -104,21 +104,25 @@ def _worker_main(conn: Connection, settings: DecodeSettings) -> None:
             reply: tuple = ("chunk", key, info, windows, frames, time.perf_counter() - started)
         except StopIteration:
             stream, reply = None, ("done", key)
-        except DecodeError as exc:
-            stream, reply = None, ("error", key, str(exc))
-        except MemoryError:
-            limit = settings.memory_limit / (1 << 30)
-            stream, reply = None, ("error", key, f"decoder ran out of memory (limit {limit:.1f} GiB)")
-        except FileNotFoundError:
-            stream, reply = None, ("error", key, "file disappeared while indexing")
-        except PermissionError:
-            stream, reply = None, ("error", key, "permission denied")
         except Exception as exc:  # any decoder failure is a property of this file
-            stream, reply = None, ("error", key, f"decoder error: {type(exc).__name__}: {exc}"[:300])
+            stream, reply = None, ("error", key, failure_reason(exc, settings.memory_limit))
         try:
             conn.send(reply)
         except (BrokenPipeError, OSError):
             return
+
+
+def failure_reason(exc: BaseException, memory_limit: int) -> str:
+    """The reason a file could not be decoded, as stored in the catalog (local and Ray runs alike)."""
+    if isinstance(exc, DecodeError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return f"decoder ran out of memory (limit {memory_limit / (1 << 30):.1f} GiB)"
+    if isinstance(exc, FileNotFoundError):
+        return "file disappeared while indexing"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return f"decoder error: {type(exc).__name__}: {exc}"[:300]
 
 
 class _Worker:
