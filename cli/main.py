@@ -100,11 +100,10 @@ def index(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
     decoder: Annotated[str, typer.Option("--decoder", help="auto (PyAV, then decord), pyav or decord.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    ray: Annotated[str | None, typer.Option(
-        "--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
-        help="Decode and run the model on Ray (pip install 'vsearch[ray]'), after the paths: alone it "
-             "starts a local Ray; 'auto' joins this machine's cluster; ray://host:port joins that one. "
-             "--workers then caps the decode tasks.")] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Decode and run the model on Ray (pip install 'vsearch[ray]'). Alone it starts a local "
+                      "Ray; followed by 'auto' it joins this machine's cluster, by ray://host:port that one. "
+                      "--workers then caps the decode tasks.")] = False,
     gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", min=0.0,
                                                   help="With --ray: GPUs per model actor.")] = 1.0,
 ) -> None:
@@ -118,6 +117,9 @@ def index(
     from vsearch.indexer.pipeline import Indexer, IndexSettings
     from vsearch.search.catalog import writer_lock
 
+    address, paths = _ray_address(paths) if ray else (None, paths)
+    if not paths:
+        fail("no folders or files to index", 2)
     for p in paths:
         if not p.exists():
             fail(f"{p}: no such file or folder", 2)
@@ -130,8 +132,6 @@ def index(
         retry_failed=retry_failed,
         backend=decoder,
     )
-    if ray is not None and ray not in ("local", "auto") and ":" not in ray:
-        fail(f"--ray takes no value, 'auto' or ray://host:port, not {ray!r} (put --ray after the paths)", 2)
     if decoder not in ("auto", "pyav", "decord"):
         fail(f"unknown decoder {decoder!r}; choose auto, pyav or decord", 2)
     stop = {"asked": False}
@@ -154,11 +154,11 @@ def index(
             with _progress(quiet) as on_progress:
                 previous = signal.signal(signal.SIGINT, on_sigint)
                 try:
-                    if ray is None:
+                    if not ray:
                         indexer = Indexer(catalog, lambda: load_model(chosen, device, precision), settings,
                                           on_progress=on_progress, should_stop=lambda: stop["asked"])
                     else:
-                        indexer = _ray_indexer(catalog, chosen, device, precision, settings, ray, gpus_per_actor,
+                        indexer = _ray_indexer(catalog, chosen, device, precision, settings, address, gpus_per_actor,
                                                workers, on_progress, lambda: stop["asked"])
                     report = indexer.run([p.resolve() for p in paths])
                 finally:
@@ -186,6 +186,19 @@ def index(
         raise typer.Exit(130)
 
 
+def _ray_address(paths: list[Path]) -> tuple[str | None, list[Path]]:
+    """`--ray auto` and `--ray ray://host:port`: typer options cannot take an optional value, so
+    the address arrives among the paths (a folder named auto is ./auto). Path() folds ray:// to ray:/."""
+    addresses = [p for p in paths if str(p) == "auto" or str(p).startswith("ray:/")]
+    if len(addresses) > 1:
+        fail("--ray takes one address", 2)
+    rest = [p for p in paths if p not in addresses]
+    if not addresses:
+        return None, rest
+    text = str(addresses[0])
+    return ("ray://" + text[len("ray:/"):] if text.startswith("ray:/") else text), rest
+
+
 def _ray_indexer(catalog, model, device, precision, settings, address, gpus_per_actor, workers,  # type: ignore[no-untyped-def]
                  on_progress, should_stop):
     """The Ray indexer: its model actors load the model themselves, so the loader must pickle."""
@@ -194,7 +207,7 @@ def _ray_indexer(catalog, model, device, precision, settings, address, gpus_per_
     from vsearch.indexer.distributed import RayIndexer, RaySettings
     from vsearch.indexer.model import load_encoder
 
-    ray_settings = RaySettings(address=None if address == "local" else address, gpus_per_actor=gpus_per_actor,
+    ray_settings = RaySettings(address=address, gpus_per_actor=gpus_per_actor,
                                decode_tasks=workers)
     return RayIndexer(catalog, partial(load_encoder, model, device=device, precision=precision), settings,
                       ray_settings, on_progress=on_progress, should_stop=should_stop)
