@@ -6,9 +6,10 @@ progress. Only the work in between moves to Ray, as one streaming Ray Data pipel
 
     files -> flat_map(decode_file) on CPUs -> map_batches(_Encode) model actors -> iter_batches -> store
 
-- Decode tasks use the local planner and decoder (read_windows, plan_windows) and emit one row per
-  window, uint8 frames already at model size. Every error is caught inside the task and becomes a
-  failure row with the reason a local run would store: one bad file never fails the dataset.
+- Decode tasks run the local decode worker (read_windows in a guarded process: time limit, memory
+  ceiling, a crash costs only that process) and emit one row per window, uint8 frames already at
+  model size. Every failure becomes a failure row with the reason a local run would store: one
+  bad file never fails the dataset.
 - Model actors load the encoder once; one per GPU, or CPU actors where the cluster has none.
 - The streaming executor only starts more decoding when the object store has room, so memory
   stays bounded however large the library (`RaySettings.object_store_memory`).
@@ -30,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from vsearch.indexer.decode import FrameSpec, Sampling, plan_windows, read_windows
+from vsearch.indexer.decode import FrameSpec, plan_windows
 from vsearch.indexer.pipeline import Encoder, Indexer, IndexReport, IndexSettings, Progress
-from vsearch.indexer.workers import failure_reason
+from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Failed
 from vsearch.search.catalog import TOP_K, Catalog, ClipResult
 from vsearch.search.vectors import VectorIndex
 
@@ -115,24 +116,30 @@ def _first_unreadable(paths: list[str]) -> tuple[str, str] | None:
     return None
 
 
-def decode_file(row: dict[str, Any], spec: FrameSpec, sampling: Sampling, backend: str,
-                memory_limit: int) -> Iterator[dict[str, Any]]:
+# Per Ray worker process: its guarded decode process outlives one task, so a file costs no spawn.
+_pools: dict[DecodeSettings, DecodePool] = {}
+
+
+def decode_file(row: dict[str, Any], settings: DecodeSettings) -> Iterator[dict[str, Any]]:
     """One file -> one row per window (frames at model size), or a failure row with its reason.
 
-    Runs as a Ray task. It never raises for a bad file: Ray would retry it and then fail the
-    whole dataset. Windows decoded before a failure still come out; the driver drops them."""
+    Runs as a Ray task, decoding in the same guarded worker process as a local run (a time limit,
+    a memory ceiling, a crash costs only that process), so a failure has the same reason text. It
+    never raises for a bad file: Ray would retry it and then fail the whole dataset. Windows
+    decoded before a failure still come out; the driver drops them when the failure row comes."""
     key, path = int(row["key"]), str(row["path"])
-    try:
-        for info, windows, frames in read_windows(path, spec, sampling, backend=backend):
-            total = len(plan_windows(info, spec.num_frames, sampling))
+    pool = _pools.get(settings) or _pools.setdefault(settings, DecodePool(settings))
+    for event in pool.run([(key, path)]):
+        if isinstance(event, Chunk):
+            info = event.info
+            total = len(plan_windows(info, settings.spec.num_frames, settings.sampling))
             meta = {"duration": info.duration, "fps": info.fps, "width": info.width, "height": info.height}
-            for w, clip in zip(windows, frames):
+            for w, clip in zip(event.windows, event.frames):
                 yield {"key": key, "idx": w.index, "start": w.start, "end": w.end, "windows": total,
                        "reason": "", "frames": clip, **meta}
-    except Exception as exc:  # a property of this file, recorded like a local run records it
-        yield {"key": key, "idx": -1, "start": 0.0, "end": 0.0, "windows": 0,
-               "reason": failure_reason(exc, memory_limit), "frames": _blank(spec),
-               "duration": 0.0, "fps": 0.0, "width": 0, "height": 0}
+        elif isinstance(event, Failed):
+            yield {"key": key, "idx": -1, "start": 0.0, "end": 0.0, "windows": 0, "reason": event.reason,
+                   "frames": _blank(settings.spec), "duration": 0.0, "fps": 0.0, "width": 0, "height": 0}
 
 
 def _blank(spec: FrameSpec) -> np.ndarray:
@@ -215,12 +222,14 @@ class RayIndexer(Indexer):
             cores = min(int(n["Resources"].get("CPU", 1)) for n in nodes) if nodes else 1
             placement = {"num_cpus": max(1, cores // 2)}
 
+        decode = DecodeSettings(spec=encoder.frame_spec, sampling=s.sampling, threads=s.decode_threads,
+                                timeout=s.timeout, memory_limit=s.memory_limit, backend=s.backend, reader=s.reader,
+                                chunk=max(1, min(4, s.batch_size)))
         items = [{"key": i, "path": job.file.path} for i, job in enumerate(jobs)]
         dataset = (
             ray.data.from_items(items, override_num_blocks=len(items))  # one file per decode task
-            .flat_map(decode_file, fn_kwargs={"spec": encoder.frame_spec, "sampling": s.sampling,
-                                              "backend": s.backend, "memory_limit": s.memory_limit},
-                      num_cpus=1, compute=ray.data.TaskPoolStrategy(size=rs.decode_tasks))
+            .flat_map(decode_file, fn_kwargs={"settings": decode}, num_cpus=1,
+                      compute=ray.data.TaskPoolStrategy(size=rs.decode_tasks))
             .map_batches(_Encode, fn_constructor_args=(self.load_encoder,), batch_size=s.batch_size,
                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                          **placement)

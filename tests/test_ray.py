@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +29,10 @@ SETTINGS = IndexSettings(batch_size=4, workers=1, timeout=60)
 
 @pytest.fixture(scope="session", autouse=True)
 def ray_cluster() -> object:
-    import cloudpickle
-
-    # The model actors unpickle this module's loader; send it by value, since workers cannot import tests/.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Workers import tests.faulty (the misbehaving decoder) and this module's model loader.
+    root = str(Path(__file__).resolve().parent.parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": root}})
     yield ray
     ray.shutdown()
 
@@ -114,6 +113,21 @@ def test_killed_model_actor_is_restarted_and_no_clip_is_stored_twice(library: Pa
     assert cat.clip_count() == report.clips == len(open_vectors(cat)[0])
     per_video = cat.db.execute("SELECT count(*), max(idx) + 1 FROM clips GROUP BY video_id").fetchall()
     assert all(count == windows for count, windows in per_video)  # every window once, none missing
+    cat.close()
+
+
+def test_a_decoder_that_hangs_or_crashes_on_a_ray_worker_loses_only_its_file(library: Path, tiny_model: Path,
+                                                                              tmp_path: Path) -> None:
+    good = next(library.glob("*.mp4"))
+    shutil.copy2(good, library / "hang.mp4")
+    shutil.copy2(good, library / "crash.mp4")
+    settings = IndexSettings(batch_size=4, timeout=10, reader="tests.faulty:read_windows")
+    cat = Catalog(tmp_path / "home")
+    report = RayIndexer(cat, functools.partial(load_encoder, str(tiny_model), device="cpu"), settings).run([library])
+    failed = {Path(p).name: r for p, r in report.failed}
+    assert "decoder hung" in failed["hang.mp4"]
+    assert failed["crash.mp4"] == "decoder crashed (SIGSEGV)"  # the reason a local run stores
+    assert report.indexed == 12, report.failed
     cat.close()
 
 
