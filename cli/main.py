@@ -9,13 +9,19 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from vsearch.indexer.decode import DecodeError, parse_time, seconds_label
 from vsearch.search.catalog import Catalog, CatalogError, default_home
+
+if TYPE_CHECKING:  # the index command imports these lazily
+    from vsearch.indexer.distributed import RayIndexer
+    from vsearch.indexer.pipeline import IndexSettings
+    from vsearch.indexer.pipeline import Progress as IndexProgress
 
 app = typer.Typer(
     help="Local semantic video search: index a folder, then find moments by keyword or by example.\n\n"
@@ -199,8 +205,9 @@ def _ray_address(paths: list[Path]) -> tuple[str | None, list[Path]]:
     return ("ray://" + text[len("ray:/"):] if text.startswith("ray:/") else text), rest
 
 
-def _ray_indexer(catalog, model, device, precision, settings, address, gpus_per_actor, workers,  # type: ignore[no-untyped-def]
-                 on_progress, should_stop):
+def _ray_indexer(catalog: Catalog, model: str | None, device: str, precision: str, settings: IndexSettings,
+                 address: str | None, gpus_per_actor: float, workers: int | None,
+                 on_progress: Callable[[IndexProgress], None], should_stop: Callable[[], bool]) -> RayIndexer:
     """The Ray indexer: its model actors load the model themselves, so the loader must pickle."""
     from functools import partial
 

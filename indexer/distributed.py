@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,7 @@ def ray_session(address: str | None) -> Iterator[Any]:
         yield ray
         return
     try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # vsearch reports progress itself
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a local Ray"
@@ -228,7 +229,7 @@ class RayIndexer(Indexer):
         items = [{"key": i, "path": job.file.path} for i, job in enumerate(jobs)]
         dataset = (
             ray.data.from_items(items, override_num_blocks=len(items))  # one file per decode task
-            .flat_map(decode_file, fn_kwargs={"settings": decode}, num_cpus=1,
+            .flat_map(partial(decode_file, settings=decode), num_cpus=1,
                       compute=ray.data.TaskPoolStrategy(size=rs.decode_tasks))
             .map_batches(_Encode, fn_constructor_args=(self.load_encoder,), batch_size=s.batch_size,
                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),

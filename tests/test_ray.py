@@ -131,7 +131,8 @@ def test_a_decoder_that_hangs_or_crashes_on_a_ray_worker_loses_only_its_file(lib
     cat.close()
 
 
-def test_stopped_run_keeps_what_was_stored_and_the_next_run_does_only_the_rest(library: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_stopped_run_keeps_what_was_stored_and_the_next_run_does_only_the_rest(library: Path, tiny_model: Path,
+                                                                              tmp_path: Path) -> None:
     home = tmp_path / "home"
     loader = functools.partial(load_encoder, str(tiny_model), device="cpu")
     progress: list[object] = []
