@@ -578,6 +578,8 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer, shorter runs (minutes less, noisier).")] = False,
     scale: Annotated[int, typer.Option("--scale", help="Instead: search at scale, on a synthetic catalog of "
                                        "this many videos (10 clips each); e.g. 100000.")] = 0,
+    ray: Annotated[bool, typer.Option("--ray", help="Instead: indexing locally against a local Ray, with 1 and 2 "
+                                      "decode workers (pip install 'vsearch[ray]').")] = False,
 ) -> None:
     """Measure: the seed recipe vs vsearch's indexer, the model vs the machine's limit, decoders, seeking.
 
@@ -589,7 +591,12 @@ def bench(
     from vsearch.bench.scale import run_scale
 
     try:
-        report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)
+        if ray:
+            from vsearch.bench.ray_overhead import run_ray_benchmark
+
+            report = run_ray_benchmark(work, quick=quick, log=info)
+        else:
+            report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)
     except ImportError as exc:
         fail(f"the benchmark needs the test extras (pip install 'vsearch[test]'): {exc}")
     typer.echo(report)
