@@ -12,8 +12,8 @@ are decode-bound, as a GPU makes them; VideoMAE-base itself on a CPU would hide 
 from __future__ import annotations
 
 import functools
-import logging
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -51,8 +51,8 @@ def _library(files: list[Path], copies: int) -> Path:
     return folder
 
 
-def _index(library: Path, model: Path, sampling: Sampling, workers: int, on_ray: bool) -> tuple[int, float]:
-    """(clips, seconds) of one index run into a throwaway index."""
+def _index(library: Path, model: Path, sampling: Sampling, workers: int, on_ray: bool) -> tuple[int, float, float]:
+    """(clips, seconds, seconds storing) of one index run into a throwaway index."""
     from vsearch.indexer.distributed import RayIndexer, RaySettings
     from vsearch.indexer.model import load_encoder
     from vsearch.indexer.pipeline import Indexer, IndexSettings
@@ -72,11 +72,14 @@ def _index(library: Path, model: Path, sampling: Sampling, workers: int, on_ray:
         catalog.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    return report.clips, seconds
+    return report.clips, seconds, report.timings.get("store", 0.0)
 
 
 def run_ray_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> str:
     """Local against Ray, 1 and 2 decode workers, and decode seconds per window, as Markdown."""
+    from vsearch.indexer.distributed import quiet_ray_data
+
+    quiet_ray_data()
     import ray
 
     from vsearch.indexer.model import read_preprocessing
@@ -99,15 +102,14 @@ def run_ray_benchmark(work: Path, quick: bool = False, log: Callable[[str], None
         # Logical CPUs, not cores: two decode tasks and the model actor must fit at once on 2 cores.
         ray.init(num_cpus=max(3, cores + 1), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         ray_start = time.perf_counter() - started
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
         _index(library, model, sampling, 1, on_ray=True)  # warm-up: workers, imports, the model's first call
         rows = []
         for workers in (1, 2):
             for on_ray in (False, True):
                 log(f"{'Ray' if on_ray else 'local'}, {workers} decode worker(s)...")
-                clips, seconds = _index(library, model, sampling, workers, on_ray)
+                clips, seconds, store = _index(library, model, sampling, workers, on_ray)
                 rows.append([("Ray Data" if on_ray else "local"), str(workers), str(clips), f"{seconds:.1f}",
-                             f"{clips / seconds:.2f}"])
+                             f"{clips / seconds:.2f}", f"{store:.2f}"])
         ray.shutdown()
     finally:
         shutil.rmtree(library, ignore_errors=True)
@@ -120,7 +122,7 @@ def run_ray_benchmark(work: Path, quick: bool = False, log: Callable[[str], None
         f"{per_window:.3f} s per window on one core ({1 / per_window:.1f} windows/s per core)", "",
         f"### Index runs: {rows[0][2]} clips, a decode-bound model (VideoMAE-base input, one narrow layer), "
         "batch 8, 1 s windows",
-        table(rows, ["where", "decode workers", "clips", "seconds", "clips/s"]),
+        table(rows, ["where", "decode workers", "clips", "seconds", "clips/s", "storing s (driver)"]),
         f"Ray's overhead: {'; '.join(overhead)}. Starting the local Ray took {ray_start:.1f} s (not in the runs; "
         "a warm-up run came first).",
     ]

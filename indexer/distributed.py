@@ -23,6 +23,7 @@ Ray is an optional dependency (`pip install 'vsearch[ray]'`): this module import
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -61,6 +62,7 @@ class RaySettings:
 @contextmanager
 def ray_session(address: str | None) -> Iterator[Any]:
     """Connect to Ray (or start a local one) for the length of a run; an open session is reused."""
+    quiet_ray_data()
     try:
         import ray
     except ImportError:
@@ -70,7 +72,6 @@ def ray_session(address: str | None) -> Iterator[Any]:
         return
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # vsearch reports progress itself
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a local Ray"
         raise RayIndexError(f"cannot start or join Ray at {where}: {str(exc).splitlines()[0]}") from None
@@ -78,6 +79,13 @@ def ray_session(address: str | None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def quiet_ray_data() -> None:
+    """Ray Data logs each dataset's plan, timing and settings; vsearch reports progress and errors itself.
+
+    Ray Data reads this when it is first imported, which is why it is an environment variable."""
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
 
 
 def check_shared_files(paths: Sequence[str], sample: int = SHARED_FS_SAMPLE) -> None:
