@@ -80,7 +80,7 @@ def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int
     arrive from iter_batches (clips, labels, per-video aggregation, FAISS). It caps any cluster."""
     import numpy as np
 
-    from vsearch.indexer.distributed import _Writer
+    from vsearch.indexer.distributed import ResultWriter
     from vsearch.indexer.files import FoundFile
     from vsearch.indexer.pipeline import IndexReport, _Job
     from vsearch.search.catalog import TOP_K, Catalog
@@ -93,7 +93,7 @@ def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int
         catalog = Catalog(home)
         catalog.bind_model("synthetic", "synthetic", dim, labels)
         jobs = [_Job(FoundFile(f"/videos/{i}.mp4", 1, 1.0), f"content-{i}") for i in range(videos)]
-        writer = _Writer(catalog, open_vectors(catalog)[0], jobs, labels, IndexReport())
+        writer = ResultWriter(catalog, open_vectors(catalog)[0], jobs, labels, IndexReport())
         keys = np.repeat(np.arange(videos), windows)
         idx = np.tile(np.arange(windows), videos)
         started = time.perf_counter()

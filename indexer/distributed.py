@@ -243,7 +243,7 @@ class RayIndexer(Indexer):
                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                          **placement)
         )
-        writer = _Writer(cat, vectors, jobs, encoder.labels, report)
+        writer = ResultWriter(cat, vectors, jobs, encoder.labels, report)
         last_save = time.perf_counter()
         batches = dataset.iter_batches(batch_size=None, batch_format="numpy")
         try:
@@ -259,6 +259,11 @@ class RayIndexer(Indexer):
                 if self.should_stop():
                     report.interrupted = True
                     break
+        except ray.exceptions.RayError as exc:  # the cluster went away, or the model failed to load there
+            cat.drop_incomplete()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RayIndexError(f"the Ray pipeline failed ({first[:300]}); what was stored is kept, "
+                                "run the same command to go on") from None
         finally:
             close = getattr(batches, "close", None)
             if close is not None:
@@ -267,11 +272,10 @@ class RayIndexer(Indexer):
             cat.drop_incomplete()  # videos cut off mid-way are redone whole by the next run
         else:
             writer.fail_unfinished(LOST_REASON)
-        timings["workers"] = rs.decode_tasks or ray.cluster_resources().get("CPU", 1)
 
 
 @dataclass
-class _Writer:
+class ResultWriter:
     """Stores result batches, one transaction each; safe against windows delivered twice."""
 
     catalog: Catalog

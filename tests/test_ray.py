@@ -116,6 +116,27 @@ def test_killed_model_actor_is_restarted_and_no_clip_is_stored_twice(library: Pa
     cat.close()
 
 
+@dataclass(frozen=True)
+class WorkerlessLoader:
+    """A model the driver can load and the workers cannot (not on a shared filesystem there)."""
+
+    model: str
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        if ray.get_runtime_context().get_actor_id() is not None:
+            raise FileNotFoundError(f"{self.model}/config.json")
+        return load_encoder(self.model, device="cpu")
+
+
+def test_a_model_the_workers_cannot_load_stops_the_run_with_a_clear_error(library: Path, tiny_model: Path,
+                                                                          tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "home")
+    with pytest.raises(RayIndexError, match="the Ray pipeline failed .*config.json"):
+        RayIndexer(cat, WorkerlessLoader(str(tiny_model)), SETTINGS).run([library])
+    assert cat.stats()["incomplete"] == 0
+    cat.close()
+
+
 def test_a_decoder_that_hangs_or_crashes_on_a_ray_worker_loses_only_its_file(library: Path, tiny_model: Path,
                                                                               tmp_path: Path) -> None:
     good = next(library.glob("*.mp4"))
