@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -261,8 +262,7 @@ class RayIndexer(Indexer):
                     break
         except ray.exceptions.RayError as exc:  # the cluster went away, or the model failed to load there
             cat.drop_incomplete()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RayIndexError(f"the Ray pipeline failed ({first[:300]}); what was stored is kept, "
+            raise RayIndexError(f"the Ray pipeline failed ({_root_cause(exc)}); what was stored is kept, "
                                 "run the same command to go on") from None
         finally:
             close = getattr(batches, "close", None)
@@ -272,6 +272,12 @@ class RayIndexer(Indexer):
             cat.drop_incomplete()  # videos cut off mid-way are redone whole by the next run
         else:
             writer.fail_unfinished(LOST_REASON)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The last line of a Ray error: the remote exception that started it, without colour codes."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
 
 
 @dataclass
