@@ -76,14 +76,14 @@ def _index(library: Path, model: Path, sampling: Sampling, workers: int, on_ray:
 
 
 def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int = 768) -> float:
-    """Clips/s the driver stores, alone: synthetic model results through the Ray writer, as batches
-    arrive from iter_batches (clips, labels, per-video aggregation, FAISS). It caps any cluster."""
+    """Clips/s the driver stores, alone: synthetic model results through RayResults and BatchStore,
+    as batches arrive from iter_batches (clips, labels, per-video aggregation, FAISS). It caps any cluster."""
     import numpy as np
 
-    from vsearch.indexer.distributed import ResultWriter
+    from vsearch.indexer.distributed import RayResults
     from vsearch.indexer.files import FoundFile
-    from vsearch.indexer.pipeline import IndexReport, _Job
-    from vsearch.search.catalog import TOP_K, Catalog
+    from vsearch.indexer.pipeline import BatchStore, IndexJob, IndexReport
+    from vsearch.search.catalog import Catalog
     from vsearch.search.vectors import open_vectors
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-bench-writer-"))
@@ -92,8 +92,8 @@ def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int
     try:
         catalog = Catalog(home)
         catalog.bind_model("synthetic", "synthetic", dim, labels)
-        jobs = [_Job(FoundFile(f"/videos/{i}.mp4", 1, 1.0), f"content-{i}") for i in range(videos)]
-        writer = ResultWriter(catalog, open_vectors(catalog)[0], jobs, labels, IndexReport())
+        jobs = [IndexJob(FoundFile(f"/videos/{i}.mp4", 1, 1.0), f"content-{i}") for i in range(videos)]
+        writer = RayResults(BatchStore(catalog, open_vectors(catalog)[0], jobs, IndexReport()), labels)
         keys = np.repeat(np.arange(videos), windows)
         idx = np.tile(np.arange(windows), videos)
         started = time.perf_counter()
@@ -102,10 +102,9 @@ def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int
             embeddings = rng.standard_normal((n, dim)).astype(np.float32)
             writer.store({
                 "key": keys[first : first + n], "idx": idx[first : first + n], "start": np.zeros(n), "end": np.ones(n),
-                "windows": np.full(n, windows), "reason": np.full(n, "", dtype=object), "duration": np.full(n, 40.0),
-                "fps": np.full(n, 25.0), "width": np.full(n, 1280), "height": np.full(n, 720),
-                "top_ids": np.argsort(rng.random((n, len(labels))), axis=1)[:, :TOP_K],
-                "top_scores": rng.random((n, TOP_K)).astype(np.float32),
+                "windows": np.full(n, windows), "reason": np.full(n, "", dtype=object),
+                "video_frames": np.full(n, 1000), "fps": np.full(n, 25.0), "width": np.full(n, 1280),
+                "height": np.full(n, 720), "probs": rng.dirichlet(np.ones(len(labels)), n).astype(np.float32),
                 "embedding": embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True),
             })
         seconds = time.perf_counter() - started

@@ -34,11 +34,21 @@ from typing import Any
 
 import numpy as np
 
-from vsearch.indexer.decode import FrameSpec, plan_windows
-from vsearch.indexer.pipeline import Encoder, Indexer, IndexReport, IndexSettings, Progress
+from vsearch.indexer.decode import FrameSpec, VideoInfo, Window, plan_windows
+from vsearch.indexer.pipeline import (
+    BatchStore,
+    EncodedClip,
+    Encoder,
+    Indexer,
+    IndexJob,
+    IndexReport,
+    IndexSettings,
+    Progress,
+    clip_results,
+)
 from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Failed
-from vsearch.search.catalog import TOP_K, Catalog, ClipResult
-from vsearch.search.vectors import VectorIndex
+from vsearch.search.catalog import Catalog
+from vsearch.search.vectors import VectorIndex, open_vectors
 
 INSTALL_HINT = "Ray is not installed; pip install 'vsearch[ray]'"
 LOST_REASON = "lost on the Ray cluster (its decode task failed on every retry)"
@@ -143,13 +153,13 @@ def decode_file(row: dict[str, Any], settings: DecodeSettings) -> Iterator[dict[
         if isinstance(event, Chunk):
             info = event.info
             total = len(plan_windows(info, settings.spec.num_frames, settings.sampling))
-            meta = {"duration": info.duration, "fps": info.fps, "width": info.width, "height": info.height}
+            meta = {"video_frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height}
             for w, clip in zip(event.windows, event.frames):
                 yield {"key": key, "idx": w.index, "start": w.start, "end": w.end, "windows": total,
                        "reason": "", "frames": clip, **meta}
         elif isinstance(event, Failed):
             yield {"key": key, "idx": -1, "start": 0.0, "end": 0.0, "windows": 0, "reason": event.reason,
-                   "frames": _blank(settings.spec), "duration": 0.0, "fps": 0.0, "width": 0, "height": 0}
+                   "frames": _blank(settings.spec), "video_frames": 0, "fps": 0.0, "width": 0, "height": 0}
 
 
 def _blank(spec: FrameSpec) -> np.ndarray:
@@ -167,16 +177,11 @@ class _Encode:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = batch.pop("frames")
         ok = batch["reason"] == ""
-        n = len(ok)
-        batch["top_ids"] = np.zeros((n, TOP_K), dtype=np.int32)
-        batch["top_scores"] = np.zeros((n, TOP_K), dtype=np.float32)
-        batch["embedding"] = np.zeros((n, self.encoder.dim), dtype=np.float32)
+        n, e = len(ok), self.encoder
+        batch["probs"] = np.zeros((n, len(e.labels)), dtype=np.float32)
+        batch["embedding"] = np.zeros((n, e.dim), dtype=np.float32)
         if ok.any():
-            probs, embs = self.encoder.encode(np.stack(list(frames[ok])))
-            top = np.argsort(-probs, axis=1)[:, :TOP_K]
-            batch["top_ids"][ok] = top
-            batch["top_scores"][ok] = np.take_along_axis(probs, top, axis=1)
-            batch["embedding"][ok] = embs
+            batch["probs"][ok], batch["embedding"][ok] = e.encode(np.stack(list(frames[ok])))
         return batch
 
 
@@ -203,7 +208,7 @@ class RayIndexer(Indexer):
         with ray_session(self.ray_settings.address):
             return super().run(roots)
 
-    def _index(self, jobs: list[Any], vector_index: Callable[[], VectorIndex], report: IndexReport) -> None:
+    def _index(self, jobs: Sequence[IndexJob], vectors: VectorIndex | None, report: IndexReport) -> VectorIndex:
         import ray
 
         s, rs, cat = self.settings, self.ray_settings, self.catalog
@@ -211,8 +216,10 @@ class RayIndexer(Indexer):
         check_shared_files([job.file.path for job in jobs])
         t0 = time.perf_counter()
         encoder = self.encoder = self.load_encoder()
-        cat.bind_model(encoder.name, encoder.fingerprint, encoder.dim, encoder.labels)
-        vectors = vector_index()
+        cat.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
+        if vectors is None:  # a new index learns its dimension in bind_model
+            vectors = open_vectors(cat)[0]
+        results = RayResults(BatchStore(cat, vectors, jobs, report, s.save_every), encoder.labels)
         timings["load_model"] = time.perf_counter() - t0
         timings.setdefault("store", 0.0)
 
@@ -222,8 +229,7 @@ class RayIndexer(Indexer):
         ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
             object_store_memory=rs.object_store_memory)
         gpus = ray.cluster_resources().get("GPU", 0.0)
-        on_gpu = gpus > 0 and rs.gpus_per_actor > 0
-        if on_gpu:
+        if gpus > 0 and rs.gpus_per_actor > 0:
             actors = rs.actors or max(1, int(gpus / rs.gpus_per_actor))
             placement: dict[str, Any] = {"num_gpus": rs.gpus_per_actor}
         else:  # CPU actors: torch gets half of a node's cores, decoding the other half
@@ -244,19 +250,14 @@ class RayIndexer(Indexer):
                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                          **placement)
         )
-        writer = ResultWriter(cat, vectors, jobs, encoder.labels, report)
-        last_save = time.perf_counter()
         batches = dataset.iter_batches(batch_size=None, batch_format="numpy")
         try:
             for batch in batches:
                 t = time.perf_counter()
-                touched = writer.store(batch)
+                settled = results.store(batch)
                 timings["store"] += time.perf_counter() - t
-                if touched:
-                    self.on_progress(Progress(writer.done, len(jobs), report.clips, touched[-1]))
-                if time.perf_counter() - last_save > s.save_every:
-                    vectors.save(cat.home, cat.generation)
-                    last_save = time.perf_counter()
+                if settled:
+                    self.on_progress(Progress(results.batch_store.settled, len(jobs), report.clips, settled[-1]))
                 if self.should_stop():
                     report.interrupted = True
                     break
@@ -271,7 +272,8 @@ class RayIndexer(Indexer):
         if report.interrupted:
             cat.drop_incomplete()  # videos cut off mid-way are redone whole by the next run
         else:
-            writer.fail_unfinished(LOST_REASON)
+            results.fail_unfinished(LOST_REASON)
+        return vectors
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -280,77 +282,56 @@ def _root_cause(exc: BaseException) -> str:
     return lines[-1][:300] if lines else type(exc).__name__
 
 
-@dataclass
-class ResultWriter:
-    """Stores result batches, one transaction each; safe against windows delivered twice."""
+class RayResults:
+    """Turns the pipeline's result batches into BatchStore calls, at least once made exactly once.
 
-    catalog: Catalog
-    vectors: VectorIndex
-    jobs: list[Any]
-    labels: list[str]
-    report: IndexReport
-    done: int = 0
+    Ray may deliver a window twice (a retried task or actor), and a video's windows arrive with
+    no end marker: a video is finished here when all its planned windows have come, and rows of
+    a video already settled (stored whole, or failed) are dropped. The catalog's unique
+    (video, window) index is the last guard."""
 
-    def __post_init__(self) -> None:
-        self.closed: set[int] = set()  # keys finished or failed: later deliveries are ignored
+    def __init__(self, store: BatchStore, labels: Sequence[str]):
+        self.batch_store = store
+        self.labels = labels
+        self._windows: dict[int, set[int]] = {}  # key -> windows received
+        self._settled: set[int] = set()
 
     def store(self, batch: dict[str, np.ndarray]) -> list[str]:
-        """Store one batch; returns the paths of files it finished (indexed or failed)."""
-        cat = self.catalog
-        gone: list[int] = []
-        newly_done: list[Any] = []
-        failed: list[tuple[Any, str]] = []
-        with cat.transaction():
-            for i, key in enumerate(batch["key"].tolist()):
-                if key in self.closed:
-                    continue
-                job = self.jobs[key]
-                reason = str(batch["reason"][i])
-                if reason:
-                    gone += cat.fail_video(job.file.path, job.file.size, job.file.mtime, job.fingerprint, reason)
-                    job.video_id, job.clip_ids, job.vectors = None, [], []
-                    self.closed.add(key)
-                    failed.append((job, reason))
-                    continue
-                if job.video_id is None:
-                    gone += cat.forget(job.file.path)
-                    meta = {k: float(batch[k][i]) for k in ("duration", "fps")}
-                    meta |= {k: int(batch[k][i]) for k in ("width", "height")}
-                    job.video_id = cat.start_video(job.file.path, job.file.size, job.file.mtime,
-                                                   job.fingerprint, meta)
-                embedding = batch["embedding"][i]
-                picked = [(self.labels[j], float(p)) for j, p in zip(batch["top_ids"][i], batch["top_scores"][i])]
-                clip = ClipResult(int(batch["idx"][i]), float(batch["start"][i]), float(batch["end"][i]),
-                                  picked, embedding)
-                ids = cat.add_clips(job.video_id, [clip])  # [] when this window came twice
-                if ids:
-                    job.clip_ids += ids
-                    job.vectors.append(embedding)
-                if len(job.clip_ids) == int(batch["windows"][i]):
-                    cat.finish_video(job.video_id)
-                    self.closed.add(key)
-                    newly_done.append(job)
-        self.vectors.remove(gone)
-        for job in newly_done:
-            self.vectors.add(job.clip_ids, np.stack(job.vectors))
-            self.report.indexed += 1
-            self.report.clips += len(job.clip_ids)
-            job.vectors = []
-        self.report.failed += [(job.file.path, reason) for job, reason in failed]
-        touched = [job.file.path for job in newly_done] + [job.file.path for job, _ in failed]
-        self.done += len(touched)
-        return touched
+        """Store one batch in one transaction; returns the paths it settled (indexed or failed)."""
+        rows: list[int] = []
+        finished: list[int] = []
+        failed: list[tuple[int, str]] = []
+        for i, key in enumerate(batch["key"].tolist()):
+            if key in self._settled:
+                continue
+            reason = str(batch["reason"][i])
+            if reason:
+                failed.append((key, reason))
+                self._settled.add(key)
+                continue
+            seen = self._windows.setdefault(key, set())
+            if int(batch["idx"][i]) in seen:
+                continue
+            seen.add(int(batch["idx"][i]))
+            rows.append(i)
+            if len(seen) == int(batch["windows"][i]):
+                finished.append(key)
+                self._settled.add(key)
+        windows = [Window(int(batch["idx"][i]), float(batch["start"][i]), float(batch["end"][i]), ()) for i in rows]
+        results = clip_results(self.labels, windows, batch["probs"][rows], batch["embedding"][rows])
+        clips = [EncodedClip(int(batch["key"][i]), _info(batch, i), r) for i, r in zip(rows, results)]
+        for key, _ in failed:
+            self._windows.pop(key, None)
+        return self.batch_store.store(clips, finished, failed)
 
     def fail_unfinished(self, reason: str) -> None:
         """Files the pipeline never completed (their task crashed on every retry) fail with a reason."""
-        lost = [(key, job) for key, job in enumerate(self.jobs) if key not in self.closed]
-        if not lost:
-            return
-        gone: list[int] = []
-        with self.catalog.transaction():
-            for key, job in lost:
-                gone += self.catalog.fail_video(job.file.path, job.file.size, job.file.mtime, job.fingerprint, reason)
-                self.closed.add(key)
-                self.report.failed.append((job.file.path, reason))
-        self.vectors.remove(gone)
+        lost = [key for key in range(len(self.batch_store.jobs)) if key not in self._settled]
+        if lost:
+            self.batch_store.store([], [], [(key, reason) for key in lost])
+            self._settled.update(lost)
 
+
+def _info(batch: dict[str, np.ndarray], i: int) -> VideoInfo:
+    return VideoInfo(frames=int(batch["video_frames"][i]), fps=float(batch["fps"][i]), width=int(batch["width"][i]),
+                     height=int(batch["height"][i]))

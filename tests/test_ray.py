@@ -182,7 +182,7 @@ def test_shared_filesystem_check_names_the_node_and_the_unreadable_path(library:
                                                               "ray://10.0.0.1:10001", ["/v", "/w"])],
 )
 def test_ray_address_is_told_apart_from_the_paths(args: list[str], address: str | None, paths: list[str]) -> None:
-    from vsearch.cli.main import _ray_address
+    from vsearch.cli.indexing import _ray_address
 
     assert _ray_address([Path(a) for a in args]) == (address, [Path(p) for p in paths])
 
