@@ -34,9 +34,9 @@ def make_decode_bound_checkpoint(out: Path) -> Path:
         return out
     torch.manual_seed(0)
     labels = {i: f"label {i}" for i in range(BASE_CONFIG["num_labels"])}
-    config = VideoMAEConfig(**{**BASE_CONFIG, "hidden_size": 48, "num_hidden_layers": 1, "num_attention_heads": 3,
-                               "intermediate_size": 96},
-                            id2label=labels, label2id={v: k for k, v in labels.items()})
+    config = VideoMAEConfig.from_dict({**BASE_CONFIG, "hidden_size": 48, "num_hidden_layers": 1, "num_attention_heads": 3,
+                                       "intermediate_size": 96, "id2label": labels,
+                                       "label2id": {v: k for k, v in labels.items()}})
     VideoMAEForVideoClassification(config).save_pretrained(out)
     (out / "preprocessor_config.json").write_text(json.dumps(BASE_PREPROCESSOR))
     return out
