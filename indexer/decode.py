@@ -13,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
 
 
 class DecodeError(Exception):
@@ -101,6 +105,25 @@ def plan_windows(info: VideoInfo, num_frames: int, sampling: Sampling) -> list[W
         idx = np.minimum((times * info.fps).astype(np.int64), info.frames - 1)
         windows.append(Window(i, float(start), float(start + length), tuple(int(x) for x in idx)))
     return windows
+
+
+def sample_indices(count: int, num_frames: int) -> np.ndarray:
+    """Which of `count` consecutive frames a window keeps: linspace(0, count - 1), both ends
+    included, as the Hugging Face VideoMAE recipe samples. Live recognition uses it too."""
+    return np.linspace(0, max(count - 1, 0), num_frames).astype(np.int64)
+
+
+def frame_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int = 0) -> np.ndarray:
+    """A PyAV frame as RGB at `size` (width, height as displayed), turned upright if stored sideways.
+
+    Indexing and live recognition both scale frames here, so the model sees the same pixels.
+    """
+    w, h = size
+    turns = rotation // 90
+    if turns % 2:  # stored sideways: scale the stored frame, then turn it upright
+        return np.rot90(frame.reformat(width=h, height=w, format="rgb24").to_ndarray(), turns)
+    image = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    return np.rot90(image, turns) if turns else image
 
 
 def center_crop(frames: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
@@ -253,14 +276,8 @@ class Reader:
                 raise
         return got
 
-    def _to_array(self, frame) -> np.ndarray:  # type: ignore[no-untyped-def]
-        """RGB at the target size, turned upright if the file says it is stored sideways."""
-        w, h = self.size
-        turns = self.info.rotation // 90
-        if turns % 2:  # stored sideways: scale the stored frame, then turn it upright
-            return np.rot90(frame.reformat(width=h, height=w, format="rgb24").to_ndarray(), turns)
-        image = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
-        return np.rot90(image, turns) if turns else image
+    def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
+        return frame_rgb(frame, self.size, self.info.rotation)
 
     def close(self) -> None:
         if self._av is not None:

@@ -9,11 +9,16 @@ whichever made it. Nothing here imports torch.
 from __future__ import annotations
 
 import os
-from fractions import Fraction
+import stat
 import tempfile
+from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vsearch.search.catalog import Catalog
 
 THUMB_DIR = "thumbs"
 THUMB_WIDTH = 320  # px; about what a result card shows, ~10-20 KB as JPEG
@@ -62,3 +67,42 @@ def write_thumb(home: Path, clip_id: int, jpeg: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class ThumbError(Exception):
+    """No thumbnail can be made for this clip; the message says why."""
+
+
+def ensure_thumb(catalog: Catalog, clip_id: int) -> Path:
+    """The clip's thumbnail, made on first request for an index older than thumbnails.
+
+    One seek to the middle frame of the window, with the same PyAV reader the indexer uses;
+    the model never runs. The file must still be the one that was indexed (same size and
+    mtime): a file replaced since, or a link swapped to another file, gets no thumbnail.
+    """
+    from vsearch.indexer.decode import DecodeError, Reader, probe
+
+    path = thumb_path(catalog.home, clip_id)
+    if path.is_file():
+        return path
+    found = catalog.clip_span(clip_id)
+    if found is None:
+        raise ThumbError(f"no clip {clip_id} in the index")
+    video, start, end = found
+    try:
+        st = os.stat(video.path)
+    except OSError as exc:
+        raise ThumbError(f"{video.path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != video.size or st.st_mtime != video.mtime:
+        raise ThumbError(f"{video.path} changed since it was indexed")
+    try:
+        info = probe(video.path)
+        reader = Reader(video.path, info, thumb_size(info.width, info.height), "pyav", threads=1)
+        try:
+            middle = int((start + end) / 2 * info.fps)
+            frame = reader.read([min(middle, info.frames - 1)])[0]
+        finally:
+            reader.close()
+    except DecodeError as exc:
+        raise ThumbError(f"{video.path}: {exc}") from None
+    return write_thumb(catalog.home, clip_id, encode_jpeg(frame))
