@@ -13,9 +13,10 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from vsearch.bench.synthetic import long_video, motion_dataset, render_motion, w
 from vsearch.indexer.decode import FrameSpec, Sampling, plan_windows, probe, read_windows
 
 # VideoMAE-base as published in MCG-NJU/videomae-base-finetuned-kinetics (config.json).
-BASE_CONFIG = dict(
+BASE_CONFIG: dict[str, Any] = dict(
     image_size=224, patch_size=16, num_channels=3, num_frames=16, tubelet_size=2, hidden_size=768,
     num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, use_mean_pooling=True,
     num_labels=400,
@@ -222,8 +223,7 @@ def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch
     home = Path(tempfile.mkdtemp(prefix="vsearch-bench-"))
     try:
         catalog = Catalog(home)
-        settings = IndexSettings(batch_size=batch_size, sampling=sampling,
-                                 **({"workers": workers} if workers else {}))
+        settings = IndexSettings(batch_size=batch_size, sampling=sampling, workers=workers or None)
         folder = home / "videos"
         folder.mkdir()
         for i, v in enumerate(videos):  # links, so copies of one file are not deduplicated
@@ -340,7 +340,7 @@ def sample_videos() -> dict[str, list[Path]]:
             "all": [files[n] for n in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4") if n in files]}
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
@@ -367,7 +367,7 @@ def variants_720p(source: Path, out: Path, qualities: tuple[int, ...] = (18, 23,
         if not path.exists():
             with av.open(str(source)) as src:
                 s_in = src.streams.video[0]
-                write_video(path, src.decode(s_in), s_in.average_rate,
+                write_video(path, src.decode(s_in), s_in.average_rate or 25,
                             options={"crf": str(crf), "preset": "veryfast", "g": "50"})
         made.append(path)
     return made
@@ -423,7 +423,7 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     shorts = short_clips(work / "short", 3 if quick else 6)
     reference = reference_recipe(shorts, model_dir, sampling)
     ours = vsearch_index(shorts, model_dir, sampling, batch, precision)
-    rows = [[r.name, r.clips, f"{r.seconds:.1f}", f"{r.clips_per_s:.3f}",
+    rows: list[list[object]] = [[r.name, r.clips, f"{r.seconds:.1f}", f"{r.clips_per_s:.3f}",
              ", ".join(f"{k} {v:.1f}s" for k, v in r.stages.items())] for r in (reference, ours)]
     lines += ["### Short clips (320x240, 4 s): decoding is cheap",
               table(rows, ["run", "clips", "seconds", "clips/s", "time split"]),

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def flat_latency(vectors: np.ndarray, sizes: list[int], queries: np.ndarray) -> 
     for n in sizes:
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(vectors[:n])
-        ms = statistics.median([median_ms(lambda i=i: index.search(queries[i : i + 1], 10), 1)
+        ms = statistics.median([median_ms(partial(index.search, queries[i : i + 1], 10), 1)
                                 for i in range(len(queries))])
         out.append((n, ms))
     return out
@@ -123,7 +124,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     for kind, words in (("exact label", [labels[i] for i in rng.integers(0, 400, 30)]),
                         ("one word, prefix", [labels[i].split()[0][:5] for i in rng.integers(0, 400, 30)])):
         # The first pass reads its pages from disk, as after a reboot; the second finds them cached.
-        passes = [statistics.median([median_ms(lambda w=w: q.search(catalog, w, limit=20, semantic=False), 1)
+        passes = [statistics.median([median_ms(partial(q.search, catalog, w, limit=20, semantic=False), 1)
                                      for w in words]) for _ in range(2)]
         keyword_rows.append([kind, len(words), f"{passes[0]:.1f}", f"{passes[1]:.1f}"])
 
@@ -143,14 +144,14 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
         vectors.set_nprobe(nprobe)
         found = vectors.search(queries, 10)[1]
         recall = np.mean([len(set(found[i]) & set(exact[i])) / 10 for i in range(len(queries))])
-        ms = statistics.median([median_ms(lambda i=i: vectors.search(queries[i : i + 1], 10), 1)
+        ms = statistics.median([median_ms(partial(vectors.search, queries[i : i + 1], 10), 1)
                                 for i in range(len(queries))])
         similar_rows.append([vectors.kind + (f", nprobe {nprobe}" if ivf else ""),
                              f"{ms:.2f}", f"{recall:.3f}"])
     from vsearch.search.vectors import NPROBE
 
     vectors.set_nprobe(NPROBE)
-    whole = statistics.median([median_ms(lambda i=i: q.similar(catalog, vectors, queries[i : i + 1], None, 10), 1)
+    whole = statistics.median([median_ms(partial(q.similar, catalog, vectors, queries[i : i + 1], None, 10), 1)
                                for i in range(len(queries))])
 
     log("exact search latency against size...")

@@ -80,7 +80,7 @@ def search(
 
 def cpu_description() -> tuple[str, list[str]]:
     """(CPU model name, the flags that matter for kernels) from /proc/cpuinfo, or the platform."""
-    name, flags = platform.processor() or platform.machine(), []
+    name, flags = platform.processor() or platform.machine(), list[str]()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -15,9 +15,10 @@ import pickle
 import re
 import socket
 import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def read_preprocessing(model: str, config: dict) -> Preprocessing:
     std = tuple(pp.get("image_std", (0.229, 0.224, 0.225))) if pp.get("do_normalize", True) else (1.0,) * 3
     rescale = float(pp.get("rescale_factor", 1 / 255)) if pp.get("do_rescale", True) else 1.0
     spec = FrameSpec(num_frames=int(config.get("num_frames", 16)), resize=resize, crop=crop)
-    return Preprocessing(spec, rescale, mean, std)  # type: ignore[arg-type]
+    return Preprocessing(spec, rescale, mean, std)
 
 
 def cpu_supports_bf16() -> bool:
@@ -128,7 +129,7 @@ class VideoEncoder:
     """Turns batches of decoded clips into label probabilities and clip embeddings."""
 
     def __init__(
-        self, model_name: str, device: str | None = None, precision: str | None = None, model=None,  # type: ignore[no-untyped-def]
+        self, model_name: str, device: str | None = None, precision: str | None = None, model: Any = None,
         **load_options: object,
     ):
         """Load `model_name` (or wrap an already loaded `model`, as training does)."""
@@ -192,7 +193,7 @@ class VideoEncoder:
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and pooled features (the input of the classifier head), with gradients if enabled."""
-        m = self._int8 if self.precision == "int8" else self.model
+        m: Any = self._int8 if self.precision == "int8" else self.model
         hidden = m.videomae(pixel_values).last_hidden_state
         pooled = m.fc_norm(hidden.mean(1)) if m.fc_norm is not None else hidden[:, 0]
         return m.classifier(pooled), pooled
@@ -208,7 +209,7 @@ class VideoEncoder:
         emb = torch.nn.functional.normalize(pooled.float(), dim=-1)
         return probs.cpu().numpy(), emb.cpu().numpy()
 
-    def autocast(self):  # type: ignore[no-untyped-def]
+    def autocast(self) -> AbstractContextManager[object]:
         import contextlib
 
         import torch
@@ -228,7 +229,7 @@ class VideoEncoder:
         return f"{self.name} on {self.device} ({self.precision})"
 
 
-def quantize_int8(model):  # type: ignore[no-untyped-def]
+def quantize_int8(model: Any) -> Any:
     """A copy of `model` with int8 Linear layers (weights quantized once, activations per batch).
 
     Post-training dynamic quantization needs no calibration data. torch.ao's version is
@@ -247,7 +248,7 @@ def quantize_int8(model):  # type: ignore[no-untyped-def]
         return quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def load_videomae(name: str, **options: object):  # type: ignore[no-untyped-def]
+def load_videomae(name: str, **options: Any) -> Any:
     """VideoMAEForVideoClassification from a hub id or folder: no remote code, safetensors first."""
     from transformers import VideoMAEForVideoClassification
     from transformers.utils import logging as hf_logging

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -241,7 +242,7 @@ def evaluate(encoder: VideoEncoder, clips: list[np.ndarray], labels: list[int], 
     return correct / len(clips)
 
 
-def save(model, base: str, out: Path, report: TrainReport) -> None:  # type: ignore[no-untyped-def]
+def save(model: Any, base: str, out: Path, report: TrainReport) -> None:
     """A standard Hugging Face folder: config with the new id2label, safetensors, preprocessor."""
     from vsearch.indexer.model import read_model_json
 

@@ -13,11 +13,11 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vsearch.search.catalog import VECTORS_META, Catalog, Finding, counted, try_writer_lock
-
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat
 # inner-product query over 768-d vectors takes ~3 ms at 20k clips and ~10 ms at 50k, growing
@@ -43,6 +43,7 @@ class VectorIndex:
         import faiss
 
         self.dim, self.kind = dim, kind
+        self.index: Any  # FAISS's SWIG classes: a flat IDMap2 or an IVF index, with no common typed base
         if kind == "flat":
             self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         else:
