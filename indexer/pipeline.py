@@ -19,6 +19,7 @@ import numpy as np
 
 from vsearch.indexer.decode import FrameSpec, Sampling, VideoInfo, Window
 from vsearch.indexer.files import FoundFile, find_videos, fingerprint
+from vsearch.indexer.thumbs import delete_thumbs, write_thumb
 from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Failed, Finished, default_workers
 from vsearch.search.catalog import TOP_K, Catalog, ClipResult
 from vsearch.search.vectors import VectorIndex, open_vectors
@@ -53,6 +54,7 @@ class IndexSettings:
     save_every: float = 120.0  # seconds between FAISS checkpoints during a long run
     reader: str = "vsearch.indexer.decode:read_windows"  # see DecodeSettings.reader
     rebalance_every: float = 10.0  # seconds between checks whether the model waits for frames
+    thumbnails: bool = True  # a JPEG per clip from its middle frame, made by the decode workers
 
 
 @dataclass
@@ -124,6 +126,11 @@ class Indexer:
                 vectors = open_vectors(cat)[0]
             return vectors
 
+        def drop(clip_ids: list[int]) -> None:
+            """Clips that left the catalog leave FAISS and take their thumbnails along."""
+            vector_index().remove(clip_ids)
+            delete_thumbs(cat.home, clip_ids)
+
         jobs: list[_Job] = []
         failures: list[tuple[FoundFile, str, str]] = [(FoundFile(p, 0, 0.0), "", r) for p, r in skipped]
         with cat.transaction():
@@ -147,7 +154,7 @@ class Indexer:
                 twins = [t for t in cat.videos_with_fingerprint(fp) if t.path != f.path]
                 moved_from = next((t for t in twins if not os.path.exists(t.path)), None)
                 if twins and row is not None:  # this path's old version gives way to the moved or copied one
-                    vector_index().remove(cat.forget(f.path))
+                    drop(cat.forget(f.path))
                 if moved_from is not None:
                     cat.move_video(moved_from.id, f.path, f.size, f.mtime)
                     report.moved += 1
@@ -160,13 +167,13 @@ class Indexer:
             seen = {f.path for f in files} | {p for p, _ in skipped}  # skipped files are not gone
             gone = [vid for path, vid in cat.paths_under(roots).items() if path not in seen]
             if gone:
-                vector_index().remove(cat.remove_videos(gone))
+                drop(cat.remove_videos(gone))
                 report.removed = len(gone)
             for f, fp, reason in failures:
                 if f.size or os.path.lexists(f.path):
                     gone = cat.fail_video(f.path, f.size, f.mtime, fp, reason)
                     if gone:
-                        vector_index().remove(gone)
+                        drop(gone)
                 report.failed.append((f.path, reason))
 
         if jobs and not self.should_stop():
@@ -197,11 +204,12 @@ class Indexer:
             memory_limit=s.memory_limit,
             backend=s.backend,
             reader=s.reader,
+            thumbs=s.thumbnails,
             chunk=max(1, min(4, s.batch_size)),
             prefetch=max(2, 2 * s.batch_size // max(1, min(4, s.batch_size))),
         )
         labels = np.array(encoder.labels, dtype=object)
-        buffer: list[tuple[int, Window, np.ndarray]] = []
+        buffer: list[tuple[int, Window, np.ndarray, bytes | None]] = []
         finished: list[int] = []
         failed: list[tuple[int, str]] = []
         done = 0
@@ -212,17 +220,18 @@ class Indexer:
             results: list[tuple[int, ClipResult]] = []
             if buffer:
                 t = time.perf_counter()
-                probs, embs = encoder.encode(np.stack([frames for _, _, frames in buffer]))
+                probs, embs = encoder.encode(np.stack([frames for _, _, frames, _ in buffer]))
                 timings["model"] += time.perf_counter() - t
                 top = np.argsort(-probs, axis=1)[:, :TOP_K]
-                for row, (key, w, _) in enumerate(buffer):
+                for row, (key, w, _, _) in enumerate(buffer):
                     picked = [(str(labels[j]), float(probs[row, j])) for j in top[row]]
                     results.append((key, ClipResult(w.index, w.start, w.end, picked, embs[row])))
             t = time.perf_counter()
             newly_done: list[_Job] = []
+            thumbs: list[tuple[int, bytes]] = []  # (clip id, JPEG), written once the ids exist
             gone: list[int] = []  # clips of earlier versions of re-indexed files, for FAISS
             with cat.transaction():
-                for key, clip in results:
+                for (key, clip), (_, _, _, jpeg) in zip(results, buffer):
                     job = jobs[key]
                     if job.video_id is None:
                         gone += cat.forget(job.file.path)
@@ -233,6 +242,8 @@ class Indexer:
                                                        job.fingerprint, meta)
                     job.clip_ids += cat.add_clips(job.video_id, [clip])
                     job.vectors.append(clip.embedding)
+                    if jpeg is not None:
+                        thumbs.append((job.clip_ids[-1], jpeg))
                 for key in finished:
                     job = jobs[key]
                     if job.video_id is None:
@@ -244,7 +255,10 @@ class Indexer:
                     job = jobs[key]
                     gone += cat.fail_video(job.file.path, job.file.size, job.file.mtime, job.fingerprint, reason)
                     job.video_id, job.clip_ids, job.vectors = None, [], []
+            for clip_id, jpeg in thumbs:
+                write_thumb(cat.home, clip_id, jpeg)
             vectors.remove(gone)
+            delete_thumbs(cat.home, gone)  # after writing: a file that failed mid-way wrote some
             for job in newly_done:
                 vectors.add(job.clip_ids, np.stack(job.vectors))
                 report.indexed += 1
@@ -283,7 +297,8 @@ class Indexer:
                 if isinstance(event, Chunk):
                     jobs[event.key].info = event.info
                     timings["decode"] += event.decode_seconds
-                    buffer.extend((event.key, w, f) for w, f in zip(event.windows, event.frames))
+                    jpegs = event.thumbs or [None] * len(event.windows)
+                    buffer.extend(zip([event.key] * len(jpegs), event.windows, event.frames, jpegs))
                 elif isinstance(event, Finished):
                     finished.append(event.key)
                 elif isinstance(event, Failed):

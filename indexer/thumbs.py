@@ -9,6 +9,7 @@ whichever made it. Nothing here imports torch.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 import tempfile
 from pathlib import Path
@@ -62,3 +63,9 @@ def write_thumb(home: Path, clip_id: int, jpeg: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def delete_thumbs(home: Path, clip_ids: Iterable[int]) -> None:
+    """Remove the thumbnails of clips that left the catalog (missing ones are fine)."""
+    for clip_id in clip_ids:
+        thumb_path(home, clip_id).unlink(missing_ok=True)

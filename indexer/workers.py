@@ -38,6 +38,7 @@ class DecodeSettings:
     backend: str = "auto"
     chunk: int = 4  # windows per message
     prefetch: int = 4  # decoded chunks allowed to wait for the model
+    thumbs: bool = False  # also a JPEG of each window's middle frame, from the frames decoded anyway
     # "module:function" with read_windows' signature; tests pass a decoder that hangs or crashes
     reader: str = "vsearch.indexer.decode:read_windows"
 
@@ -49,6 +50,7 @@ class Chunk:
     windows: list[Window]
     frames: np.ndarray  # (n, T, H, W, 3) uint8
     decode_seconds: float
+    thumbs: list[bytes | None] = field(default_factory=list)  # JPEG per window, when asked for
 
 
 @dataclass
@@ -97,11 +99,12 @@ def _worker_main(conn: Connection, settings: DecodeSettings) -> None:
                     backend=settings.backend,
                     threads=settings.threads,
                     chunk=settings.chunk,
+                    thumbs=settings.thumbs,
                 )
             if stream is None:
                 continue
-            info, windows, frames = next(stream)
-            reply: tuple = ("chunk", key, info, windows, frames, time.perf_counter() - started)
+            info, windows, frames, thumbs = next(stream)
+            reply: tuple = ("chunk", key, info, windows, frames, time.perf_counter() - started, thumbs)
         except StopIteration:
             stream, reply = None, ("done", key)
         except DecodeError as exc:
@@ -236,7 +239,7 @@ class DecodePool:
         w = self._workers[i]
         kind, key = reply[0], reply[1]
         if kind == "chunk":
-            ready.append(Chunk(key, reply[2], reply[3], reply[4], reply[5]))
+            ready.append(Chunk(key, reply[2], reply[3], reply[4], reply[5], reply[6]))
             return
         ready.append(Finished(key) if kind == "done" else Failed(key, reply[2]))
         w.key = None
