@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from vsearch.cli.clip import clip, export_hits
 from vsearch.indexer.decode import DecodeError, parse_time, seconds_label
 from vsearch.search.catalog import Catalog, CatalogError, default_home
 
@@ -25,6 +26,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
+app.command()(clip)
 
 Home = Annotated[
     Path | None,
@@ -245,10 +247,11 @@ def search_cmd(
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     as_json: Json = False,
+    export: Annotated[Path | None, typer.Option("--export", help="Also cut each hit into a clip in this folder.")] = None,
 ) -> None:
     """Find moments whose labels or file names match the query, best first.
 
-    Example: vsearch search "eating spaghetti" --limit 5
+    Example: vsearch search "eating spaghetti" --limit 5 --export ./clips
     """
     from vsearch.search import query as q
 
@@ -262,6 +265,8 @@ def search_cmd(
     if result.semantic is None:
         info(NO_TEXT_MODEL)
     _print_hits(result.hits, as_json, "matches")
+    if export is not None:
+        export_hits(result.hits, export)
 
 
 @app.command()

@@ -19,7 +19,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -182,21 +182,19 @@ def clip_name(src: str, start: float, end: float) -> str:
     return f"{stem[:80]}_{start:.1f}-{end:.1f}s.mp4"
 
 
-def export_moments(moments: Iterable[tuple[str, float, float]], folder: Path) -> list[tuple[str, Path | MediaError]]:
+def export_moments(moments: Iterable[tuple[str, float, float]], folder: Path) -> Iterator[tuple[str, Path | MediaError]]:
     """Export each (path, start, end) into `folder`, named by clip_name; an existing file is
-    never overwritten (a number is added). Returns (source, written file or the error) per moment."""
+    never overwritten (a number is added). Yields (source, written file or the error) as it goes."""
     folder = Path(folder)
-    results: list[tuple[str, Path | MediaError]] = []
     for src, start, end in moments:
         name = clip_name(src, start, end)
         out, n = folder / name, 2
         while out.exists():
             out, n = folder / f"{Path(name).stem}-{n}.mp4", n + 1
         try:
-            results.append((src, export_clip(src, start, end, out)))
+            yield src, export_clip(src, start, end, out)
         except MediaError as exc:
-            results.append((src, exc))
-    return results
+            yield src, exc
 
 
 def browser_type(path: str) -> str | None:

@@ -163,8 +163,8 @@ def test_export_moments_names_files_by_source_and_time(counter: Path, tmp_path: 
     odd = tmp_path / "src" / "a b;<x>.mp4"
     odd.parent.mkdir()
     odd.write_bytes(counter.read_bytes())
-    results = export_moments([(str(odd), 1.0, 2.0), (str(odd), 1.0, 2.0), (str(counter), 0.0, 0.5)],
-                             tmp_path / "out")
+    results = list(export_moments([(str(odd), 1.0, 2.0), (str(odd), 1.0, 2.0), (str(counter), 0.0, 0.5)],
+                                  tmp_path / "out"))
     names = [r.name for _, r in results]
     assert names == ["a_b_x_1.0-2.0s.mp4", "a_b_x_1.0-2.0s-2.mp4", "counter_0.0-0.5s.mp4"]
 
@@ -222,3 +222,46 @@ def test_transcodes_are_limited_and_a_busy_server_says_so(tmp_path: Path, monkey
     for t in threads:
         t.join()
     assert playable(tmp_path, str(src), 4.0, 5.0)[1] == "video/mp4"  # slots freed
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+def invoke(*args: object):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from vsearch.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_clip_command(counter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "Example: vsearch clip" in invoke("clip", "--help").output
+    out = tmp_path / "cut.mp4"
+    result = invoke("clip", counter, "--start", "0:01.3", "--end", "2.1", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert frame_levels(out) == list(range(13, 21))
+    monkeypatch.chdir(tmp_path)
+    assert invoke("clip", counter, "-s", "1", "-e", "1.5").exit_code == 0
+    assert frame_levels(tmp_path / "counter_1.0-1.5s.mp4") == [10, 11, 12, 13, 14]
+    for args, message in [(("-s", "2", "-e", "1"), "must come after"), (("-s", "x", "-e", "1"), "not a time")]:
+        bad = invoke("clip", counter, *args)
+        assert bad.exit_code == 2 and message in bad.stderr
+    missing = invoke("clip", tmp_path / "nope.mp4", "-s", "0", "-e", "1")
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
+
+
+def test_search_export_writes_one_clip_per_hit(tmp_path: Path, tiny_model: Path) -> None:
+    for name in ("party one.mp4", "party two.mp4"):
+        counter_video(tmp_path / "lib" / name, frames=40)
+    assert invoke("index", tmp_path / "lib", "--model", tiny_model, "-q").exit_code == 0
+    result = invoke("search", "party", "--json", "--export", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    import json
+
+    hits = json.loads(result.stdout)
+    written = sorted((tmp_path / "out").iterdir())
+    assert len(hits) == len(written) == 2
+    for hit in hits:
+        name = f"{Path(hit['path']).stem.replace(' ', '_')}_{hit['start']:.1f}-{hit['end']:.1f}s.mp4"
+        levels = frame_levels(tmp_path / "out" / name)
+        assert levels[0] == round(hit["start"] * FPS) and len(levels) == round((hit["end"] - hit["start"]) * FPS)
