@@ -506,6 +506,7 @@ def doctor(
     """
     from vsearch.search.catalog import doctor as run_doctor
     from vsearch.search.catalog import writer_lock
+    from vsearch.indexer.thumbs import check_thumbs
     from vsearch.search.vectors import check_vectors
 
     home = home or default_home()
@@ -515,6 +516,7 @@ def doctor(
             findings = run_doctor(catalog, repair=not check_only)
             if findings[0].ok:  # a damaged SQLite file is not read further
                 findings.append(check_vectors(catalog, repair=not check_only))
+                findings.append(check_thumbs(catalog, repair=not check_only))
     except CatalogError as exc:
         fail(str(exc))
     for f in findings:

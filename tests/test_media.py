@@ -265,3 +265,48 @@ def test_search_export_writes_one_clip_per_hit(tmp_path: Path, tiny_model: Path)
         name = f"{Path(hit['path']).stem.replace(' ', '_')}_{hit['start']:.1f}-{hit['end']:.1f}s.mp4"
         levels = frame_levels(tmp_path / "out" / name)
         assert levels[0] == round(hit["start"] * FPS) and len(levels) == round((hit["end"] - hit["start"]) * FPS)
+
+
+def test_doctor_checks_and_rebuilds_thumbnails(tmp_path: Path, vsearch_home: Path) -> None:
+    counter_video(tmp_path / "v" / "a.mp4", size=(320, 180), audio=False)
+    changed = counter_video(tmp_path / "v" / "b.mp4", size=(320, 180), audio=False)
+    cat = index(vsearch_home, tmp_path / "v", sampling=media_sampling(2.0))
+    clips = clips_of(cat)
+    cat.close()
+    assert invoke("doctor").exit_code == 0
+    lost = [thumb_path(vsearch_home, c) for c, _, _ in clips[:2]]  # a.mp4's first two windows
+    before = [p.read_bytes() for p in lost]
+    for p in lost:
+        p.unlink()
+    orphan = thumb_path(vsearch_home, 999_999)
+    write_thumb_bytes(orphan)
+    check = invoke("doctor", "--check-only")
+    assert check.exit_code == 1 and "PROBLEM  thumbnails: 2 missing, 1 left by removed clips" in check.stdout
+    assert orphan.exists() and not any(p.exists() for p in lost)
+    result = invoke("doctor")
+    assert result.exit_code == 0 and "repaired  thumbnails" in result.stdout, result.stdout
+    assert not orphan.exists()
+    # Made again from the video: the window's exact middle, where index time took the sampled frame
+    # next to it (FakeEncoder samples 4 frames per 2 s window: 2 frames apart at 10 fps).
+    for p, old in zip(lost, before):
+        with av.open(str(p)) as a, av.open(old_copy(tmp_path, old)) as b:
+            x, y = (next(c.decode(video=0)).to_ndarray(format="gray").astype(float) for c in (a, b))
+        assert x.shape == y.shape and abs(x.mean() - y.mean()) <= 2.5 * STEP
+    assert "index is clean" in invoke("doctor").stdout
+    # A file changed since indexing gets no thumbnail from the wrong frames.
+    b_thumb = thumb_path(vsearch_home, clips[-1][0])
+    b_thumb.unlink()
+    counter_video(changed, frames=20, size=(320, 180), audio=False)
+    result = invoke("doctor")
+    assert result.exit_code == 1 and "1 could not be made" in result.stdout and not b_thumb.exists()
+
+
+def write_thumb_bytes(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xd8 stale")
+
+
+def old_copy(tmp_path: Path, data: bytes) -> str:
+    out = tmp_path / f"old-{hash(data)}.jpg"
+    out.write_bytes(data)
+    return str(out)
