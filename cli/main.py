@@ -6,6 +6,7 @@ Heavy modules (torch, transformers, faiss) are imported inside the commands that
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -15,6 +16,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from vsearch.cli.clip import clip, export_hits
+from vsearch.cli.watch import watch_folders
 from vsearch.indexer.decode import DecodeError, parse_time, seconds_label
 from vsearch.search.catalog import Catalog, CatalogError, default_home
 
@@ -102,10 +104,14 @@ def index(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
     decoder: Annotated[str, typer.Option("--decoder", help="auto (PyAV, then decord), pyav or decord.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep running: index new and changed files once they "
+                                        "stop growing, forget deleted ones.")] = False,
+    rescan: Annotated[float | None, typer.Option("--rescan", min=1, help="With --watch: rescan every SECONDS "
+                                                 "instead of using file events (network shares).")] = None,
 ) -> None:
     """Index videos: decode, classify and embed every clip; re-runs only do what changed.
 
-    Example: vsearch index ~/Videos --batch-size 8
+    Example: vsearch index ~/Videos --batch-size 8   (or --watch to stay current)
     """
     from vsearch.indexer.decode import Sampling
     from vsearch.indexer.model import ModelError
@@ -143,11 +149,14 @@ def index(
             if model and catalog.model and chosen != catalog.model:
                 fail(f"this index was built with model {catalog.model!r}; use the same --model, "
                      "or a separate index with --home")
-            with _progress(quiet) as on_progress:
+            with _progress(quiet or watch) as on_progress:
                 previous = signal.signal(signal.SIGINT, on_sigint)
                 try:
-                    indexer = Indexer(catalog, lambda: load_model(chosen, device, precision), settings,
-                                      on_progress=on_progress, should_stop=lambda: stop["asked"])
+                    # cached: a watch loop runs the indexer again and again with the same model
+                    indexer = Indexer(catalog, functools.cache(lambda: load_model(chosen, device, precision)),
+                                      settings, on_progress=on_progress, should_stop=lambda: stop["asked"])
+                    if watch:
+                        return watch_folders(indexer, [p.resolve() for p in paths], rescan, lambda: stop["asked"])
                     report = indexer.run([p.resolve() for p in paths])
                 finally:
                     signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,26 @@
+"""`vsearch index --watch`: wires the library's watch loop to the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+
+def watch_folders(indexer, roots: list[Path], rescan: float | None, should_stop: Callable[[], bool]) -> None:  # type: ignore[no-untyped-def]
+    """Run until Ctrl-C, a line per batch of changes."""
+    from vsearch.cli.main import info, safe
+    from vsearch.indexer.watch import WatchSettings, watch
+
+    how = f"rescanning every {rescan:g}s" if rescan else "on file events (or a rescan every 30s without watchfiles)"
+    info(f"watching {len(roots)} folder(s), {how}; Ctrl-C stops")
+
+    def on_report(r) -> None:  # type: ignore[no-untyped-def]
+        parts = [f"{n} {what}" for n, what in ((r.indexed, "indexed"), (r.moved, "moved"), (r.copied, "copied"),
+                                                (r.removed, "removed"), (len(r.failed), "failed")) if n]
+        if parts:
+            info(", ".join(parts) + (f" ({r.clips} clips)" if r.clips else ""))
+        for path, reason in r.failed:
+            info(f"skipped {safe(path)}: {safe(reason)}")
+
+    watch(indexer, roots, WatchSettings(rescan=rescan), should_stop=should_stop, on_report=on_report)
+    info("stopped watching; the index is saved")
