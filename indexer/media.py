@@ -14,6 +14,7 @@ than piling work up). Nothing here imports torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -81,6 +82,10 @@ def _cut(source, start: float, end: float, tmp: str) -> None:  # type: ignore[no
 
     vin = source.streams.video[0]
     ain = source.streams.audio[0] if source.streams.audio else None
+    # Times count from the first frame, as the indexer's windows do (MPEG-TS and cut recordings
+    # start late); frame timestamps are absolute.
+    origin = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0
+    start, end = start + origin, end + origin
     rate = Fraction(vin.average_rate or vin.guessed_rate or 25).limit_denominator(100_000)
     frame_time = 1 / float(rate)
     eps = frame_time / 100  # float slack: a frame that starts exactly at `start` is the first one
@@ -94,8 +99,7 @@ def _cut(source, start: float, end: float, tmp: str) -> None:  # type: ignore[no
         if ain is not None:
             aout = sink.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
             aout.bit_rate = 160_000
-        # Seek to the keyframe at or before `start` and decode forward from there.
-        source.seek(int(max(start - 0.5, 0) / float(vin.time_base)), stream=vin, backward=True)
+        _seek_before(source, vin, start)
         streams = [vin] + ([ain] if ain is not None else [])
         count = 0
         video_done, audio_done = False, ain is None
@@ -128,6 +132,18 @@ def _cut(source, start: float, end: float, tmp: str) -> None:  # type: ignore[no
         sink.mux(vout.encode(None))
         if aout is not None:
             sink.mux(aout.encode(None))
+
+
+def _seek_before(source, stream, t: float) -> None:  # type: ignore[no-untyped-def]
+    """Seek to a keyframe at or before `t`. Some containers (MPEG-TS) land after the target:
+    the first frame decoded tells, and the seek goes further back until it is early enough."""
+    for margin in (0.5, 5.0, 60.0, None):
+        target = 0 if margin is None else int(max(t - margin, 0) / float(stream.time_base))
+        source.seek(target, stream=stream, backward=True, any_frame=False)
+        first = next(source.decode(stream), None)
+        if margin is None or first is None or first.time is None or first.time <= t:
+            source.seek(target, stream=stream, backward=True, any_frame=False)
+            return
 
 
 def _h264() -> str:
@@ -199,11 +215,21 @@ def export_moments(moments: Iterable[tuple[str, float, float]], folder: Path) ->
 
 def browser_type(path: str) -> str | None:
     """The MIME type to serve `path` with if a browser plays it as it is, else None."""
-    import av
-
     known = BROWSER_FORMATS.get(Path(path).suffix.lower())
     if known is None:
         return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _browser_type(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)  # a player asks for many byte ranges of one file
+def _browser_type(path: str, size: int, mtime_ns: int) -> str | None:
+    import av
+
+    known = BROWSER_FORMATS[Path(path).suffix.lower()]
     mime, video_codecs, audio_codecs = known
     try:
         with av.open(path) as container:

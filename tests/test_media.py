@@ -144,6 +144,13 @@ def test_export_is_frame_accurate_and_keeps_audio(counter: Path, tmp_path: Path,
     assert 0 < data.find(b"moov") < data.find(b"mdat")  # +faststart: the index comes first
 
 
+def test_export_times_count_from_the_first_frame(tmp_path: Path) -> None:
+    ts = counter_video(tmp_path / "broadcast.ts", audio=False)  # MPEG-TS starts its clock late
+    with av.open(str(ts)) as c:
+        assert c.streams.video[0].start_time * c.streams.video[0].time_base > 1 / FPS  # 2 frames late
+    assert frame_levels(export_clip(str(ts), 1.0, 2.0, tmp_path / "cut.mp4")) == list(range(10, 20))
+
+
 def test_export_without_audio_and_bad_requests(tmp_path: Path) -> None:
     silent = counter_video(tmp_path / "silent.mp4", audio=False)
     out = export_clip(str(silent), 0.5, 1.0, tmp_path / "a.mp4")
