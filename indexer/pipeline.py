@@ -19,7 +19,7 @@ import numpy as np
 
 from vsearch.indexer.decode import FrameSpec, Sampling, VideoInfo, Window
 from vsearch.indexer.files import FoundFile, find_videos, fingerprint
-from vsearch.indexer.thumbs import delete_thumbs, write_thumb
+from vsearch.indexer.thumbs import copy_thumbs, delete_thumbs, write_thumb
 from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Failed, Finished, default_workers
 from vsearch.search.catalog import TOP_K, Catalog, ClipResult
 from vsearch.search.vectors import VectorIndex, open_vectors
@@ -112,7 +112,7 @@ class Indexer:
         started = time.perf_counter()
         report = IndexReport()
         cat = self.catalog
-        cat.drop_incomplete()
+        delete_thumbs(cat.home, cat.drop_incomplete())  # a killed run may have written some
         skipped: list[tuple[str, str]] = []
         files = list(find_videos(list(roots), skipped))
         report.found = len(files)
@@ -160,6 +160,7 @@ class Indexer:
                     report.moved += 1
                 elif twins:
                     ids, vecs = cat.copy_video(twins[0].id, f.path, f.size, f.mtime)
+                    copy_thumbs(cat.home, cat.clip_vectors(twins[0].id)[0], ids)
                     vector_index().add(ids, vecs)
                     report.copied += 1
                 else:
@@ -319,7 +320,7 @@ class Indexer:
             flush()
             timings["workers"] = pool.target
         if report.interrupted:
-            cat.drop_incomplete()  # videos cut off mid-way are redone whole by the next run
+            delete_thumbs(cat.home, cat.drop_incomplete())  # cut off mid-way: redone whole by the next run
 
 
 def embed_file(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from itertools import groupby
 from pathlib import Path
@@ -75,6 +75,18 @@ def delete_thumbs(home: Path, clip_ids: Iterable[int]) -> None:
     """Remove the thumbnails of clips that left the catalog (missing ones are fine)."""
     for clip_id in clip_ids:
         thumb_path(home, clip_id).unlink(missing_ok=True)
+
+
+def copy_thumbs(home: Path, sources: Sequence[int], targets: Sequence[int]) -> None:
+    """A copied video's clips get the thumbnails of the clips they were copied from."""
+    for src, dst in zip(sources, targets):
+        old, new = thumb_path(home, src), thumb_path(home, dst)
+        if old.exists():
+            new.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(old, new)  # same bytes, no extra disk; each name can go on its own
+            except OSError:
+                write_thumb(home, dst, old.read_bytes())
 
 
 def make_thumbs(home: Path, path: str, size: int, mtime: float, spans: list[tuple[int, float, float]]) -> int:

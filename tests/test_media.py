@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -112,9 +113,30 @@ def test_thumbnails_go_with_their_video(tmp_path: Path, vsearch_home: Path) -> N
     assert not any(p.exists() for p in first)
     second = [thumb_path(vsearch_home, c) for c, _, _ in clips_of(cat)]
     assert second and all(p.exists() for p in second)
-    video.unlink()  # deleted: its thumbs go too
+    shutil.copy2(video, tmp_path / "v" / "copy.mp4")  # a copy reuses the results, thumbnails too
+    cat = index(vsearch_home, tmp_path / "v", sampling=media_sampling(2.0))
+    copies = [thumb_path(vsearch_home, c) for c, _, _ in clips_of(cat)][len(second):]
+    assert [p.read_bytes() for p in copies] == [p.read_bytes() for p in second]
+    video.unlink()  # deleted: its thumbs go too, the copy's stay
     index(vsearch_home, tmp_path / "v")
-    assert not any(p.exists() for p in second)
+    assert not any(p.exists() for p in second) and all(p.exists() for p in copies)
+
+
+def test_a_stopped_run_leaves_no_thumbnail_without_its_clip(tmp_path: Path, vsearch_home: Path) -> None:
+    from vsearch.indexer.thumbs import check_thumbs
+
+    for name, frames in (("a.mp4", 60), ("b.mp4", 59)):
+        counter_video(tmp_path / "v" / name, frames=frames, audio=False)  # 6 windows each
+    cat = Catalog(vsearch_home)
+    progress: list[object] = []
+    settings = IndexSettings(batch_size=4, workers=1, timeout=20, sampling=media_sampling(1.0))
+    Indexer(cat, FakeEncoder, settings, on_progress=progress.append, should_stop=lambda: bool(progress)).run(
+        [tmp_path / "v"])
+    assert len(clips_of(cat)) == 6  # a.mp4 whole; b.mp4's first windows were stored, then dropped
+    finding = check_thumbs(cat, repair=False)
+    assert finding.ok, finding.detail
+    Indexer(cat, FakeEncoder, settings).run([tmp_path / "v"])
+    assert len(clips_of(cat)) == 12 and check_thumbs(cat, repair=False).ok
 
 
 def test_thumbnails_can_be_turned_off(tmp_path: Path, vsearch_home: Path) -> None:
