@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from vsearch.search.query import Hit
 
 
 def clip(
@@ -39,7 +42,7 @@ def clip(
     info(f"wrote {safe(written)}")
 
 
-def export_hits(hits: list, folder: Path) -> None:  # type: ignore[type-arg]
+def export_hits(hits: list[Hit], folder: Path) -> None:
     """Export each search hit's moment into `folder`, a line per file; failures are reported and
     skipped, and the exit code says whether any failed."""
     from vsearch.cli.main import info, safe

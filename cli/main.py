@@ -513,9 +513,9 @@ def doctor(
 
     Example: vsearch doctor
     """
+    from vsearch.indexer.thumbs import check_thumbs
     from vsearch.search.catalog import doctor as run_doctor
     from vsearch.search.catalog import writer_lock
-    from vsearch.indexer.thumbs import check_thumbs
     from vsearch.search.vectors import check_vectors
 
     home = home or default_home()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vsearch.indexer.pipeline import Indexer, IndexReport
 
 
-def watch_folders(indexer, roots: list[Path], rescan: float | None, should_stop: Callable[[], bool]) -> None:  # type: ignore[no-untyped-def]
+def watch_folders(indexer: Indexer, roots: list[Path], rescan: float | None, should_stop: Callable[[], bool]) -> None:
     """Run until Ctrl-C, a line per batch of changes."""
     from vsearch.cli.main import info, safe
     from vsearch.indexer.watch import WatchSettings, watch
@@ -14,7 +18,7 @@ def watch_folders(indexer, roots: list[Path], rescan: float | None, should_stop:
     how = f"rescanning every {rescan:g}s" if rescan else "on file events (or a rescan every 30s without watchfiles)"
     info(f"watching {len(roots)} folder(s), {how}; Ctrl-C stops")
 
-    def on_report(r) -> None:  # type: ignore[no-untyped-def]
+    def on_report(r: IndexReport) -> None:
         parts = [f"{n} {what}" for n, what in ((r.indexed, "indexed"), (r.moved, "moved"), (r.copied, "copied"),
                                                 (r.removed, "removed"), (len(r.failed), "failed")) if n]
         if parts:

@@ -23,8 +23,13 @@ import threading
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from av import AudioFrame, AudioStream, VideoFrame, VideoStream
+    from av.container import InputContainer
 
 TRANSCODE_DIR = "transcodes"
 TRANSCODE_LIMIT = 2  # transcodes at once; each keeps a core busy for about the moment's length
@@ -77,7 +82,7 @@ def export_clip(src: str, start: float, end: float, out: Path) -> Path:
     return out
 
 
-def _cut(source, start: float, end: float, tmp: str) -> None:  # type: ignore[no-untyped-def]
+def _cut(source: InputContainer, start: float, end: float, tmp: str) -> None:
     import av
 
     vin = source.streams.video[0]
@@ -90,14 +95,14 @@ def _cut(source, start: float, end: float, tmp: str) -> None:  # type: ignore[no
     frame_time = 1 / float(rate)
     eps = frame_time / 100  # float slack: a frame that starts exactly at `start` is the first one
     with av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as sink:
-        vout = sink.add_stream(_h264(), rate=rate)
+        vout = cast("VideoStream", sink.add_stream(_h264(), rate=rate))
         vout.pix_fmt = "yuv420p"
         vout.time_base = 1 / rate
         if vout.codec_context.name == "libx264":
             vout.options = {"crf": "20", "preset": "veryfast"}
-        aout = None
+        aout: AudioStream | None = None
         if ain is not None:
-            aout = sink.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+            aout = cast("AudioStream", sink.add_stream("aac", rate=ain.codec_context.sample_rate or 48000))
             aout.bit_rate = 160_000
         _seek_before(source, vin, start)
         streams = [vin] + ([ain] if ain is not None else [])
@@ -107,12 +112,13 @@ def _cut(source, start: float, end: float, tmp: str) -> None:  # type: ignore[no
             if video_done and audio_done:
                 break
             for frame in packet.decode():
-                if frame.time is None:
+                t = getattr(frame, "time", None)
+                if t is None:
                     continue
                 if isinstance(frame, av.VideoFrame):
-                    if video_done or frame.time + frame_time <= start + eps:
+                    if video_done or t + frame_time <= start + eps:
                         continue
-                    if frame.time >= end - eps:
+                    if t >= end - eps:
                         video_done = True
                         continue
                     image = _upright(frame)
@@ -121,10 +127,10 @@ def _cut(source, start: float, end: float, tmp: str) -> None:  # type: ignore[no
                     image = image.reformat(width=vout.width, height=vout.height, format="yuv420p")
                     image.pts, count = count, count + 1
                     sink.mux(vout.encode(image))
-                elif aout is not None and not audio_done:
-                    trimmed = _trim_audio(frame, start, end)
+                elif isinstance(frame, av.AudioFrame) and aout is not None and not audio_done:
+                    trimmed = _trim_audio(frame, t, start, end)
                     if trimmed is None:
-                        audio_done = frame.time >= end
+                        audio_done = t >= end
                         continue
                     sink.mux(aout.encode(trimmed))
         if count == 0:
@@ -134,11 +140,11 @@ def _cut(source, start: float, end: float, tmp: str) -> None:  # type: ignore[no
             sink.mux(aout.encode(None))
 
 
-def _seek_before(source, stream, t: float) -> None:  # type: ignore[no-untyped-def]
+def _seek_before(source: InputContainer, stream: VideoStream, t: float) -> None:
     """Seek to a keyframe at or before `t`. Some containers (MPEG-TS) land after the target:
     the first frame decoded tells, and the seek goes further back until it is early enough."""
     for margin in (0.5, 5.0, 60.0, None):
-        target = 0 if margin is None else int(max(t - margin, 0) / float(stream.time_base))
+        target = 0 if margin is None else int(max(t - margin, 0) / float(stream.time_base or 1))
         source.seek(target, stream=stream, backward=True, any_frame=False)
         first = next(source.decode(stream), None)
         if margin is None or first is None or first.time is None or first.time <= t:
@@ -159,24 +165,24 @@ def _h264() -> str:
     raise MediaError("this FFmpeg build has no H.264 encoder")
 
 
-def _upright(frame):  # type: ignore[no-untyped-def]
+def _upright(frame: VideoFrame) -> VideoFrame:
     """The frame as displayed: a file stored sideways (phone video) is turned upright."""
     import av
 
     turns = int(round(getattr(frame, "rotation", 0) or 0)) % 360 // 90
     if not turns:
         return frame
-    image = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), turns))
+    image = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), turns), dtype=np.uint8)
     return av.VideoFrame.from_ndarray(image, format="rgb24")
 
 
-def _trim_audio(frame, start: float, end: float):  # type: ignore[no-untyped-def]
-    """The part of an audio frame inside [start, end), timed from `start`; None if no part is."""
+def _trim_audio(frame: AudioFrame, t: float, start: float, end: float) -> AudioFrame | None:
+    """The part of an audio frame (starting at `t`) inside [start, end); None if no part is."""
     import av
 
     rate = frame.sample_rate
-    first = int(round((start - frame.time) * rate))
-    last = int(round((end - frame.time) * rate))
+    first = int(round((start - t) * rate))
+    last = int(round((end - t) * rate))
     if last <= 0 or first >= frame.samples:
         return None
     first, last = max(first, 0), min(last, frame.samples)
@@ -184,7 +190,7 @@ def _trim_audio(frame, start: float, end: float):  # type: ignore[no-untyped-def
         data = frame.to_ndarray()
         data = data[:, first:last] if frame.format.is_planar else data[:, first * len(frame.layout.channels):
                                                                           last * len(frame.layout.channels)]
-        cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=frame.format.name,
+        cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=frame.format.name,  # type: ignore[arg-type]
                                          layout=frame.layout.name)
         cut.sample_rate = rate
         frame = cut

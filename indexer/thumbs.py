@@ -93,7 +93,7 @@ def make_thumbs(home: Path, path: str, size: int, mtime: float, spans: list[tupl
     """Thumbnails for (clip id, start, end) windows of one video, from the middle of each window:
     one open and one seek per window, no model. The file must still be the one indexed (same
     size and mtime), else nothing is made. Returns how many were written."""
-    from vsearch.indexer.decode import DecodeError, Reader, probe
+    from vsearch.indexer.decode import Reader, probe
 
     try:
         st = os.stat(path)

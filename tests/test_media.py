@@ -11,12 +11,12 @@ import av
 import numpy as np
 import pytest
 
+from tests.conftest import FakeEncoder
 from vsearch.indexer import media
 from vsearch.indexer.media import MediaBusy, MediaError, export_clip, export_moments, playable
 from vsearch.indexer.pipeline import Indexer, IndexSettings
 from vsearch.indexer.thumbs import thumb_path
 from vsearch.search.catalog import Catalog
-from tests.conftest import FakeEncoder
 
 FPS = 10
 STEP = 4  # grey level per frame: frame i is a flat image of brightness STEP * i

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FakeEncoder
 from vsearch.indexer.pipeline import Indexer, IndexReport, IndexSettings
 from vsearch.indexer.watch import WatchSettings, watch
 from vsearch.search.catalog import Catalog
-from tests.conftest import FakeEncoder
 
 
 def status(home: Path) -> dict[str, str]:
