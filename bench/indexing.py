@@ -1,4 +1,4 @@
-"""`vsearch bench`: the seed recipe against vsearch's indexer, in one run, on the same videos.
+"""`vsearch bench`: the Hugging Face reference recipe against vsearch's indexer, in one run, on the same videos.
 
 Everything is measured here, nothing is assumed: the matrix-product rate that sets the model's
 limit, the stages of the pipeline, decoders against each other, and seeking in a long file.
@@ -8,7 +8,6 @@ VideoMAE-base with random weights is used for timing: compute does not depend on
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 import os
 import resource
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vsearch import data
+from vsearch.bench.synthetic import long_video, motion_dataset, render_motion, write_video
 from vsearch.indexer.decode import FrameSpec, Sampling, plan_windows, probe, read_windows
 
 # VideoMAE-base as published in MCG-NJU/videomae-base-finetuned-kinetics (config.json).
@@ -138,8 +138,9 @@ def index_peak_memory(videos: list[Path], model_dir: Path, batch_size: int, wind
     return peak / 1e9, seconds
 
 
-def seed_recipe(videos: list[Path], model_dir: Path, sampling: Sampling) -> Result:
-    """The seed's recipe: per clip, decord decode at full size, VideoMAEImageProcessor, fp32 forward."""
+def reference_recipe(videos: list[Path], model_dir: Path, sampling: Sampling) -> Result:
+    """The Hugging Face reference recipe (as on the model card): per clip, decord decode at full size,
+    VideoMAEImageProcessor, fp32 forward."""
     import decord
     import torch
     from transformers import AutoImageProcessor, VideoMAEForVideoClassification
@@ -164,7 +165,7 @@ def seed_recipe(videos: list[Path], model_dir: Path, sampling: Sampling) -> Resu
                 model(**inputs)
             stages["model"] += time.perf_counter() - t
             clips += 1
-    return Result("seed recipe (fp32, per clip)", clips, time.perf_counter() - started, stages)
+    return Result("reference recipe (fp32, per clip)", clips, time.perf_counter() - started, stages)
 
 
 def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch_size: int,
@@ -321,25 +322,16 @@ def variants_720p(source: Path, out: Path, qualities: tuple[int, ...] = (18, 23,
     for crf in qualities:
         path = out / f"{source.stem}-crf{crf}.mp4"
         if not path.exists():
-            with av.open(str(source)) as src, av.open(str(path), "w") as dst:
+            with av.open(str(source)) as src:
                 s_in = src.streams.video[0]
-                s_out = dst.add_stream("libx264", rate=s_in.average_rate)
-                s_out.width, s_out.height, s_out.pix_fmt = s_in.codec_context.width, s_in.codec_context.height, "yuv420p"
-                s_out.options = {"crf": str(crf), "preset": "veryfast", "g": "50"}
-                for i, frame in enumerate(src.decode(s_in)):
-                    frame.pts, frame.time_base = i, Fraction(1, int(s_in.average_rate))
-                    for packet in s_out.encode(frame):
-                        dst.mux(packet)
-                for packet in s_out.encode():
-                    dst.mux(packet)
+                write_video(path, src.decode(s_in), s_in.average_rate,
+                            options={"crf": str(crf), "preset": "veryfast", "g": "50"})
         made.append(path)
     return made
 
 
 def short_clips(out: Path, count: int) -> list[Path]:
     """Short 320x240 clips: decoding is cheap, the model dominates."""
-    from vsearch.bench.synthetic import render_motion, write_video
-
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
@@ -353,8 +345,6 @@ def short_clips(out: Path, count: int) -> list[Path]:
 def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> str:
     """Every measurement of `vsearch bench`, as a Markdown report."""
     import torch
-
-    from vsearch.bench.synthetic import long_video
 
     work.mkdir(parents=True, exist_ok=True)
     lines = [f"machine: {env_summary()}", ""]
@@ -376,22 +366,20 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     alone = model_only(model_dir, batch, precision, repeats=1 if quick else 3)
     model_s = 1 / alone.clips_per_s
 
-    log("short clips: seed recipe vs vsearch...")
+    log("short clips: the Hugging Face reference recipe vs vsearch...")
     shorts = short_clips(work / "short", 3 if quick else 6)
-    seed = seed_recipe(shorts, model_dir, sampling)
+    reference = reference_recipe(shorts, model_dir, sampling)
     ours = vsearch_index(shorts, model_dir, sampling, batch, precision)
     rows = [[r.name, r.clips, f"{r.seconds:.1f}", f"{r.clips_per_s:.3f}",
-             ", ".join(f"{k} {v:.1f}s" for k, v in r.stages.items())] for r in (seed, ours)]
+             ", ".join(f"{k} {v:.1f}s" for k, v in r.stages.items())] for r in (reference, ours)]
     lines += ["### Short clips (320x240, 4 s): decoding is cheap",
               table(rows, ["run", "clips", "seconds", "clips/s", "time split"]),
-              f"speed-up: {ours.clips_per_s / seed.clips_per_s:.2f}x the seed recipe", "",
+              f"speed-up: {ours.clips_per_s / reference.clips_per_s:.2f}x the Hugging Face reference recipe", "",
               "### Model stage against the machine's limit",
               table([[alone.name, f"{model_s:.2f}", f"{limit_s:.2f}", f"{model_s / limit_s:.2f}x"]],
                     ["run", "s/clip", "limit s/clip", "ratio"]), ""]
 
     log("bf16 against fp32...")
-    from vsearch.bench.synthetic import motion_dataset
-
     demo_model = data.path("motion-model")
     motion = list(motion_dataset(work / "motion", per_label=10, seed=5, folders=False)) if demo_model.exists() else []
     agreement = [precision_agreement(model_dir, shorts, sampling)]
@@ -410,19 +398,19 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     spec = read_preprocessing(str(model_dir), BASE_CONFIG).frame_spec
     dec = min((decode_only(hd, spec, hd_sampling, "auto") for _ in range(2)), key=lambda r: r.seconds)
     e2e = vsearch_index(hd, model_dir, hd_sampling, batch, precision)
-    seed_hd = seed_recipe(hd, model_dir, hd_sampling)
+    reference_hd = reference_recipe(hd, model_dir, hd_sampling)
     stage_model = e2e.clips * model_s
     slower = max(dec.seconds, stage_model)
     lines += ["### Real 720p (bigbuckbunny.mp4 at several qualities, 2 s windows): do the stages overlap?",
               table([[dec.name, dec.clips, f"{dec.seconds:.1f}", ""],
                      [f"model alone x {e2e.clips} clips", e2e.clips, f"{stage_model:.1f}", ""],
                      [e2e.name, e2e.clips, f"{e2e.seconds:.1f}", f"{e2e.clips_per_s:.3f}"],
-                     [seed_hd.name, seed_hd.clips, f"{seed_hd.seconds:.1f}", f"{seed_hd.clips_per_s:.3f}"]],
+                     [reference_hd.name, reference_hd.clips, f"{reference_hd.seconds:.1f}", f"{reference_hd.clips_per_s:.3f}"]],
                     ["stage", "clips", "seconds", "clips/s"]),
-              "seed recipe time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in seed_hd.stages.items()),
+              "reference recipe time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in reference_hd.stages.items()),
               f"end to end / slower stage: {e2e.seconds / slower:.2f}x "
               f"(sum of stages would be {(dec.seconds + stage_model) / slower:.2f}x); "
-              f"speed-up on 720p: {e2e.clips_per_s / seed_hd.clips_per_s:.2f}x the seed recipe", ""]
+              f"speed-up on 720p: {e2e.clips_per_s / reference_hd.clips_per_s:.2f}x the Hugging Face reference recipe", ""]
 
     log("decoders on the real files...")
     files = sample_videos()["all"]

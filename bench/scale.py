@@ -138,22 +138,18 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     queries = from_blobs([r[1] for r in rows], catalog.dim)
     exact = _exact_top10(catalog, queries, log)
     similar_rows = []
-    import faiss
-
-    ivf = faiss.extract_index_ivf(vectors.index) if vectors.kind == "ivf" else None
-    for nprobe in ([16, 32, 48, 64] if ivf is not None else [0]):
-        if ivf is not None:
-            ivf.nprobe = nprobe
+    ivf = vectors.kind == "ivf"
+    for nprobe in ([16, 32, 48, 64] if ivf else [0]):
+        vectors.set_nprobe(nprobe)
         found = vectors.search(queries, 10)[1]
         recall = np.mean([len(set(found[i]) & set(exact[i])) / 10 for i in range(len(queries))])
         ms = statistics.median([median_ms(lambda i=i: vectors.search(queries[i : i + 1], 10), 1)
                                 for i in range(len(queries))])
-        similar_rows.append([vectors.kind + (f", nprobe {nprobe}" if ivf is not None else ""),
+        similar_rows.append([vectors.kind + (f", nprobe {nprobe}" if ivf else ""),
                              f"{ms:.2f}", f"{recall:.3f}"])
     from vsearch.search.vectors import NPROBE
 
-    if ivf is not None:
-        ivf.nprobe = NPROBE
+    vectors.set_nprobe(NPROBE)
     whole = statistics.median([median_ms(lambda i=i: q.similar(catalog, vectors, queries[i : i + 1], None, 10), 1)
                                for i in range(len(queries))])
 
@@ -169,7 +165,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     free = []
     if sentence.find_model_dir() is not None:
         catalog.db.execute("DELETE FROM label_vectors")
-        sentence._MODEL = None
+        sentence.unload_text_model()
         t = time.perf_counter()
         q.search(catalog, "kids jumping on a trampoline")
         free.append(["first free-text query (loads the model, embeds and stores 400 labels)",

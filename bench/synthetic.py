@@ -7,9 +7,18 @@ video, so a model has to learn the motion, not the look.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
+
+FrameT = TypeVar("FrameT", contravariant=True)
 
 MOTIONS = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
 
@@ -50,25 +59,66 @@ def render_motion(
     return out
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 16, codec: str = "libx264") -> Path:
-    """Write RGB frames as an H.264 MP4 (yuv420p, so even sizes)."""
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray | av.VideoFrame],
+    fps: int | Fraction = 16,
+    *,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict[str, object] | None = None,
+    pts_ms: Sequence[int] | None = None,
+    rotation: int = 0,
+    faststart: bool = False,
+) -> Path:
+    """Encode frames (RGB uint8 arrays or PyAV frames, all one size) into a video file.
+
+    `options` are the codec's (default: x264 at high quality, fast); `pts_ms` gives each frame
+    its own time in milliseconds (variable frame rate, late starts) instead of one every 1/fps;
+    `rotation` writes a display matrix the way phones do; `faststart` puts the index first.
+    yuv420p needs even sides: arrays are cut to even width and height.
+    """
     import av
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames.shape[1:3]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = w - w % 2, h - h % 2
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for image in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    rest = iter(frames)
+    first = next(rest)
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
+        stream = cast("av.VideoStream", container.add_stream(codec, rate=fps))
+        stream.pix_fmt = pix_fmt
+        stream.options = {"crf": "18", "preset": "veryfast"} if options is None else dict(options)
+        if isinstance(first, np.ndarray):
+            h, w = first.shape[:2]
+            stream.width, stream.height = w - w % 2, h - h % 2
+        else:
+            stream.width, stream.height = first.width, first.height
+        time_base = Fraction(1, 1000) if pts_ms is not None else 1 / Fraction(fps)
+        stream.codec_context.time_base = time_base
+        if rotation:
+            stream.set_display_rotation(rotation)
+
+        def numbered() -> Iterator[av.VideoFrame]:
+            for i, image in enumerate(itertools.chain([first], rest)):
+                frame = image if isinstance(image, av.VideoFrame) else av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(image[: stream.height, : stream.width]), format="rgb24")
+                frame.pts = pts_ms[i] if pts_ms is not None else i
+                frame.time_base = time_base
+                yield frame
+
+        encode_into(container, stream, numbered())
     return path
+
+
+class _Encoder(Protocol[FrameT]):
+    def encode(self, frame: FrameT | None = None) -> list[av.Packet]: ...
+
+
+def encode_into(container: av.container.OutputContainer, stream: _Encoder[FrameT], frames: Iterable[FrameT]) -> None:
+    """Encode every frame into `stream`, mux the packets, then flush the encoder."""
+    for frame in frames:
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
 
 
 def motion_dataset(
@@ -107,15 +157,6 @@ def long_video(path: str | Path, seconds: float, width: int = 1280, height: int 
         img = np.roll(base, (i * 8) % width, axis=1)
         loop.append(av.VideoFrame.from_ndarray(np.stack([img, np.roll(img, i * 3, axis=0), 255 - img], axis=-1),
                                                format="rgb24").reformat(format="yuv420p"))
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "g": str(fps * 2)}  # a keyframe every 2 s, like cameras
-        for i in range(int(seconds * fps)):
-            frame = loop[i % len(loop)]
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    # a keyframe every 2 s, like cameras
+    return write_video(path, (loop[i % len(loop)] for i in range(int(seconds * fps))), fps,
+                       options={"preset": "ultrafast", "g": str(fps * 2)})

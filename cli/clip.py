@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vsearch.cli.app import app, fail, info, safe
+
 if TYPE_CHECKING:
     from vsearch.search.query import Hit
 
 
+@app.command()
 def clip(
     file: Annotated[Path, typer.Argument(help="A video file.", show_default=False)],
     start: Annotated[str, typer.Option("--start", "-s", help="Where the clip starts: seconds or M:SS.")],
@@ -22,9 +25,8 @@ def clip(
 
     Example: vsearch clip party.mp4 --start 1:02 --end 1:10 -o cake.mp4
     """
-    from vsearch.cli.main import fail, info, safe
-    from vsearch.indexer.decode import parse_time
     from vsearch.indexer.media import MediaError, clip_name, export_clip
+    from vsearch.search.timecode import parse_time
 
     if not file.is_file():
         fail(f"{file}: no such file", 2)
@@ -45,7 +47,6 @@ def clip(
 def export_hits(hits: list[Hit], folder: Path) -> None:
     """Export each search hit's moment into `folder`, a line per file; failures are reported and
     skipped, and the exit code says whether any failed."""
-    from vsearch.cli.main import info, safe
     from vsearch.indexer.media import export_moments
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vsearch.cli.app import info, safe
+
 if TYPE_CHECKING:
     from vsearch.indexer.pipeline import Indexer, IndexReport
 
 
 def watch_folders(indexer: Indexer, roots: list[Path], rescan: float | None, should_stop: Callable[[], bool]) -> None:
     """Run until Ctrl-C, a line per batch of changes."""
-    from vsearch.cli.main import info, safe
     from vsearch.indexer.watch import WatchSettings, watch
 
     how = f"rescanning every {rescan:g}s" if rescan else "on file events (or a rescan every 30s without watchfiles)"

@@ -10,7 +10,6 @@ Nothing here imports torch: this module runs inside the decode worker processes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from vsearch.indexer.thumbs import encode_jpeg, thumb_size
-
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv .vob".split()
-)
 
 
 class DecodeError(Exception):
@@ -240,6 +235,8 @@ class Reader:
         return np.stack([got.get(i, last) for i in indices])
 
     def _decode_run(self, run: list[int]) -> dict[int, np.ndarray]:
+        import av
+
         container = self._av
         stream = container.streams.video[0]
         fps, half = self.info.fps, 0.5 / self.info.fps
@@ -247,18 +244,24 @@ class Reader:
         container.seek(int(max(times[0] - 0.05, 0) / float(stream.time_base)), stream=stream, backward=True)
         got: dict[int, np.ndarray] = {}
         k = 0
-        for frame in container.decode(stream):
-            t = float(frame.time) if frame.time is not None else 0.0
-            if t + half < times[k]:
-                continue
-            image = self._to_array(frame, self.size)
-            while k < len(run) and times[k] <= t + half:
-                got[run[k]] = image
-                if run[k] in self.thumb_frames:
-                    self.thumbs[run[k]] = self._to_array(frame, self.thumb_size)
-                k += 1
-            if k == len(run):
-                break
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else 0.0
+                if t + half < times[k]:
+                    continue
+                image = self._to_array(frame, self.size)
+                while k < len(run) and times[k] <= t + half:
+                    got[run[k]] = image
+                    if run[k] in self.thumb_frames:
+                        self.thumbs[run[k]] = self._to_array(frame, self.thumb_size)
+                    k += 1
+                if k == len(run):
+                    break
+        except av.error.InvalidDataError:
+            # A file cut short whose header still lists the lost frames: keep the ones it has
+            # (read() repeats the last); a run that decodes nothing is a real failure.
+            if not got:
+                raise
         return got
 
     def _to_array(self, frame, size: tuple[int, int]) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -353,32 +356,3 @@ def _thumb(reader: Reader, window: Window, frames: np.ndarray, size: tuple[int, 
         image = frame.reformat(width=size[0], height=size[1]).to_ndarray()
     return encode_jpeg(image)
 
-
-def is_video_name(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS
-
-
-def seconds_label(seconds: float) -> str:
-    """1:05.0 style, for showing moments."""
-    minutes, secs = divmod(max(seconds, 0.0), 60)
-    if minutes >= 60:
-        hours, minutes = divmod(minutes, 60)
-        return f"{int(hours)}:{int(minutes):02d}:{secs:04.1f}"
-    return f"{int(minutes)}:{secs:04.1f}"
-
-
-def parse_time(text: str) -> float:
-    """'90', '1:30', '1:02:03.5' -> seconds."""
-    parts = text.strip().split(":")
-    if not 1 <= len(parts) <= 3:
-        raise ValueError(f"not a time: {text!r}")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"not a time: {text!r} (use seconds or M:SS)") from None
-    total = 0.0
-    for v in values:
-        total = total * 60 + v
-    if math.isnan(total) or total < 0:
-        raise ValueError(f"not a time: {text!r}")
-    return total

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vsearch.indexer.decode import is_video_name
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv .vob".split()
+)
+# Folders nobody wants indexed: NAS preview caches (Synology's @eaDir holds transcoded copies of
+# every video, which would be indexed as copies), recycle bins, repositories and desktop
+# thumbnail caches. Hidden folders are skipped anyway; the hidden ones are named for the README.
+DEFAULT_EXCLUDES = ("@eaDir", "#recycle", "node_modules", ".git", ".Trash-*", ".thumbnails")
 
 _SAMPLE = 256 * 1024
+
+
+def is_video_name(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def is_excluded(path: str, patterns: Sequence[str]) -> bool:
+    """Whether a folder or file matches one of the fnmatch patterns, by its name or its whole path."""
+    name = os.path.basename(path)
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in patterns)
 
 
 @dataclass(frozen=True)
@@ -37,12 +54,18 @@ def _sniff_video(path: str) -> bool:
     )
 
 
-def find_videos(roots: list[Path], skipped: list[tuple[str, str]] | None = None) -> Iterator[FoundFile]:
+def find_videos(
+    roots: list[Path],
+    skipped: list[tuple[str, str]] | None = None,
+    exclude: Sequence[str] = DEFAULT_EXCLUDES,
+) -> Iterator[FoundFile]:
     """Walk folders recursively (following links, never twice into one folder); yield videos.
 
     Files with a video extension are taken as they are; a decode failure later says why they
     are not videos. Files with no extension are taken if their first bytes are a video
-    container's. Hidden folders are skipped. Problems are appended to `skipped` as (path, reason).
+    container's. Hidden folders and files are skipped, and so are folders and files below a root
+    that match an `exclude` pattern (the roots themselves are taken as asked). Problems are
+    appended to `skipped` as (path, reason).
     """
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
@@ -84,17 +107,20 @@ def find_videos(roots: list[Path], skipped: list[tuple[str, str]] | None = None)
                 dirnames[:] = []
                 continue
             seen_dirs.add(key)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and not is_excluded(os.path.join(dirpath, d), exclude)
+            )
             for name in sorted(filenames):
-                if name.startswith("."):
+                path = os.path.join(dirpath, name)
+                if name.startswith(".") or is_excluded(path, exclude):
                     continue
-                found = consider(os.path.join(dirpath, name))
+                found = consider(path)
                 if found:
                     yield found
 
 
-def fingerprint(path: str, size: int) -> str:
-    """A content fingerprint that survives renames: size plus hashes of the head, middle and tail.
+def content_hash(path: str, size: int) -> str:
+    """A hash of the file's content that survives renames: size plus hashes of the head, middle and tail.
 
     Reading 768 KiB rather than the whole file keeps re-runs over large libraries fast; a
     file edited in place also changes its mtime, which is checked first.

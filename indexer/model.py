@@ -8,10 +8,13 @@ path, so keyword search stays fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
 import re
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OFFLINE_HINT = ("If this machine is offline, download the model once elsewhere into the Hugging Face cache "
+                "(and set HF_HUB_OFFLINE=1), or pass --model a local folder.")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "name" or "org/name"
 
 
 class ModelError(Exception):
@@ -39,20 +45,22 @@ class Preprocessing:
     std: tuple[float, float, float]
 
 
-def _read_json(model: str, filename: str) -> dict | None:
+def read_model_json(model: str, filename: str) -> dict | None:
+    """One JSON file of a model (a folder or a hub id in the cache), or None if it has none."""
     path = Path(model).expanduser()
     if path.is_dir():
         file = path / filename
         return json.loads(file.read_text()) if file.exists() else None
     from transformers.utils import cached_file
 
-    found = cached_file(model, filename, _raise_exceptions_for_missing_entries=False)
+    found = cached_file(model, filename, local_files_only=cache_only(model),
+                        _raise_exceptions_for_missing_entries=False)
     return json.loads(Path(found).read_text()) if found else None
 
 
 def read_preprocessing(model: str, config: dict) -> Preprocessing:
     """Preprocessing from preprocessor_config.json, with VideoMAE's defaults where it is silent."""
-    pp = _read_json(model, "preprocessor_config.json") or {}
+    pp = read_model_json(model, "preprocessor_config.json") or {}
     image_size = int(config.get("image_size", 224))
     resize: tuple | None = None
     if pp.get("do_resize", True):
@@ -142,16 +150,16 @@ class VideoEncoder:
         return self.preprocessing.frame_spec
 
     @property
-    def fingerprint(self) -> str:
+    def model_id(self) -> str:
         """Identifies the vector space: a different model, or new weights in the same folder
         (a retrained model), must never share an index."""
         weights = getattr(self.model.config, "_commit_hash", None) or ""
         local = Path(self.name)
         if local.is_dir():
             files = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
-            from vsearch.indexer.files import fingerprint
+            from vsearch.indexer.files import content_hash
 
-            weights = ",".join(fingerprint(str(f), f.stat().st_size) for f in files)
+            weights = ",".join(content_hash(str(f), f.stat().st_size) for f in files)
         return f"{self.name}|labels={len(self.labels)}|dim={self.dim}|weights={weights}"
 
     def pixel_values(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -212,6 +220,10 @@ def load_videomae(name: str, **options: object):  # type: ignore[no-untyped-def]
 
     hf_logging.disable_progress_bar()  # our own progress is on stderr; theirs would interleave
     local = Path(name).expanduser()
+    if not local.is_dir():
+        _refuse_missing_folder(name)
+        if cache_only(name):
+            options = {**options, "local_files_only": True}
     try:
         return VideoMAEForVideoClassification.from_pretrained(
             str(local) if local.is_dir() else name,
@@ -220,10 +232,7 @@ def load_videomae(name: str, **options: object):  # type: ignore[no-untyped-def]
             **options,
         )
     except OSError as exc:
-        hint = "" if local.is_dir() else (
-            " If this machine is offline, download the model once elsewhere into the Hugging Face cache "
-            "(and set HF_HUB_OFFLINE=1), or pass --model a local folder."
-        )
+        hint = "" if local.is_dir() else " " + OFFLINE_HINT
         raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}{hint}") from None
     except pickle.UnpicklingError as exc:
         # torch.load(weights_only=True) refused a pickle that would run code or build objects
@@ -245,11 +254,79 @@ def _first_line(exc: BaseException) -> str:
 
 def load_encoder(model: str | None, device: str | None = None, precision: str | None = None) -> VideoEncoder:
     """Load a model by hub id or folder; offline users point HF_HUB_OFFLINE=1 at a filled cache."""
-    return VideoEncoder(model_name(model), device=device, precision=precision)
+    name = model_name(model)
+    cache_only(name)  # offline without the model: fail now, before seconds go into importing torch
+    return VideoEncoder(name, device=device, precision=precision)
 
 
 def model_name(model: str | None) -> str:
-    """The name an index records: a local folder as its absolute path (a relative one would drift)."""
+    """The name an index records: a local folder as its absolute path (a relative one would drift).
+
+    A name written as a path (`/x`, `./x`, `~/x`, `a/b/c`) must be a folder; `org/name` is a hub id."""
     name = model or os.environ.get("VSEARCH_MODEL") or DEFAULT_MODEL
     local = Path(name).expanduser()
-    return str(local.resolve()) if local.is_dir() else name
+    if local.is_dir():
+        return str(local.resolve())
+    _refuse_missing_folder(name)
+    return name
+
+
+def _refuse_missing_folder(name: str) -> None:
+    if not _looks_like_path(name):
+        return
+    what = "not a folder" if Path(name).expanduser().exists() else "no such folder"
+    raise ModelError(f"cannot load model {name!r}: {what} (--model takes a model folder or a Hugging Face "
+                     f"hub id such as {DEFAULT_MODEL})")
+
+
+def _looks_like_path(name: str) -> bool:
+    if os.path.isabs(name) or name in (".", "..") or name.startswith(("./", "../", "~", ".\\", "..\\")):
+        return True
+    if os.sep != "/" and os.sep in name:
+        return True
+    return "/" in name and not _HUB_ID.fullmatch(name)
+
+
+def cache_only(name: str) -> bool:
+    """Whether a hub model must come from the local Hugging Face cache because the hub is out of
+    reach (HF_HUB_OFFLINE, or no connection). Offline and not cached, it raises ModelError at
+    once: the hub client would retry for about 40 s and then say less. Local folders: False."""
+    if Path(name).expanduser().is_dir():
+        return False
+    offline = any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")
+                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    if not offline and _reachable(endpoint):
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return True
+    why = "HF_HUB_OFFLINE is set" if offline else f"{endpoint} cannot be reached"
+    raise ModelError(f"cannot load model {name!r}: it is not in the Hugging Face cache and {why}. {OFFLINE_HINT}")
+
+
+@functools.cache
+def _reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """A TCP connection to the hub within `timeout` (name lookup included, which sockets cannot time out)."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # only the proxy knows; the hub client goes through it
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    if not url.hostname:
+        return True  # not ours to judge; the hub client will say what is wrong with it
+    address = (url.hostname, url.port or (80 if url.scheme == "http" else 443))
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])

@@ -1,6 +1,11 @@
 """The indexer: find files, decide what changed, decode ahead in workers, run the model in
 batches, and store each batch in one transaction.
 
+An index run has three parts, each usable on its own (a Ray driver plans and stores the same way):
+  - `plan_changes` compares the files on disk with the catalog: unchanged, touched, moved, copied,
+    removed, failed, and the files the model has to see; `ChangePlan.apply` writes what needs no model;
+  - `Batch` collects decoded clips until the model has a batch;
+  - `BatchStore` stores the model's answers, one transaction per batch, FAISS in step.
 The model runs in this process while the decode workers fill the next batches, so decoding and
 inference overlap. A kill loses at most the batch in flight: a video is marked 'ok' only in the
 transaction that stores its last clip, and half-stored videos are redone by the next run.
@@ -18,10 +23,11 @@ from typing import Protocol
 import numpy as np
 
 from vsearch.indexer.decode import FrameSpec, Sampling, VideoInfo, Window
-from vsearch.indexer.files import FoundFile, find_videos, fingerprint
+from vsearch.indexer.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
+from vsearch.indexer.model import model_name
 from vsearch.indexer.thumbs import copy_thumbs, delete_thumbs, write_thumb
-from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Failed, Finished, default_workers
-from vsearch.search.catalog import TOP_K, Catalog, ClipResult
+from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Event, Failed, Finished, default_workers
+from vsearch.search.catalog import TOP_K, Catalog, ClipResult, counted
 from vsearch.search.vectors import VectorIndex, open_vectors
 
 
@@ -36,7 +42,7 @@ class Encoder(Protocol):
     def frame_spec(self) -> FrameSpec: ...
 
     @property
-    def fingerprint(self) -> str: ...
+    def model_id(self) -> str: ...
 
     def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -54,6 +60,7 @@ class IndexSettings:
     save_every: float = 120.0  # seconds between FAISS checkpoints during a long run
     reader: str = "vsearch.indexer.decode:read_windows"  # see DecodeSettings.reader
     rebalance_every: float = 10.0  # seconds between checks whether the model waits for frames
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDES  # folder and file names or paths (fnmatch) left out
     thumbnails: bool = True  # a JPEG per clip from its middle frame, made by the decode workers
 
 
@@ -75,19 +82,345 @@ class IndexReport:
     removed: int = 0
     clips: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    failed_before: int = 0  # files that failed in earlier runs and were not tried again
     interrupted: bool = False
     model: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    def summary_lines(self) -> list[str]:
+        """What a run did, in the words a front end shows after it (paths not escaped)."""
+        t = self.timings
+        parts = [f"{self.indexed} indexed ({counted(self.clips, 'clip')})", f"{self.unchanged} unchanged"]
+        parts += [f"{n} {what}" for n, what in ((self.moved, "moved"), (self.copied, "copied"),
+                                                 (self.removed, "removed")) if n]
+        parts.append(f"{len(self.failed)} failed")
+        if self.failed_before > 0:
+            parts.append(f"{self.failed_before} failed before (--retry-failed to try again)")
+        lines = [f"{counted(self.found, 'video')} found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s"]
+        if "model" in t and self.clips:
+            workers = counted(int(t.get("workers", 1)), "worker process", "worker processes")
+            lines.append(f"time: decode {t['decode']:.1f}s (in {workers}), model {t['model']:.1f}s, "
+                         f"store {t['store']:.1f}s")
+        lines += [f"skipped {path}: {reason}" for path, reason in self.failed]
+        if self.interrupted:
+            lines.append("stopped early: everything above is saved; run the same command to finish")
+        return lines
+
+
+# -- planning: what changed since the last run ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexJob:
+    """A file the model has to see."""
+
+    file: FoundFile
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Move:
+    """An indexed file that now lives at `file.path`: its row follows it, no model run."""
+
+    video_id: int
+    file: FoundFile
+    replaces: bool  # the new path had an older row of its own, which gives way
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A copy of an indexed file: it reuses the source's results, no model run."""
+
+    source_id: int
+    file: FoundFile
+    replaces: bool
+
+
+@dataclass(frozen=True)
+class PlannedFailure:
+    file: FoundFile
+    content_hash: str  # "" when the file could not be read
+    reason: str
+
 
 @dataclass
-class _Job:
-    file: FoundFile
-    fingerprint: str
-    video_id: int | None = None
-    info: VideoInfo | None = None
+class VectorChanges:
+    """Clip ids that left the catalog and (ids, vectors) that joined it, for FAISS."""
+
+    removed: list[int] = field(default_factory=list)
+    added: list[tuple[list[int], np.ndarray]] = field(default_factory=list)
+    copied: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (source clip ids, copies' ids)
+
+
+@dataclass
+class ChangePlan:
+    """What an index run has to do, from the files on disk and the catalog; nothing written yet."""
+
+    found: int = 0
+    unchanged: int = 0  # same size and mtime, or touched
+    touched: list[tuple[int, FoundFile]] = field(default_factory=list)  # same content, new size/mtime
+    # in the order decided: a copy may read a row that a later step replaces
+    reused: list[Move | Copy] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)  # videos whose files are gone (or now excluded)
+    failed: list[PlannedFailure] = field(default_factory=list)
+    to_index: list[IndexJob] = field(default_factory=list)
+
+    @property
+    def moved(self) -> int:
+        return sum(isinstance(step, Move) for step in self.reused)
+
+    @property
+    def copied(self) -> int:
+        return sum(isinstance(step, Copy) for step in self.reused)
+
+    def apply(self, catalog: Catalog) -> VectorChanges:
+        """Write everything that needs no model. Call inside `catalog.transaction()`, the one
+        `plan_changes` read in, so that nothing changes between the plan and its writes."""
+        changes = VectorChanges()
+        for video_id, f in self.touched:
+            catalog.touch_video(video_id, f.size, f.mtime)
+        for step in self.reused:
+            if step.replaces:
+                changes.removed += catalog.forget(step.file.path)
+            if isinstance(step, Move):
+                catalog.move_video(step.video_id, step.file.path, step.file.size, step.file.mtime)
+            else:
+                source_ids = catalog.clip_vectors(step.source_id)[0]
+                changes.added.append(catalog.copy_video(step.source_id, step.file.path, step.file.size,
+                                                        step.file.mtime))
+                changes.copied.append((source_ids, changes.added[-1][0]))
+        if self.removed:
+            changes.removed += catalog.remove_videos(self.removed)
+        for failure in self.failed:
+            f = failure.file
+            if f.size or os.path.lexists(f.path):  # a path that vanished leaves no record
+                changes.removed += catalog.fail_video(f.path, f.size, f.mtime, failure.content_hash, failure.reason)
+        return changes
+
+
+def plan_changes(
+    catalog: Catalog,
+    roots: Sequence[Path],
+    retry_failed: bool = False,
+    exclude: Sequence[str] = DEFAULT_EXCLUDES,
+) -> ChangePlan:
+    """Compare the videos below `roots` with the catalog; reads files and the catalog, writes nothing.
+
+    Size and mtime first; only a file whose stat changed is hashed. A new hash that an indexed
+    video has is a move (its old path is gone) or a copy; any other is a job for the model.
+    Indexed files no longer found below the roots (deleted, or in a folder now excluded) are
+    removed; files that cannot be read are failures.
+    """
+    skipped: list[tuple[str, str]] = []
+    files = list(find_videos(list(roots), skipped, exclude))
+    plan = ChangePlan(found=len(files))
+    plan.failed = [PlannedFailure(FoundFile(p, 0, 0.0), "", r) for p, r in skipped]
+    settled = ("ok",) if retry_failed else ("ok", "failed")
+    # Later files must see the rows as earlier steps of this plan leave them.
+    moved_to: dict[int, str] = {}  # video id -> the path it moves to
+    replaced: set[int] = set()  # video ids whose rows give way to a move or copy
+    for f in files:
+        row = catalog.video(f.path)
+        if row is not None and row.size == f.size and row.mtime == f.mtime and row.status in settled:
+            plan.unchanged += 1
+            continue
+        try:
+            digest = content_hash(f.path, f.size)
+        except OSError as exc:
+            plan.failed.append(PlannedFailure(f, "", f"cannot read ({exc.strerror or exc})"))
+            continue
+        if row is not None and row.content_hash == digest and row.status in settled:
+            plan.touched.append((row.id, f))
+            plan.unchanged += 1
+            continue
+        twins = [t for t in catalog.videos_with_content(digest)
+                 if t.id not in replaced and moved_to.get(t.id, t.path) != f.path]
+        moved_from = next((t for t in twins if not os.path.exists(moved_to.get(t.id, t.path))), None)
+        replaces = False
+        if twins and row is not None:  # this path's old version gives way to the moved or copied one
+            replaces = True
+            replaced.add(row.id)
+        if moved_from is not None:
+            plan.reused.append(Move(moved_from.id, f, replaces))
+            moved_to[moved_from.id] = f.path
+        elif twins:
+            plan.reused.append(Copy(twins[0].id, f, replaces))
+        else:
+            plan.to_index.append(IndexJob(f, digest))
+    seen = {f.path for f in files} | {p for p, _ in skipped}  # skipped files are not gone
+    plan.removed = [vid for path, vid in catalog.paths_under(roots).items()
+                    if path not in seen and vid not in moved_to and vid not in replaced]
+    return plan
+
+
+# -- batches: decoded clips -> the model -> one transaction --------------------------------
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    key: int  # the job's index in the plan's to_index
+    info: VideoInfo
+    window: Window
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    thumb: bytes | None = None  # JPEG of the window's middle frame, made by the decode worker
+
+
+@dataclass(frozen=True)
+class EncodedClip:
+    """What the model said about one clip of job `key`; `info` is stored with the video's first clip."""
+
+    key: int
+    info: VideoInfo
+    clip: ClipResult
+    thumb: bytes | None = None
+
+
+@dataclass
+class Batch:
+    """Decoded clips waiting for the model, and the videos whose fate arrived with them."""
+
+    clips: list[DecodedClip] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, Chunk):
+            thumbs = event.thumbs or [None] * len(event.windows)
+            self.clips += [DecodedClip(event.key, event.info, w, f, j)
+                           for w, f, j in zip(event.windows, event.frames, thumbs)]
+        elif isinstance(event, Finished):
+            self.finished.append(event.key)
+        elif isinstance(event, Failed):
+            self.clips = [c for c in self.clips if c.key != event.key]
+            self.failed.append((event.key, event.reason))
+
+    def take(self, size: int) -> Batch:
+        """The first `size` clips as a batch of their own. A video finishes with the batch that
+        holds its last clip, so one whose clips go on into the rest stays here."""
+        head, self.clips = self.clips[:size], self.clips[size:]
+        rest = {c.key for c in self.clips}
+        taken = Batch(head, [k for k in self.finished if k not in rest], self.failed)
+        self.finished = [k for k in self.finished if k in rest]
+        self.failed = []
+        return taken
+
+
+def clip_results(labels: Sequence[str], windows: Sequence[Window], probs: np.ndarray,
+                 embeddings: np.ndarray) -> list[ClipResult]:
+    """The model's output for a batch of windows as the catalog stores it: top-k labels and the embedding."""
+    top = np.argsort(-probs, axis=1)[:, :TOP_K]
+    return [ClipResult(w.index, w.start, w.end, [(labels[j], float(probs[row, j])) for j in top[row]],
+                       embeddings[row]) for row, w in enumerate(windows)]
+
+
+@dataclass
+class _Storing:
+    """A video whose clips are being stored; searchable once its last clip is."""
+
+    video_id: int
     clip_ids: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
+
+
+class BatchStore:
+    """Stores the model's results for a plan's jobs: one transaction per batch, FAISS kept in step.
+
+    A video is marked 'ok' only in the transaction that stores its last clip, and its vectors go
+    into FAISS only then; a video that fails part-way leaves only the record of its failure.
+    """
+
+    def __init__(self, catalog: Catalog, vectors: VectorIndex, jobs: Sequence[IndexJob], report: IndexReport,
+                 save_every: float = 120.0):
+        self.catalog = catalog
+        self.vectors = vectors
+        self.jobs = jobs
+        self.report = report
+        self.save_every = save_every
+        self.settled = 0  # jobs indexed or failed so far
+        self._storing: dict[int, _Storing] = {}
+        self._saved_at = time.perf_counter()
+
+    def store(self, clips: Sequence[EncodedClip], finished: Sequence[int] = (),
+              failed: Sequence[tuple[int, str]] = ()) -> list[str]:
+        """Store one batch: its clips, the videos it finishes and the ones that failed.
+        Returns the paths it settled (indexed or failed), in that order."""
+        cat = self.catalog
+        failed = list(failed)
+        done: list[int] = []
+        gone: list[int] = []  # clips of earlier versions of re-indexed files, for FAISS
+        thumbs: list[tuple[int, bytes]] = []  # (clip id, JPEG), written once the ids exist
+        with cat.transaction():
+            for c in clips:
+                video = self._storing.get(c.key)
+                if video is None:
+                    f = self.jobs[c.key].file
+                    gone += cat.forget(f.path)
+                    meta = {"duration": c.info.duration, "fps": c.info.fps, "width": c.info.width,
+                            "height": c.info.height}
+                    video_id = cat.start_video(f.path, f.size, f.mtime, self.jobs[c.key].content_hash, meta)
+                    video = self._storing[c.key] = _Storing(video_id)
+                video.clip_ids += cat.add_clips(video.video_id, [c.clip])
+                video.vectors.append(c.clip.embedding)
+                if c.thumb is not None:
+                    thumbs.append((video.clip_ids[-1], c.thumb))
+            for key in finished:
+                if key not in self._storing:
+                    failed.append((key, "no frames could be decoded"))
+                    continue
+                cat.finish_video(self._storing[key].video_id)
+                done.append(key)
+            for key, reason in failed:
+                job = self.jobs[key]
+                gone += cat.fail_video(job.file.path, job.file.size, job.file.mtime, job.content_hash, reason)
+                self._storing.pop(key, None)
+        for clip_id, jpeg in thumbs:
+            write_thumb(cat.home, clip_id, jpeg)
+        self.vectors.remove(gone)
+        delete_thumbs(cat.home, gone)  # after writing: a file that failed part-way wrote some
+        for key in done:
+            video = self._storing.pop(key)
+            self.vectors.add(video.clip_ids, np.stack(video.vectors))
+            self.report.indexed += 1
+            self.report.clips += len(video.clip_ids)
+        self.report.failed += [(self.jobs[key].file.path, reason) for key, reason in failed]
+        self.settled += len(done) + len(failed)
+        if time.perf_counter() - self._saved_at > self.save_every:
+            self.vectors.save(cat.home, cat.generation)
+            self._saved_at = time.perf_counter()
+        return [self.jobs[key].file.path for key in done] + [self.jobs[key].file.path for key, _ in failed]
+
+
+class _Starving:
+    """Whether the model spent over a quarter of the last `every` seconds waiting for frames."""
+
+    def __init__(self, every: float):
+        self.every = every
+        self.waited = 0.0
+        self.since = time.perf_counter()
+
+    def check(self, waited: float) -> bool:
+        self.waited += waited
+        elapsed = time.perf_counter() - self.since
+        if elapsed <= self.every:
+            return False
+        starving = self.waited / elapsed > 0.25
+        self.waited, self.since = 0.0, time.perf_counter()
+        return starving
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def index_model(catalog: Catalog, requested: str | None) -> str | None:
+    """The model an index run loads: the one asked for, else the index's own (None: the default).
+
+    A model other than the index's is refused here, before any time goes into loading it; the
+    catalog checks the loaded model's identity again when it is bound."""
+    if requested is None:
+        return catalog.model
+    name = model_name(requested)
+    catalog.check_model(name)
+    return name
 
 
 class Indexer:
@@ -113,86 +446,41 @@ class Indexer:
         report = IndexReport()
         cat = self.catalog
         delete_thumbs(cat.home, cat.drop_incomplete())  # a killed run may have written some
-        skipped: list[tuple[str, str]] = []
-        files = list(find_videos(list(roots), skipped))
-        report.found = len(files)
         # Opened before anything changes: opened later, a stale check could rebuild it from rows
         # this run already changed, and the changes would then be applied twice.
         vectors: VectorIndex | None = open_vectors(cat)[0] if cat.dim else None
-
-        def vector_index() -> VectorIndex:
-            nonlocal vectors
-            if vectors is None:  # a new index: its dimension is known once the model is bound
-                vectors = open_vectors(cat)[0]
-            return vectors
-
-        def drop(clip_ids: list[int]) -> None:
-            """Clips that left the catalog leave FAISS and take their thumbnails along."""
-            vector_index().remove(clip_ids)
-            delete_thumbs(cat.home, clip_ids)
-
-        jobs: list[_Job] = []
-        failures: list[tuple[FoundFile, str, str]] = [(FoundFile(p, 0, 0.0), "", r) for p, r in skipped]
         with cat.transaction():
-            for f in files:
-                row = cat.video(f.path)
-                same_stat = row is not None and row.size == f.size and row.mtime == f.mtime
-                if same_stat and (row.status == "ok" or (row.status == "failed" and not self.settings.retry_failed)):
-                    report.unchanged += 1
-                    continue
-                try:
-                    fp = fingerprint(f.path, f.size)
-                except OSError as exc:
-                    failures.append((f, "", f"cannot read ({exc.strerror or exc})"))
-                    continue
-                if row is not None and row.fingerprint == fp and (
-                    row.status == "ok" or (row.status == "failed" and not self.settings.retry_failed)
-                ):
-                    cat.touch_video(row.id, f.size, f.mtime)  # touched, not changed
-                    report.unchanged += 1
-                    continue
-                twins = [t for t in cat.videos_with_fingerprint(fp) if t.path != f.path]
-                moved_from = next((t for t in twins if not os.path.exists(t.path)), None)
-                if twins and row is not None:  # this path's old version gives way to the moved or copied one
-                    drop(cat.forget(f.path))
-                if moved_from is not None:
-                    cat.move_video(moved_from.id, f.path, f.size, f.mtime)
-                    report.moved += 1
-                elif twins:
-                    ids, vecs = cat.copy_video(twins[0].id, f.path, f.size, f.mtime)
-                    copy_thumbs(cat.home, cat.clip_vectors(twins[0].id)[0], ids)
-                    vector_index().add(ids, vecs)
-                    report.copied += 1
-                else:
-                    jobs.append(_Job(f, fp))
-            seen = {f.path for f in files} | {p for p, _ in skipped}  # skipped files are not gone
-            gone = [vid for path, vid in cat.paths_under(roots).items() if path not in seen]
-            if gone:
-                drop(cat.remove_videos(gone))
-                report.removed = len(gone)
-            for f, fp, reason in failures:
-                if f.size or os.path.lexists(f.path):
-                    gone = cat.fail_video(f.path, f.size, f.mtime, fp, reason)
-                    if gone:
-                        drop(gone)
-                report.failed.append((f.path, reason))
+            plan = plan_changes(cat, roots, self.settings.retry_failed, self.settings.exclude)
+            changes = plan.apply(cat)
+        for source_ids, copy_ids in changes.copied:  # before the removals: a source may be among them
+            copy_thumbs(cat.home, source_ids, copy_ids)
+        delete_thumbs(cat.home, changes.removed)
+        if vectors is not None:  # a new index has no vectors to change
+            vectors.remove(changes.removed)
+            for ids, vecs in changes.added:
+                vectors.add(ids, vecs)
+        report.found, report.unchanged, report.removed = plan.found, plan.unchanged, len(plan.removed)
+        report.moved, report.copied = plan.moved, plan.copied
+        report.failed = [(f.file.path, f.reason) for f in plan.failed]
 
-        if jobs and not self.should_stop():
-            self._index(jobs, vector_index, report)
+        if plan.to_index and not self.should_stop():
+            vectors = self._index(plan.to_index, vectors, report)
         if vectors is not None:
             vectors.save(cat.home, cat.generation)
         report.model = cat.model
+        report.failed_before = max(0, cat.failed_count() - len(report.failed))
         report.timings["wall"] = time.perf_counter() - started
         return report
 
-    def _index(self, jobs: list[_Job], vector_index: Callable[[], VectorIndex], report: IndexReport) -> None:
+    def _index(self, jobs: Sequence[IndexJob], vectors: VectorIndex | None, report: IndexReport) -> VectorIndex:
         s = self.settings
-        cat = self.catalog
+        timings = report.timings
         t0 = time.perf_counter()
         encoder = self.encoder = self.load_encoder()
-        cat.bind_model(encoder.name, encoder.fingerprint, encoder.dim, encoder.labels)
-        vectors = vector_index()  # after bind_model: a new index learns its dimension there
-        timings = report.timings
+        self.catalog.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
+        if vectors is None:  # a new index learns its dimension in bind_model
+            vectors = open_vectors(self.catalog)[0]
+        store = BatchStore(self.catalog, vectors, jobs, report, s.save_every)
         timings["load_model"] = time.perf_counter() - t0
         for key in ("decode", "model", "store"):
             timings.setdefault(key, 0.0)
@@ -209,80 +497,11 @@ class Indexer:
             chunk=max(1, min(4, s.batch_size)),
             prefetch=max(2, 2 * s.batch_size // max(1, min(4, s.batch_size))),
         )
-        labels = np.array(encoder.labels, dtype=object)
-        buffer: list[tuple[int, Window, np.ndarray, bytes | None]] = []
-        finished: list[int] = []
-        failed: list[tuple[int, str]] = []
-        done = 0
-        last_save = time.perf_counter()
-
-        def flush() -> None:
-            nonlocal done, last_save
-            results: list[tuple[int, ClipResult]] = []
-            if buffer:
-                t = time.perf_counter()
-                probs, embs = encoder.encode(np.stack([frames for _, _, frames, _ in buffer]))
-                timings["model"] += time.perf_counter() - t
-                top = np.argsort(-probs, axis=1)[:, :TOP_K]
-                for row, (key, w, _, _) in enumerate(buffer):
-                    picked = [(str(labels[j]), float(probs[row, j])) for j in top[row]]
-                    results.append((key, ClipResult(w.index, w.start, w.end, picked, embs[row])))
-            t = time.perf_counter()
-            newly_done: list[_Job] = []
-            thumbs: list[tuple[int, bytes]] = []  # (clip id, JPEG), written once the ids exist
-            gone: list[int] = []  # clips of earlier versions of re-indexed files, for FAISS
-            with cat.transaction():
-                for (key, clip), (_, _, _, jpeg) in zip(results, buffer):
-                    job = jobs[key]
-                    if job.video_id is None:
-                        gone += cat.forget(job.file.path)
-                        info = job.info
-                        meta = {"duration": info.duration, "fps": info.fps, "width": info.width,
-                                "height": info.height} if info else {}
-                        job.video_id = cat.start_video(job.file.path, job.file.size, job.file.mtime,
-                                                       job.fingerprint, meta)
-                    job.clip_ids += cat.add_clips(job.video_id, [clip])
-                    job.vectors.append(clip.embedding)
-                    if jpeg is not None:
-                        thumbs.append((job.clip_ids[-1], jpeg))
-                for key in finished:
-                    job = jobs[key]
-                    if job.video_id is None:
-                        failed.append((key, "no frames could be decoded"))
-                        continue
-                    cat.finish_video(job.video_id)
-                    newly_done.append(job)
-                for key, reason in failed:
-                    job = jobs[key]
-                    gone += cat.fail_video(job.file.path, job.file.size, job.file.mtime, job.fingerprint, reason)
-                    job.video_id, job.clip_ids, job.vectors = None, [], []
-            for clip_id, jpeg in thumbs:
-                write_thumb(cat.home, clip_id, jpeg)
-            vectors.remove(gone)
-            delete_thumbs(cat.home, gone)  # after writing: a file that failed mid-way wrote some
-            for job in newly_done:
-                vectors.add(job.clip_ids, np.stack(job.vectors))
-                report.indexed += 1
-                report.clips += len(job.clip_ids)
-                job.vectors = []
-            for key, reason in failed:
-                report.failed.append((jobs[key].file.path, reason))
-            timings["store"] += time.perf_counter() - t
-            touched = [job.file.path for job in newly_done] + [jobs[k].file.path for k, _ in failed]
-            done += len(touched)
-            if touched:
-                self.on_progress(Progress(done, len(jobs), report.clips, touched[-1]))
-            buffer.clear()
-            finished.clear()
-            failed.clear()
-            if time.perf_counter() - last_save > s.save_every:
-                vectors.save(cat.home, cat.generation)
-                last_save = time.perf_counter()
-
         # The cores split themselves: when the model spends over a quarter of its time waiting for
         # frames (expensive files: 4K, long GOPs), another decode worker starts, up to one per core.
         max_workers = max(decode.workers, min(len(jobs), os.cpu_count() or 1))
-        waited, window_start = 0.0, time.perf_counter()
+        starving = _Starving(s.rebalance_every)
+        pending = Batch()
         with DecodePool(decode) as pool:
             events = pool.run((i, job.file.path) for i, job in enumerate(jobs))
             while True:
@@ -290,37 +509,38 @@ class Indexer:
                 event = next(events, None)
                 if event is None:
                     break
-                waited += time.perf_counter() - t
-                if time.perf_counter() - window_start > s.rebalance_every:
-                    if waited / (time.perf_counter() - window_start) > 0.25 and pool.grow(max_workers):
-                        timings["workers_added"] = timings.get("workers_added", 0) + 1
-                    waited, window_start = 0.0, time.perf_counter()
+                if starving.check(time.perf_counter() - t) and pool.grow(max_workers):
+                    timings["workers_added"] = timings.get("workers_added", 0) + 1
                 if isinstance(event, Chunk):
-                    jobs[event.key].info = event.info
                     timings["decode"] += event.decode_seconds
-                    jpegs = event.thumbs or [None] * len(event.windows)
-                    buffer.extend(zip([event.key] * len(jpegs), event.windows, event.frames, jpegs))
-                elif isinstance(event, Finished):
-                    finished.append(event.key)
-                elif isinstance(event, Failed):
-                    buffer[:] = [b for b in buffer if b[0] != event.key]
-                    failed.append((event.key, event.reason))
-                if len(buffer) >= s.batch_size:
-                    # Whole batches only: a long video's chunks may overfill the buffer a little.
-                    rest = buffer[s.batch_size :]
-                    del buffer[s.batch_size :]
-                    keep_finished = [k for k in finished if any(b[0] == k for b in rest)]
-                    finished[:] = [k for k in finished if k not in keep_finished]
-                    flush()
-                    buffer.extend(rest)
-                    finished.extend(keep_finished)
+                pending.add(event)
+                # Whole batches only: a long video's chunks may overfill the batch a little.
+                while len(pending.clips) >= s.batch_size:
+                    self._store(pending.take(s.batch_size), encoder, store, report)
                 if self.should_stop():
                     report.interrupted = True
                     break
-            flush()
+            self._store(pending, encoder, store, report)
             timings["workers"] = pool.target
         if report.interrupted:
-            delete_thumbs(cat.home, cat.drop_incomplete())  # cut off mid-way: redone whole by the next run
+            # videos cut off mid-way are redone whole by the next run
+            delete_thumbs(self.catalog.home, self.catalog.drop_incomplete())
+        return vectors
+
+    def _store(self, batch: Batch, encoder: Encoder, store: BatchStore, report: IndexReport) -> None:
+        """Run the model on one batch and store the results."""
+        encoded: list[EncodedClip] = []
+        if batch.clips:
+            t = time.perf_counter()
+            probs, embs = encoder.encode(np.stack([c.frames for c in batch.clips]))
+            report.timings["model"] += time.perf_counter() - t
+            results = clip_results(encoder.labels, [c.window for c in batch.clips], probs, embs)
+            encoded = [EncodedClip(c.key, c.info, r, c.thumb) for c, r in zip(batch.clips, results)]
+        t = time.perf_counter()
+        settled = store.store(encoded, batch.finished, batch.failed)
+        report.timings["store"] += time.perf_counter() - t
+        if settled:
+            self.on_progress(Progress(store.settled, len(store.jobs), report.clips, settled[-1]))
 
 
 def embed_file(

@@ -242,12 +242,12 @@ def evaluate(encoder: VideoEncoder, clips: list[np.ndarray], labels: list[int], 
 
 def save(model, base: str, out: Path, report: TrainReport) -> None:  # type: ignore[no-untyped-def]
     """A standard Hugging Face folder: config with the new id2label, safetensors, preprocessor."""
-    from vsearch.indexer.model import _read_json
+    from vsearch.indexer.model import read_model_json
 
     if out.exists():
         shutil.rmtree(out)
     model.save_pretrained(out, safe_serialization=True)
-    processor = _read_json(base, "preprocessor_config.json")
+    processor = read_model_json(base, "preprocessor_config.json")
     if processor is None:  # a base without one used VideoMAE's defaults: write them down
         size = int(model.config.image_size)
         processor = {"image_processor_type": "VideoMAEImageProcessor", "do_resize": True,

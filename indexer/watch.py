@@ -89,13 +89,14 @@ def watch(
     roots = [Path(os.path.abspath(r)) for r in roots]
     pending = _Pending()
     now = time.monotonic()
-    snapshot = _scan(roots)
+    exclude = indexer.settings.exclude
+    snapshot = _scan(roots, exclude)
     for path, (size, mtime) in snapshot.items():  # catch up with what changed while not watching
         pending.saw(path, size, mtime, now - s.settle if _old(mtime, s.settle) else now)
     for path in indexer.catalog.paths_under(roots):
         if path not in snapshot:
             pending.gone(path, now - s.settle)
-    for changed in _changes(roots, s, should_stop, snapshot):
+    for changed in _changes(roots, exclude, s, should_stop, snapshot):
         now = time.monotonic()
         for path, exists in changed:
             if not exists:
@@ -103,7 +104,7 @@ def watch(
                 if indexer.catalog.paths_under([Path(path)]):  # an indexed file, or a folder of them
                     pending.gone(path, now)
                 continue
-            for f in find_videos([Path(path)]):  # a file, or every video in a folder moved in
+            for f in find_videos([Path(path)], exclude=exclude):  # a file, or every video in a folder moved in
                 pending.saw(f.path, f.size, f.mtime, now)
         ready = pending.ready(s.settle, now)
         if ready and not should_stop():
@@ -115,12 +116,13 @@ def _old(mtime: float, settle: float) -> bool:
     return time.time() - mtime >= settle
 
 
-def _scan(roots: Sequence[Path]) -> dict[str, tuple[int, float]]:
-    return {f.path: (f.size, f.mtime) for f in find_videos(list(roots))}
+def _scan(roots: Sequence[Path], exclude: Sequence[str]) -> dict[str, tuple[int, float]]:
+    return {f.path: (f.size, f.mtime) for f in find_videos(list(roots), exclude=exclude)}
 
 
 def _changes(
-    roots: Sequence[Path], s: WatchSettings, should_stop: Callable[[], bool], snapshot: dict[str, tuple[int, float]]
+    roots: Sequence[Path], exclude: Sequence[str], s: WatchSettings, should_stop: Callable[[], bool],
+    snapshot: dict[str, tuple[int, float]],
 ) -> Iterator[list[tuple[str, bool]]]:
     """(path, exists) changes, a list every tick (often empty), until should_stop()."""
     events = None
@@ -146,7 +148,7 @@ def _changes(
             yield []
             continue
         last = time.monotonic()
-        now = _scan(roots)
+        now = _scan(roots, exclude)
         changed = [(p, True) for p, state in now.items() if snapshot.get(p) != state]
         changed += [(p, False) for p in snapshot if p not in now]
         snapshot = now

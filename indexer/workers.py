@@ -43,6 +43,29 @@ class DecodeSettings:
     reader: str = "vsearch.indexer.decode:read_windows"
 
 
+# Requests, parent -> worker.
+@dataclass(frozen=True)
+class Open:
+    """Start on this file and send its first chunk."""
+
+    key: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Next:
+    """Send the next chunk of the open file."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Exit."""
+
+
+Request = Open | Next | Stop
+
+
+# Replies, worker -> parent; the pool hands them on as they are.
 @dataclass
 class Chunk:
     key: int
@@ -83,17 +106,18 @@ def _worker_main(conn: Connection, settings: DecodeSettings) -> None:
     key = -1
     while True:
         try:
-            message = conn.recv()
+            request: Request = conn.recv()
         except (EOFError, OSError):
             return  # the parent is gone
-        if message[0] == "stop":
+        if isinstance(request, Stop):
             return
         started = time.perf_counter()
+        reply: Event
         try:
-            if message[0] == "open":
-                key, stream = message[1], None
+            if isinstance(request, Open):
+                key, stream = request.key, None
                 stream = read(
-                    message[2],
+                    request.path,
                     settings.spec,
                     settings.sampling,
                     backend=settings.backend,
@@ -104,28 +128,31 @@ def _worker_main(conn: Connection, settings: DecodeSettings) -> None:
             if stream is None:
                 continue
             info, windows, frames, thumbs = next(stream)
-            reply: tuple = ("chunk", key, info, windows, frames, time.perf_counter() - started, thumbs)
+            reply = Chunk(key, info, windows, frames, time.perf_counter() - started, thumbs)
         except StopIteration:
-            stream, reply = None, ("done", key)
-        except DecodeError as exc:
-            stream, reply = None, ("error", key, str(exc))
-        except MemoryError:
-            limit = settings.memory_limit / (1 << 30)
-            stream, reply = None, ("error", key, f"decoder ran out of memory (limit {limit:.1f} GiB)")
-        except FileNotFoundError:
-            stream, reply = None, ("error", key, "file disappeared while indexing")
-        except PermissionError:
-            stream, reply = None, ("error", key, "permission denied")
+            stream, reply = None, Finished(key)
         except Exception as exc:  # any decoder failure is a property of this file
-            stream, reply = None, ("error", key, f"decoder error: {type(exc).__name__}: {exc}"[:300])
+            stream, reply = None, Failed(key, _failure_reason(exc, settings))
         try:
             conn.send(reply)
         except (BrokenPipeError, OSError):
             return
 
 
+def _failure_reason(exc: Exception, settings: DecodeSettings) -> str:
+    if isinstance(exc, DecodeError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return f"decoder ran out of memory (limit {settings.memory_limit / (1 << 30):.1f} GiB)"
+    if isinstance(exc, FileNotFoundError):
+        return "file disappeared while indexing"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return f"decoder error: {type(exc).__name__}: {exc}"[:300]
+
+
 class _Worker:
-    def __init__(self, ctx: mp.context.BaseContext, settings: DecodeSettings):
+    def __init__(self, ctx: mp.context.SpawnContext, settings: DecodeSettings):
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, settings), daemon=True)
         self.process.start()
@@ -135,8 +162,8 @@ class _Worker:
         self.path = ""
         self.asked_at: float | None = None  # when the outstanding request was sent
 
-    def ask(self, *message: object) -> None:
-        self.conn.send(message)
+    def ask(self, request: Request) -> None:
+        self.conn.send(request)
         self.asked_at = time.monotonic()
 
     def kill(self) -> None:
@@ -172,7 +199,7 @@ class DecodePool:
     def close(self) -> None:
         for w in self._workers:
             try:
-                w.conn.send(("stop",))
+                w.conn.send(Stop())
             except (BrokenPipeError, OSError):
                 pass
         deadline = time.monotonic() + 2
@@ -197,9 +224,9 @@ class DecodePool:
                         exhausted = True
                     else:
                         w.key, w.path = job
-                        self._send(i, ("open", w.key, w.path), ready)
+                        self._send(i, Open(w.key, w.path), ready)
                 elif w.key is not None and w.asked_at is None and len(ready) < s.prefetch:
-                    self._send(i, ("next",), ready)
+                    self._send(i, Next(), ready)
             if ready:
                 yield ready.popleft()
                 continue
@@ -228,21 +255,17 @@ class DecodePool:
                 elif time.monotonic() - w.asked_at > s.timeout:
                     self._replace(i, ready, f"decoder hung (no progress in {s.timeout:g}s); killed")
 
-    def _send(self, i: int, message: tuple, ready: deque[Event]) -> None:
+    def _send(self, i: int, request: Request, ready: deque[Event]) -> None:
         w = self._workers[i]
         try:
-            w.ask(*message)
+            w.ask(request)
         except (BrokenPipeError, OSError):
             self._replace(i, ready, _death_reason(w))
 
-    def _handle(self, i: int, reply: tuple, ready: deque[Event]) -> None:
-        w = self._workers[i]
-        kind, key = reply[0], reply[1]
-        if kind == "chunk":
-            ready.append(Chunk(key, reply[2], reply[3], reply[4], reply[5], reply[6]))
-            return
-        ready.append(Finished(key) if kind == "done" else Failed(key, reply[2]))
-        w.key = None
+    def _handle(self, i: int, reply: Event, ready: deque[Event]) -> None:
+        ready.append(reply)
+        if not isinstance(reply, Chunk):  # the file is done with: the worker is free
+            self._workers[i].key = None
 
     def _replace(self, i: int, ready: deque[Event], reason: str) -> None:
         """Kill worker i, report its file as failed, and start a fresh worker in its place."""

@@ -110,9 +110,23 @@ def _m002_label_vectors(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_content_hash_and_model_id(db: sqlite_utils.Database) -> None:
+    # "fingerprint" named two things: the hash of a file's content (a column) and the identity
+    # of the model that made the vectors (a meta key). Each gets its own name.
+    # One statement at a time: executescript would commit the migration's transaction first.
+    for statement in (
+        "ALTER TABLE videos RENAME COLUMN fingerprint TO content_hash",
+        "DROP INDEX videos_fingerprint",
+        "CREATE INDEX videos_content_hash ON videos(content_hash)",
+        "UPDATE meta SET key = 'model_id' WHERE key = 'model_fingerprint'",
+    ):
+        db.execute(statement)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_label_vectors", _m002_label_vectors),
+    ("003_content_hash_and_model_id", _m003_content_hash_and_model_id),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -123,7 +137,7 @@ class VideoRow:
     path: str
     size: int
     mtime: float
-    fingerprint: str
+    content_hash: str
     status: str
     error: str | None
     duration: float | None
@@ -163,6 +177,7 @@ class Catalog:
     def __init__(self, home: Path, create: bool = True):
         self.home = Path(home).expanduser()
         self.db_path = self.home / DB_NAME
+        self._label_vectors: tuple[str, tuple[list[int], np.ndarray]] | None = None  # see label_vectors
         if not self.db_path.exists():
             if not create:
                 raise CatalogError(f"no index at {self.home}; run `vsearch index FOLDER` first")
@@ -238,9 +253,17 @@ class Catalog:
     def _bump(self) -> None:
         self.set_meta("generation", str(self.generation + 1))
 
-    def bind_model(self, name: str, fingerprint: str, dim: int, labels: Sequence[str]) -> None:
-        """Record the index's model on first use; refuse a different one afterwards."""
-        current = self.get_meta("model_fingerprint")
+    def check_model(self, name: str) -> None:
+        """Refuse, before it is loaded, a model other than the one this index was built with."""
+        if self.model is not None and name != self.model:
+            raise CatalogError(self._other_model(name))
+
+    def bind_model(self, name: str, model_id: str, dim: int, labels: Sequence[str]) -> None:
+        """Record the index's model on first use; refuse a different one afterwards.
+
+        `model_id` identifies the vector space (name, weights, labels, dimension): a retrained
+        model in the same folder has the same name and another id."""
+        current = self.get_meta("model_id")
         duplicates = sorted({n for n in labels if list(labels).count(n) > 1})
         if duplicates:
             raise CatalogError(f"model {name!r} has several labels named {duplicates[0]!r}; "
@@ -248,32 +271,34 @@ class Catalog:
         if current is None:
             with self.transaction():
                 self.set_meta("model", name)
-                self.set_meta("model_fingerprint", fingerprint)
+                self.set_meta("model_id", model_id)
                 self.set_meta("dim", str(dim))
                 self.db.conn.executemany(
                     "INSERT OR IGNORE INTO labels (name) VALUES (?)", [(label,) for label in labels]
                 )
             return
-        if current != fingerprint:
-            raise CatalogError(
-                f"this index was built with model {self.model!r}; it cannot mix in vectors from "
-                f"{name!r}. Use the same --model, or a separate index with --home."
-            )
+        if current != model_id:
+            raise CatalogError(self._other_model(name))
+
+    def _other_model(self, name: str) -> str:
+        return (f"this index was built with model {self.model!r}; it cannot mix in vectors from "
+                f"{name!r}. Use the same --model, or a separate index with --home.")
 
     # -- reading --------------------------------------------------------------------------
 
     def video(self, path: str) -> VideoRow | None:
         row = self.db.execute(
-            "SELECT id, path, size, mtime, fingerprint, status, error, duration FROM videos WHERE path = ?",
+            "SELECT id, path, size, mtime, content_hash, status, error, duration FROM videos WHERE path = ?",
             [path],
         ).fetchone()
         return VideoRow(*row) if row else None
 
-    def videos_with_fingerprint(self, fingerprint: str) -> list[VideoRow]:
+    def videos_with_content(self, content_hash: str) -> list[VideoRow]:
+        """Indexed videos whose files had this content: the sources of moves and copies."""
         rows = self.db.execute(
-            "SELECT id, path, size, mtime, fingerprint, status, error, duration FROM videos "
-            "WHERE fingerprint = ? AND status = 'ok'",
-            [fingerprint],
+            "SELECT id, path, size, mtime, content_hash, status, error, duration FROM videos "
+            "WHERE content_hash = ? AND status = 'ok' ORDER BY id",
+            [content_hash],
         ).fetchall()
         return [VideoRow(*r) for r in rows]
 
@@ -342,21 +367,34 @@ class Catalog:
         return [(i, n) for i, n in self.db.execute("SELECT id, name FROM labels ORDER BY id")]
 
     def label_vectors(self, text_model: str) -> tuple[list[int], np.ndarray] | None:
-        """Stored sentence embeddings of every label name, or None if not (all) computed yet."""
+        """Sentence embeddings of every label name, or None if not (all) computed yet.
+
+        Kept in memory once read: the vocabulary is fixed by the index's one model, and a query
+        should not read 400 BLOBs each time."""
+        if self._label_vectors is not None and self._label_vectors[0] == text_model:
+            return self._label_vectors[1]
         rows = self.db.execute(
             "SELECT l.id, lv.vector FROM labels l LEFT JOIN label_vectors lv "
             "ON lv.label_id = l.id AND lv.text_model = ? ORDER BY l.id", [text_model]
         ).fetchall()
         if not rows or any(r[1] is None for r in rows):
             return None
-        return [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        found = [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        self._label_vectors = (text_model, found)
+        return found
 
     def store_label_vectors(self, text_model: str, ids: Sequence[int], vectors: np.ndarray) -> None:
-        with self.transaction():
-            self.db.conn.executemany(
-                "INSERT OR REPLACE INTO label_vectors (label_id, text_model, vector) VALUES (?, ?, ?)",
-                [(i, text_model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)],
-            )
+        """Keep these for this open catalog and store them for the next one, unless an index run
+        holds the write lock: then they are used from memory now and computed again next time."""
+        self._label_vectors = (text_model, (list(ids), np.asarray(vectors, dtype=np.float32)))
+        try:
+            with self.transaction():
+                self.db.conn.executemany(
+                    "INSERT OR REPLACE INTO label_vectors (label_id, text_model, vector) VALUES (?, ?, ?)",
+                    [(i, text_model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)],
+                )
+        except sqlite3.OperationalError:
+            pass
 
     def failed_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM videos WHERE status = 'failed'").fetchone()[0]
@@ -374,14 +412,14 @@ class Catalog:
         old = self.video(path)
         return self._delete_videos([old.id]) if old is not None else []
 
-    def start_video(self, path: str, size: int, mtime: float, fingerprint: str, info: dict) -> int:
+    def start_video(self, path: str, size: int, mtime: float, content_hash: str, info: dict) -> int:
         """Create or reset the row for a file about to be (re)indexed; its old clips go (callers
         that keep a vector index call `forget` first, to learn which)."""
         self.forget(path)
         self.db.execute(
-            "INSERT INTO videos (path, name, size, mtime, fingerprint, duration, fps, width, height, "
+            "INSERT INTO videos (path, name, size, mtime, content_hash, duration, fps, width, height, "
             "status, error, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'indexing', NULL, ?)",
-            [path, searchable_name(path), size, mtime, fingerprint, info.get("duration"), info.get("fps"),
+            [path, searchable_name(path), size, mtime, content_hash, info.get("duration"), info.get("fps"),
              info.get("width"), info.get("height"), time.time()],
         )
         return self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
@@ -415,13 +453,13 @@ class Catalog:
         self.db.execute("UPDATE videos SET status = 'ok', error = NULL WHERE id = ?", [video_id])
         self._bump()
 
-    def fail_video(self, path: str, size: int, mtime: float, fingerprint: str, reason: str) -> list[int]:
+    def fail_video(self, path: str, size: int, mtime: float, content_hash: str, reason: str) -> list[int]:
         """Record why a file could not be indexed; returns the clip ids of its earlier version."""
         gone = self.forget(path)
         self.db.execute(
-            "INSERT INTO videos (path, name, size, mtime, fingerprint, status, error, indexed_at) "
+            "INSERT INTO videos (path, name, size, mtime, content_hash, status, error, indexed_at) "
             "VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
-            [path, searchable_name(path), size, mtime, fingerprint, reason, time.time()],
+            [path, searchable_name(path), size, mtime, content_hash, reason, time.time()],
         )
         return gone
 
@@ -439,8 +477,8 @@ class Catalog:
         """A copy of an indexed file reuses its results; returns the new clip ids and vectors."""
         self.forget(new_path)
         self.db.execute(
-            "INSERT INTO videos (path, name, size, mtime, fingerprint, duration, fps, width, height, status, "
-            "indexed_at) SELECT ?, ?, ?, ?, fingerprint, duration, fps, width, height, 'ok', ? FROM videos "
+            "INSERT INTO videos (path, name, size, mtime, content_hash, duration, fps, width, height, status, "
+            "indexed_at) SELECT ?, ?, ?, ?, content_hash, duration, fps, width, height, 'ok', ? FROM videos "
             "WHERE id = ?",
             [new_path, searchable_name(new_path), size, mtime, time.time(), source_id],
         )
@@ -533,6 +571,11 @@ def writer_lock(home: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """'1 video', '2 videos': a count with its noun in the right number, for messages."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 @dataclass
 class Finding:
     check: str
@@ -541,45 +584,51 @@ class Finding:
     repaired: bool = False
 
 
-def doctor(catalog: Catalog, repair: bool = True) -> list[Finding]:
-    """Check the SQLite side of the index; repair what can be repaired.
+def check_integrity(catalog: Catalog) -> Finding:
+    """SQLite's own check of the file; when it fails, nothing else in it can be trusted."""
+    try:
+        result = catalog.db.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:  # damage can stop the check itself
+        return Finding("sqlite integrity", False, str(exc))
+    return Finding("sqlite integrity", result == "ok", result)
 
-    The FAISS side is search.vectors.check_vectors (vectors builds on this module, not the
-    other way round)."""
+
+def check_sqlite(catalog: Catalog, repair: bool = True) -> list[Finding]:
+    """Check what the SQLite side holds; repair what can be repaired. Only for a file that
+    passed check_integrity: never write to a damaged one (search.doctor runs the whole check)."""
     db = catalog.db
     found: list[Finding] = []
-    result = db.execute("PRAGMA integrity_check").fetchone()[0]
-    found.append(Finding("sqlite integrity", result == "ok", result))
-    if result != "ok":
-        return found  # nothing else can be trusted; do not write to a damaged file
     found.append(Finding("schema version", True, f"{catalog.get_meta('schema_version')} (this vsearch: {SCHEMA_VERSION})"))
-    problems: list[tuple[str, str, list[int]]] = []
+    # (check, what one of them is, what was done, ids)
+    problems: list[tuple[str, str, str, list[int]]] = []
+    redo = "removed for the next index to redo"
     half = [r[0] for r in db.execute("SELECT id FROM videos WHERE status = 'indexing'")]
-    problems.append(("half-stored videos", "left by a killed run; removed so the next index redoes them", half))
+    problems.append(("half-stored videos", "video left by a killed run", redo, half))
     dim = catalog.dim
     bad = [r[0] for r in db.execute(
         "SELECT DISTINCT video_id FROM clips WHERE length(embedding) != ?", [dim * 2])] if dim else []
-    problems.append(("embedding sizes", "videos with damaged vectors; removed so the next index redoes them", bad))
+    problems.append(("embedding sizes", "video with damaged vectors", redo, bad))
     empty = [r[0] for r in db.execute(
         "SELECT v.id FROM videos v WHERE v.status = 'ok' AND NOT EXISTS (SELECT 1 FROM clips c WHERE c.video_id = v.id)")]
-    problems.append(("videos without clips", "removed so the next index redoes them", empty))
+    problems.append(("videos without clips", "video without clips", redo, empty))
     missing = [vid for vid, path in db.execute("SELECT id, path FROM videos") if not os.path.exists(path)]
-    problems.append(("files still on disk", "indexed files that no longer exist; removed from the index", missing))
-    for check, why, ids in problems:
+    problems.append(("files still on disk", "indexed file gone from disk", "removed from the index", missing))
+    for check, what, done, ids in problems:
         if not ids:
             found.append(Finding(check, True, "none"))
             continue
         if repair:
             with catalog.transaction():
                 catalog.remove_videos(ids)
-        found.append(Finding(check, False, f"{len(ids)} {why}", repaired=repair))
+        found.append(Finding(check, False, f"{counted(len(ids), what)}; {done}", repaired=repair))
     orphans = db.execute(
         "SELECT count(*) FROM clip_labels cl WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE c.id = cl.clip_id)"
     ).fetchone()[0]
     if orphans and repair:
         with catalog.transaction():
             db.execute("DELETE FROM clip_labels WHERE clip_id NOT IN (SELECT id FROM clips)")
-    found.append(Finding("orphan labels", orphans == 0, f"{orphans} rows" if orphans else "none", bool(orphans) and repair))
+    found.append(Finding("orphan labels", orphans == 0, counted(orphans, "row") if orphans else "none", bool(orphans) and repair))
     failed = catalog.failed_count()
-    found.append(Finding("failed files", True, f"{failed} recorded with their reasons (vsearch stats; index --retry-failed)"))
+    found.append(Finding("failed files", True,
+                         f"{counted(failed, 'file')} recorded with reasons (vsearch stats; index --retry-failed)"))
     return found

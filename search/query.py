@@ -10,14 +10,18 @@ from __future__ import annotations
 import math
 import os
 import re
-import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vsearch.search.catalog import Catalog, CatalogError
+from vsearch.search.vectors import VectorIndex, open_vectors
+
+if TYPE_CHECKING:
+    from vsearch.search.text import TextModel
 
 FILE_NAME_SCORE = 0.9  # a file named after the query is a strong hint, but below a sure label
 
@@ -132,22 +136,15 @@ def label_similarities(catalog: Catalog, text: str) -> tuple[list[int], np.ndarr
     return ids, matrix @ model.embed([text])[0]
 
 
-def label_matrix(catalog: Catalog, model) -> tuple[list[int], np.ndarray]:  # type: ignore[no-untyped-def]
+def label_matrix(catalog: Catalog, model: TextModel) -> tuple[list[int], np.ndarray]:
     """Label-name embeddings: from the catalog, computed and stored on first use per vocabulary."""
     from vsearch.search import text as sentence
 
-    cached = getattr(catalog, "_label_matrix", None)
-    if cached is not None:  # the vocabulary is fixed by the index's one model
-        return cached
     stored = catalog.label_vectors(sentence.NAME)
     if stored is None:
         labels = catalog.labels()
         stored = [i for i, _ in labels], model.embed([n for _, n in labels])
-        try:
-            catalog.store_label_vectors(sentence.NAME, *stored)
-        except sqlite3.OperationalError:
-            pass  # an index run holds the write lock: use them in memory now, store them next time
-    catalog._label_matrix = stored  # type: ignore[attr-defined]
+        catalog.store_label_vectors(sentence.NAME, *stored)
     return stored
 
 
@@ -289,7 +286,7 @@ def _existing(hits: list[Hit], limit: int) -> list[Hit]:
 
 def similar(
     catalog: Catalog,
-    vectors,  # search.vectors.VectorIndex
+    vectors: VectorIndex,
     queries: np.ndarray,
     exclude_video: int | None = None,
     limit: int = 10,
@@ -333,15 +330,41 @@ def similar(
     return _existing(hits, limit)
 
 
-def indexed_queries(catalog: Catalog, path: str, at: float | None) -> tuple[int, np.ndarray]:
-    """Stored vectors of an indexed video (or of the window at `at` seconds): no model run."""
-    row = catalog.video(locate(catalog, path))
-    if row is None or row.status != "ok":
-        raise CatalogError(f"{path} is not indexed")
-    ids, vecs, spans = catalog.clip_vectors(row.id)
-    if at is None:
-        return row.id, vecs
-    return row.id, vecs[[pick_window(spans, at)]]
+# A video file -> (its window spans in seconds, one L2-normalised embedding per window).
+FileEmbedder = Callable[[str], tuple[list[tuple[float, float]], np.ndarray]]
+
+
+def similar_to_file(
+    catalog: Catalog,
+    path: str | Path,
+    at: float | None = None,
+    limit: int = 10,
+    filters: Filters | None = None,
+    embed: FileEmbedder | None = None,
+) -> list[Hit]:
+    """Videos with moments like this file (or like its window at `at` seconds), one hit per video.
+
+    An indexed file is compared by its stored vectors, without a model, and left out of its own
+    results; any other file is embedded on the fly by `embed` (the indexer's
+    `single.file_embedder` builds one), whose own errors (DecodeError for a file that cannot be
+    read) reach the caller.
+    """
+    if catalog.is_empty():
+        raise CatalogError("the index is empty; run `vsearch index FOLDER` first")
+    located = locate(catalog, path)
+    row = catalog.video(located)
+    exclude: int | None = None
+    if row is not None and row.status == "ok":
+        exclude = row.id
+        _, queries, spans = catalog.clip_vectors(row.id)
+    elif embed is None:
+        raise CatalogError(f"{located} is not indexed, and no model was given to embed it")
+    else:
+        spans, queries = embed(located)
+    if at is not None:
+        queries = queries[[pick_window(spans, at)]]
+    vectors, _ = open_vectors(catalog)
+    return similar(catalog, vectors, queries, exclude, limit, filters)
 
 
 def pick_window(spans: Sequence[tuple[float, float]], at: float) -> int:
@@ -360,6 +383,10 @@ class VideoLabels:
     duration: float | None
     labels: list[tuple[str, float]]  # per video, best first
     clips: list[dict]  # per window: start, end, labels
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "status": self.status, "error": self.error, "duration": self.duration,
+                "labels": [{"label": n, "score": round(s, 4)} for n, s in self.labels], "clips": self.clips}
 
 
 def show(catalog: Catalog, path: str, top: int = 3) -> VideoLabels:
@@ -382,6 +409,11 @@ def show(catalog: Catalog, path: str, top: int = 3) -> VideoLabels:
         ).fetchall()
         clips.append({"start": start, "end": end, "labels": [{"label": n, "score": round(s, 4)} for n, s in labels]})
     return VideoLabels(row.path, row.status, row.error, row.duration, [(n, s) for n, s in video_labels], clips)
+
+
+def stats(catalog: Catalog) -> dict:
+    """What is in the index (Catalog.stats), and which files failed and why."""
+    return {**catalog.stats(), "failures": [{"path": p, "reason": r} for p, r in catalog.failures()]}
 
 
 def vocabulary(catalog: Catalog, text: str | None = None, limit: int = 50) -> list[dict]:

@@ -139,3 +139,9 @@ def load_text_model() -> TextModel | None:
             return None
         _MODEL = TextModel.load(folder)
     return _MODEL
+
+
+def unload_text_model() -> None:
+    """Forget the loaded model: the next query loads it again (to time a first query)."""
+    global _MODEL
+    _MODEL = None

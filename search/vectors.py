@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vsearch.search.catalog import VECTORS_META, Catalog, Finding, try_writer_lock
+from vsearch.search.catalog import VECTORS_META, Catalog, Finding, counted, try_writer_lock
 
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat
@@ -50,6 +50,13 @@ class VectorIndex:
             self.index = faiss.IndexIVFScalarQuantizer(
                 self.quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
             self.index.nprobe = NPROBE
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """How many IVF lists a query visits: more finds more and takes longer (flat: no effect)."""
+        if self.kind == "ivf":
+            import faiss
+
+            faiss.extract_index_ivf(self.index).nprobe = nprobe
 
     def train(self, sample: np.ndarray) -> None:
         if self.kind != "flat":
@@ -109,8 +116,7 @@ class VectorIndex:
             return None
         index = cls.__new__(cls)
         index.dim, index.index, index.kind = dim, raw, meta.get("kind", "flat")
-        if index.kind == "ivf":
-            faiss.extract_index_ivf(raw).nprobe = NPROBE
+        index.set_nprobe(NPROBE)
         return index
 
 
@@ -174,7 +180,7 @@ def check_vectors(catalog: Catalog, repair: bool = True) -> Finding:
         return Finding("faiss index", True, "no vectors yet")
     loaded = VectorIndex.load(catalog.home, catalog.generation, catalog.dim)
     if loaded is not None and len(loaded) == catalog.clip_count():
-        return Finding("faiss index", True, f"{len(loaded)} vectors, in step with SQLite")
+        return Finding("faiss index", True, f"{counted(len(loaded), 'vector')}, in step with SQLite")
     detail = "missing, stale or corrupt"
     if repair:
         rebuild(catalog).save(catalog.home, catalog.generation)

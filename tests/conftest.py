@@ -111,7 +111,7 @@ class FakeEncoder:
         return FrameSpec(num_frames=4, resize=("shortest_edge", 16), crop=(16, 16))
 
     @property
-    def fingerprint(self) -> str:
+    def model_id(self) -> str:
         return f"{self.name}|{len(self.labels)}|{self.dim}"
 
     def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -71,13 +71,15 @@ def test_keyword_search_merges_adjacent_windows_into_moments(cat: Catalog, tmp_p
     assert q.search(cat, "spagh", semantic=False).hits[0].label == "eating spaghetti"  # prefix match
 
 
-@pytest.mark.parametrize("text", ['"', '*', 'NEAR', "' OR 1=1 --", 'label"*', "odd) OR (x", "a:b", "^"])
+@pytest.mark.parametrize("text", ['"', '*', 'NEAR', "' OR 1=1 --", 'label"*', "odd) OR (x", "a:b", "^", '"dan', "dan*"])
 def test_query_syntax_is_matched_literally(cat: Catalog, tmp_path: Path, text: str) -> None:
     path = tmp_path / "v.mp4"
     path.write_bytes(b"x")
     add_video(cat, str(path), [[("dancing", 0.9)]], np.eye(4, dtype=np.float32)[:1])
-    hits = q.search(cat, text, semantic=False).hits if text.strip('"*^') else []
-    assert all(h.label != "dancing" for h in hits)  # nothing matches by accident, nothing raises
+    assert [h.label for h in q.search(cat, "dancing", semantic=False).hits] == ["dancing"]
+    hits = q.search(cat, text, semantic=False).hits  # raises if the text reached FTS5 as syntax
+    # Only the word "dan" is there to match, as a prefix of "dancing"; FTS syntax matches nothing.
+    assert [h.label for h in hits] == (["dancing"] if "dan" in text else [])
     assert cat.stats()["videos"] == 1
 
 
@@ -124,7 +126,7 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
         import subprocess
         import sys
 
-        code = ("from search.catalog import writer_lock, CatalogError\n"
+        code = ("from vsearch.search.catalog import writer_lock, CatalogError\n"
                 f"try:\n  with writer_lock({str(tmp_path)!r}): print('got it')\n"
                 "except CatalogError as e: print('refused:', e)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
@@ -185,4 +187,44 @@ def test_one_long_video_does_not_crowd_out_the_others(cat: Catalog, tmp_path: Pa
         add_video(cat, str(p), [[("dancing", 0.5)]], np.eye(4, dtype=np.float32)[:1])
     hits = q.search(cat, "dancing", limit=25, semantic=False).hits
     assert {Path(h.path).name for h in hits} >= {f"short{i}.mp4" for i in range(5)}
-    assert all(h.score >= 0.7 for h in q.search(cat, "dancing", filters=q.Filters(min_score=0.7), semantic=False).hits)
+    strong = q.search(cat, "dancing", filters=q.Filters(min_score=0.7), semantic=False).hits
+    assert {Path(h.path).name for h in strong} == {"long.mp4"} and all(h.score >= 0.7 for h in strong)
+
+
+def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Path) -> None:
+    """Schema 2 called the file hash column and the model's identity both "fingerprint"."""
+    import sqlite_utils
+
+    from vsearch.search.catalog import MIGRATIONS
+
+    home = tmp_path / "old"
+    home.mkdir()
+    db = sqlite_utils.Database(home / "vsearch.db")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for number, (_name, step) in enumerate(MIGRATIONS[:2], start=1):
+        step(db)
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ["schema_version", str(number)])
+    for key, value in (("model", "m"), ("model_fingerprint", "m|fp"), ("dim", "4")):
+        db.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
+    db.execute("INSERT INTO labels (name) VALUES ('dancing')")
+    db.execute("INSERT INTO videos (path, name, size, mtime, fingerprint, status, indexed_at) "
+               "VALUES ('/v/a.mp4', 'a mp4', 10, 1.0, 'hash-a', 'ok', 0)")
+    db.conn.commit()
+    db.close()
+
+    cat = Catalog(home)
+    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 3
+    assert cat.get_meta("migration_003") == "003_content_hash_and_model_id"
+    assert cat.get_meta("model_fingerprint") is None and cat.get_meta("model_id") == "m|fp"
+    assert cat.video("/v/a.mp4").content_hash == "hash-a"
+    assert [v.path for v in cat.videos_with_content("hash-a")] == ["/v/a.mp4"]
+    assert "videos_content_hash" in {i.name for i in cat.db["videos"].indexes}
+    cat.bind_model("m", "m|fp", 4, ["dancing"])  # the model it was built with still fits
+    with pytest.raises(CatalogError, match="cannot mix"):
+        cat.bind_model("m", "m|retrained", 4, ["dancing"])
+    with cat.transaction():  # the file-name search's triggers survive the renamed column
+        cat.move_video(cat.video("/v/a.mp4").id, "/v/renamed clip.mp4", 10, 1.0)
+    assert cat.db.execute("SELECT count(*) FROM videos_fts WHERE videos_fts MATCH 'renamed'").fetchone()[0] == 1
+    cat.close()
+    assert Catalog(home).stats()["schema_version"] == 3  # opening again changes nothing
+

@@ -22,10 +22,26 @@ def indexed(library: Path, tiny_model: Path) -> Path:
     return library
 
 
-def test_every_command_has_help_with_an_example() -> None:
-    for cmd in ("index", "search", "similar", "show", "labels", "stats", "classify"):
+def test_every_command_has_help_with_an_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer.core
+    import typer.main
+
+    import vsearch.bench.indexing
+    import vsearch.bench.scale
+
+    def started(*args: object, **kwargs: object) -> str:
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(vsearch.bench.indexing, "run_benchmark", started)
+    monkeypatch.setattr(vsearch.bench.scale, "run_scale", started)
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    commands = set(group.commands)
+    assert commands >= {"index", "search", "similar", "show", "labels", "stats", "classify", "train", "doctor", "bench"}
+    for cmd in sorted(commands):
         result = invoke(cmd, "--help")
-        assert result.exit_code == 0 and "Example: vsearch " + cmd in result.output
+        assert result.exit_code == 0, result.output
+        assert "Example: vsearch " + cmd in result.output, cmd
 
 
 def test_index_reports_failures_and_exits_zero(library: Path, tiny_model: Path) -> None:
@@ -40,6 +56,19 @@ def test_index_reports_failures_and_exits_zero(library: Path, tiny_model: Path) 
     again = invoke("index", library, "-q")  # the index remembers its model
     assert again.exit_code == 0 and "0 indexed" in again.stderr and "16 unchanged" in again.stderr
     assert "model:" not in again.stderr  # nothing changed, so the model was not even loaded
+
+
+def test_counts_of_one_read_right(tmp_path: Path, tiny_model: Path) -> None:
+    import numpy as np
+
+    from vsearch.bench.synthetic import render_motion, write_video
+
+    write_video(tmp_path / "one" / "only.mp4", render_motion("growing", np.random.default_rng(0)))
+    result = invoke("index", tmp_path / "one", "--model", tiny_model, "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "indexed 1/1 file, 1 clip\n" in result.stderr  # the progress line, off a terminal
+    assert "1 video found: 1 indexed (1 clip), 0 unchanged" in result.stderr
+    assert "(in 1 worker process)" in result.stderr
 
 
 def test_search_returns_the_videos_whose_label_it_is_first(indexed: Path) -> None:
@@ -67,8 +96,37 @@ def test_similar_on_indexed_and_outside_files(indexed: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     top = json.loads(result.stdout)[0]
     assert top["path"] == str(query) and top["score"] > 0.99  # the same content, embedded on the fly
-    at = invoke("similar", query, "--at", "0:01", "--json")
-    assert at.exit_code == 0
+
+
+def test_similar_at_a_moment_uses_that_window(library: Path, tiny_model: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from vsearch.bench.synthetic import render_motion, write_video
+
+    rng = np.random.default_rng(5)
+    # 4 s each at 16 fps: one window each at the default --window
+    first, second = render_motion("moving left", rng, frames=64), render_motion("growing", rng, frames=64)
+    root = tmp_path / "moments"
+    write_video(root / "both.mp4", np.concatenate([first, second]))
+    write_video(root / "first.mp4", first)
+    write_video(root / "second.mp4", second)
+    assert invoke("index", root, library, "--model", tiny_model, "-q").exit_code == 0
+
+    def top(file: Path, at: str) -> dict:
+        result = invoke("similar", file, "--at", at, "--json", "-n", "3")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    # An indexed file: its stored vector of the window at that moment finds the same footage.
+    assert [h["path"] for h in top(root / "both.mp4", "0:01")][0] == str(root / "first.mp4")
+    assert [h["path"] for h in top(root / "both.mp4", "7.5")][0] == str(root / "second.mp4")
+    # A file outside the index is embedded on the fly; both.mp4 matches it at the same moment.
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes((root / "both.mp4").read_bytes())
+    early = {h["path"]: (h["start"], h["end"]) for h in top(outside, "1")[:2]}
+    late = {h["path"]: (h["start"], h["end"]) for h in top(outside, "0:06")[:2]}
+    assert early == {str(root / "both.mp4"): (0.0, 4.0), str(root / "first.mp4"): (0.0, 4.0)}
+    assert late == {str(root / "both.mp4"): (4.0, 8.0), str(root / "second.mp4"): (0.0, 4.0)}
 
 
 def test_labels_show_stats_classify_json(indexed: Path, tiny_model: Path) -> None:
@@ -151,8 +209,8 @@ def test_doctor_reports_clean_then_repairs_damage(indexed: Path, vsearch_home: P
     result = invoke("doctor")
     assert result.exit_code == 0 and "index repaired" in result.stdout
     assert "repaired  faiss index" in result.stdout and "rebuilt from SQLite" in result.stdout
-    assert "1 indexed files that no longer exist" in result.stdout
-    assert "1 left by a killed run" in result.stdout
+    assert "1 indexed file gone from disk; removed from the index" in result.stdout
+    assert "1 video left by a killed run; removed for the next index to redo" in result.stdout
     assert "index is clean" in invoke("doctor").stdout
     stats = json.loads(invoke("stats", "--json").stdout)
     assert stats["videos"] == 10
@@ -166,12 +224,46 @@ def test_doctor_leaves_a_damaged_database_alone(tmp_path: Path, vsearch_home: Pa
 
 
 def test_files_named_through_a_link_are_found(tmp_path: Path, tiny_model: Path, library: Path) -> None:
+    import numpy as np
+
+    from vsearch.bench.synthetic import render_motion, write_video
+
     link = tmp_path / "link"
     link.symlink_to(library)
-    assert invoke("index", link, "--model", tiny_model, "-q").exit_code == 0  # stored resolved
+    elsewhere = write_video(tmp_path / "elsewhere" / "outside.mp4", render_motion("moving up", np.random.default_rng(3)))
+    assert invoke("index", link, elsewhere.parent, "--model", tiny_model, "-q").exit_code == 0  # stored resolved
     video = sorted(link.glob("*.mp4"))[0]
-    assert invoke("show", video).exit_code == 0
-    hits = json.loads(invoke("search", "moving", "--under", link, "--json").stdout)
-    assert hits
+    shown = invoke("show", video, "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["path"] == str(video.resolve())
+    everywhere = json.loads(invoke("search", "moving", "--json", "-n", "100").stdout)
+    inside = [h for h in everywhere if h["path"].startswith(str(library.resolve()) + "/")]
+    assert inside and len(inside) < len(everywhere)  # the link's videos, and one elsewhere
+    assert json.loads(invoke("search", "moving", "--under", link, "--json", "-n", "100").stdout) == inside
     similar = json.loads(invoke("similar", video, "--json").stdout)
     assert similar and str(video.resolve()) not in {h["path"] for h in similar}
+
+
+def test_index_leaves_out_excluded_folders_and_what_was_indexed_there(library: Path, tiny_model: Path) -> None:
+    import shutil
+
+    (library / "raw").mkdir()
+    shutil.move(str(sorted(library.glob("*.mp4"))[0]), library / "raw" / "take.mp4")
+    (library / "@eaDir").mkdir()  # a NAS preview cache: never indexed
+    shutil.copy2(sorted(library.glob("*.mp4"))[1], library / "@eaDir" / "preview.mp4")
+    first = invoke("index", library, "--model", tiny_model, "-q")
+    assert first.exit_code == 0 and "16 videos found: 12 indexed" in first.stderr
+    again = invoke("index", library, "--exclude", "raw", "--exclude", "*/nothing/*", "-q")
+    assert again.exit_code == 0 and "15 videos found: 0 indexed (0 clips), 15 unchanged, 1 removed" in again.stderr
+    stats = json.loads(invoke("stats", "--json").stdout)
+    assert stats["videos"] == 11 and stats["clips"] == 11
+
+
+@pytest.mark.parametrize("model, error", [
+    ("/nope", "no such folder"),
+    ("./nope", "no such folder"),
+    ("MCG-NJU/videomae-base", "HF_HUB_OFFLINE is set"),
+])
+def test_index_with_a_model_that_cannot_be_had_says_why_in_one_line(library: Path, model: str, error: str) -> None:
+    result = invoke("index", library, "--model", model)
+    assert result.exit_code == 1 and error in result.stderr and "Traceback" not in result.output
+    assert result.stderr.count("\n") == 1

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from vsearch.indexer.decode import (
-    DecodeError, FrameSpec, Sampling, VideoInfo, center_crop, parse_time, plan_windows, probe, read_windows,
+    DecodeError, FrameSpec, Sampling, VideoInfo, center_crop, plan_windows, probe, read_windows,
 )
-from vsearch.bench.synthetic import render_motion, write_video
+from vsearch.bench.synthetic import encode_into, render_motion, write_video
 
 SPEC = FrameSpec(num_frames=8, resize=("shortest_edge", 32), crop=(32, 32))
 
@@ -48,17 +48,6 @@ def test_center_crop_matches_processor_convention_and_pads_small_frames() -> Non
     assert center_crop(frames, (8, 10)).shape == (2, 8, 10, 3)
 
 
-@pytest.mark.parametrize("text, seconds", [("90", 90), ("1:30", 90), ("1:02:03.5", 3723.5), ("0.5", 0.5)])
-def test_parse_time(text: str, seconds: float) -> None:
-    assert parse_time(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "abc", "1:2:3:4", "-5"])
-def test_parse_time_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_time(text)
-
-
 @pytest.fixture(scope="module")
 def moving_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     frames = render_motion("moving right", np.random.default_rng(3), frames=32, width=64, height=48)
@@ -80,6 +69,39 @@ def test_backends_read_the_planned_frames_at_model_size(backend: str, moving_vid
     xs = (np.arange(42) * 64 / 42).astype(int)
     expect = center_crop(expect[:, ys][:, :, xs], (32, 32))
     assert np.abs(frames[0].astype(np.float32) - expect).mean() < 25  # codec + scaler differences only
+
+
+@pytest.fixture(scope="module")
+def numbered_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 s at 16 fps whose frames say their own index: left half index // 16, right half index % 16.
+
+    A keyframe every second, so reading spread-out windows seeks into the middle of the file.
+    """
+    frames = np.zeros((192, 48, 64, 3), np.uint8)
+    for i in range(192):
+        frames[i, :, :32] = 16 * (i // 16) + 8
+        frames[i, :, 32:] = 16 * (i % 16) + 8
+    return write_video(tmp_path_factory.mktemp("v") / "numbered.mp4", frames, 16,
+                       options={"crf": "10", "preset": "veryfast", "g": "16"})
+
+
+def frame_numbers(frames: np.ndarray) -> list[int]:
+    """The index each (…, 32, 32, 3) frame shows; away from the middle column, which chroma blurs."""
+    high = np.rint((frames[..., 4:12, :].mean(axis=(-3, -2, -1)) - 8) / 16).astype(int)
+    low = np.rint((frames[..., 20:28, :].mean(axis=(-3, -2, -1)) - 8) / 16).astype(int)
+    return (16 * high + low).ravel().tolist()
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("sampling", [Sampling(window_seconds=0.5), Sampling(window_seconds=1, max_windows=4)],
+                         ids=["adjacent windows", "spread-out windows"])
+def test_backends_read_exactly_the_planned_frame_indices(backend: str, sampling: Sampling, numbered_video: Path) -> None:
+    spec = FrameSpec(num_frames=4, resize=("shortest_edge", 32), crop=(32, 32))
+    chunks = list(read_windows(str(numbered_video), spec, sampling, backend=backend))
+    windows = [w for _, part, _ in chunks for w in part]
+    assert len(windows) == (24 if sampling.window_seconds == 0.5 else 4)
+    planned = [i for w in windows for i in w.frames]
+    assert frame_numbers(np.concatenate([f for _, _, f in chunks])) == planned
 
 
 def test_decord_and_pyav_agree(moving_video) -> None:
@@ -106,10 +128,6 @@ def test_audio_only_file_is_refused_with_reason(tmp_path: Path) -> None:
         stream = c.add_stream("aac", rate=16000)
         frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
         frame.sample_rate = 16000
-        for _ in range(10):
-            for packet in stream.encode(frame):
-                c.mux(packet)
-        for packet in stream.encode():
-            c.mux(packet)
+        encode_into(c, stream, [frame] * 10)
     with pytest.raises(DecodeError, match="no video stream"):
         probe(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 from vsearch.indexer.decode import FrameSpec, Sampling, probe, read_windows
 from vsearch.indexer.pipeline import Indexer, IndexSettings
-from vsearch.bench.synthetic import render_motion, write_video
+from vsearch.bench.synthetic import MOTIONS, render_motion, write_video
 from vsearch.search.catalog import Catalog
 from tests.conftest import FakeEncoder
 
@@ -28,55 +27,34 @@ def index(home: Path, root: Path, **settings) -> tuple:  # type: ignore[no-untyp
     return report, ok, {Path(p).name: r for p, r in report.failed}
 
 
-def write_av(path: Path, frames: list[np.ndarray], pts: list[int] | None = None, fps: int = 8,
-             rotation: int = 0, faststart: bool = False) -> Path:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        if pts is not None:
-            s.codec_context.time_base = Fraction(1, 1000)
-        if rotation:
-            s.set_display_rotation(rotation)
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            if pts is not None:
-                f.pts, f.time_base = pts[i], Fraction(1, 1000)
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
 def test_one_frame_video_is_indexed(tmp_path: Path, vsearch_home: Path) -> None:
-    write_av(tmp_path / "v" / "still.mp4", [np.full((32, 32, 3), 200, np.uint8)])
+    write_video(tmp_path / "v" / "still.mp4", [np.full((32, 32, 3), 200, np.uint8)], 8)
     report, ok, failed = index(vsearch_home, tmp_path / "v")
     assert ok == {"still.mp4": 1} and not failed
 
 
 def test_header_claiming_more_frames_than_the_file_holds(tmp_path: Path, vsearch_home: Path) -> None:
-    frames = list(render_motion("moving up", np.random.default_rng(0), frames=64))
-    path = write_av(tmp_path / "v" / "liar.mp4", frames, faststart=True)  # index first, then data
+    frames = [np.full((32, 32, 3), 4 * i, np.uint8) for i in range(64)]  # brightness encodes the index
+    path = write_video(tmp_path / "v" / "liar.mp4", frames, 8, faststart=True)  # index first, then data
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.8)])
     import av
 
     with av.open(str(path)) as c:
         assert c.streams.video[0].frames == 64  # the header still claims all 64
+    chunks = list(read_windows(str(path), FrameSpec(4, None, None), Sampling(), backend="pyav"))
+    planned = [i for _, part, _ in chunks for w in part for i in w.frames]
+    got = [round(f.mean() / 4) for _, _, frames in chunks for f in frames.reshape(-1, 32, 32, 3)]
+    last = max(got)  # the last frame the file still holds
+    assert 32 <= last < 60 and got == [min(i, last) for i in planned]  # the frames it has, then the last again
     report, ok, failed = index(vsearch_home, tmp_path / "v")
-    assert ok.get("liar.mp4") == 1 or "liar.mp4" in failed  # frames it has, or a reason; no hang
-    assert report.indexed + len(report.failed) == 1
+    assert ok == {"liar.mp4": 2} and not failed
 
 
 def test_very_large_resolution_is_decoded_to_model_size(tmp_path: Path, vsearch_home: Path) -> None:
     big = np.zeros((2160, 3840, 3), np.uint8)
     big[:, :1920] = 255
-    write_av(tmp_path / "v" / "uhd.mp4", [big] * 4)
+    write_video(tmp_path / "v" / "uhd.mp4", [big] * 4, 8)
     chunks = list(read_windows(str(tmp_path / "v" / "uhd.mp4"), FrameSpec(4, ("shortest_edge", 16), (16, 16)), Sampling()))
     assert chunks[0][2].shape == (1, 4, 16, 16, 3)
     report, ok, failed = index(vsearch_home, tmp_path / "v")
@@ -86,7 +64,7 @@ def test_very_large_resolution_is_decoded_to_model_size(tmp_path: Path, vsearch_
 def test_variable_frame_rate(tmp_path: Path, vsearch_home: Path) -> None:
     frames = list(render_motion("moving left", np.random.default_rng(1), frames=40))
     pts = list(np.cumsum(np.random.default_rng(2).integers(20, 200, 40)))  # 5 to 50 fps, jittering
-    write_av(tmp_path / "v" / "vfr.mp4", frames, pts=[int(p) for p in pts])
+    write_video(tmp_path / "v" / "vfr.mp4", frames, 8, pts_ms=[int(p) for p in pts])
     report, ok, failed = index(vsearch_home, tmp_path / "v", sampling=Sampling(window_seconds=1.0))
     assert ok.get("vfr.mp4", 0) >= 1 and not failed
 
@@ -94,8 +72,8 @@ def test_variable_frame_rate(tmp_path: Path, vsearch_home: Path) -> None:
 def test_rotation_metadata_gives_upright_frames(tmp_path: Path) -> None:
     img = np.zeros((32, 64, 3), np.uint8)
     img[:, :16] = 255  # a white band on the left of the stored frame
-    plain = write_av(tmp_path / "plain.mp4", [img] * 8)
-    turned = write_av(tmp_path / "turned.mp4", [img] * 8, rotation=90)
+    plain = write_video(tmp_path / "plain.mp4", [img] * 8, 8)
+    turned = write_video(tmp_path / "turned.mp4", [img] * 8, 8, rotation=90)
     info = probe(turned)
     assert (info.width, info.height, info.rotation) == (32, 64, 90)
     spec = FrameSpec(8, ("shortest_edge", 32), None)
@@ -141,7 +119,7 @@ def test_file_deleted_while_indexing(tmp_path: Path, vsearch_home: Path) -> None
     write_video(root / "vanish.mp4", render_motion("moving up", np.random.default_rng(1)))
     report, ok, failed = index(vsearch_home, root, reader="tests.faulty:vanishing_read_windows")
     assert ok == {"good.mp4": 1}
-    assert "disappeared" in failed["vanish.mp4"] or "No such file" in failed["vanish.mp4"]
+    assert failed == {"vanish.mp4": "file disappeared while indexing"}
     report, ok, failed = index(vsearch_home, root)  # the next run forgets it
     assert report.found == 1 and ok == {"good.mp4": 1}
 
@@ -167,7 +145,7 @@ def test_retry_failed(library: Path, vsearch_home: Path) -> None:
 
 
 def test_models_never_run_remote_code(tmp_path: Path, tiny_model: Path) -> None:
-    from vsearch.indexer.model import ModelError, load_encoder
+    from vsearch.indexer.model import load_encoder
 
     model = tmp_path / "sneaky"
     shutil.copytree(tiny_model, model)
@@ -176,10 +154,8 @@ def test_models_never_run_remote_code(tmp_path: Path, tiny_model: Path) -> None:
     cfg = (model / "config.json").read_text().replace(
         '"architectures"', '"auto_map": {"AutoModelForVideoClassification": "evil.Evil"}, "architectures"')
     (model / "config.json").write_text(cfg)
-    try:
-        load_encoder(str(model))
-    except ModelError:
-        pass
+    encoder = load_encoder(str(model))  # auto_map is ignored: the plain VideoMAE class loads the weights
+    assert encoder.labels == list(MOTIONS)
     assert not marker.exists()
 
 
@@ -215,7 +191,7 @@ def test_dangling_link_named_like_a_video_is_reported(tmp_path: Path, vsearch_ho
 def test_stream_that_starts_late_is_sampled_from_its_first_frame(tmp_path: Path) -> None:
     """MPEG-TS files and cut recordings often start at a timestamp well after zero."""
     frames = [np.full((32, 32, 3), 20 * i, np.uint8) for i in range(12)]  # brightness encodes the index
-    late = write_av(tmp_path / "late.mp4", frames, pts=[5000 + 125 * i for i in range(12)])  # starts at 5 s
+    late = write_video(tmp_path / "late.mp4", frames, 8, pts_ms=[5000 + 125 * i for i in range(12)])  # starts at 5 s
     info = probe(late)
     assert info.start == pytest.approx(5.0, abs=0.01)
     spec = FrameSpec(4, None, None)

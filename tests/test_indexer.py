@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.indexer.decode import Sampling
-from vsearch.indexer.pipeline import Indexer, IndexSettings
+from tests.conftest import FakeEncoder
+from vsearch.bench.synthetic import render_motion, write_video
+from vsearch.indexer.decode import Sampling, VideoInfo, Window
+from vsearch.indexer.files import DEFAULT_EXCLUDES
+from vsearch.indexer.pipeline import Batch, ChangePlan, Copy, Indexer, IndexSettings, Move, plan_changes
+from vsearch.indexer.workers import Chunk, Failed, Finished
 from vsearch.search import query as q
 from vsearch.search.catalog import Catalog
 from vsearch.search.vectors import open_vectors
-from vsearch.bench.synthetic import render_motion, write_video
-from tests.conftest import FakeEncoder
 
 FAST = IndexSettings(batch_size=4, workers=2, timeout=20)
 
@@ -83,9 +85,29 @@ def test_rerun_does_no_model_work_and_changes_are_picked_up(library: Path, vsear
 def test_search_finds_videos_by_label_and_moves_keep_them_findable(library: Path, vsearch_home: Path) -> None:
     run(vsearch_home, [library], FakeEncoder())
     cat = Catalog(vsearch_home)
-    hits = q.search(cat, "moving").hits
+    hits = q.search(cat, "moving", limit=50).hits
     assert hits and all(h.label == "moving" for h in hits[:5])
     assert hits == sorted(hits, key=lambda h: -h.score)
+    old = Path(hits[0].path)
+    clip_ids, vectors, _ = cat.clip_vectors(cat.video(str(old)).id)
+    before = q.show(cat, str(old))
+    cat.close()
+
+    new = library / "moved here" / "renamed.mp4"
+    new.parent.mkdir()
+    old.rename(new)
+    enc = FakeEncoder()
+    report = run(vsearch_home, [library], enc)
+    assert (report.moved, report.copied, report.removed, report.indexed) == (1, 0, 0, 0)
+    assert enc.clips == 0  # no model work for a move
+    cat = Catalog(vsearch_home)
+    after = q.show(cat, str(new))
+    assert (after.labels, after.clips) == (before.labels, before.clips)
+    ids, vecs, _ = cat.clip_vectors(cat.video(str(new)).id)
+    assert ids == clip_ids and np.array_equal(vecs, vectors)  # the same clips, not copies
+    found = {h.path for h in q.search(cat, "moving", limit=50).hits}
+    assert str(new) in found and str(old) not in found
+    assert cat.video(str(old)) is None
 
 
 def test_similar_finds_the_same_kind_first_and_leaves_out_the_query(tmp_path: Path, vsearch_home: Path) -> None:
@@ -99,8 +121,7 @@ def test_similar_finds_the_same_kind_first_and_leaves_out_the_query(tmp_path: Pa
             write_video(root / f"{colour}{i}.mp4", frames, fps=8)
     run(vsearch_home, [root], FakeEncoder())
     cat = Catalog(vsearch_home)
-    vid, queries = q.indexed_queries(cat, str(root / "red0.mp4"), None)
-    hits = q.similar(cat, open_vectors(cat)[0], queries, exclude_video=vid, limit=5)
+    hits = q.similar_to_file(cat, root / "red0.mp4", limit=5)  # stored vectors: no model needed
     names = [Path(h.path).stem for h in hits]
     assert "red0" not in names
     assert set(names[:2]) == {"red1", "red2"}
@@ -203,16 +224,238 @@ def test_a_file_that_becomes_unreadable_drops_its_vectors_too(library: Path, vse
     os.utime(victim, (5, 5))  # changed on disk, and now it cannot be read
     import vsearch.indexer.pipeline as pipeline
 
-    real = pipeline.fingerprint
+    real = pipeline.content_hash
 
     def failing(path: str, size: int) -> str:
         if path == str(victim):
             raise PermissionError(13, "Permission denied")
         return real(path, size)
 
-    monkeypatch.setattr(pipeline, "fingerprint", failing)
+    monkeypatch.setattr(pipeline, "content_hash", failing)
     report = run(vsearch_home, [library], FakeEncoder())
     assert dict(report.failed)[str(victim)] == "cannot read (Permission denied)"
     cat = Catalog(vsearch_home)
     vectors, rebuilt = open_vectors(cat)
     assert not rebuilt and len(vectors) == cat.clip_count() == 11
+
+
+# -- the planning step ----------------------------------------------------------------------
+
+
+def plan_for(home: Path, roots: list[Path], **options: object) -> ChangePlan:
+    cat = Catalog(home)
+    try:
+        return plan_changes(cat, roots, **options)  # type: ignore[arg-type]
+    finally:
+        cat.close()
+
+
+def test_plan_sorts_every_kind_of_change_and_writes_nothing(library: Path, vsearch_home: Path) -> None:
+    run(vsearch_home, [library], FakeEncoder())
+    videos = sorted(library.glob("*.mp4"))
+    ids = {Path(p).name: vid for p, vid in Catalog(vsearch_home).paths_under([library]).items()}
+    moved = library / "sub" / "moved.mp4"
+    moved.parent.mkdir()
+    videos[0].rename(moved)
+    shutil.copy2(videos[1], library / "copy.mp4")
+    videos[2].unlink()
+    os.utime(videos[3], (1, 1))
+    write_video(videos[4], render_motion("growing", np.random.default_rng(99)))
+    before = (vsearch_home / "vsearch.db").read_bytes()
+
+    plan = plan_for(vsearch_home, [library])
+    assert (vsearch_home / "vsearch.db").read_bytes() == before  # planning only reads
+    assert plan.found == 16 and plan.unchanged == 13  # 8 as they were, 1 touched, 4 that failed before
+    assert [(vid, f.path) for vid, f in plan.touched] == [(ids[videos[3].name], str(videos[3]))]
+    assert plan.reused == [Copy(ids[videos[1].name], plan.reused[0].file, False),
+                           Move(ids[videos[0].name], plan.reused[1].file, False)]
+    assert [s.file.path for s in plan.reused] == [str(library / "copy.mp4"), str(moved)]
+    assert (plan.moved, plan.copied) == (1, 1)
+    assert plan.removed == [ids[videos[2].name]]
+    assert [j.file.path for j in plan.to_index] == [str(videos[4])]
+    assert plan.failed == []  # the broken files failed before and are not tried again
+    retry = plan_for(vsearch_home, [library], retry_failed=True)
+    assert sorted(Path(j.file.path).name for j in retry.to_index) == sorted(
+        [videos[4].name, "empty.mp4", "random.mp4", "notes.mkv", "truncated.mp4"])
+
+
+def test_plan_applies_in_order_when_a_copy_reads_a_row_a_later_step_replaces(tmp_path: Path, vsearch_home: Path) -> None:
+    """a.mp4 is a copy of p.mp4's old content, and p.mp4 now holds x.mp4's content: the copy must
+    read p's row before p's new content replaces it."""
+    root = tmp_path / "lib"
+    write_video(root / "p.mp4", np.full((8, 32, 32, 3), 230, np.uint8), fps=4)  # bright
+    write_video(root / "x.mp4", np.full((8, 32, 32, 3), 15, np.uint8), fps=4)  # dark
+    run(vsearch_home, [root], FakeEncoder())
+
+    def vector(name: str) -> np.ndarray:
+        cat = Catalog(vsearch_home)
+        try:
+            return cat.clip_vectors(cat.video(str(root / name)).id)[1][0]
+        finally:
+            cat.close()
+
+    bright, dark = vector("p.mp4"), vector("x.mp4")
+    assert float(bright @ dark) < 0.99
+    shutil.copy2(root / "p.mp4", root / "a.mp4")
+    shutil.copy2(root / "x.mp4", root / "p.mp4")
+    enc = FakeEncoder()
+    report = run(vsearch_home, [root], enc)
+    assert enc.calls == 0 and (report.copied, report.indexed) == (2, 0)
+    assert np.array_equal(vector("a.mp4"), bright) and np.array_equal(vector("p.mp4"), dark)
+    cat = Catalog(vsearch_home)
+    vectors, rebuilt = open_vectors(cat)
+    assert not rebuilt and len(vectors) == cat.clip_count() == 3
+
+
+def test_a_rename_chain_moves_one_row_and_reindexes_what_lost_its_row(tmp_path: Path, vsearch_home: Path) -> None:
+    """b -> c and a -> b: b's row gives way to a's, so c (b's old content) meets the model again."""
+    root = tmp_path / "lib"
+    for name, level in (("a.mp4", 20), ("b.mp4", 120), ("z.mp4", 240)):
+        write_video(root / name, np.full((8, 32, 32, 3), level, np.uint8), fps=4)
+    run(vsearch_home, [root], FakeEncoder())
+    (root / "b.mp4").rename(root / "c.mp4")
+    (root / "a.mp4").rename(root / "b.mp4")
+    plan = plan_for(vsearch_home, [root])
+    assert [(type(s).__name__, Path(s.file.path).name, s.replaces) for s in plan.reused] == [("Move", "b.mp4", True)]
+    assert [Path(j.file.path).name for j in plan.to_index] == ["c.mp4"] and plan.removed == []
+    enc = FakeEncoder()
+    report = run(vsearch_home, [root], enc)
+    assert (report.moved, report.indexed, report.removed, enc.clips) == (1, 1, 0, 1)
+    assert indexed_paths(vsearch_home) == {str(root / n) for n in ("b.mp4", "c.mp4", "z.mp4")}
+    cat = Catalog(vsearch_home)
+    assert len(open_vectors(cat)[0]) == cat.clip_count() == 3
+
+
+# -- excluded folders ----------------------------------------------------------------------
+
+
+def test_default_and_asked_for_excludes_leave_folders_out(tmp_path: Path, vsearch_home: Path) -> None:
+    from vsearch.indexer.files import DEFAULT_EXCLUDES, find_videos
+
+    root = tmp_path / "lib"
+    clip = np.full((8, 32, 32, 3), 100, np.uint8)
+    for rel in ("keep/a.mp4", "@eaDir/a.mp4/SYNOPHOTO_FILM.mp4", "#recycle/b.mp4", "node_modules/x/c.mp4",
+                ".Trash-1000/files/d.mp4", "raw/e.mp4", "keep/f.part.mp4", "deep/raw/g.mp4", "take/h.mp4"):
+        write_video(root / rel, clip, fps=4)
+
+    def found(exclude: tuple[str, ...]) -> list[str]:
+        return sorted(os.path.relpath(f.path, root) for f in find_videos([root], exclude=exclude))
+
+    assert found(DEFAULT_EXCLUDES) == ["deep/raw/g.mp4", "keep/a.mp4", "keep/f.part.mp4", "raw/e.mp4", "take/h.mp4"]
+    # names (folders or files) and whole paths
+    assert found(DEFAULT_EXCLUDES + ("raw", "*.part.mp4", str(root / "take"))) == ["keep/a.mp4"]
+    assert found(("*/deep/*",)) == ["#recycle/b.mp4", "@eaDir/a.mp4/SYNOPHOTO_FILM.mp4", "keep/a.mp4",
+                                    "keep/f.part.mp4", "node_modules/x/c.mp4", "raw/e.mp4", "take/h.mp4"]
+
+
+def test_a_file_in_a_newly_excluded_folder_leaves_the_index_like_a_deleted_one(library: Path, vsearch_home: Path) -> None:
+    raw = library / "raw"
+    raw.mkdir()
+    shutil.move(str(sorted(library.glob("*.mp4"))[0]), raw / "take1.mp4")
+    run(vsearch_home, [library], FakeEncoder())
+    assert str(raw / "take1.mp4") in indexed_paths(vsearch_home)
+    enc = FakeEncoder()
+    report = run(vsearch_home, [library], enc, IndexSettings(batch_size=4, workers=2,
+                                                              exclude=DEFAULT_EXCLUDES + ("raw",)))
+    assert (report.removed, report.found, report.indexed, enc.calls) == (1, 15, 0, 0)
+    assert str(raw / "take1.mp4") not in indexed_paths(vsearch_home) and len(indexed_paths(vsearch_home)) == 11
+    cat = Catalog(vsearch_home)
+    vectors, rebuilt = open_vectors(cat)
+    assert not rebuilt and len(vectors) == cat.clip_count() == 11
+    assert not [h for h in q.search(cat, "take1").hits]
+
+
+# -- batches and the batch store -------------------------------------------------------------
+
+
+def _window(i: int) -> Window:
+    return Window(i, float(i), float(i + 1), tuple(range(4)))
+
+
+def test_a_batch_keeps_a_video_open_until_its_last_clip_is_taken() -> None:
+    info = VideoInfo(frames=40, fps=10.0, width=32, height=32)
+    frames = np.zeros((3, 4, 8, 8, 3), np.uint8)
+    batch = Batch()
+    batch.add(Chunk(0, info, [_window(0), _window(1), _window(2)], frames, 0.1))
+    batch.add(Finished(0))
+    batch.add(Chunk(1, info, [_window(0), _window(1)], frames[:2], 0.1))
+    batch.add(Chunk(2, info, [_window(0)], frames[:1], 0.1))
+    batch.add(Failed(2, "decoder hung"))
+    assert [c.key for c in batch.clips] == [0, 0, 0, 1, 1]  # a failed video's clips never reach the model
+    first = batch.take(2)
+    assert [(c.key, c.window.index) for c in first.clips] == [(0, 0), (0, 1)]
+    assert first.finished == [] and first.failed == [(2, "decoder hung")]  # video 0 goes on into the rest
+    second = batch.take(2)
+    assert [(c.key, c.window.index) for c in second.clips] == [(0, 2), (1, 0)]
+    assert second.finished == [0] and second.failed == []
+    assert [c.key for c in batch.clips] == [1] and batch.finished == []
+
+
+def test_the_batch_store_marks_a_video_ok_only_with_its_last_clip(tmp_path: Path, vsearch_home: Path) -> None:
+    from vsearch.indexer.files import FoundFile
+    from vsearch.indexer.pipeline import BatchStore, EncodedClip, IndexJob, IndexReport, clip_results
+
+    cat = Catalog(vsearch_home)
+    enc = FakeEncoder()
+    cat.bind_model(enc.name, enc.model_id, enc.dim, enc.labels)
+    vectors = open_vectors(cat)[0]
+    jobs = [IndexJob(FoundFile(str(tmp_path / f"{n}.mp4"), 10, 1.0), f"hash-{n}") for n in "abc"]
+    report = IndexReport()
+    store = BatchStore(cat, vectors, jobs, report)
+    info = VideoInfo(frames=40, fps=10.0, width=32, height=32)
+    probs, embs = enc.encode(np.random.default_rng(0).integers(0, 255, (4, 4, 16, 16, 3), dtype=np.uint8))
+    results = clip_results(enc.labels, [_window(i) for i in range(4)], probs, embs)
+
+    def status() -> dict[str, str]:
+        return dict(cat.db.execute("SELECT path, status FROM videos").fetchall())
+
+
+    settled = store.store([EncodedClip(0, info, results[0]), EncodedClip(1, info, results[1])])
+    assert settled == [] and set(status().values()) == {"indexing"} and len(vectors) == 0
+    assert cat.is_empty()  # a half-stored video is not searchable
+    settled = store.store([EncodedClip(0, info, results[2])], finished=[0, 2], failed=[(1, "decoder crashed")])
+    assert settled == [job.file.path for job in jobs]
+    assert status() == {jobs[0].file.path: "ok", jobs[1].file.path: "failed", jobs[2].file.path: "failed"}
+    assert dict(cat.failures())[jobs[2].file.path] == "no frames could be decoded"
+    assert len(vectors) == cat.clip_count() == 2  # video 1's stored clip left with its failure
+    assert (report.indexed, report.clips, len(report.failed), store.settled) == (1, 2, 2, 3)
+    assert cat.db.execute("SELECT count(*) FROM clips").fetchone()[0] == 2
+
+
+def test_a_model_other_than_the_index_s_is_refused_before_it_is_loaded(tmp_path: Path) -> None:
+    from vsearch.indexer.pipeline import index_model
+    from vsearch.search.catalog import CatalogError
+
+    cat = Catalog(tmp_path / "idx")
+    assert index_model(cat, None) is None  # a new index takes the default model
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    assert index_model(cat, str(folder)) == str(folder.resolve())
+    cat.bind_model("m", "m|id", 4, ["a"])
+    assert index_model(cat, None) == "m" and index_model(cat, "m") == "m"
+    with pytest.raises(CatalogError, match="built with model 'm'; it cannot mix in vectors from 'other'"):
+        index_model(cat, "other")
+
+
+def test_the_run_summary_reads_right_in_the_singular_and_the_plural() -> None:
+    from vsearch.indexer.pipeline import IndexReport
+
+    one = IndexReport(found=1, indexed=1, clips=1, failed_before=1, interrupted=True,
+                      timings={"wall": 2.04, "decode": 0.5, "model": 1.25, "store": 0.06, "workers": 1})
+    assert one.summary_lines() == [
+        ("1 video found: 1 indexed (1 clip), 0 unchanged, 0 failed, 1 failed before (--retry-failed to try again) "
+         "in 2.0s"),
+        "time: decode 0.5s (in 1 worker process), model 1.2s, store 0.1s",
+        "stopped early: everything above is saved; run the same command to finish",
+    ]
+    many = IndexReport(found=16, indexed=10, clips=12, unchanged=2, moved=1, copied=1, removed=3,
+                       failed=[("/v/a.mp4", "empty file"), ("/v/b.mp4", "decoder hung")],
+                       timings={"wall": 9.0, "decode": 1.0, "model": 6.0, "store": 0.5, "workers": 3})
+    assert many.summary_lines() == [
+        "16 videos found: 10 indexed (12 clips), 2 unchanged, 1 moved, 1 copied, 3 removed, 2 failed in 9.0s",
+        "time: decode 1.0s (in 3 worker processes), model 6.0s, store 0.5s",
+        "skipped /v/a.mp4: empty file",
+        "skipped /v/b.mp4: decoder hung",
+    ]
+    assert IndexReport(found=4, unchanged=4).summary_lines() == [
+        "4 videos found: 0 indexed (0 clips), 4 unchanged, 0 failed in 0.0s"]

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from vsearch.indexer.decode import FrameSpec
-from vsearch.indexer.model import ModelError, load_encoder, read_preprocessing
 from tests.conftest import save_tiny_videomae
+from vsearch.indexer.decode import FrameSpec
+from vsearch.indexer.model import DEFAULT_MODEL, ModelError, load_encoder, read_preprocessing
 
 
 def test_everything_comes_from_the_checkpoint(tiny_model: Path) -> None:
@@ -88,3 +89,53 @@ def test_gpu_indexing_agrees_with_the_cpu(tmp_path: Path, library: Path, tiny_mo
         cat.close()
     agree = np.mean([tops["cuda"][k] == tops["cpu"][k] for k in tops["cpu"]])
     assert agree >= 0.9
+
+
+@pytest.mark.parametrize("name, error", [
+    ("/nope", "no such folder"),
+    ("./nope", "no such folder"),
+    ("../nope/model", "no such folder"),
+    ("~/vsearch-no-such-model", "no such folder"),
+    ("models/v1/best", "no such folder"),  # more than one `/`: not a hub id
+    ("MCG-NJU/videomae-base", "not in the Hugging Face cache and HF_HUB_OFFLINE is set"),  # a hub id
+    ("videomae", "not in the Hugging Face cache and HF_HUB_OFFLINE is set"),
+])
+def test_first_run_model_mistakes_say_what_is_wrong(name: str, error: str) -> None:
+    from vsearch.indexer.model import OFFLINE_HINT
+
+    with pytest.raises(ModelError, match="cannot load model") as caught:
+        load_encoder(name)  # the tests run with HF_HUB_OFFLINE=1 (conftest)
+    assert error in str(caught.value)
+    assert (OFFLINE_HINT in str(caught.value)) == ("cache" in error)
+
+
+def test_a_file_given_as_the_model_is_not_a_folder(tmp_path: Path) -> None:
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x")
+    with pytest.raises(ModelError, match="not a folder"):
+        load_encoder(str(weights))
+
+
+@pytest.mark.parametrize("offline", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}],
+                         ids=["HF_HUB_OFFLINE", "hub-unreachable"])
+def test_offline_without_the_model_fails_at_once_before_torch_loads(tmp_path: Path, offline: dict[str, str]) -> None:
+    """Without this the hub client retries for about 40 s; here it takes an interpreter start."""
+    import subprocess
+    import sys
+    import time
+
+    from vsearch.indexer.model import OFFLINE_HINT
+
+    code = ("import sys\nfrom vsearch.indexer.model import ModelError, load_encoder\n"
+            "try:\n    load_encoder(None)\nexcept ModelError as exc:\n    print(exc)\n"
+            "print('torch imported:', 'torch' in sys.modules)\n")
+    cleared = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    env = {k: v for k, v in os.environ.items() if k not in cleared}
+    env.update(offline, HF_HOME=str(tmp_path / "empty-hf-cache"))
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert f"cannot load model '{DEFAULT_MODEL}'" in out.stdout and OFFLINE_HINT in out.stdout, out.stderr
+    assert ("HF_HUB_OFFLINE is set" if "HF_HUB_OFFLINE" in offline else "cannot be reached") in out.stdout
+    assert out.stdout.endswith("torch imported: False\n")
+    assert elapsed < 15  # interpreter, numpy and huggingface_hub; it took 18 s to 40 s before

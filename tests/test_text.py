@@ -114,7 +114,7 @@ def test_search_json_explains_each_hit(kinetics: Catalog) -> None:
 
 @pytest.mark.parametrize("query", ["eating spaghetti", "slurping noodles"])
 def test_search_never_imports_torch(kinetics: Catalog, query: str) -> None:
-    code = ("import sys; from typer.testing import CliRunner; from cli.main import app; "
+    code = ("import sys; from typer.testing import CliRunner; from vsearch.cli.main import app; "
             f"r = CliRunner().invoke(app, ['search', {query!r}, '--home', {str(kinetics.home)!r}]); "
             "print(r.exit_code, 'torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

