@@ -13,10 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vsearch.indexer.thumbs import encode_jpeg, thumb_size
+
+if TYPE_CHECKING:
+    import av
 
 
 class DecodeError(Exception):
@@ -264,7 +268,7 @@ class Reader:
                 raise
         return got
 
-    def _to_array(self, frame, size: tuple[int, int]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def _to_array(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         """RGB at `size` (as displayed), turned upright if the file says it is stored sideways."""
         w, h = size
         turns = self.info.rotation // 90
