@@ -90,7 +90,8 @@ class Failed:
 Event = Chunk | Finished | Failed
 
 
-def _worker_main(conn: Connection, settings: DecodeSettings) -> None:
+def worker_main(conn: Connection, settings: DecodeSettings) -> None:
+    """A decode worker process: answers Open, Next and Stop requests on `conn` until told to stop."""
     # Ctrl-C reaches the whole process group; the parent decides when to stop, not the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if settings.memory_limit > 0:
@@ -154,7 +155,7 @@ def _failure_reason(exc: Exception, settings: DecodeSettings) -> str:
 class _Worker:
     def __init__(self, ctx: mp.context.SpawnContext, settings: DecodeSettings):
         parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, settings), daemon=True)
+        self.process = ctx.Process(target=worker_main, args=(child, settings), daemon=True)
         self.process.start()
         child.close()
         self.conn = parent

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.indexer.decode import FrameSpec
 from vsearch.bench.synthetic import MOTIONS, motion_dataset
+from vsearch.indexer.decode import FrameSpec
 
 # Tests never reach the hub; a test that tried would hang on this machine's closed network.
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -17,8 +17,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1] / "data"
 sys.path.insert(0, str(HERE.parent))
 
-from vsearch.bench.synthetic import motion_dataset  # noqa: E402
 from tests.conftest import save_tiny_videomae  # noqa: E402
+from vsearch.bench.synthetic import motion_dataset  # noqa: E402
 
 
 def main() -> None:

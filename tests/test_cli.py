@@ -165,8 +165,9 @@ def test_query_on_an_empty_index_and_an_unloadable_model(tmp_path: Path) -> None
     result = invoke("search", "dancing")
     assert result.exit_code == 1 and "the index is empty" in result.stderr
     video = tmp_path / "v.mp4"
-    from vsearch.bench.synthetic import render_motion, write_video
     import numpy as np
+
+    from vsearch.bench.synthetic import render_motion, write_video
     write_video(video, render_motion("growing", np.random.default_rng(0)))
     bad = invoke("index", video, "--model", tmp_path / "not-a-model")
     assert bad.exit_code == 1 and "cannot load model" in bad.stderr and "Traceback" not in bad.output

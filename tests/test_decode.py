@@ -5,10 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.indexer.decode import (
-    DecodeError, FrameSpec, Sampling, VideoInfo, center_crop, plan_windows, probe, read_windows,
-)
 from vsearch.bench.synthetic import encode_into, render_motion, write_video
+from vsearch.indexer.decode import (
+    DecodeError,
+    FrameSpec,
+    Sampling,
+    VideoInfo,
+    center_crop,
+    plan_windows,
+    probe,
+    read_windows,
+)
 
 SPEC = FrameSpec(num_frames=8, resize=("shortest_edge", 32), crop=(32, 32))
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import FakeEncoder
+from vsearch.bench.synthetic import MOTIONS, render_motion, write_video
 from vsearch.indexer.decode import FrameSpec, Sampling, probe, read_windows
 from vsearch.indexer.pipeline import Indexer, IndexSettings
-from vsearch.bench.synthetic import MOTIONS, render_motion, write_video
 from vsearch.search.catalog import Catalog
-from tests.conftest import FakeEncoder
 
 
 def index(home: Path, root: Path, **settings) -> tuple:  # type: ignore[no-untyped-def]

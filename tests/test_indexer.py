@@ -36,7 +36,9 @@ def indexed_paths(home: Path) -> set[str]:
         cat.close()
 
 
-def test_index_stores_every_good_video_and_records_each_bad_one(library: Path, vsearch_home: Path, fake_encoder: FakeEncoder) -> None:
+def test_index_stores_every_good_video_and_records_each_bad_one(
+    library: Path, vsearch_home: Path, fake_encoder: FakeEncoder
+) -> None:
     report = run(vsearch_home, [library], fake_encoder)
     good = sorted(str(p) for p in library.glob("*.mp4"))
     assert report.indexed == len(good) == 12

@@ -84,7 +84,7 @@ def test_gpu_indexing_agrees_with_the_cpu(tmp_path: Path, library: Path, tiny_mo
     for device, precision in (("cuda", None), ("cpu", "fp32")):
         cat = Catalog(tmp_path / device)
         enc = load_encoder(str(tiny_model), device=device, precision=precision)
-        Indexer(cat, lambda: enc, IndexSettings(batch_size=8)).run([library])
+        Indexer(cat, lambda enc=enc: enc, IndexSettings(batch_size=8)).run([library])
         tops[device] = {p.name: q.show(cat, str(p)).labels[0][0] for p in library.glob("*.mp4")}
         cat.close()
     agree = np.mean([tops["cuda"][k] == tops["cpu"][k] for k in tops["cpu"]])

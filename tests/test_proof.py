@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vsearch.cli.main import app
-from vsearch.bench.synthetic import MOTIONS, motion_dataset
 from tests.conftest import save_tiny_videomae
+from vsearch.bench.synthetic import MOTIONS, motion_dataset
+from vsearch.cli.main import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

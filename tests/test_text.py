@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vsearch.cli.main import app
 from vsearch import data
+from vsearch.cli.main import app
 from vsearch.search import query as q
 from vsearch.search import text as sentence
 from vsearch.search.catalog import Catalog, ClipResult

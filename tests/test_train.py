@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vsearch.cli.main import app
 from vsearch.bench.synthetic import render_motion, write_video
-from vsearch.indexer.train import TrainError, augment, scan_dataset, split
+from vsearch.cli.main import app
 from vsearch.indexer.decode import FrameSpec
+from vsearch.indexer.train import TrainError, augment, scan_dataset, split
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from vsearch.indexer.workers import (
     Next,
     Open,
     Stop,
-    _worker_main,
+    worker_main,
 )
 
 SPEC = FrameSpec(num_frames=4, resize=("shortest_edge", 16), crop=(16, 16))
@@ -35,7 +35,7 @@ def test_a_worker_answers_each_typed_request_with_a_typed_reply(tmp_path: Path) 
     video = _video(tmp_path / "v.mp4", 3)
     settings = DecodeSettings(spec=SPEC, sampling=Sampling(window_seconds=1), chunk=2)
     parent, child = mp.get_context("spawn").Pipe()
-    worker = mp.get_context("spawn").Process(target=_worker_main, args=(child, settings), daemon=True)
+    worker = mp.get_context("spawn").Process(target=worker_main, args=(child, settings), daemon=True)
     worker.start()
     try:
         parent.send(Open(7, str(video)))
