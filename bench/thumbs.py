@@ -29,7 +29,7 @@ def decode_cpu(videos: list[Path], spec: FrameSpec, sampling: Sampling, thumbs: 
     """(CPU seconds, windows) to decode every window of `videos` in this process, one thread."""
     started, windows = time.process_time(), 0
     for v in videos:
-        for _, part, _, _ in read_windows(str(v), spec, sampling, thumbs=thumbs):
+        for _, part, _ in read_windows(str(v), spec, sampling, thumbs=[] if thumbs else None):
             windows += len(part)
     return time.process_time() - started, windows
 

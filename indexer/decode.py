@@ -290,20 +290,21 @@ def read_windows(
     backend: str = "auto",
     threads: int = 1,
     chunk: int = 4,
-    thumbs: bool = False,
-) -> Iterator[tuple[VideoInfo, list[Window], np.ndarray, list[bytes | None]]]:
-    """Yield (info, windows, frames, thumbnails) in chunks of `chunk` windows.
+    thumbs: list[bytes | None] | None = None,
+) -> Iterator[tuple[VideoInfo, list[Window], np.ndarray]]:
+    """Yield (info, windows, frames) in chunks of `chunk` windows.
 
     frames has shape (n, num_frames, crop_h, crop_w, 3), uint8 RGB, resized and centre-cropped
-    exactly as the model's processor would. With `thumbs`, each window also gets a JPEG of its
-    middle frame made from the frame already decoded (None where that cannot be done without a
-    second decode; those get theirs lazily). Raises DecodeError with a reason for bad files.
+    exactly as the model's processor would. Given a `thumbs` list, each chunk first appends a
+    JPEG of each window's middle frame to it, made from the frame already decoded (None where
+    that cannot be done without a second decode; those get theirs lazily); the caller empties
+    it. Raises DecodeError with a reason for bad files.
     """
     info = probe(path)
     windows = plan_windows(info, spec.num_frames, sampling)
     size = spec.scaled_size(info.width, info.height)
     tsize = thumb_size(info.width, info.height)
-    middle = frozenset(_middle(w) for w in windows) if thumbs else frozenset()
+    middle = frozenset(_middle(w) for w in windows) if thumbs is not None else frozenset()
     backends = ["pyav", "decord"] if backend == "auto" else [backend]
     if info.rotation and backend == "auto":
         backends = ["pyav"]  # decord ignores the display matrix (and decord2 returns mangled frames)
@@ -328,8 +329,9 @@ def read_windows(
                         raise _Fallback(exc) from exc
                     raise DecodeError(f"decoding failed at {part[0].start:.1f}s ({_short(exc)})") from None
                 frames = flat.reshape(len(part), spec.num_frames, *flat.shape[1:])
-                jpegs = [_thumb(reader, w, frames[j], tsize) for j, w in enumerate(part)] if thumbs else []
-                yield info, part, np.ascontiguousarray(center_crop(frames, spec.crop)), jpegs
+                if thumbs is not None:
+                    thumbs += [_thumb(reader, w, frames[j], tsize) for j, w in enumerate(part)]
+                yield info, part, np.ascontiguousarray(center_crop(frames, spec.crop))
             return
         except _Fallback as fb:
             errors.append(f"{name}: {_short(fb.__cause__ or fb)}")

@@ -105,6 +105,7 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
     read = getattr(importlib.import_module(module), name)
     stream = None
     key = -1
+    thumbs: list[bytes | None] = []  # filled by the reader with each chunk, when asked for
     while True:
         try:
             request: Request = conn.recv()
@@ -117,6 +118,7 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
         try:
             if isinstance(request, Open):
                 key, stream = request.key, None
+                thumbs.clear()
                 stream = read(
                     request.path,
                     settings.spec,
@@ -124,12 +126,13 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
                     backend=settings.backend,
                     threads=settings.threads,
                     chunk=settings.chunk,
-                    thumbs=settings.thumbs,
+                    thumbs=thumbs if settings.thumbs else None,
                 )
             if stream is None:
                 continue
-            info, windows, frames, thumbs = next(stream)
-            reply = Chunk(key, info, windows, frames, time.perf_counter() - started, thumbs)
+            info, windows, frames = next(stream)
+            reply = Chunk(key, info, windows, frames, time.perf_counter() - started, thumbs[:])
+            thumbs.clear()
         except StopIteration:
             stream, reply = None, Finished(key)
         except Exception as exc:  # any decoder failure is a property of this file
