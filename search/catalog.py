@@ -293,6 +293,32 @@ class Catalog:
         ).fetchone()
         return VideoRow(*row) if row else None
 
+    def video_by_id(self, video_id: int) -> VideoRow | None:
+        row = self.db.execute(
+            "SELECT id, path, size, mtime, content_hash, status, error, duration FROM videos WHERE id = ?",
+            [video_id],
+        ).fetchone()
+        return VideoRow(*row) if row else None
+
+    def clip_spans(self, video_id: int) -> list[tuple[int, float, float]]:
+        """(clip id, start, end) of every window of a video, in time order."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT id, start, end FROM clips WHERE video_id = ? ORDER BY idx", [video_id])]
+
+    def clip_span(self, clip_id: int) -> tuple[VideoRow, float, float] | None:
+        """The video a clip belongs to, and the clip's window in seconds."""
+        row = self.db.execute("SELECT video_id, start, end FROM clips WHERE id = ?", [clip_id]).fetchone()
+        video = self.video_by_id(row[0]) if row else None
+        return (video, row[1], row[2]) if video else None
+
+    def best_clip(self, label: str) -> int | None:
+        """The clip of a finished video that shows this label most surely: a label's picture."""
+        row = self.db.execute(
+            "SELECT cl.clip_id FROM labels l CROSS JOIN clip_labels cl ON cl.label_id = l.id "
+            "JOIN clips c ON c.id = cl.clip_id JOIN videos v ON v.id = c.video_id AND v.status = 'ok' "
+            "WHERE l.name = ? ORDER BY cl.score DESC LIMIT 1", [label]).fetchone()
+        return row[0] if row else None
+
     def videos_with_content(self, content_hash: str) -> list[VideoRow]:
         """Indexed videos whose files had this content: the sources of moves and copies."""
         rows = self.db.execute(

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from vsearch.search.text import TextModel
 
 FILE_NAME_SCORE = 0.9  # a file named after the query is a strong hint, but below a sure label
+SEARCH_MIN_SCORE = 0.05  # default floor of every front end: a label at 5% confidence is noise
 
 
 @dataclass
@@ -341,13 +342,15 @@ def similar_to_file(
     limit: int = 10,
     filters: Filters | None = None,
     embed: FileEmbedder | None = None,
+    vectors: VectorIndex | None = None,
 ) -> list[Hit]:
     """Videos with moments like this file (or like its window at `at` seconds), one hit per video.
 
     An indexed file is compared by its stored vectors, without a model, and left out of its own
     results; any other file is embedded on the fly by `embed` (the indexer's
     `single.file_embedder` builds one), whose own errors (DecodeError for a file that cannot be
-    read) reach the caller.
+    read) reach the caller. A long-running caller (the web server) passes the vector index it
+    keeps in memory, rather than load it from disk on every call.
     """
     if catalog.is_empty():
         raise CatalogError("the index is empty; run `vsearch index FOLDER` first")
@@ -363,7 +366,8 @@ def similar_to_file(
         spans, queries = embed(located)
     if at is not None:
         queries = queries[[pick_window(spans, at)]]
-    vectors, _ = open_vectors(catalog)
+    if vectors is None:
+        vectors, _ = open_vectors(catalog)
     return similar(catalog, vectors, queries, exclude, limit, filters)
 
 

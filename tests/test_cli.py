@@ -37,7 +37,7 @@ def test_every_command_has_help_with_an_example(monkeypatch: pytest.MonkeyPatch)
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
     commands = set(group.commands)
-    assert commands >= {"index", "search", "similar", "show", "labels", "stats", "classify", "train", "doctor", "bench"}
+    assert commands >= {"index", "search", "similar", "show", "labels", "stats", "classify", "train", "doctor", "bench", "live"}
     for cmd in sorted(commands):
         result = invoke(cmd, "--help")
         assert result.exit_code == 0, result.output

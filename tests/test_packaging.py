@@ -22,9 +22,10 @@ import vsearch.cli
 import vsearch.data
 import vsearch.indexer
 import vsearch.search
+import vsearch.web
 
-BARE = {"indexer", "search", "cli", "bench", "data"}
-SUBPACKAGES = [vsearch.indexer, vsearch.search, vsearch.cli, vsearch.bench, vsearch.data]
+BARE = {"indexer", "search", "cli", "bench", "data", "web"}
+SUBPACKAGES = [vsearch.indexer, vsearch.search, vsearch.cli, vsearch.bench, vsearch.data, vsearch.web]
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
@@ -88,4 +89,5 @@ def test_the_wheel_installs_only_the_vsearch_package(tmp_path: Path) -> None:
     assert tops == {"vsearch"}
     assert "vsearch/data/kinetics400.txt" in names
     assert "vsearch/data/motion-model/model.safetensors" in names
+    assert {"vsearch/web/templates/search.html", "vsearch/web/static/app.js"} <= set(names)
     assert not any(n.startswith("vsearch/tests/") or "/samples/" in n for n in names)
