@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from vsearch.cli.app import (
     safe,
     train_bar,
 )
+from vsearch.cli.watch import watch_folders
 from vsearch.indexer.files import DEFAULT_EXCLUDES
 from vsearch.search.catalog import CatalogError, counted, default_home
 
@@ -60,10 +62,14 @@ def index(
                       "--workers then caps the decode tasks.")] = False,
     gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", min=0.0,
                                                   help="With --ray: GPUs per model actor.")] = 1.0,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep running: index new and changed files once they "
+                                        "stop growing, forget deleted ones.")] = False,
+    rescan: Annotated[float | None, typer.Option("--rescan", min=1, help="With --watch: rescan every SECONDS "
+                                                 "instead of using file events (network shares).")] = None,
 ) -> None:
     """Index videos: decode, classify and embed every clip; re-runs only do what changed.
 
-    Example: vsearch index ~/Videos --batch-size 8 --exclude 'raw'  (on a cluster: vsearch index /mnt/archive --ray auto)
+    Example: vsearch index ~/Videos --exclude 'raw'  (--watch to stay current; on a cluster: --ray auto)
     """
     from vsearch.indexer.decode import Sampling
     from vsearch.indexer.distributed import RayIndexError
@@ -72,6 +78,8 @@ def index(
     from vsearch.search.catalog import writer_lock
 
     address, paths = _ray_address(paths) if ray else (None, paths)
+    if ray and watch:
+        fail("--watch keeps one machine's index current; it does not run on Ray (drop one of them)", 2)
     if not paths:
         fail("no folders or files to index", 2)
     for p in paths:
@@ -101,13 +109,16 @@ def index(
         with writer_lock(home):
             catalog = open_catalog(home, create=True)
             chosen = index_model(catalog, model)
-            with IndexProgress(quiet) as on_progress:
+            with IndexProgress(quiet or watch) as on_progress:
                 previous = signal.signal(signal.SIGINT, on_sigint)
                 try:
                     if not ray:
-                        indexer = Indexer(catalog,
-                                          lambda: load_tuned_model(chosen, device, precision, catalog.home, batch_size),
-                                          settings, on_progress=on_progress, should_stop=lambda: stop["asked"])
+                        # cached: a watch loop runs the indexer again and again with the same model
+                        indexer = Indexer(catalog, functools.cache(
+                            lambda: load_tuned_model(chosen, device, precision, catalog.home, batch_size)),
+                            settings, on_progress=on_progress, should_stop=lambda: stop["asked"])
+                        if watch:
+                            return watch_folders(indexer, [p.resolve() for p in paths], rescan, lambda: stop["asked"])
                     else:
                         indexer = _ray_indexer(catalog, chosen, device, precision, settings, address, gpus_per_actor,
                                                workers, on_progress, lambda: stop["asked"])
@@ -217,10 +228,11 @@ def doctor(
 
     Example: vsearch doctor
     """
+    from vsearch.indexer.thumbs import check_thumbs
     from vsearch.search.doctor import doctor as run_doctor
 
     try:
-        report = run_doctor(home or default_home(), repair=not check_only)
+        report = run_doctor(home or default_home(), repair=not check_only, checks=[check_thumbs])
     except CatalogError as exc:
         fail(str(exc))
     for f in report.findings:

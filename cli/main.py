@@ -12,6 +12,7 @@ from vsearch.cli.app import app
 # isort: off
 from vsearch.cli import indexing  # noqa: F401  index, train, doctor
 from vsearch.cli import queries  # noqa: F401  search, similar, show, labels, stats, classify
+from vsearch.cli import clip  # noqa: F401  clip
 from vsearch.cli import serve  # noqa: F401  serve
 from vsearch.cli import live  # noqa: F401  live
 from vsearch.cli import bench  # noqa: F401  bench

@@ -65,10 +65,11 @@ def search_cmd(
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     as_json: Json = False,
+    export: Annotated[Path | None, typer.Option("--export", help="Also cut each hit into a clip in this folder.")] = None,
 ) -> None:
     """Find moments whose labels or file names match the query, best first.
 
-    Example: vsearch search "eating spaghetti" --limit 5
+    Example: vsearch search "eating spaghetti" --limit 5 --export ./clips
     """
     from vsearch.search import query as q
 
@@ -82,6 +83,10 @@ def search_cmd(
     if result.semantic is None:
         info(NO_TEXT_MODEL)
     print_hits(result.hits, as_json, "matches")
+    if export is not None:
+        from vsearch.cli.clip import export_hits
+
+        export_hits(result.hits, export)
 
 
 @app.command()

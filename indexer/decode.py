@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vsearch.indexer.thumbs import encode_jpeg, thumb_size
+
 if TYPE_CHECKING:
     import av
 
@@ -206,11 +208,18 @@ def _short(exc: BaseException) -> str:
 
 
 class Reader:
-    """Reads frames by index from one file, scaled to (width, height), RGB uint8."""
+    """Reads frames by index from one file, scaled to (width, height), RGB uint8.
 
-    def __init__(self, path: str, info: VideoInfo, size: tuple[int, int], backend: str, threads: int):
+    With PyAV, the frames listed in `thumb_frames` are also scaled to `thumb_size` from the same
+    decoded frame (a second reformat, no second decode) and kept in `thumbs` by frame index.
+    """
+
+    def __init__(self, path: str, info: VideoInfo, size: tuple[int, int], backend: str, threads: int,
+                 thumb_frames: frozenset[int] = frozenset(), thumb_size: tuple[int, int] = (0, 0)):
         self.path, self.info, self.size, self.threads = path, info, size, threads
         self.backend = backend
+        self.thumb_frames, self.thumb_size = thumb_frames, thumb_size
+        self.thumbs: dict[int, np.ndarray] = {}
         self._vr = None
         self._av = None
         if backend == "decord":
@@ -270,9 +279,11 @@ class Reader:
                 t = float(frame.time) if frame.time is not None else 0.0
                 if t + half < times[k]:
                     continue
-                image = self._to_array(frame)
+                image = self._to_array(frame, self.size)
                 while k < len(run) and times[k] <= t + half:
                     got[run[k]] = image
+                    if run[k] in self.thumb_frames:
+                        self.thumbs[run[k]] = self._to_array(frame, self.thumb_size)
                     k += 1
                 if k == len(run):
                     break
@@ -283,8 +294,8 @@ class Reader:
                 raise
         return got
 
-    def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
-        return frame_rgb(frame, self.size, self.info.rotation)
+    def _to_array(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+        return frame_rgb(frame, size, self.info.rotation)
 
     def close(self) -> None:
         if self._av is not None:
@@ -299,22 +310,28 @@ def read_windows(
     backend: str = "auto",
     threads: int = 1,
     chunk: int = 4,
+    thumbs: list[bytes | None] | None = None,
 ) -> Iterator[tuple[VideoInfo, list[Window], np.ndarray]]:
     """Yield (info, windows, frames) in chunks of `chunk` windows.
 
     frames has shape (n, num_frames, crop_h, crop_w, 3), uint8 RGB, resized and centre-cropped
-    exactly as the model's processor would. Raises DecodeError with a reason for bad files.
+    exactly as the model's processor would. Given a `thumbs` list, each chunk first appends a
+    JPEG of each window's middle frame to it, made from the frame already decoded (None where
+    that cannot be done without a second decode; those get theirs lazily); the caller empties
+    it. Raises DecodeError with a reason for bad files.
     """
     info = probe(path)
     windows = plan_windows(info, spec.num_frames, sampling)
     size = spec.scaled_size(info.width, info.height)
+    tsize = thumb_size(info.width, info.height)
+    middle = frozenset(_middle(w) for w in windows) if thumbs is not None else frozenset()
     backends = ["pyav", "decord"] if backend == "auto" else [backend]
     if info.rotation and backend == "auto":
         backends = ["pyav"]  # decord ignores the display matrix (and decord2 returns mangled frames)
     errors = []
     for i, name in enumerate(backends):
         try:
-            reader = Reader(path, info, size, name, threads)
+            reader = Reader(path, info, size, name, threads, middle, tsize)
         except DecodeError:
             raise
         except Exception as exc:  # decord raises bare RuntimeError/DECORDError for bad files
@@ -332,6 +349,8 @@ def read_windows(
                         raise _Fallback(exc) from exc
                     raise DecodeError(f"decoding failed at {part[0].start:.1f}s ({_short(exc)})") from None
                 frames = flat.reshape(len(part), spec.num_frames, *flat.shape[1:])
+                if thumbs is not None:
+                    thumbs += [_thumb(reader, w, frames[j], tsize) for j, w in enumerate(part)]
                 yield info, part, np.ascontiguousarray(center_crop(frames, spec.crop))
             return
         except _Fallback as fb:
@@ -343,3 +362,23 @@ def read_windows(
 
 class _Fallback(Exception):
     pass
+
+
+def _middle(window: Window) -> int:
+    return window.frames[len(window.frames) // 2]
+
+
+def _thumb(reader: Reader, window: Window, frames: np.ndarray, size: tuple[int, int]) -> bytes | None:
+    """The window's thumbnail from what was decoded: PyAV kept a thumb-size copy of the middle
+    frame; decord only has model-size frames, usable when at least as large as the thumbnail."""
+    image = reader.thumbs.pop(_middle(window), None)
+    if image is None:
+        model_size = frames[len(frames) // 2]  # uncropped, (H, W, 3)
+        if model_size.shape[1] < size[0] or model_size.shape[0] < size[1]:
+            return None  # upscaling a 32 px frame would make a useless thumbnail: leave it lazy
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(model_size), format="rgb24")
+        image = frame.reformat(width=size[0], height=size[1]).to_ndarray()
+    return encode_jpeg(image)
+

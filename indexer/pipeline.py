@@ -25,6 +25,7 @@ import numpy as np
 from vsearch.indexer.decode import FrameSpec, Sampling, VideoInfo, Window
 from vsearch.indexer.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
 from vsearch.indexer.model import model_name
+from vsearch.indexer.thumbs import copy_thumbs, delete_thumbs, write_thumb
 from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Event, Failed, Finished, default_workers
 from vsearch.search.catalog import TOP_K, Catalog, ClipResult, counted
 from vsearch.search.vectors import VectorIndex, open_vectors
@@ -60,6 +61,7 @@ class IndexSettings:
     reader: str = "vsearch.indexer.decode:read_windows"  # see DecodeSettings.reader
     rebalance_every: float = 10.0  # seconds between checks whether the model waits for frames
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES  # folder and file names or paths (fnmatch) left out
+    thumbnails: bool = True  # a JPEG per clip from its middle frame, made by the decode workers
 
 
 @dataclass
@@ -147,6 +149,7 @@ class VectorChanges:
 
     removed: list[int] = field(default_factory=list)
     added: list[tuple[list[int], np.ndarray]] = field(default_factory=list)
+    copied: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (source clip ids, copies' ids)
 
 
 @dataclass
@@ -182,8 +185,10 @@ class ChangePlan:
             if isinstance(step, Move):
                 catalog.move_video(step.video_id, step.file.path, step.file.size, step.file.mtime)
             else:
+                source_ids = catalog.clip_vectors(step.source_id)[0]
                 changes.added.append(catalog.copy_video(step.source_id, step.file.path, step.file.size,
                                                         step.file.mtime))
+                changes.copied.append((source_ids, changes.added[-1][0]))
         if self.removed:
             changes.removed += catalog.remove_videos(self.removed)
         for failure in self.failed:
@@ -257,6 +262,7 @@ class DecodedClip:
     info: VideoInfo
     window: Window
     frames: np.ndarray  # (T, H, W, 3) uint8
+    thumb: bytes | None = None  # JPEG of the window's middle frame, made by the decode worker
 
 
 @dataclass(frozen=True)
@@ -266,6 +272,7 @@ class EncodedClip:
     key: int
     info: VideoInfo
     clip: ClipResult
+    thumb: bytes | None = None
 
 
 @dataclass
@@ -278,7 +285,9 @@ class Batch:
 
     def add(self, event: Event) -> None:
         if isinstance(event, Chunk):
-            self.clips += [DecodedClip(event.key, event.info, w, f) for w, f in zip(event.windows, event.frames)]
+            thumbs = event.thumbs or [None] * len(event.windows)
+            self.clips += [DecodedClip(event.key, event.info, w, f, j)
+                           for w, f, j in zip(event.windows, event.frames, thumbs)]
         elif isinstance(event, Finished):
             self.finished.append(event.key)
         elif isinstance(event, Failed):
@@ -339,6 +348,7 @@ class BatchStore:
         failed = list(failed)
         done: list[int] = []
         gone: list[int] = []  # clips of earlier versions of re-indexed files, for FAISS
+        thumbs: list[tuple[int, bytes]] = []  # (clip id, JPEG), written once the ids exist
         with cat.transaction():
             for c in clips:
                 video = self._storing.get(c.key)
@@ -353,6 +363,8 @@ class BatchStore:
                 if ids:  # a window delivered twice (a retried Ray task) is stored once
                     video.clip_ids += ids
                     video.vectors.append(c.clip.embedding)
+                    if c.thumb is not None:
+                        thumbs.append((ids[-1], c.thumb))
             for key in finished:
                 if key not in self._storing:
                     failed.append((key, "no frames could be decoded"))
@@ -363,7 +375,10 @@ class BatchStore:
                 job = self.jobs[key]
                 gone += cat.fail_video(job.file.path, job.file.size, job.file.mtime, job.content_hash, reason)
                 self._storing.pop(key, None)
+        for clip_id, jpeg in thumbs:
+            write_thumb(cat.home, clip_id, jpeg)
         self.vectors.remove(gone)
+        delete_thumbs(cat.home, gone)  # after writing: a file that failed part-way wrote some
         for key in done:
             video = self._storing.pop(key)
             self.vectors.add(video.clip_ids, np.stack(video.vectors))
@@ -432,13 +447,16 @@ class Indexer:
         started = time.perf_counter()
         report = IndexReport()
         cat = self.catalog
-        cat.drop_incomplete()
+        delete_thumbs(cat.home, cat.drop_incomplete())  # a killed run may have written some
         # Opened before anything changes: opened later, a stale check could rebuild it from rows
         # this run already changed, and the changes would then be applied twice.
         vectors: VectorIndex | None = open_vectors(cat)[0] if cat.dim else None
         with cat.transaction():
             plan = plan_changes(cat, roots, self.settings.retry_failed, self.settings.exclude)
             changes = plan.apply(cat)
+        for source_ids, copy_ids in changes.copied:  # before the removals: a source may be among them
+            copy_thumbs(cat.home, source_ids, copy_ids)
+        delete_thumbs(cat.home, changes.removed)
         if vectors is not None:  # a new index has no vectors to change
             vectors.remove(changes.removed)
             for ids, vecs in changes.added:
@@ -482,6 +500,7 @@ class Indexer:
             memory_limit=s.memory_limit,
             backend=s.backend,
             reader=s.reader,
+            thumbs=s.thumbnails,
             chunk=max(1, min(4, batch_size)),
             prefetch=max(2, 2 * batch_size // max(1, min(4, batch_size))),
         )
@@ -511,7 +530,8 @@ class Indexer:
             self._store(pending, encoder, store, report)
             timings["workers"] = pool.target
         if report.interrupted:
-            self.catalog.drop_incomplete()  # videos cut off mid-way are redone whole by the next run
+            # videos cut off mid-way are redone whole by the next run
+            delete_thumbs(self.catalog.home, self.catalog.drop_incomplete())
         return vectors
 
     def _store(self, batch: Batch, encoder: Encoder, store: BatchStore, report: IndexReport) -> None:
@@ -522,7 +542,7 @@ class Indexer:
             probs, embs = encoder.encode(np.stack([c.frames for c in batch.clips]))
             report.timings["model"] += time.perf_counter() - t
             results = clip_results(encoder.labels, [c.window for c in batch.clips], probs, embs)
-            encoded = [EncodedClip(c.key, c.info, r) for c, r in zip(batch.clips, results)]
+            encoded = [EncodedClip(c.key, c.info, r, c.thumb) for c, r in zip(batch.clips, results)]
         t = time.perf_counter()
         settled = store.store(encoded, batch.finished, batch.failed)
         report.timings["store"] += time.perf_counter() - t

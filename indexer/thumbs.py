@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
+from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from vsearch.search.catalog import Catalog
+    from vsearch.search.catalog import Catalog, Finding
 
 THUMB_DIR = "thumbs"
 THUMB_WIDTH = 320  # px; about what a result card shows, ~10-20 KB as JPEG
@@ -67,6 +69,82 @@ def write_thumb(home: Path, clip_id: int, jpeg: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def delete_thumbs(home: Path, clip_ids: Iterable[int]) -> None:
+    """Remove the thumbnails of clips that left the catalog (missing ones are fine)."""
+    for clip_id in clip_ids:
+        thumb_path(home, clip_id).unlink(missing_ok=True)
+
+
+def copy_thumbs(home: Path, sources: Sequence[int], targets: Sequence[int]) -> None:
+    """A copied video's clips get the thumbnails of the clips they were copied from."""
+    for src, dst in zip(sources, targets):
+        old, new = thumb_path(home, src), thumb_path(home, dst)
+        if old.exists():
+            new.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(old, new)  # same bytes, no extra disk; each name can go on its own
+            except OSError:
+                write_thumb(home, dst, old.read_bytes())
+
+
+def make_thumbs(home: Path, path: str, size: int, mtime: float, spans: list[tuple[int, float, float]]) -> int:
+    """Thumbnails for (clip id, start, end) windows of one video, from the middle of each window:
+    one open and one seek per window, no model. The file must still be the one indexed (same
+    size and mtime), else nothing is made. Returns how many were written."""
+    from vsearch.indexer.decode import Reader, probe
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0
+    if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime != mtime:
+        return 0
+    try:
+        info = probe(path)
+        reader = Reader(path, info, thumb_size(info.width, info.height), "pyav", threads=1)
+        try:
+            frames = reader.read([min(int((s + e) / 2 * info.fps), info.frames - 1) for _, s, e in spans])
+        finally:
+            reader.close()
+    except Exception:  # DecodeError or any FFmpeg failure: this video keeps no thumbnails
+        return 0
+    for (clip_id, _, _), frame in zip(spans, frames):
+        write_thumb(home, clip_id, encode_jpeg(frame))
+    return len(spans)
+
+
+def check_thumbs(catalog: Catalog, repair: bool = True) -> Finding:
+    """Doctor's check: thumbnails missing for clips of finished videos, and files left by clips
+    that are gone. Repair deletes the orphans and makes the missing ones from the videos."""
+    from vsearch.search.catalog import Finding
+
+    clips = catalog.ok_clips()
+    known = {c[0] for c in clips}
+    files = list(_thumb_files(catalog.home))
+    on_disk = {clip_id for clip_id, _ in files}
+    orphans = [p for clip_id, p in files if clip_id not in known]
+    missing = [c for c in clips if c[0] not in on_disk]
+    if not orphans and not missing:
+        return Finding("thumbnails", True, f"{len(known)} present")
+    detail = f"{len(missing)} missing, {len(orphans)} left by removed clips"
+    if not repair:
+        return Finding("thumbnails", False, detail)
+    for p in orphans:
+        p.unlink(missing_ok=True)
+    made = 0
+    for (path, size, mtime), group in groupby(missing, key=lambda c: (c[1], c[2], c[3])):
+        made += make_thumbs(catalog.home, path, size, mtime, [(c[0], c[4], c[5]) for c in group])
+    if made < len(missing):
+        detail += f"; {len(missing) - made} could not be made (file changed or unreadable: run vsearch index)"
+    return Finding("thumbnails", False, detail, repaired=made == len(missing))
+
+
+def _thumb_files(home: Path) -> Iterator[tuple[int, Path]]:
+    """(clip id, file) of every thumbnail on disk; half-written temporary files count as id -1."""
+    for p in (Path(home) / THUMB_DIR).glob("*/*"):
+        yield (int(p.stem) if p.suffix == ".jpg" and p.stem.isdigit() else -1), p
 
 
 class ThumbError(Exception):

@@ -38,6 +38,7 @@ class DecodeSettings:
     backend: str = "auto"
     chunk: int = 4  # windows per message
     prefetch: int = 4  # decoded chunks allowed to wait for the model
+    thumbs: bool = False  # also a JPEG of each window's middle frame, from the frames decoded anyway
     # "module:function" with read_windows' signature; tests pass a decoder that hangs or crashes
     reader: str = "vsearch.indexer.decode:read_windows"
 
@@ -72,6 +73,7 @@ class Chunk:
     windows: list[Window]
     frames: np.ndarray  # (n, T, H, W, 3) uint8
     decode_seconds: float
+    thumbs: list[bytes | None] = field(default_factory=list)  # JPEG per window, when asked for
 
 
 @dataclass
@@ -103,6 +105,7 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
     read = getattr(importlib.import_module(module), name)
     stream = None
     key = -1
+    thumbs: list[bytes | None] = []  # filled by the reader with each chunk, when asked for
     while True:
         try:
             request: Request = conn.recv()
@@ -115,6 +118,7 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
         try:
             if isinstance(request, Open):
                 key, stream = request.key, None
+                thumbs.clear()
                 stream = read(
                     request.path,
                     settings.spec,
@@ -122,11 +126,13 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
                     backend=settings.backend,
                     threads=settings.threads,
                     chunk=settings.chunk,
+                    thumbs=thumbs if settings.thumbs else None,
                 )
             if stream is None:
                 continue
             info, windows, frames = next(stream)
-            reply = Chunk(key, info, windows, frames, time.perf_counter() - started)
+            reply = Chunk(key, info, windows, frames, time.perf_counter() - started, thumbs[:])
+            thumbs.clear()
         except StopIteration:
             stream, reply = None, Finished(key)
         except Exception as exc:  # any decoder failure is a property of this file

@@ -400,6 +400,12 @@ class Catalog:
             with self.transaction():
                 self.set_meta("precision", ", ".join(sorted([*seen, precision])))
 
+    def ok_clips(self) -> list[tuple[int, str, int, float, float, float]]:
+        """(clip id, video path, size, mtime, start, end) of every clip of a finished video."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT c.id, v.path, v.size, v.mtime, c.start, c.end FROM clips c JOIN videos v ON v.id = c.video_id "
+            "WHERE v.status = 'ok' ORDER BY v.id, c.idx")]
+
     def is_empty(self) -> bool:
         return self.db.execute("SELECT 1 FROM videos WHERE status = 'ok' LIMIT 1").fetchone() is None
 

@@ -3,6 +3,7 @@ repair what can be repaired, holding the writer lock so no index run changes it 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,11 @@ class DoctorReport:
         return [f for f in self.findings if not f.ok and not f.repaired]
 
 
-def doctor(home: Path, repair: bool = True) -> DoctorReport:
-    """Check the index at `home`; with `repair`, fix what can be fixed.
+def doctor(home: Path, repair: bool = True,
+           checks: Sequence[Callable[[Catalog, bool], Finding]] = ()) -> DoctorReport:
+    """Check the index at `home`; with `repair`, fix what can be fixed. `checks` are more checks
+    run on the sound catalog under the same lock: the indexer's (thumbnails) are passed in, as
+    search/ never imports indexer/.
 
     Raises CatalogError when there is no index there, when an index run holds the writer lock,
     or when the file cannot be opened as an index at all (it is left untouched then too).
@@ -39,6 +43,7 @@ def doctor(home: Path, repair: bool = True) -> DoctorReport:
             if not integrity.ok:  # do not read further, let alone write, into a damaged file
                 return DoctorReport([integrity], sqlite_damaged=True)
             findings = [integrity, *check_sqlite(catalog, repair), check_vectors(catalog, repair)]
+            findings += [check(catalog, repair) for check in checks]
         finally:
             catalog.close()
     return DoctorReport(findings, sqlite_damaged=False)
