@@ -423,10 +423,10 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     shorts = short_clips(work / "short", 3 if quick else 6)
     reference = reference_recipe(shorts, model_dir, sampling)
     ours = vsearch_index(shorts, model_dir, sampling, batch, precision)
-    rows: list[list[object]] = [[r.name, r.clips, f"{r.seconds:.1f}", f"{r.clips_per_s:.3f}",
+    short_rows: list[list[object]] = [[r.name, r.clips, f"{r.seconds:.1f}", f"{r.clips_per_s:.3f}",
              ", ".join(f"{k} {v:.1f}s" for k, v in r.stages.items())] for r in (reference, ours)]
     lines += ["### Short clips (320x240, 4 s): decoding is cheap",
-              table(rows, ["run", "clips", "seconds", "clips/s", "time split"]),
+              table(short_rows, ["run", "clips", "seconds", "clips/s", "time split"]),
               f"speed-up: {ours.clips_per_s / reference.clips_per_s:.2f}x the Hugging Face reference recipe", "",
               "### Model stage against the machine's limit (the model's own matrix products, every thread, "
               "best of several, same precision)",

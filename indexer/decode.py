@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def plan_windows(info: VideoInfo, num_frames: int, sampling: Sampling) -> list[W
     if count > sampling.max_windows:
         # Long file: keep each window at its natural length (the model's time scale) and
         # leave gaps between them rather than stretching windows.
-        starts = np.linspace(0.0, duration - length, sampling.max_windows)
+        starts: np.ndarray = np.linspace(0.0, duration - length, sampling.max_windows)
     else:
         length = duration / count
         starts = np.arange(count) * length
@@ -191,7 +191,7 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(frames=frames, fps=fps, width=width, height=height, rotation=rotation, start=start)
 
 
-def _stream_seconds(stream, container) -> float:  # type: ignore[no-untyped-def]
+def _stream_seconds(stream: Any, container: Any) -> float:
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration:
@@ -220,8 +220,8 @@ class Reader:
         self.backend = backend
         self.thumb_frames, self.thumb_size = thumb_frames, thumb_size
         self.thumbs: dict[int, np.ndarray] = {}
-        self._vr = None
-        self._av = None
+        self._vr: Any = None  # decord.VideoReader, opened here for that backend
+        self._av: Any = None  # av.InputContainer, opened on first read
         if backend == "decord":
             import decord
 

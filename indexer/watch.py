@@ -135,8 +135,13 @@ def _changes(
             events = watchfiles.watch(*roots, yield_on_timeout=True, rust_timeout=int(s.tick * 1000),
                                       debounce=int(s.tick * 1000), raise_interrupt=False)
     if events is not None:
-        for batch in events:
-            yield [(path, change != watchfiles.Change.deleted) for change, path in batch]
+        for i, batch in enumerate(events):
+            changed = [(path, change != watchfiles.Change.deleted) for change, path in batch]
+            if i == 0:
+                # The watcher is live only from its first tick: what arrived between the start-up
+                # snapshot and then raised no event, so compare with a fresh scan once.
+                changed += _diff(snapshot, _scan(roots, exclude))
+            yield changed
             if should_stop():
                 return
         return
@@ -149,7 +154,12 @@ def _changes(
             continue
         last = time.monotonic()
         now = _scan(roots, exclude)
-        changed = [(p, True) for p, state in now.items() if snapshot.get(p) != state]
-        changed += [(p, False) for p in snapshot if p not in now]
+        changed = _diff(snapshot, now)
         snapshot = now
         yield changed
+
+
+def _diff(before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]) -> list[tuple[str, bool]]:
+    """(path, exists) for what two scans disagree on."""
+    return [(p, True) for p, state in after.items() if before.get(p) != state] + [
+        (p, False) for p in before if p not in after]

@@ -93,8 +93,8 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         CREATE INDEX video_labels_label ON video_labels(label_id, score DESC);
         """
     )
-    db["labels"].enable_fts(["name"], create_triggers=True, tokenize="unicode61")
-    db["videos"].enable_fts(["name"], create_triggers=True, tokenize="unicode61")
+    db.table("labels").enable_fts(["name"], create_triggers=True, tokenize="unicode61")
+    db.table("videos").enable_fts(["name"], create_triggers=True, tokenize="unicode61")
 
 
 def _m002_label_vectors(db: sqlite_utils.Database) -> None:
@@ -211,7 +211,7 @@ class Catalog:
     def _migrate(self) -> None:
         if "meta" not in self.db.table_names():
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        version = int(self.get_meta("schema_version", "0"))
+        version = int(self.get_meta("schema_version") or 0)
         if version > SCHEMA_VERSION:
             raise CatalogError(
                 f"the index at {self.home} was written by a newer vsearch (schema {version}, this "
@@ -498,6 +498,7 @@ class Catalog:
             if cur.rowcount == 0:
                 continue
             clip_id = cur.lastrowid
+            assert clip_id is not None  # an INSERT that added a row always sets it
             ids.append(clip_id)
             self.db.conn.executemany(
                 "INSERT INTO clip_labels (clip_id, label_id, score) VALUES (?, ?, ?)",
@@ -548,7 +549,7 @@ class Catalog:
             [new_path, searchable_name(new_path), size, mtime, time.time(), source_id],
         )
         new_id = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
-        ids = []
+        ids: list[int] = []
         for clip_id, idx, start, end, blob in self.db.execute(
             "SELECT id, idx, start, end, embedding FROM clips WHERE video_id = ? ORDER BY idx", [source_id]
         ).fetchall():
@@ -561,6 +562,7 @@ class Catalog:
                 "FROM clip_labels WHERE clip_id = ?",
                 [new_clip, clip_id],
             )
+            assert new_clip is not None  # an INSERT always sets it
             ids.append(new_clip)
         self.finish_video(new_id)
         return ids, self.clip_vectors(new_id)[1]
