@@ -50,7 +50,7 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str]:
         except httpx.TransportError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("vsearch serve did not start: " + proc.stderr.read().decode())  # type: ignore[union-attr]
+    raise RuntimeError("vsearch serve did not start: " + proc.stderr.read().decode())  # type: ignore[union-attr]  # started with stderr=PIPE
 
 
 def make_library(root: Path, videos: int, seconds: float, seed: int) -> None:

@@ -71,9 +71,9 @@ class FrameSpec:
             return width, height
         kind, value = self.resize
         if kind == "exact":
-            h, w = value  # type: ignore[misc]
+            h, w = value  # type: ignore[misc]  # the 'exact' kind always holds a (h, w) pair
             return int(w), int(h)
-        short = int(value)  # type: ignore[arg-type]
+        short = int(value)  # type: ignore[arg-type]  # and 'shortest_edge' an int
         if width <= height:
             return short, int(short * height / width)
         return int(short * width / height), short

@@ -486,7 +486,7 @@ class LiveRunner:
                     result, smoothed = self._infer(ring, due)
                     # The next window is due one step on the grid after the first one; the steps
                     # a busy model let pass are skipped, never made up.
-                    due = (due if due is not None else ring.first_due) + s.every * (1 + result.dropped)  # type: ignore[operator]
+                    due = (due if due is not None else ring.first_due) + s.every * (1 + result.dropped)  # type: ignore[operator]  # set once frames flow
                     yield result
                     yield from self._events(result, smoothed)
                     continue

@@ -190,7 +190,7 @@ def _trim_audio(frame: AudioFrame, t: float, start: float, end: float) -> AudioF
         data = frame.to_ndarray()
         data = data[:, first:last] if frame.format.is_planar else data[:, first * len(frame.layout.channels):
                                                                           last * len(frame.layout.channels)]
-        cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=frame.format.name,  # type: ignore[arg-type]
+        cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=frame.format.name,  # type: ignore[arg-type]  # PyAV's stub wants a literal
                                          layout=frame.layout.name)
         cut.sample_rate = rate
         frame = cut

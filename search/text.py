@@ -70,7 +70,7 @@ class TextModel:
         out = np.zeros((len(texts), self.config["hidden_size"]), dtype=np.float32)
         by_length: dict[int, list[tuple[int, list[int]]]] = {}
         for i, text in enumerate(texts):
-            ids = self.tokenizer.encode(text).ids  # type: ignore[attr-defined]
+            ids = self.tokenizer.encode(text).ids  # type: ignore[attr-defined]  # tokenizers ships no stubs for Encoding
             by_length.setdefault(len(ids), []).append((i, ids))
         for group in by_length.values():
             rows = [i for i, _ in group]

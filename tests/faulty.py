@@ -13,7 +13,7 @@ import time
 from vsearch.indexer.decode import read_windows as real_read_windows
 
 
-def read_windows(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+def read_windows(path: str, *args, **kwargs):
     name = os.path.basename(path)
     if "hang" in name:
         while True:  # like decord's get_batch on a file that over-reports its frames
@@ -27,14 +27,14 @@ def read_windows(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
     return real_read_windows(path, *args, **kwargs)
 
 
-def vanishing_read_windows(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+def vanishing_read_windows(path: str, *args, **kwargs):
     """Files named *vanish* are deleted just before decoding starts, as a user might do."""
     if "vanish" in os.path.basename(path):
         os.unlink(path)
     return real_read_windows(path, *args, **kwargs)
 
 
-def slow_read_windows(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+def slow_read_windows(path: str, *args, **kwargs):
     """Decoding that costs 0.3 s per chunk, like 4K files with long keyframe intervals."""
     for chunk in real_read_windows(path, *args, **kwargs):
         time.sleep(0.3)

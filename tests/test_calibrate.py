@@ -12,7 +12,7 @@ import pytest
 from vsearch.indexer.calibrate import CACHE_FILE, REFERENCE, calibration_clips, pick, search, tune
 
 
-def fake(table: dict[tuple[str, int], float], calls: list[tuple[str, int]]):  # type: ignore[no-untyped-def]
+def fake(table: dict[tuple[str, int], float], calls: list[tuple[str, int]]):
     def measure(precision: str, batch: int) -> float:
         calls.append((precision, batch))
         return table[(precision, batch)]
@@ -49,7 +49,7 @@ def test_bf16_machine_grows_the_batch_while_it_pays() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory):
     from tests.conftest import save_tiny_videomae
     from vsearch.indexer.model import load_encoder
 

@@ -12,7 +12,7 @@ from vsearch.cli.main import app
 runner = CliRunner()
 
 
-def invoke(*args: str):  # type: ignore[no-untyped-def]
+def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 

@@ -17,7 +17,7 @@ from vsearch.indexer.pipeline import Indexer, IndexSettings
 from vsearch.search.catalog import Catalog
 
 
-def index(home: Path, root: Path, **settings) -> tuple:  # type: ignore[no-untyped-def]
+def index(home: Path, root: Path, **settings) -> tuple:
     cat = Catalog(home)
     enc = FakeEncoder()
     report = Indexer(cat, lambda: enc, IndexSettings(**{"workers": 1, "timeout": 20, **settings})).run([root])
@@ -160,7 +160,7 @@ def test_models_never_run_remote_code(tmp_path: Path, tiny_model: Path) -> None:
 
 
 class _Boom:
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self):
         return (os.system, (f"touch {os.environ.get('BOOM_MARKER', '/tmp/vsearch-boom')}",))
 
 
@@ -201,7 +201,7 @@ def test_stream_that_starts_late_is_sampled_from_its_first_frame(tmp_path: Path)
     assert brightness == pytest.approx([20 * i for i in window], abs=6)
 
 
-def plan_windows_for(info):  # type: ignore[no-untyped-def]
+def plan_windows_for(info):
     from vsearch.indexer.decode import plan_windows
 
     return list(plan_windows(info, 4, Sampling())[0].frames)

@@ -247,7 +247,7 @@ def test_a_file_that_becomes_unreadable_drops_its_vectors_too(library: Path, vse
 def plan_for(home: Path, roots: list[Path], **options: object) -> ChangePlan:
     cat = Catalog(home)
     try:
-        return plan_changes(cat, roots, **options)  # type: ignore[arg-type]
+        return plan_changes(cat, roots, **options)
     finally:
         cat.close()
 

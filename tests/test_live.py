@@ -29,7 +29,7 @@ VSEARCH = str(Path(sys.executable).parent / "vsearch")  # the installed command,
 
 
 @pytest.fixture(scope="module")
-def encoder():  # type: ignore[no-untyped-def]
+def encoder():
     from vsearch.indexer.model import load_encoder
 
     return load_encoder(str(data.path("motion-model")), device="cpu")
@@ -76,7 +76,7 @@ def check_segments(results: list[Result], events: list[Event]) -> None:
         assert t1 - t0 - inside <= WINDOW + 1e-6, f"{label} held {t1 - t0 - inside:.1f} s outside its segments"
 
 
-def test_file_at_its_own_speed(encoder, segments_video: Path) -> None:  # type: ignore[no-untyped-def]
+def test_file_at_its_own_speed(encoder, segments_video: Path) -> None:
     runner = LiveRunner(parse_source(str(segments_video)), encoder, LiveSettings(realtime=True))
     started = time.monotonic()
     results, events, notices = collect(runner)
@@ -86,7 +86,7 @@ def test_file_at_its_own_speed(encoder, segments_video: Path) -> None:  # type: 
     assert runner.summary.ended == "the source ended" and not notices
 
 
-def test_file_as_fast_as_possible_sees_every_window(encoder, segments_video: Path) -> None:  # type: ignore[no-untyped-def]
+def test_file_as_fast_as_possible_sees_every_window(encoder, segments_video: Path) -> None:
     results, events, _ = collect(LiveRunner(parse_source(str(segments_video)), encoder, LiveSettings()))
     assert len(results) == len(SEGMENTS) * SECONDS - WINDOW + 1 and not any(r.dropped for r in results)
     check_segments(results, events)
@@ -96,7 +96,7 @@ def sender(video: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, SENDER, str(video), *args], stdout=subprocess.PIPE)
 
 
-def test_mpegts_on_a_pipe(encoder, segments_video: Path) -> None:  # type: ignore[no-untyped-def]
+def test_mpegts_on_a_pipe(encoder, segments_video: Path) -> None:
     proc = sender(segments_video)
     try:
         runner = LiveRunner(parse_source("-"), encoder, LiveSettings(), stdin=proc.stdout.fileno())
@@ -166,7 +166,7 @@ def short_ts(tmp_path: Path) -> bytes:
     return write_video(tmp_path / "short.ts", frames).read_bytes()
 
 
-def test_stalled_stream_reconnects_then_gives_up(encoder, short_ts: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_stalled_stream_reconnects_then_gives_up(encoder, short_ts: bytes) -> None:
     server = StallingServer(short_ts)
     settings = LiveSettings(stall_timeout=1.0, reconnects=2)
     runner = LiveRunner(parse_source(server.url), encoder, settings)
@@ -186,7 +186,7 @@ def test_stalled_stream_reconnects_then_gives_up(encoder, short_ts: bytes) -> No
     assert time.monotonic() - started < 20
 
 
-def test_hanging_exec_command_does_not_stop_the_loop(encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hanging_exec_command_does_not_stop_the_loop(encoder, tmp_path: Path) -> None:
     video = write_video(tmp_path / "left.mp4", motion_stream(("moving left",), 4.0, np.random.default_rng(1)))
     marker = tmp_path / "env.txt"
     # The label reaches the command through the environment only; sh -c gets a fixed script.
@@ -202,7 +202,7 @@ def test_hanging_exec_command_does_not_stop_the_loop(encoder, tmp_path: Path) ->
     assert label == "moving left" and float(score) >= 0.6 and float(at) == pytest.approx(0.0)
 
 
-def test_failing_exec_command_is_reported(encoder, segments_video: Path) -> None:  # type: ignore[no-untyped-def]
+def test_failing_exec_command_is_reported(encoder, segments_video: Path) -> None:
     settings = LiveSettings(realtime=False, on_label="moving left", exec_argv=("false",))
     runner = LiveRunner(parse_source(str(segments_video)), encoder, settings)
     results, _, notices = collect(runner)
@@ -225,7 +225,7 @@ def pipe_of(payload: bytes) -> int:
     return read
 
 
-def run_to_error(encoder, source: str, stdin: int | None = None) -> str:  # type: ignore[no-untyped-def]
+def run_to_error(encoder, source: str, stdin: int | None = None) -> str:
     runner = LiveRunner(parse_source(source), encoder, LiveSettings(stall_timeout=2.0), stdin=stdin)
     with pytest.raises(LiveError) as info:
         for _ in runner.run():
@@ -233,7 +233,7 @@ def run_to_error(encoder, source: str, stdin: int | None = None) -> str:  # type
     return str(info.value)
 
 
-def test_one_line_errors(encoder, tmp_path: Path, short_ts: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_one_line_errors(encoder, tmp_path: Path, short_ts: bytes) -> None:
     assert run_to_error(encoder, "camera:9") == "/dev/video9: no such camera"
     assert "not a video stream" in run_to_error(encoder, "-", pipe_of(np.random.default_rng(0).bytes(200_000)))
     closed = socket.create_server(("127.0.0.1", 0))

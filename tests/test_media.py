@@ -77,7 +77,7 @@ def counter(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # -- thumbnails at index time -----------------------------------------------------------------
 
-def index(home: Path, root: Path, **settings) -> Catalog:  # type: ignore[no-untyped-def]
+def index(home: Path, root: Path, **settings) -> Catalog:
     cat = Catalog(home)
     Indexer(cat, FakeEncoder, IndexSettings(batch_size=4, workers=1, timeout=20, **settings)).run([root])
     return cat
@@ -145,7 +145,7 @@ def test_thumbnails_can_be_turned_off(tmp_path: Path, vsearch_home: Path) -> Non
     assert clips_of(cat) and not (vsearch_home / "thumbs").exists()
 
 
-def media_sampling(seconds: float):  # type: ignore[no-untyped-def]
+def media_sampling(seconds: float):
     from vsearch.indexer.decode import Sampling
 
     return Sampling(window_seconds=seconds)
@@ -232,7 +232,7 @@ def test_transcodes_are_limited_and_a_busy_server_says_so(tmp_path: Path, monkey
     started, release = threading.Event(), threading.Event()
     real = media.export_clip
 
-    def slow_export(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def slow_export(*args, **kwargs):
         started.set()
         release.wait(10)
         return real(*args, **kwargs)
@@ -255,7 +255,7 @@ def test_transcodes_are_limited_and_a_busy_server_says_so(tmp_path: Path, monkey
 
 # -- the CLI ----------------------------------------------------------------------------------
 
-def invoke(*args: object):  # type: ignore[no-untyped-def]
+def invoke(*args: object):
     from typer.testing import CliRunner
 
     from vsearch.cli.main import app

@@ -30,7 +30,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def _python_files() -> list[Path]:
-    files = [p for pkg in SUBPACKAGES for p in Path(pkg.__file__).parent.rglob("*.py")]  # type: ignore[arg-type]
+    files = [p for pkg in SUBPACKAGES for p in Path(pkg.__file__).parent.rglob("*.py")]
     return files + sorted(Path(__file__).parent.glob("*.py"))
 
 

@@ -25,7 +25,7 @@ def reference_clip(path: Path, num_frames: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def reference_model(tmp_path_factory: pytest.TempPathFactory):
     """A tiny VideoMAE trained with a plain torch loop on the recipe's own preprocessing.
 
     It learns its training clips for sure (spinning at > 0.99) and generalises only somewhat

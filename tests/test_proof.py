@@ -81,7 +81,7 @@ def test_similar_precision_at_5_on_average(indexed) -> None:
     assert np.mean(scores) >= 0.8, np.mean(scores)
 
 
-def reference_top_label(model, processor, path: Path) -> str:  # type: ignore[no-untyped-def]
+def reference_top_label(model, processor, path: Path) -> str:
     """The Hugging Face recipe, written out plainly: uniform frames, the image processor, the model."""
     import av
     import torch

@@ -87,7 +87,7 @@ class PidLoader:
     model: str
     pids: str
 
-    def __call__(self):  # type: ignore[no-untyped-def]
+    def __call__(self):
         if ray.get_runtime_context().get_actor_id() is not None:  # not the driver's own load
             with open(self.pids, "a") as f:
                 f.write(f"{os.getpid()}\n")
@@ -122,7 +122,7 @@ class WorkerlessLoader:
 
     model: str
 
-    def __call__(self):  # type: ignore[no-untyped-def]
+    def __call__(self):
         if ray.get_runtime_context().get_actor_id() is not None:
             raise FileNotFoundError(f"{self.model}/config.json")
         return load_encoder(self.model, device="cpu")

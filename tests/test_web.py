@@ -77,7 +77,7 @@ def cli_json(home: Path, *args: str) -> object:
 
 
 def top_label(home: Path) -> str:
-    return cli_json(home, "labels")[0]["label"]  # type: ignore[index]
+    return cli_json(home, "labels")[0]["label"]
 
 
 URL_KEYS = {"video_id", "video", "thumbnail", "frames", "page"}
@@ -117,7 +117,7 @@ def test_pages_render_the_same_hits_in_the_same_order(client: TestClient, indexe
     page = client.get("/", params={"q": label})
     assert page.status_code == 200
     paths = [html.unescape(p) for p in re.findall(r'data-path="([^"]*)"', page.text)]
-    assert paths == [h["path"] for h in cli_json(home, "search", label)]  # type: ignore[union-attr]
+    assert paths == [h["path"] for h in cli_json(home, "search", label)]
     starts = [float(s) for s in re.findall(r'data-start="([^"]*)"', page.text)]
     assert len(starts) == len(paths) and all(s >= 0 for s in starts)
     for url in ("/labels", "/stats", f"/videos/{json.loads(client.get('/api/search?q=clip_0').text)[0]['video_id']}"):
@@ -376,7 +376,7 @@ def test_serve_prints_its_url_and_stops_on_ctrl_c(indexed: tuple[Path, Path]) ->
     proc = subprocess.Popen([str(Path(sys.executable).parent / "vsearch"), "serve", "--home", str(indexed[0]),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
+        line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in line and "token" not in line
         for _ in range(100):
             try:
@@ -387,7 +387,7 @@ def test_serve_prints_its_url_and_stops_on_ctrl_c(indexed: tuple[Path, Path]) ->
         assert answer.status_code == 200 and answer.json()["videos"] == 4
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) in (0, 130)  # uvicorn re-raises SIGINT after its clean shutdown
-        assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+        assert "Traceback" not in proc.stderr.read()
     finally:
         proc.kill()
 

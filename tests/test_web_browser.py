@@ -65,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator:  # type: ignore[type-arg]
+def browser() -> Iterator:
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
@@ -73,7 +73,7 @@ def browser() -> Iterator:  # type: ignore[type-arg]
 
 
 @pytest.fixture
-def page(browser) -> Iterator:  # type: ignore[no-untyped-def, type-arg]
+def page(browser) -> Iterator:
     context = browser.new_context(viewport={"width": 1100, "height": 760})
     page = context.new_page()
     page.errors = []  # console errors and CSP violations: the page must have none
@@ -84,14 +84,14 @@ def page(browser) -> Iterator:  # type: ignore[no-untyped-def, type-arg]
     context.close()
 
 
-def all_images_loaded(page, selector: str) -> None:  # type: ignore[no-untyped-def]
+def all_images_loaded(page, selector: str) -> None:
     page.wait_for_function(
         f"""() => {{ const imgs = [...document.querySelectorAll({selector!r})];
                    return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }}""",
         timeout=20_000)
 
 
-def test_search_page_plays_the_moment_from_its_start(server: str, page) -> None:  # type: ignore[no-untyped-def]
+def test_search_page_plays_the_moment_from_its_start(server: str, page) -> None:
     page.goto(f"{server}/?q=bright")
     hits = page.locator(".hit")
     assert hits.count() >= 1
@@ -113,14 +113,14 @@ def test_search_page_plays_the_moment_from_its_start(server: str, page) -> None:
     assert not page.errors
 
 
-def test_hostile_file_name_shows_as_text(server: str, page) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_file_name_shows_as_text(server: str, page) -> None:
     page.goto(f"{server}/?q=onerror")
     assert page.locator(".hit .file").first.inner_text() == "<img src=x onerror=alert(1)>.mp4"
     assert page.locator("img[src=x]").count() == 0
     assert not page.errors
 
 
-def test_similar_labels_and_video_pages_render(server: str, page) -> None:  # type: ignore[no-untyped-def]
+def test_similar_labels_and_video_pages_render(server: str, page) -> None:
     page.goto(f"{server}/?q=bright")
     page.locator(".hit").first.get_by_text("more like this moment").click()
     page.wait_for_url("**/similar?*")

@@ -102,7 +102,7 @@ class Guard:
         return 401, "this server needs its token: open the URL `vsearch serve` printed", []
 
     def token_ok(self, headers: dict[str, str]) -> bool:
-        expected = self.token.encode()  # type: ignore[union-attr]
+        expected = self.token.encode()  # type: ignore[union-attr]  # only called when a token is set
         auth = headers.get("authorization", "")
         if auth.lower().startswith("bearer ") and secrets.compare_digest(auth[7:].strip().encode(), expected):
             return True
