@@ -125,7 +125,8 @@ def _cut(source: InputContainer, start: float, end: float, tmp: str) -> None:
                     if count == 0:
                         vout.width, vout.height = image.width // 2 * 2, image.height // 2 * 2
                     image = image.reformat(width=vout.width, height=vout.height, format="yuv420p")
-                    image.pts, count = count, count + 1
+                    # frame numbers in the stream's own time base: the source's would squash them to 0
+                    image.pts, image.time_base, count = count, 1 / rate, count + 1
                     sink.mux(vout.encode(image))
                 elif isinstance(frame, av.AudioFrame) and aout is not None and not audio_done:
                     trimmed = _trim_audio(frame, t, start, end)

@@ -335,11 +335,10 @@ def test_the_server_writes_nothing_but_its_caches(indexed: tuple[Path, Path], tm
     assert list((home / "thumbs").rglob("*.jpg"))
 
 
-# -- routes the media helper's library calls back ------------------------------------------------
+# -- routes backed by vsearch.indexer.media ------------------------------------------------------
 
 
 def test_download_clip_exports_the_moment(client: TestClient) -> None:
-    pytest.importorskip("vsearch.indexer.media", reason="clip export (vsearch.indexer.media) is not on this branch yet")
     import av
 
     hit = client.get("/api/search", params={"q": "clip_1"}).json()[0]
@@ -354,7 +353,6 @@ def test_download_clip_exports_the_moment(client: TestClient) -> None:
 
 
 def test_play_answers_where_the_moment_plays(client: TestClient) -> None:
-    pytest.importorskip("vsearch.indexer.media", reason="transcoding (vsearch.indexer.media) is not on this branch yet")
     hit = client.get("/api/search", params={"q": "clip_1"}).json()[0]
     where = client.get(f"/api/play/{hit['video_id']}", params={"start": hit["start"], "end": hit["end"]}).json()
     assert where == {"video": hit["video"], "type": "video/mp4", "offset": 0.0}  # H.264 MP4: the file itself
