@@ -288,10 +288,10 @@ class Reader:
                 if k == len(run):
                     break
         except av.error.InvalidDataError:
-            # A file cut short whose header still lists the lost frames: keep the ones it has
-            # (read() repeats the last); a run that decodes nothing is a real failure.
-            if not got:
-                raise
+            # A file cut short whose header still lists the lost frames: keep the ones it has.
+            # A run wholly past the cut decodes nothing; read() repeats the last real frame, and
+            # fails only when no run decoded anything.
+            pass
         return got
 
     def _to_array(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
