@@ -111,14 +111,14 @@ def plan_windows(info: VideoInfo, num_frames: int, sampling: Sampling) -> list[W
         # The window's first and last whole frames; the tolerance keeps 63.9999 from becoming 63.
         first = min(math.ceil(start * info.fps - 1e-6), info.frames - 1)
         last = min(max(math.ceil((start + length) * info.fps - 1e-6) - 1, first), info.frames - 1)
-        idx = np.linspace(first, last, num_frames).astype(np.int64)
+        idx = first + sample_indices(last - first + 1, num_frames)
         windows.append(Window(i, float(start), float(start + length), tuple(int(x) for x in idx)))
     return windows
 
 
 def sample_indices(count: int, num_frames: int) -> np.ndarray:
     """Which of `count` consecutive frames a window keeps: linspace(0, count - 1), both ends
-    included, as the Hugging Face VideoMAE recipe samples. Live recognition uses it too."""
+    included, as the Hugging Face VideoMAE recipe samples. plan_windows and live recognition share it."""
     return np.linspace(0, max(count - 1, 0), num_frames).astype(np.int64)
 
 
