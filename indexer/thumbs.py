@@ -89,26 +89,35 @@ def copy_thumbs(home: Path, sources: Sequence[int], targets: Sequence[int]) -> N
                 write_thumb(home, dst, old.read_bytes())
 
 
-def make_thumbs(home: Path, path: str, size: int, mtime: float, spans: list[tuple[int, float, float]]) -> int:
-    """Thumbnails for (clip id, start, end) windows of one video, from the middle of each window:
-    one open and one seek per window, no model. The file must still be the one indexed (same
-    size and mtime), else nothing is made. Returns how many were written."""
-    from vsearch.indexer.decode import Reader, probe
+def _middle_frames(path: str, size: int, mtime: float, spans: list[tuple[int, float, float]]) -> np.ndarray:
+    """The middle frame of each (clip id, start, end) window at thumbnail size: one open, one seek
+    per window, no model. Raises ThumbError when the file is gone, changed since it was indexed
+    (size or mtime: a replaced file or a swapped link), or cannot be decoded."""
+    from vsearch.indexer.decode import DecodeError, Reader, probe
 
     try:
         st = os.stat(path)
-    except OSError:
-        return 0
+    except OSError as exc:
+        raise ThumbError(f"{path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime != mtime:
-        return 0
+        raise ThumbError(f"{path} changed since it was indexed")
     try:
         info = probe(path)
         reader = Reader(path, info, thumb_size(info.width, info.height), "pyav", threads=1)
         try:
-            frames = reader.read([min(int((s + e) / 2 * info.fps), info.frames - 1) for _, s, e in spans])
+            return reader.read([min(int((s + e) / 2 * info.fps), info.frames - 1) for _, s, e in spans])
         finally:
             reader.close()
-    except Exception:  # DecodeError or any FFmpeg failure: this video keeps no thumbnails
+    except DecodeError as exc:
+        raise ThumbError(f"{path}: {exc}") from None
+
+
+def make_thumbs(home: Path, path: str, size: int, mtime: float, spans: list[tuple[int, float, float]]) -> int:
+    """Thumbnails for (clip id, start, end) windows of one video, from the middle of each window.
+    The file must still be the one indexed, else nothing is made. Returns how many were written."""
+    try:
+        frames = _middle_frames(path, size, mtime, spans)
+    except Exception:  # ThumbError or any FFmpeg failure: this video keeps no thumbnails
         return 0
     for (clip_id, _, _), frame in zip(spans, frames):
         write_thumb(home, clip_id, encode_jpeg(frame))
@@ -158,8 +167,6 @@ def ensure_thumb(catalog: Catalog, clip_id: int) -> Path:
     the model never runs. The file must still be the one that was indexed (same size and
     mtime): a file replaced since, or a link swapped to another file, gets no thumbnail.
     """
-    from vsearch.indexer.decode import DecodeError, Reader, probe
-
     path = thumb_path(catalog.home, clip_id)
     if path.is_file():
         return path
@@ -167,20 +174,5 @@ def ensure_thumb(catalog: Catalog, clip_id: int) -> Path:
     if found is None:
         raise ThumbError(f"no clip {clip_id} in the index")
     video, start, end = found
-    try:
-        st = os.stat(video.path)
-    except OSError as exc:
-        raise ThumbError(f"{video.path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode) or st.st_size != video.size or st.st_mtime != video.mtime:
-        raise ThumbError(f"{video.path} changed since it was indexed")
-    try:
-        info = probe(video.path)
-        reader = Reader(video.path, info, thumb_size(info.width, info.height), "pyav", threads=1)
-        try:
-            middle = int((start + end) / 2 * info.fps)
-            frame = reader.read([min(middle, info.frames - 1)])[0]
-        finally:
-            reader.close()
-    except DecodeError as exc:
-        raise ThumbError(f"{video.path}: {exc}") from None
+    frame = _middle_frames(video.path, video.size, video.mtime, [(clip_id, start, end)])[0]
     return write_thumb(catalog.home, clip_id, encode_jpeg(frame))
