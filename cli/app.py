@@ -46,6 +46,8 @@ Model = Annotated[
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Precision = Annotated[str, typer.Option("--precision", help="auto (measured on this machine), fp32, bf16, fp16 or int8 (CPU).")]
+Runtime = Annotated[str, typer.Option("--runtime", help="auto (measured on this machine), torch, or openvino "
+                                      "(CPU; pip install 'vsearch[openvino]').")]
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many hits.")]
 Under = Annotated[str | None, typer.Option("--under", help="Only videos below this folder.")]
 MinScore = Annotated[float, typer.Option("--min-score", min=0.0, help="Drop hits scoring below this.")]
@@ -79,29 +81,40 @@ def open_catalog(home: Path | None, create: bool = False) -> Catalog:
         fail(str(exc))
 
 
-def load_model(model: str | None, device: str, precision: str) -> VideoEncoder:
-    """The encoder, announced on stderr; a model that cannot load ends the command with its reason."""
+def load_model(model: str | None, device: str, precision: str, runtime: str = "auto",
+               home: Path | None = None) -> VideoEncoder:
+    """The encoder in the configuration `vsearch index` measured fastest here (if it did), announced
+    on stderr; a model that cannot load ends the command with its reason."""
+    from vsearch.indexer.calibrate import reuse
     from vsearch.indexer.model import ModelError, load_encoder
 
+    home = home or default_home()
     try:
-        encoder = load_encoder(model, device=device, precision=precision)
+        encoder = load_encoder(model, device=device, precision=precision, runtime=runtime, cache_dir=home)
+        choice = reuse(encoder, home)
     except ModelError as exc:
         fail(str(exc))
-    info(f"model: {encoder.describe()}")
+    info(f"model: {encoder.describe()}" + (" (measured fastest here by vsearch index)" if choice else ""))
     return encoder
 
 
-def load_tuned_model(model: str | None, device: str, precision: str, home: Path, batch_size: int | None) -> VideoEncoder:
-    """The model at the precision and batch size that run fastest here (measured once, then cached)."""
+def load_tuned_model(model: str | None, device: str, precision: str, runtime: str, home: Path,
+                     batch_size: int | None) -> VideoEncoder:
+    """The model in the runtime, precision and batch size that run fastest here (measured once, then cached)."""
+    from vsearch.indexer import openvino
     from vsearch.indexer.calibrate import tune
     from vsearch.indexer.model import ModelError, load_encoder
 
+    def measuring() -> None:
+        info("measuring the fastest runtime, precision and batch size here (once per machine and model)...")
+        if runtime == "auto" and not openvino.available():
+            info(f"  (the OpenVINO runtime is often faster on CPUs: {openvino.HINT})")
+
     try:
-        encoder = load_encoder(model, device=device, precision=precision)
+        encoder = load_encoder(model, device=device, precision=precision, runtime=runtime, cache_dir=home)
+        choice = tune(encoder, home, batch_size, on_measure=measuring)
     except ModelError as exc:
         fail(str(exc))
-    choice = tune(encoder, home, batch_size,
-                  on_measure=lambda: info("measuring the fastest precision and batch size here (once per machine and model)..."))
     info(f"model: {encoder.name} on {encoder.device}, {choice.describe()}")
     return encoder
 

@@ -18,6 +18,7 @@ from vsearch.cli.app import (
     Model,
     Precision,
     Quiet,
+    Runtime,
     app,
     fail,
     info,
@@ -47,6 +48,7 @@ def index(
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Decode processes (default: by device).")] = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    runtime: Runtime = "auto",
     window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds per clip window.")] = 4.0,
     max_windows: Annotated[int, typer.Option("--max-windows", min=1, help="Windows per video at most.")] = 150,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds a decode step may take.")] = 120.0,
@@ -115,7 +117,7 @@ def index(
                     if not ray:
                         # cached: a watch loop runs the indexer again and again with the same model
                         indexer = Indexer(catalog, functools.cache(
-                            lambda: load_tuned_model(chosen, device, precision, catalog.home, batch_size)),
+                            lambda: load_tuned_model(chosen, device, precision, runtime, catalog.home, batch_size)),
                             settings, on_progress=on_progress, should_stop=lambda: stop["asked"])
                         if watch:
                             return watch_folders(indexer, [p.resolve() for p in paths], rescan, lambda: stop["asked"])

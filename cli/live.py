@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vsearch.cli.app import Device, Model, Precision, app, fail, info, load_model, safe
+from vsearch.cli.app import Device, Model, Precision, Runtime, app, fail, info, load_model, safe
 from vsearch.search.timecode import seconds_label
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ def live(
     model: Model = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    runtime: Runtime = "auto",
     window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds of video per result.")] = 2.0,
     every: Annotated[float, typer.Option("--every", min=0.05, help="Seconds between results, at least; when "
                                          "the model is slower, windows are skipped.")] = 1.0,
@@ -68,7 +69,7 @@ def live(
     settings = LiveSettings(window=window, every=every, smooth=smooth, min_score=min_score, leave_score=leave_score,
                             realtime=realtime, stall_timeout=stall_timeout, reconnects=reconnects, on_label=on,
                             exec_argv=argv, exec_timeout=exec_timeout)
-    encoder = load_model(model, device, precision)
+    encoder = load_model(model, device, precision, runtime)
     try:
         runner = LiveRunner(src, encoder, settings)
     except LiveError as exc:

@@ -17,6 +17,7 @@ from vsearch.cli.app import (
     MinScore,
     Model,
     Precision,
+    Runtime,
     Under,
     app,
     fail,
@@ -101,6 +102,7 @@ def similar(
     max_duration: MaxDuration = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    runtime: Runtime = "auto",
     as_json: Json = False,
 ) -> None:
     """Find videos with moments like FILE (or like the moment --at of it), one hit per video.
@@ -121,8 +123,7 @@ def similar(
     catalog = open_catalog(home)
     # Loads the index's model only if FILE is not indexed.
     sampling = Sampling(*catalog.sampling) if catalog.sampling else None
-    embed = file_embedder(catalog.model, device, precision, on_load=lambda e: info(f"model: {e.describe()}"),
-                          sampling=sampling)
+    embed = file_embedder(lambda: load_model(catalog.model, device, precision, runtime, catalog.home), sampling)
     try:
         hits = q.similar_to_file(catalog, file, seconds, limit, filters(under, min_score, min_duration, max_duration),
                                  embed)
@@ -216,6 +217,7 @@ def classify(
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many labels.")] = 5,
     device: Device = "auto",
     precision: Precision = "auto",
+    runtime: Runtime = "auto",
     as_json: Json = False,
 ) -> None:
     """Top labels of one video, without an index (probabilities averaged over its windows).
@@ -227,7 +229,7 @@ def classify(
 
     if not file.exists():
         fail(f"{file}: no such file", 2)
-    encoder = load_model(model, device, precision)
+    encoder = load_model(model, device, precision, runtime)
     try:
         result = run_classify(encoder, file, top)
     except DecodeError as exc:

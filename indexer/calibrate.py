@@ -37,14 +37,14 @@ RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_v
 
 @dataclass(frozen=True)
 class Choice:
-    precision: str
+    config: str  # runtime and precision, "bf16" (torch) or "openvino bf16": see VideoEncoder.config
     batch_size: int
     how: str  # "calibrated", "cached", "asked" or "default"
     timings: dict[str, float] = field(default_factory=dict)  # "fp32@1" -> seconds per clip
 
     def describe(self) -> str:
-        measured = ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items())
-        return f"{self.precision}, batch {self.batch_size} ({self.how}{': s/clip ' + measured if measured else ''})"
+        measured = ", ".join(f"{k} {v:.3g}" for k, v in self.timings.items())
+        return f"{self.config}, batch {self.batch_size} ({self.how}{': s/clip ' + measured if measured else ''})"
 
 
 def pick(timings: Mapping[tuple[str, int], float], margin: float = MARGIN) -> tuple[str, int]:
@@ -59,19 +59,19 @@ def pick(timings: Mapping[tuple[str, int], float], margin: float = MARGIN) -> tu
 
 def search(
     measure: Callable[[str, int], float],
-    precisions: Sequence[str],
+    configs: Sequence[str],
     batches: Sequence[int] = BATCHES,
     margin: float = MARGIN,
 ) -> tuple[tuple[str, int], dict[tuple[str, int], float]]:
-    """Time every precision at the first batch size, then grow the batch of the fastest while it pays.
+    """Time every configuration at the first batch size, then grow the batch of the fastest while it pays.
 
-    `measure(precision, batch)` returns seconds per clip. Returns the choice and all timings.
+    `measure(config, batch)` returns seconds per clip. Returns the choice and all timings.
     """
-    timings = {(p, batches[0]): measure(p, batches[0]) for p in precisions}
-    precision = pick(timings, margin)[0]
-    previous = timings[(precision, batches[0])]
+    timings = {(c, batches[0]): measure(c, batches[0]) for c in configs}
+    config = pick(timings, margin)[0]
+    previous = timings[(config, batches[0])]
     for batch in batches[1:]:
-        seconds = timings[(precision, batch)] = measure(precision, batch)
+        seconds = timings[(config, batch)] = measure(config, batch)
         if seconds > previous * (1 - margin):
             break  # bigger batches stopped paying; on small CPUs they cost (cache misses)
         previous = seconds
@@ -100,10 +100,12 @@ def machine_key(encoder: VideoEncoder) -> str:
     import torch
     import transformers
 
+    from vsearch.indexer import openvino
+
     name, flags = cpu_description()
     return (f"{name} [{' '.join(flags)}] x{os.cpu_count()} | torch {torch.__version__} threads "
-            f"{torch.get_num_threads()} | transformers {transformers.__version__} | {encoder.device} | "
-            f"{encoder.model_id}")
+            f"{torch.get_num_threads()} | transformers {transformers.__version__} | openvino "
+            f"{openvino.version() or '-'} | {encoder.device} | {encoder.model_id}")
 
 
 def calibration_clips(encoder: VideoEncoder, batch: int) -> np.ndarray:
@@ -121,22 +123,28 @@ def calibration_clips(encoder: VideoEncoder, batch: int) -> np.ndarray:
     return np.stack(clips)
 
 
-def int8_holds(encoder: VideoEncoder, clips: np.ndarray, min_cosine: float = 0.98) -> bool:
-    """int8 gives fp32's top label and nearly its embeddings on these clips."""
-    precision = encoder.precision
+def agrees(encoder: VideoEncoder, config: str, clips: np.ndarray, min_cosine: float) -> bool:
+    """`config` gives torch fp32's top labels and nearly its embeddings on these clips."""
+    was = encoder.config
     try:
-        encoder.set_precision("fp32")
+        encoder.set_config(REFERENCE[0])
         p32, e32 = encoder.encode(clips)
-        encoder.set_precision("int8")
-        p8, e8 = encoder.encode(clips)
+        encoder.set_config(config)
+        p, e = encoder.encode(clips)
     finally:
-        encoder.set_precision(precision)
-    return bool((p32.argmax(1) == p8.argmax(1)).all() and (e32 * e8).sum(1).min() >= min_cosine)
+        encoder.set_config(was)
+    return bool((p32.argmax(1) == p.argmax(1)).all() and (e32 * e).sum(1).min() >= min_cosine)
 
 
-def time_encode(encoder: VideoEncoder, precision: str, batch: int, repeats: int = 2) -> float:
+def min_cosine(config: str) -> float:
+    """How close a configuration's embeddings must stay to fp32's: int8 is lossy by design (the
+    issue's bar is 0.98); another runtime in fp32 or bf16 must match torch (0.999)."""
+    return 0.98 if config.endswith("int8") else 0.999
+
+
+def time_encode(encoder: VideoEncoder, config: str, batch: int, repeats: int = 2) -> float:
     """Best seconds per clip of `repeats` batches (the first also picks oneDNN's kernels)."""
-    encoder.set_precision(precision)
+    encoder.set_config(config)
     clips = calibration_clips(encoder, batch)
     best = float("inf")
     for _ in range(repeats):
@@ -147,12 +155,36 @@ def time_encode(encoder: VideoEncoder, precision: str, batch: int, repeats: int 
 
 
 def candidates(encoder: VideoEncoder) -> list[str]:
-    """Precisions worth timing: the one asked for, or on a CPU under `auto` all of them."""
+    """Configurations worth timing: what was asked for, and under `auto` every runtime and precision
+    this CPU runs natively (bf16 only where the CPU has it: emulated, it is many times slower)."""
+    from vsearch.indexer import openvino
     from vsearch.indexer.model import cpu_supports_bf16
 
-    if encoder.precision_asked != "auto":
-        return [encoder.precision_asked]
-    return ["fp32", *(["bf16"] if cpu_supports_bf16() else []), "int8"]
+    native = ["fp32", *(["bf16"] if cpu_supports_bf16() else [])]
+    runtimes = {"torch": [*native, "int8"], "openvino": native}
+    if encoder.runtime_asked == "auto" and not openvino.available():
+        del runtimes["openvino"]
+    elif encoder.runtime_asked != "auto":
+        runtimes = {encoder.runtime_asked: runtimes[encoder.runtime_asked]}
+    return [p if r == "torch" else f"{r} {p}" for r, ps in runtimes.items() for p in ps
+            if encoder.precision_asked in ("auto", p)]
+
+
+def reuse(encoder: VideoEncoder, home: Path) -> Choice | None:
+    """Run in the configuration `vsearch index` measured fastest here, if it did (classify, live and
+    similar load a model for a few clips: a calibration would cost more than it saves)."""
+    configs = candidates(encoder) if encoder.device == "cpu" else []
+    if len(configs) < 2:
+        return None  # nothing to choose: what was asked for is what runs
+    stored = _read_cache(Path(home) / CACHE_FILE).get(_key(encoder, configs, None))
+    if stored is None:
+        return None
+    encoder.set_config(stored["config"])
+    return Choice(stored["config"], int(stored["batch_size"]), "cached", stored["timings"])
+
+
+def _key(encoder: VideoEncoder, configs: Sequence[str], batch_size: int | None) -> str:
+    return machine_key(encoder) + f" | {'/'.join(configs)} | batch {batch_size or 'auto'}"
 
 
 def tune(
@@ -167,29 +199,35 @@ def tune(
     A `batch_size` or a precision given by the user is kept as given. On a GPU nothing is timed.
     `on_measure` is called before a measurement that takes a while (VideoMAE-base: a minute or two).
     """
+    from vsearch.indexer.model import ModelError
+
+    encoder.cache_dir = Path(home)  # OpenVINO's converted models live beside the index
     if encoder.device != "cpu":
-        choice = Choice(encoder.precision, batch_size or GPU_BATCH, "asked" if batch_size else "default")
+        choice = Choice(encoder.config, batch_size or GPU_BATCH, "asked" if batch_size else "default")
         encoder.batch_size = choice.batch_size
         return choice
-    precisions = candidates(encoder)
-    if batch_size and len(precisions) == 1:
-        choice = Choice(precisions[0], batch_size, "asked")
+    configs = candidates(encoder)
+    if not configs:
+        raise ModelError(f"--runtime {encoder.runtime_asked} cannot run --precision {encoder.precision_asked}")
+    if batch_size and len(configs) == 1:
+        choice = Choice(configs[0], batch_size, "asked")
     else:
-        key = machine_key(encoder) + f" | {'/'.join(precisions)} | batch {batch_size or 'auto'}"
+        key = _key(encoder, configs, batch_size)
         cache = Path(home) / CACHE_FILE
         stored = _read_cache(cache).get(key)
         if stored is not None:
-            choice = Choice(stored["precision"], int(stored["batch_size"]), "cached", stored["timings"])
+            choice = Choice(stored["config"], int(stored["batch_size"]), "cached", stored["timings"])
         else:
             if on_measure:
                 on_measure()
-            if len(precisions) > 1 and "int8" in precisions and not int8_holds(encoder, calibration_clips(encoder, 2)):
-                precisions = [p for p in precisions if p != "int8"]
-            timed = measure or (lambda p, b: time_encode(encoder, p, b))
-            (precision, batch), timings = search(timed, precisions, (batch_size,) if batch_size else BATCHES)
-            choice = Choice(precision, batch, "calibrated", {f"{p}@{b}": round(s, 4) for (p, b), s in timings.items()})
+            if len(configs) > 1:  # a runtime or precision that changes the answers is no candidate
+                clips = calibration_clips(encoder, 2)
+                configs = [c for c in configs if c == REFERENCE[0] or agrees(encoder, c, clips, min_cosine(c))]
+            timed = measure or (lambda c, b: time_encode(encoder, c, b))
+            (config, batch), timings = search(timed, configs, (batch_size,) if batch_size else BATCHES)
+            choice = Choice(config, batch, "calibrated", {f"{c}@{b}": round(s, 4) for (c, b), s in timings.items()})
             _write_cache(cache, key, choice)
-    encoder.set_precision(choice.precision)
+    encoder.set_config(choice.config)
     encoder.batch_size = choice.batch_size
     return choice
 
@@ -204,7 +242,7 @@ def _read_cache(path: Path) -> dict:
 
 def _write_cache(path: Path, key: str, choice: Choice) -> None:
     data = _read_cache(path)
-    data[key] = {"precision": choice.precision, "batch_size": choice.batch_size, "timings": choice.timings,
+    data[key] = {"config": choice.config, "batch_size": choice.batch_size, "timings": choice.timings,
                  "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

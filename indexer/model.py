@@ -23,12 +23,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vsearch.indexer.decode import FrameSpec
+from vsearch.search.catalog import default_home
 
 if TYPE_CHECKING:
     import torch
 
+    from vsearch.indexer.openvino import CompiledVideoMAE
+
 DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+RUNTIMES = ("auto", "torch", "openvino")
 OFFLINE_HINT = ("If this machine is offline, download the model once elsewhere into the Hugging Face cache "
                 "(and set HF_HUB_OFFLINE=1), or pass --model a local folder.")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "name" or "org/name"
@@ -130,9 +134,12 @@ class VideoEncoder:
 
     def __init__(
         self, model_name: str, device: str | None = None, precision: str | None = None, model: Any = None,
-        **load_options: object,
+        runtime: str | None = None, cache_dir: Path | None = None, **load_options: object,
     ):
-        """Load `model_name` (or wrap an already loaded `model`, as training does)."""
+        """Load `model_name` (or wrap an already loaded `model`, as training does).
+
+        `runtime` auto starts on torch (the calibration may move it to OpenVINO); `cache_dir` keeps
+        OpenVINO's converted models (default: the default index home)."""
         import torch
 
         self.name = model_name
@@ -143,23 +150,60 @@ class VideoEncoder:
         self.preprocessing = read_preprocessing(model_name, cfg.to_dict())
         self.device = choose_device(device)
         self.precision_asked = precision or "auto"
+        self.runtime_asked = runtime or "auto"
+        if self.runtime_asked not in RUNTIMES:
+            raise ModelError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
         self.batch_size: int | None = None  # the batch that runs fastest here, once measured
         self.model.eval().to(self.device)
         self._int8 = None  # the quantized copy, made on first use
+        self._ov: dict[str, CompiledVideoMAE] = {}  # OpenVINO compilations by precision, made on first use
+        self._compiled: CompiledVideoMAE | None = None  # the one in use, when the runtime is OpenVINO
+        self.cache_dir = Path(cache_dir) if cache_dir else default_home()
+        self.runtime = "torch"
         self.set_precision(choose_precision(self.device, precision))
+        if self.runtime_asked == "openvino":
+            self.set_precision(self.precision, "openvino")
         p = self.preprocessing
         # Fold rescale and normalise into one multiply-add: x * scale - shift.
         std = torch.tensor(p.std, dtype=torch.float32)
         self._scale = (p.rescale / std).view(1, 1, 3, 1, 1).to(self.device)
         self._shift = (torch.tensor(p.mean, dtype=torch.float32) / std).view(1, 1, 3, 1, 1).to(self.device)
 
-    def set_precision(self, precision: str) -> None:
-        """Run in `precision` from now on (the calibration tries several on one loaded model)."""
+    def set_precision(self, precision: str, runtime: str = "torch") -> None:
+        """Run in `precision` on `runtime` from now on (the calibration tries several on one loaded model)."""
+        if runtime not in RUNTIMES[1:]:
+            raise ModelError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if runtime == "openvino":
+            self._compiled = self._openvino(precision)
+            self.runtime, self.precision = runtime, precision
+            return
+        self.runtime, self._compiled = "torch", None
         self.precision = choose_precision(self.device, precision)
         if self.device.startswith("cuda") and self.precision in ("bf16", "fp16"):
             self.model.to(_torch_dtype(self.precision))  # weights in half precision on the GPU
         if self.precision == "int8" and self._int8 is None:
             self._int8 = quantize_int8(self.model)
+
+    def set_config(self, label: str) -> None:
+        """set_precision from a label such as "bf16" or "openvino bf16" (see `config`)."""
+        runtime, precision = parse_config(label)
+        self.set_precision(precision, runtime)
+
+    def _openvino(self, precision: str) -> CompiledVideoMAE:
+        """The model compiled by OpenVINO in `precision`, converted on first use and cached on disk."""
+        from vsearch.indexer.openvino import PRECISIONS as OV_PRECISIONS
+        from vsearch.indexer.openvino import CompiledVideoMAE
+
+        if self.device != "cpu":
+            raise ModelError("--runtime openvino runs on the CPU here; use --device cpu")
+        if precision not in OV_PRECISIONS:
+            raise ModelError(f"--runtime openvino runs {' or '.join(OV_PRECISIONS)}, not {precision}")
+        if precision not in self._ov:
+            spec = self.frame_spec
+            h, w = spec.crop or (224, 224)
+            self._ov[precision] = CompiledVideoMAE(self.model, self.model_id, (spec.num_frames, 3, h, w), precision,
+                                                   self.cache_dir / "openvino")
+        return self._ov[precision]
 
     @property
     def frame_spec(self) -> FrameSpec:
@@ -193,18 +237,18 @@ class VideoEncoder:
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and pooled features (the input of the classifier head), with gradients if enabled."""
-        m: Any = self._int8 if self.precision == "int8" else self.model
-        hidden = m.videomae(pixel_values).last_hidden_state
-        pooled = m.fc_norm(hidden.mean(1)) if m.fc_norm is not None else hidden[:, 0]
-        return m.classifier(pooled), pooled
+        return logits_and_pooled(self._int8 if self.precision == "int8" else self.model, pixel_values)
 
     def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Clips -> (probabilities (B, labels), L2-normalised embeddings (B, dim)), float32."""
         import torch
 
         x = self.pixel_values(frames)
-        with torch.inference_mode(), self.autocast():
-            logits, pooled = self.forward(x.to(self._input_dtype()))
+        if self._compiled is not None:
+            logits, pooled = (torch.from_numpy(a) for a in self._compiled(x.numpy()))
+        else:
+            with torch.inference_mode(), self.autocast():
+                logits, pooled = self.forward(x.to(self._input_dtype()))
         probs = torch.softmax(logits.float(), dim=-1)
         emb = torch.nn.functional.normalize(pooled.float(), dim=-1)
         return probs.cpu().numpy(), emb.cpu().numpy()
@@ -225,8 +269,26 @@ class VideoEncoder:
             return _torch_dtype(self.precision)
         return torch.float32
 
+    @property
+    def config(self) -> str:
+        """Runtime and precision as one label: "bf16" (torch) or "openvino bf16"; the index records it."""
+        return self.precision if self.runtime == "torch" else f"{self.runtime} {self.precision}"
+
     def describe(self) -> str:
-        return f"{self.name} on {self.device} ({self.precision})"
+        return f"{self.name} on {self.device} ({self.config})"
+
+
+def logits_and_pooled(model: Any, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VideoMAE's classifier, also returning the pooled features its head reads (our embedding)."""
+    hidden = model.videomae(pixel_values).last_hidden_state
+    pooled = model.fc_norm(hidden.mean(1)) if model.fc_norm is not None else hidden[:, 0]
+    return model.classifier(pooled), pooled
+
+
+def parse_config(label: str) -> tuple[str, str]:
+    """"openvino bf16" -> ("openvino", "bf16"); a bare precision runs on torch."""
+    runtime, _, precision = label.rpartition(" ")
+    return runtime or "torch", precision
 
 
 def quantize_int8(model: Any) -> Any:
@@ -287,11 +349,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def load_encoder(model: str | None, device: str | None = None, precision: str | None = None) -> VideoEncoder:
+def load_encoder(model: str | None, device: str | None = None, precision: str | None = None,
+                 runtime: str | None = None, cache_dir: Path | None = None) -> VideoEncoder:
     """Load a model by hub id or folder; offline users point HF_HUB_OFFLINE=1 at a filled cache."""
     name = model_name(model)
     cache_only(name)  # offline without the model: fail now, before seconds go into importing torch
-    return VideoEncoder(name, device=device, precision=precision)
+    return VideoEncoder(name, device=device, precision=precision, runtime=runtime, cache_dir=cache_dir)
 
 
 def model_name(model: str | None) -> str:

@@ -482,9 +482,9 @@ class Indexer:
         batch_size = s.batch_size or getattr(encoder, "batch_size", None) or 8
         self.catalog.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
         self.catalog.record_sampling(s.sampling.window_seconds, s.sampling.max_windows)
-        precision = getattr(encoder, "precision", None)  # fakes in tests have none
-        if precision:
-            self.catalog.record_precision(precision)
+        config = getattr(encoder, "config", None)  # runtime and precision; fakes in tests have none
+        if config:
+            self.catalog.record_precision(config)
         if vectors is None:  # a new index learns its dimension in bind_model
             vectors = open_vectors(self.catalog)[0]
         store = BatchStore(self.catalog, vectors, jobs, report, s.save_every)

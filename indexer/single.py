@@ -38,26 +38,15 @@ def classify(encoder: Encoder, path: str | Path, top: int = 5) -> Classification
     return Classification(str(path), [(encoder.labels[i], float(mean[i])) for i in order])
 
 
-def file_embedder(
-    model: str | None,
-    device: str = "auto",
-    precision: str = "auto",
-    on_load: Callable[[VideoEncoder], None] | None = None,
-    sampling: Sampling | None = None,
-) -> FileEmbedder:
-    """The `embed` that search.query.similar_to_file takes: it loads the model on its first call
-    only, so a query on an indexed file never pays for loading one. `on_load` hears of the
-    encoder once loaded (the CLI says which model runs where); `sampling` should be the index's
-    own (Catalog.sampling), so windows line up with the stored ones. Raises ModelError from loading."""
+def file_embedder(load: Callable[[], VideoEncoder], sampling: Sampling | None = None) -> FileEmbedder:
+    """The `embed` that search.query.similar_to_file takes: it calls `load` for the model on its first
+    call only, so a query on an indexed file never pays for loading one. `sampling` should be the
+    index's own (Catalog.sampling), so windows line up with the stored ones."""
     loaded: list[VideoEncoder] = []
 
     def embed(path: str) -> tuple[list[tuple[float, float]], np.ndarray]:
         if not loaded:
-            from vsearch.indexer.model import load_encoder
-
-            loaded.append(load_encoder(model, device=device, precision=precision))
-            if on_load is not None:
-                on_load(loaded[0])
+            loaded.append(load())
         windows, _, embeddings = embed_file(loaded[0], path, sampling)
         return [(w.start, w.end) for w in windows], embeddings
 

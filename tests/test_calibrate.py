@@ -1,5 +1,5 @@
-"""Choosing precision and batch size by measurement: the choice from timings, the search, the cache,
-and int8 against fp32 on a real (tiny) VideoMAE."""
+"""Choosing runtime, precision and batch size by measurement: the choice from timings, the search,
+the cache, int8 and OpenVINO against torch fp32 on a real (tiny) VideoMAE."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.indexer.calibrate import CACHE_FILE, REFERENCE, calibration_clips, pick, search, tune
+from vsearch.indexer import openvino
+from vsearch.indexer.calibrate import CACHE_FILE, REFERENCE, calibration_clips, candidates, pick, reuse, search, tune
 
 
 def fake(table: dict[tuple[str, int], float], calls: list[tuple[str, int]]):
@@ -60,19 +61,20 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory):
 def test_tune_measures_once_then_uses_the_cache(tiny_encoder, tmp_path: Path) -> None:
     table = {("fp32", b): 1.0 for b in (1, 2, 4, 8)} | {("bf16", b): 0.5 / b for b in (1, 2, 4, 8)}
     table |= {("int8", b): 0.8 for b in (1, 2, 4, 8)}
+    table |= {("openvino fp32", b): 0.9 for b in (1, 2, 4, 8)} | {("openvino bf16", b): 0.6 for b in (1, 2, 4, 8)}
     calls: list[tuple[str, int]] = []
     choice = tune(tiny_encoder, tmp_path, measure=fake(table, calls))
     if ("bf16", 1) in calls:  # a CPU with native bf16 (AVX-512 BF16 or AMX)
-        assert (choice.precision, choice.batch_size) == ("bf16", 8)
+        assert (choice.config, choice.batch_size) == ("bf16", 8)
     else:
-        assert (choice.precision, choice.batch_size) == ("int8", 1)
-    assert choice.how == "calibrated" and (tiny_encoder.precision, tiny_encoder.batch_size) == (
-        choice.precision, choice.batch_size)
+        assert (choice.config, choice.batch_size) == ("int8", 1)
+    assert choice.how == "calibrated" and (tiny_encoder.config, tiny_encoder.batch_size) == (
+        choice.config, choice.batch_size)
     cached = json.loads((tmp_path / CACHE_FILE).read_text())
     (key,) = cached
     assert tiny_encoder.model_id in key and "torch" in key
     again = tune(tiny_encoder, tmp_path, measure=lambda p, b: pytest.fail("measured again"))
-    assert (again.how, again.precision, again.batch_size) == ("cached", choice.precision, choice.batch_size)
+    assert (again.how, again.config, again.batch_size) == ("cached", choice.config, choice.batch_size)
     # Another batch size asked for is another question: measured, and the answer kept beside the first.
     fixed = tune(tiny_encoder, tmp_path, batch_size=2, measure=fake(table, []))
     assert fixed.batch_size == 2 and len(json.loads((tmp_path / CACHE_FILE).read_text())) == 2
@@ -81,9 +83,9 @@ def test_tune_measures_once_then_uses_the_cache(tiny_encoder, tmp_path: Path) ->
 def test_tune_keeps_what_the_user_asked_for(tmp_path: Path, tiny_model: Path) -> None:
     from vsearch.indexer.model import load_encoder
 
-    encoder = load_encoder(str(tiny_model), device="cpu", precision="fp32")
+    encoder = load_encoder(str(tiny_model), device="cpu", precision="fp32", runtime="torch")
     choice = tune(encoder, tmp_path, batch_size=3, measure=lambda p, b: pytest.fail("nothing to measure"))
-    assert (choice.how, choice.precision, choice.batch_size) == ("asked", "fp32", 3)
+    assert (choice.how, choice.config, choice.batch_size) == ("asked", "fp32", 3)
     assert not (tmp_path / CACHE_FILE).exists()
 
 
@@ -94,7 +96,7 @@ def test_tune_really_times_the_model(tiny_model: Path, tmp_path: Path) -> None:
     choice = tune(encoder, tmp_path)
     assert choice.how == "calibrated" and "fp32@1" in choice.timings
     assert all(s > 0 for s in choice.timings.values())
-    assert choice.timings[f"{choice.precision}@{choice.batch_size}"] <= choice.timings["fp32@1"]
+    assert choice.timings[f"{choice.config}@{choice.batch_size}"] <= choice.timings["fp32@1"]
 
 
 def test_int8_agrees_with_fp32(tiny_model: Path) -> None:
@@ -130,3 +132,83 @@ def test_index_records_the_precision_of_its_vectors(tiny_model: Path, library: P
     Indexer(catalog, lambda: encoder, IndexSettings(batch_size=4)).run([library])
     assert catalog.stats()["precision"] == "fp32, int8"
     catalog.close()
+
+
+def test_candidates_are_every_runtime_and_native_precision_unless_asked(tiny_model: Path) -> None:
+    from vsearch.indexer.model import cpu_supports_bf16, load_encoder
+
+    bf16 = cpu_supports_bf16()
+    auto = candidates(load_encoder(str(tiny_model), device="cpu"))
+    assert auto[:3] == (["fp32", "bf16", "int8"] if bf16 else ["fp32", "int8"])[:3]
+    assert ("openvino fp32" in auto) == openvino.available()
+    assert ("openvino bf16" in auto) == (openvino.available() and bf16)  # never an emulated bf16
+    assert candidates(load_encoder(str(tiny_model), device="cpu", precision="int8")) == ["int8"]
+    assert candidates(load_encoder(str(tiny_model), device="cpu", runtime="torch"))[-1] == "int8"
+
+
+def test_openvino_wins_only_where_it_is_faster_and_the_index_records_it(
+        tiny_model: Path, library: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    from vsearch.indexer.model import load_encoder
+    from vsearch.indexer.pipeline import Indexer, IndexSettings
+    from vsearch.search.catalog import Catalog
+
+    encoder = load_encoder(str(tiny_model), device="cpu", precision="fp32")  # torch fp32 or openvino fp32
+    slower = {("fp32", b): 1.0 for b in (1, 2, 4, 8)} | {("openvino fp32", b): 0.97 for b in (1, 2, 4, 8)}
+    assert tune(encoder, tmp_path / "a", measure=fake(slower, [])).config == "fp32"  # 3% is noise
+    faster = slower | {("openvino fp32", b): 0.5 for b in (1, 2, 4, 8)}
+    choice = tune(encoder, tmp_path / "b", measure=fake(faster, []))
+    assert (choice.config, encoder.runtime, encoder.precision) == ("openvino fp32", "openvino", "fp32")
+    assert list((tmp_path / "a" / "openvino").glob("*/model.xml"))  # converted once, into the home given
+    catalog = Catalog(tmp_path / "index")
+    Indexer(catalog, lambda: encoder, IndexSettings(batch_size=4)).run([library])
+    assert catalog.stats()["precision"] == "openvino fp32"
+    # classify, live and similar take the index's measured choice without measuring
+    other = load_encoder(str(tiny_model), device="cpu", precision="fp32", cache_dir=tmp_path / "b")
+    assert reuse(other, tmp_path / "b") is not None and other.config == "openvino fp32"
+    assert reuse(load_encoder(str(tiny_model), device="cpu", precision="fp32"), tmp_path / "a") is not None
+    catalog.close()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_gives_torch_fp32_answers(tiny_model: Path, tmp_path: Path, precision: str) -> None:
+    """Same labels and embedding cosine > 0.999; the converted model is cached in the home."""
+    pytest.importorskip("openvino")
+    from vsearch.indexer.model import load_encoder
+
+    torch32 = load_encoder(str(tiny_model), device="cpu", precision="fp32")
+    ov = load_encoder(str(tiny_model), device="cpu", precision=precision, runtime="openvino", cache_dir=tmp_path)
+    assert ov.describe().endswith(f"(openvino {precision})")
+    clips = calibration_clips(torch32, 6)
+    p32, e32 = torch32.encode(clips)
+    p, e = ov.encode(clips)
+    assert (p32.argmax(1) == p.argmax(1)).all()
+    assert (e32 * e).sum(1).min() > 0.999
+    assert np.allclose(ov.encode(clips[:1])[0], p[:1], atol=1e-4)  # any batch size: the batch dimension is dynamic
+    (xml,) = tmp_path.glob("openvino/*/model.xml")
+    stamp = xml.stat().st_mtime_ns
+    again = load_encoder(str(tiny_model), device="cpu", precision=precision, runtime="openvino", cache_dir=tmp_path)
+    assert np.allclose(again.encode(clips)[0], p, atol=1e-5) and xml.stat().st_mtime_ns == stamp  # not converted again
+
+
+def test_openvino_asked_for_but_missing_or_impossible_says_what_to_do(tiny_model: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from vsearch.indexer.model import ModelError, load_encoder
+
+    with pytest.raises(ModelError, match="runs fp32 or bf16, not int8"):
+        load_encoder(str(tiny_model), device="cpu", precision="int8", runtime="openvino", cache_dir=tmp_path)
+    with pytest.raises(ModelError, match="unknown runtime 'tensorrt'"):
+        load_encoder(str(tiny_model), device="cpu", runtime="tensorrt")
+    real_import = builtins.__import__
+
+    def no_openvino(name: str, *args, **kwargs):
+        if name == "openvino":
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with pytest.raises(ModelError, match=r"pip install 'vsearch\[openvino\]'"):
+        load_encoder(str(tiny_model), device="cpu", runtime="openvino", cache_dir=tmp_path)
+    assert "openvino fp32" not in candidates(load_encoder(str(tiny_model), device="cpu"))

@@ -107,15 +107,20 @@ def test_similar_on_an_empty_index_says_so(vsearch_home: Path, tmp_path: Path) -
 
 def test_file_embedder_loads_the_model_once_and_only_when_called(tiny_model: Path, day_and_night: Path,
                                                                 tmp_path: Path) -> None:
-    from vsearch.indexer.model import ModelError
+    from vsearch.indexer.model import ModelError, VideoEncoder, load_encoder
 
     not_a_model = tmp_path / "not-a-model"
     not_a_model.mkdir()
-    embed = file_embedder(str(not_a_model))  # nothing is loaded yet, so nothing fails yet
+    embed = file_embedder(lambda: load_encoder(str(not_a_model)))  # nothing is loaded yet, so nothing fails yet
     with pytest.raises(ModelError):
         embed(str(day_and_night / "day.mp4"))
     loaded = []
-    embed = file_embedder(str(tiny_model), device="cpu", on_load=loaded.append)
+
+    def load() -> VideoEncoder:
+        loaded.append(load_encoder(str(tiny_model), device="cpu"))
+        return loaded[-1]
+
+    embed = file_embedder(load)
     assert loaded == []
     spans, vectors = embed(str(day_and_night / "day.mp4"))
     spans_again, _ = embed(str(day_and_night / "night.mp4"))
