@@ -18,9 +18,11 @@ import typer
 from vsearch.search.catalog import Catalog, CatalogError, counted, default_home
 
 if TYPE_CHECKING:
+    import numpy as np
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from vsearch.indexer.decode import FrameSpec
     from vsearch.indexer.model import VideoEncoder
     from vsearch.indexer.pipeline import Progress as IndexState
 
@@ -99,8 +101,9 @@ def load_model(model: str | None, device: str, precision: str, runtime: str = "a
 
 
 def load_tuned_model(model: str | None, device: str, precision: str, runtime: str, home: Path,
-                     batch_size: int | None) -> VideoEncoder:
-    """The model in the runtime, precision and batch size that run fastest here (measured once, then cached)."""
+                     batch_size: int | None, clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VideoEncoder:
+    """The model in the runtime, precision and batch size that run fastest here (measured once, then
+    cached); `clip_source` gives the user's own clips to check and quantize on."""
     from vsearch.indexer import openvino
     from vsearch.indexer.calibrate import tune
     from vsearch.indexer.model import ModelError, load_encoder
@@ -111,7 +114,8 @@ def load_tuned_model(model: str | None, device: str, precision: str, runtime: st
             info(f"  (the OpenVINO runtime is often faster on CPUs: {openvino.HINT})")
 
     try:
-        encoder = load_encoder(model, device=device, precision=precision, runtime=runtime, cache_dir=home)
+        encoder = load_encoder(model, device=device, precision=precision, runtime=runtime, cache_dir=home,
+                               clip_source=clip_source)
         choice = tune(encoder, home, batch_size, on_measure=measuring)
     except ModelError as exc:
         fail(str(exc))

@@ -76,7 +76,7 @@ def index(
     from vsearch.indexer.decode import Sampling
     from vsearch.indexer.distributed import RayIndexError
     from vsearch.indexer.model import ModelError
-    from vsearch.indexer.pipeline import Indexer, IndexSettings, index_model
+    from vsearch.indexer.pipeline import Indexer, IndexSettings, first_clips, index_model
     from vsearch.search.catalog import writer_lock
 
     address, paths = _ray_address(paths) if ray else (None, paths)
@@ -116,8 +116,11 @@ def index(
                 try:
                     if not ray:
                         # cached: a watch loop runs the indexer again and again with the same model
+                        first = functools.partial(first_clips, [p.resolve() for p in paths], sampling=settings.sampling,
+                                        exclude=settings.exclude, timeout=timeout)
                         indexer = Indexer(catalog, functools.cache(
-                            lambda: load_tuned_model(chosen, device, precision, runtime, catalog.home, batch_size)),
+                            lambda: load_tuned_model(chosen, device, precision, runtime, catalog.home, batch_size,
+                                                     first)),
                             settings, on_progress=on_progress, should_stop=lambda: stop["asked"])
                         if watch:
                             return watch_folders(indexer, [p.resolve() for p in paths], rescan, lambda: stop["asked"])

@@ -109,18 +109,10 @@ def machine_key(encoder: VideoEncoder) -> str:
 
 
 def calibration_clips(encoder: VideoEncoder, batch: int) -> np.ndarray:
-    """Clips with smooth moving content at the model's input size (timing does not depend on it,
-    the int8 agreement check does: noise is not what the model sees)."""
-    spec = encoder.frame_spec
-    h, w = spec.crop or (224, 224)
-    t = np.arange(spec.num_frames)[:, None, None]
-    yy, xx = np.mgrid[0:h, 0:w]
-    clips = []
-    for b in range(batch):
-        phase = (xx[None] * (1 + b) + 3 * t + yy[None] // 2) % 64 * 4
-        clip = np.stack([phase, (phase + 80 * (b % 3)) % 256, 255 - phase], axis=-1)
-        clips.append(clip.astype(np.uint8))
-    return np.stack(clips)
+    """`batch` clips to time and check on: the user's own first clips where the encoder has them
+    (VideoEncoder.sample_clips), repeated or cut to size."""
+    clips = encoder.sample_clips()
+    return clips[np.arange(batch) % len(clips)]
 
 
 def agrees(encoder: VideoEncoder, config: str, clips: np.ndarray, min_cosine: float) -> bool:
@@ -161,7 +153,7 @@ def candidates(encoder: VideoEncoder) -> list[str]:
     from vsearch.indexer.model import cpu_supports_bf16
 
     native = ["fp32", *(["bf16"] if cpu_supports_bf16() else [])]
-    runtimes = {"torch": [*native, "int8"], "openvino": native}
+    runtimes = {"torch": [*native, "int8"], "openvino": [*native, *(["int8"] if openvino.can_quantize() else [])]}
     if encoder.runtime_asked == "auto" and not openvino.available():
         del runtimes["openvino"]
     elif encoder.runtime_asked != "auto":

@@ -15,6 +15,7 @@ import pickle
 import re
 import socket
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,12 +135,15 @@ class VideoEncoder:
 
     def __init__(
         self, model_name: str, device: str | None = None, precision: str | None = None, model: Any = None,
-        runtime: str | None = None, cache_dir: Path | None = None, **load_options: object,
+        runtime: str | None = None, cache_dir: Path | None = None,
+        clip_source: Callable[[FrameSpec], np.ndarray] | None = None, **load_options: object,
     ):
         """Load `model_name` (or wrap an already loaded `model`, as training does).
 
         `runtime` auto starts on torch (the calibration may move it to OpenVINO); `cache_dir` keeps
-        OpenVINO's converted models (default: the default index home)."""
+        OpenVINO's converted models (default: the default index home); `clip_source` gives real
+        clips at the model's input size (the indexer: the user's first clips) for the calibration's
+        checks and for OpenVINO int8 to quantize on, else generated ones are used."""
         import torch
 
         self.name = model_name
@@ -159,15 +163,17 @@ class VideoEncoder:
         self._ov: dict[str, CompiledVideoMAE] = {}  # OpenVINO compilations by precision, made on first use
         self._compiled: CompiledVideoMAE | None = None  # the one in use, when the runtime is OpenVINO
         self.cache_dir = Path(cache_dir) if cache_dir else default_home()
+        self._clip_source = clip_source
+        self._samples: np.ndarray | None = None
         self.runtime = "torch"
         self.set_precision(choose_precision(self.device, precision))
-        if self.runtime_asked == "openvino":
-            self.set_precision(self.precision, "openvino")
         p = self.preprocessing
         # Fold rescale and normalise into one multiply-add: x * scale - shift.
         std = torch.tensor(p.std, dtype=torch.float32)
         self._scale = (p.rescale / std).view(1, 1, 3, 1, 1).to(self.device)
         self._shift = (torch.tensor(p.mean, dtype=torch.float32) / std).view(1, 1, 3, 1, 1).to(self.device)
+        if self.runtime_asked == "openvino":
+            self.set_precision(self.precision, "openvino")
 
     def set_precision(self, precision: str, runtime: str = "torch") -> None:
         """Run in `precision` on `runtime` from now on (the calibration tries several on one loaded model)."""
@@ -201,9 +207,17 @@ class VideoEncoder:
         if precision not in self._ov:
             spec = self.frame_spec
             h, w = spec.crop or (224, 224)
+            clips = lambda: self.pixel_values(self.sample_clips()).numpy()  # noqa: E731
             self._ov[precision] = CompiledVideoMAE(self.model, self.model_id, (spec.num_frames, 3, h, w), precision,
-                                                   self.cache_dir / "openvino")
+                                                   self.cache_dir / "openvino", clips)
         return self._ov[precision]
+
+    def sample_clips(self) -> np.ndarray:
+        """Clips to check and quantize on: the clip source's (decoded once), or generated ones."""
+        if self._samples is None:
+            clips = self._clip_source(self.frame_spec) if self._clip_source else None
+            self._samples = clips if clips is not None and len(clips) else synthetic_clips(self.frame_spec, 16)
+        return self._samples
 
     @property
     def frame_spec(self) -> FrameSpec:
@@ -278,6 +292,21 @@ class VideoEncoder:
         return f"{self.name} on {self.device} ({self.config})"
 
 
+def synthetic_clips(spec: FrameSpec, count: int) -> np.ndarray:
+    """Clips with smooth moving content at the model's input size: stand-ins for real clips where
+    none are at hand (timing does not depend on content; quantization ranges and agreement checks
+    do, and noise is not what the model sees)."""
+    h, w = spec.crop or (224, 224)
+    t = np.arange(spec.num_frames)[:, None, None]
+    yy, xx = np.mgrid[0:h, 0:w]
+    clips = []
+    for b in range(count):
+        phase = (xx[None] * (1 + b) + 3 * t + yy[None] // 2) % 64 * 4
+        clip = np.stack([phase, (phase + 80 * (b % 3)) % 256, 255 - phase], axis=-1)
+        clips.append(clip.astype(np.uint8))
+    return np.stack(clips)
+
+
 def logits_and_pooled(model: Any, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """VideoMAE's classifier, also returning the pooled features its head reads (our embedding)."""
     hidden = model.videomae(pixel_values).last_hidden_state
@@ -350,11 +379,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_encoder(model: str | None, device: str | None = None, precision: str | None = None,
-                 runtime: str | None = None, cache_dir: Path | None = None) -> VideoEncoder:
-    """Load a model by hub id or folder; offline users point HF_HUB_OFFLINE=1 at a filled cache."""
+                 runtime: str | None = None, cache_dir: Path | None = None,
+                 clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VideoEncoder:
+    """Load a model by hub id or folder; offline users point HF_HUB_OFFLINE=1 at a filled cache.
+    The other arguments are VideoEncoder's."""
     name = model_name(model)
     cache_only(name)  # offline without the model: fail now, before seconds go into importing torch
-    return VideoEncoder(name, device=device, precision=precision, runtime=runtime, cache_dir=cache_dir)
+    return VideoEncoder(name, device=device, precision=precision, runtime=runtime, cache_dir=cache_dir,
+                        clip_source=clip_source)
 
 
 def model_name(model: str | None) -> str:

@@ -1,15 +1,19 @@
 """OpenVINO: the same VideoMAE, converted once and compiled for the CPU, an optional runtime beside torch.
 
-Why: on a 2-core AVX-512 BF16 EPYC, OpenVINO's bf16 ran VideoMAE-base about 1.4-2x faster than
-torch's bf16 autocast, and VideoMAE-small about 2.5x (README "Indexing speed"); issue 11 measured
-its fp32 at 1.18x torch on an AVX2-only CPU. It is a plain wheel on Linux, macOS and Windows, but
-59 MB, so it is the `openvino` extra; the calibration times it beside torch and keeps it only
-where it wins.
+Why: on a 2-core AVX-512 BF16 EPYC, VideoMAE-base ran 2.17 s/clip in torch fp32, 1.36 in torch
+bf16, 1.00 in OpenVINO bf16 and 0.59 in OpenVINO int8 (README "Indexing speed"); issue 11 measured
+OpenVINO fp32 at 1.18x torch on an AVX2-only CPU. It is a plain wheel on Linux, macOS and
+Windows, but 60 MB, so it is the `openvino` extra (with NNCF for int8); the calibration times it
+beside torch and keeps it only where it wins and agrees with torch fp32.
 
-Converting VideoMAE-base from torch takes from half a minute to a few minutes, so the converted
-model is saved as OpenVINO IR under the cache folder (by default the index home's `openvino/`),
-keyed by the model's fingerprint and the OpenVINO version, and compiled with OpenVINO's own
-model cache in the same folder: later runs load it in seconds.
+int8 is static post-training quantization by NNCF: every matrix product, attention's included,
+runs in int8 (torch's dynamic int8 leaves attention in fp32 and quantizes activations on every
+call), with activation ranges measured on the user's own first clips when the indexer has them.
+
+Converting VideoMAE-base from torch takes from half a minute to a few minutes and quantizing
+about as long, so the converted model is saved as OpenVINO IR under the cache folder (by default
+the index home's `openvino/`), keyed by the model's fingerprint and the OpenVINO version, and
+compiled with OpenVINO's own model cache in the same folder: later runs load it in seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +30,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 HINT = "pip install 'vsearch[openvino]'"
-_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
 def version() -> str | None:
@@ -43,6 +47,13 @@ def available() -> bool:
     return version() is not None
 
 
+def can_quantize() -> bool:
+    """NNCF, OpenVINO's quantizer, is installed (it comes with the openvino extra)."""
+    import importlib.util
+
+    return available() and importlib.util.find_spec("nncf") is not None
+
+
 def _openvino() -> Any:
     try:
         import openvino
@@ -51,6 +62,16 @@ def _openvino() -> Any:
 
         raise ModelError(f"--runtime openvino needs OpenVINO, which is not installed: {HINT}") from None
     return openvino
+
+
+def _save(ov: Any, model: Any, xml: Path) -> None:
+    """Write an IR pair so that a killed process never leaves a half-written one behind."""
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp = xml.with_name("tmp-" + xml.name)
+    # fp32 weights in the file: compress_to_fp16 would change fp32 results
+    ov.save_model(model, str(tmp), compress_to_fp16=False)
+    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+    tmp.replace(xml)  # the .xml last: its presence means the pair is complete
 
 
 def _traceable(model: Any) -> torch.nn.Module:
@@ -73,8 +94,12 @@ def _traceable(model: Any) -> torch.nn.Module:
 
 def compile_options(precision: str) -> dict[str, str]:
     """The precision hint, and LATENCY: every core on one request, which is how the indexer calls
-    it (one batch at a time). On a CPU without native bf16 OpenVINO runs bf16 as fp32."""
-    return {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+    it (one batch at a time). int8 models run what is not quantized (softmax, norms) in bf16 where
+    the CPU has it natively; elsewhere OpenVINO runs bf16 as fp32."""
+    from vsearch.indexer.model import cpu_supports_bf16
+
+    hint = {"fp32": "f32", "bf16": "bf16", "int8": "bf16" if cpu_supports_bf16() else "f32"}[precision]
+    return {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
 
 
 def ir_path(cache: Path, model_id: str, input_shape: tuple[int, ...]) -> Path:
@@ -89,16 +114,22 @@ class CompiledVideoMAE:
     """A VideoMAE classifier compiled by OpenVINO for one precision; call it with pixel values."""
 
     def __init__(self, model: Any, model_id: str, input_shape: tuple[int, int, int, int], precision: str,
-                 cache: Path, device: str = "CPU"):
+                 cache: Path, clips: Callable[[], np.ndarray] | None = None, device: str = "CPU"):
         """`input_shape` is one clip's (frames, 3, height, width); the batch dimension stays dynamic,
-        so one compiled model serves every batch size the calibration tries."""
+        so one compiled model serves every batch size the calibration tries. For int8, `clips`
+        gives pixel values (B, T, 3, H, W) to measure activation ranges on, when no quantized model
+        of this one is cached yet."""
         ov = _openvino()
-        if precision not in PRECISIONS:
-            raise ValueError(f"OpenVINO runs fp32 or bf16, not {precision}")
         self.precision = precision
         xml = ir_path(cache, model_id, input_shape)
         if not xml.exists():
             self._convert(ov, model, input_shape, xml)
+        if precision == "int8":
+            fp32, xml = xml, xml.with_name("model-int8.xml")
+            if not xml.exists():
+                if clips is None:
+                    raise ValueError("quantizing to int8 needs clips to calibrate on")
+                self._quantize(ov, fp32, clips(), xml)
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(cache / "compiled")})
         self._compiled = core.compile_model(str(xml), device, compile_options(precision))
@@ -114,12 +145,21 @@ class CompiledVideoMAE:
             warnings.simplefilter("ignore")  # the tracer's notes on shape checks that are constant here
             converted = ov.convert_model(_traceable(model), example_input=example,
                                          input=[ov.PartialShape([-1, *input_shape])])
-        xml.parent.mkdir(parents=True, exist_ok=True)
-        tmp = xml.with_name("tmp-" + xml.name)
-        # fp32 weights in the file: compress_to_fp16 would change fp32 results
-        ov.save_model(converted, str(tmp), compress_to_fp16=False)
-        tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
-        tmp.replace(xml)  # the .xml last: its presence means the pair is complete
+        _save(ov, converted, xml)
+
+    @staticmethod
+    def _quantize(ov: Any, fp32: Path, clips: np.ndarray, xml: Path) -> None:
+        try:
+            import nncf
+        except ImportError:
+            from vsearch.indexer.model import ModelError
+
+            raise ModelError(f"OpenVINO int8 needs NNCF, which is not installed: {HINT}") from None
+        dataset = nncf.Dataset([clip[None] for clip in clips.astype(np.float32)])
+        # TRANSFORMER: keeps the products int8 and what quantizes badly (softmax, norms) in float
+        quantized = nncf.quantize(ov.Core().read_model(str(fp32)), dataset, subset_size=len(clips),
+                                  model_type=nncf.ModelType.TRANSFORMER)
+        _save(ov, quantized, xml)
 
     def __call__(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, T, 3, H, W) float32 -> (logits, pooled features), float32 numpy arrays."""

@@ -550,6 +550,26 @@ class Indexer:
             self.on_progress(Progress(store.settled, len(store.jobs), report.clips, settled[-1]))
 
 
+def first_clips(roots: Sequence[Path], spec: FrameSpec, sampling: Sampling, count: int = 16,
+                exclude: Sequence[str] = DEFAULT_EXCLUDES, per_file: int = 2, timeout: float = 60.0) -> np.ndarray:
+    """Up to `count` clips from the first videos under `roots`, `per_file` at most from each, decoded
+    by the guarded workers (a hostile file costs only itself): the user's own clips, for the
+    calibration to check and quantize on. Empty (0, ...) when none decode."""
+    h, w = spec.crop or (224, 224)
+    clips: list[np.ndarray] = []
+    taken: dict[int, int] = {}
+    jobs = ((i, f.path) for i, f in enumerate(find_videos(list(roots), exclude=exclude)))
+    with DecodePool(DecodeSettings(spec=spec, sampling=sampling, timeout=timeout)) as pool:
+        for event in pool.run(jobs):
+            if isinstance(event, Chunk) and event.frames.shape[2:4] == (h, w):
+                room = min(per_file - taken.get(event.key, 0), count - len(clips))
+                clips += list(event.frames[: max(0, room)])
+                taken[event.key] = taken.get(event.key, 0) + max(0, room)
+            if len(clips) >= count:
+                break
+    return np.stack(clips) if clips else np.zeros((0, spec.num_frames, h, w, 3), np.uint8)
+
+
 def embed_file(
     encoder: Encoder, path: str, sampling: Sampling | None = None, timeout: float = 120.0
 ) -> tuple[list[Window], np.ndarray, np.ndarray]:

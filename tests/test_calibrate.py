@@ -142,7 +142,9 @@ def test_candidates_are_every_runtime_and_native_precision_unless_asked(tiny_mod
     assert auto[:3] == (["fp32", "bf16", "int8"] if bf16 else ["fp32", "int8"])[:3]
     assert ("openvino fp32" in auto) == openvino.available()
     assert ("openvino bf16" in auto) == (openvino.available() and bf16)  # never an emulated bf16
-    assert candidates(load_encoder(str(tiny_model), device="cpu", precision="int8")) == ["int8"]
+    assert candidates(load_encoder(str(tiny_model), device="cpu", precision="int8")) == (
+        ["int8", "openvino int8"] if openvino.can_quantize() else ["int8"])
+    assert candidates(load_encoder(str(tiny_model), device="cpu", precision="int8", runtime="torch")) == ["int8"]
     assert candidates(load_encoder(str(tiny_model), device="cpu", runtime="torch"))[-1] == "int8"
 
 
@@ -197,8 +199,8 @@ def test_openvino_asked_for_but_missing_or_impossible_says_what_to_do(tiny_model
 
     from vsearch.indexer.model import ModelError, load_encoder
 
-    with pytest.raises(ModelError, match="runs fp32 or bf16, not int8"):
-        load_encoder(str(tiny_model), device="cpu", precision="int8", runtime="openvino", cache_dir=tmp_path)
+    with pytest.raises(ModelError, match="runs fp32 or bf16 or int8, not fp16"):
+        load_encoder(str(tiny_model), device="cpu", precision="fp16", runtime="openvino", cache_dir=tmp_path)
     with pytest.raises(ModelError, match="unknown runtime 'tensorrt'"):
         load_encoder(str(tiny_model), device="cpu", runtime="tensorrt")
     real_import = builtins.__import__
@@ -212,3 +214,36 @@ def test_openvino_asked_for_but_missing_or_impossible_says_what_to_do(tiny_model
     with pytest.raises(ModelError, match=r"pip install 'vsearch\[openvino\]'"):
         load_encoder(str(tiny_model), device="cpu", runtime="openvino", cache_dir=tmp_path)
     assert "openvino fp32" not in candidates(load_encoder(str(tiny_model), device="cpu"))
+
+
+def test_openvino_int8_is_quantized_on_the_users_own_clips_and_agrees_with_fp32(
+        motion_videos: dict[Path, str], tmp_path: Path) -> None:
+    """Static int8 (NNCF) of the trained demo model, calibrated on the first clips of the videos being
+    indexed: top-1 as torch fp32 on >= 98% of clips, embedding cosine >= 0.98 (issue 11's bars)."""
+    pytest.importorskip("nncf")
+    from vsearch import data
+    from vsearch.bench.synthetic import motion_dataset
+    from vsearch.indexer.decode import Sampling
+    from vsearch.indexer.model import load_encoder
+    from vsearch.indexer.pipeline import first_clips
+
+    model = str(data.path("motion-model"))
+    folder = next(iter(motion_videos)).parent
+    asked: list[int] = []
+
+    def users_clips(spec):
+        asked.append(1)
+        return first_clips([folder], spec, Sampling(), count=16)
+
+    fp32 = load_encoder(model, device="cpu", precision="fp32")
+    int8 = load_encoder(model, device="cpu", precision="int8", runtime="openvino", cache_dir=tmp_path,
+                        clip_source=users_clips)
+    assert asked == [1] and len(int8.sample_clips()) == 12  # decoded once: the 12 videos, one window each
+    assert list(tmp_path.glob("openvino/*/model-int8.xml"))
+    held_out = motion_dataset(tmp_path / "held-out", per_label=10, seed=11, folders=False)  # 60 other videos
+    clips = first_clips([next(iter(held_out)).parent], fp32.frame_spec, Sampling(), count=60, per_file=1)
+    p32, e32 = fp32.encode(clips)
+    p8, e8 = int8.encode(clips)
+    assert len(clips) == 60 and (p32.argmax(1) == p8.argmax(1)).mean() >= 0.98
+    assert (e32 * e8).sum(1).min() >= 0.98
+    assert not np.allclose(e32, e8, atol=1e-4)  # it really ran the quantized model
