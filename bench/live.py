@@ -83,9 +83,13 @@ def own_time(encoder: VideoEncoder, repeats: int = 3) -> float:
 
 def live_run(name: str, model_dir: Path, video: Path, seconds: float, every: float, window: float,
              log: Callable[[str], None]) -> LiveRow:
+    """One model through the live loop, in the configuration `vsearch bench` (or `vsearch index`
+    with this folder as its home) measured fastest here, as `vsearch live` would run it."""
+    from vsearch.indexer.calibrate import reuse
     from vsearch.indexer.model import load_encoder
 
-    encoder = load_encoder(str(model_dir))
+    encoder = load_encoder(str(model_dir), cache_dir=video.parent)
+    reuse(encoder, video.parent)
     model_own = own_time(encoder)
     rss_start = rss_mb()
     rss_minute = rss_start
