@@ -257,12 +257,17 @@ def reference_recipe(videos: list[Path], model_dir: Path, sampling: Sampling) ->
     return Result("reference recipe (fp32, per clip)", clips, time.perf_counter() - started, stages)
 
 
-def load_config(model_dir: Path, config: str | None, cache: Path | None = None) -> VideoEncoder:
-    """The model in one runtime and precision ("int8", "openvino bf16"; None: the default)."""
+def load_config(model_dir: Path, config: str | None, cache: Path | None = None,
+                videos: Sequence[Path] = ()) -> VideoEncoder:
+    """The model in one runtime and precision ("int8", "openvino bf16"; None: the default); int8 for
+    OpenVINO quantized on the first clips of `videos`, as the indexer does with the user's."""
     from vsearch.indexer.model import load_encoder, parse_config
+    from vsearch.indexer.pipeline import first_clips
 
     runtime, precision = parse_config(config) if config else ("auto", None)
-    return load_encoder(str(model_dir), precision=precision, runtime=runtime, cache_dir=cache or model_dir.parent)
+    source = (lambda spec: first_clips(list(videos), spec, Sampling())) if videos else None
+    return load_encoder(str(model_dir), precision=precision, runtime=runtime, cache_dir=cache or model_dir.parent,
+                        clip_source=source)
 
 
 def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch_size: int,
@@ -311,7 +316,7 @@ def precision_agreement(model_dir: Path, videos: list[Path], sampling: Sampling,
     """How far a runtime and precision move the answers from torch fp32: top-1 agreement,
     probabilities, embeddings."""
     fp32 = load_config(model_dir, "fp32", cache)
-    other = load_config(model_dir, config, cache)
+    other = load_config(model_dir, config, cache, videos)
     clips = np.concatenate([f for v in videos for _, _, f in read_windows(str(v), fp32.frame_spec, sampling)])
     p32, e32 = zip(*(fp32.encode(clips[i : i + 8]) for i in range(0, len(clips), 8)))
     p16, e16 = zip(*(other.encode(clips[i : i + 8]) for i in range(0, len(clips), 8)))
@@ -448,10 +453,11 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
               "small": make_base_checkpoint(work / "videomae-small-random", SMALL_CONFIG)}
     configs = {"base": BASE_CONFIG, "small": SMALL_CONFIG}
     chosen: dict[str, tuple[str, int]] = {}
+    shorts = short_clips(work / "short", 3 if quick else 6)
     for name, model_dir in models.items():
         log(f"VideoMAE-{name}: choosing runtime, precision and batch size by measuring, as `vsearch index` does "
             "(cached in --work)...")
-        encoder = load_config(model_dir, None, work)
+        encoder = load_config(model_dir, None, work, shorts)
         choice = tune(encoder, work)
         chosen[name] = (choice.config, choice.batch_size)
         on_cpu, tried = encoder.device == "cpu", candidates(encoder)
@@ -490,7 +496,6 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
                    for m, c, b, s_clip, picked in sorted(speed_rows, key=lambda r: (r[0], r[3]))]
 
     log("short clips: the Hugging Face reference recipe vs vsearch (base, then small)...")
-    shorts = short_clips(work / "short", 3 if quick else 6)
     reference = reference_recipe(shorts, model_dir=models["base"], sampling=sampling)
     ours = vsearch_index(shorts, models["base"], sampling, batch, config)
     small = vsearch_index(shorts, models["small"], sampling, chosen["small"][1], chosen["small"][0])

@@ -109,23 +109,30 @@ def machine_key(encoder: VideoEncoder) -> str:
 
 
 def calibration_clips(encoder: VideoEncoder, batch: int) -> np.ndarray:
-    """`batch` clips to time and check on: the user's own first clips where the encoder has them
-    (VideoEncoder.sample_clips), repeated or cut to size."""
+    """`batch` clips to time and check on: the user's own clips where the encoder has them
+    (VideoEncoder.sample_clips; those that OpenVINO int8 was not quantized on), repeated or cut to size."""
     clips = encoder.sample_clips()
-    return clips[np.arange(batch) % len(clips)]
+    held_out = clips[1::2] if len(clips) > 1 else clips
+    return held_out[np.arange(batch) % len(held_out)]
 
 
-def agrees(encoder: VideoEncoder, config: str, clips: np.ndarray, min_cosine: float) -> bool:
-    """`config` gives torch fp32's top labels and nearly its embeddings on these clips."""
+def agreeing(encoder: VideoEncoder, configs: Sequence[str], clips: np.ndarray) -> list[str]:
+    """The configurations that give torch fp32's top labels and nearly its embeddings (min_cosine)
+    on these clips; the reference itself always."""
     was = encoder.config
+    kept = [REFERENCE[0]]
     try:
         encoder.set_config(REFERENCE[0])
         p32, e32 = encoder.encode(clips)
-        encoder.set_config(config)
-        p, e = encoder.encode(clips)
+        for config in configs:
+            if config != REFERENCE[0]:
+                encoder.set_config(config)
+                p, e = encoder.encode(clips)
+                if (p32.argmax(1) == p.argmax(1)).all() and (e32 * e).sum(1).min() >= min_cosine(config):
+                    kept.append(config)
     finally:
         encoder.set_config(was)
-    return bool((p32.argmax(1) == p.argmax(1)).all() and (e32 * e).sum(1).min() >= min_cosine)
+    return [c for c in configs if c in kept]
 
 
 def min_cosine(config: str) -> float:
@@ -213,8 +220,7 @@ def tune(
             if on_measure:
                 on_measure()
             if len(configs) > 1:  # a runtime or precision that changes the answers is no candidate
-                clips = calibration_clips(encoder, 2)
-                configs = [c for c in configs if c == REFERENCE[0] or agrees(encoder, c, clips, min_cosine(c))]
+                configs = agreeing(encoder, configs, calibration_clips(encoder, 8))
             timed = measure or (lambda c, b: time_encode(encoder, c, b))
             (config, batch), timings = search(timed, configs, (batch_size,) if batch_size else BATCHES)
             choice = Choice(config, batch, "calibrated", {f"{c}@{b}": round(s, 4) for (c, b), s in timings.items()})

@@ -550,21 +550,24 @@ class Indexer:
             self.on_progress(Progress(store.settled, len(store.jobs), report.clips, settled[-1]))
 
 
-def first_clips(roots: Sequence[Path], spec: FrameSpec, sampling: Sampling, count: int = 16,
-                exclude: Sequence[str] = DEFAULT_EXCLUDES, per_file: int = 2, timeout: float = 60.0) -> np.ndarray:
-    """Up to `count` clips from the first videos under `roots`, `per_file` at most from each, decoded
-    by the guarded workers (a hostile file costs only itself): the user's own clips, for the
-    calibration to check and quantize on. Empty (0, ...) when none decode."""
+def first_clips(roots: Sequence[Path], spec: FrameSpec, sampling: Sampling, count: int = 32,
+                exclude: Sequence[str] = DEFAULT_EXCLUDES, timeout: float = 60.0) -> np.ndarray:
+    """Up to `count` of the user's own clips, for the calibration to quantize and check on: from
+    files spread evenly over the whole listing (the first files of a library are often one event),
+    as many from each as it takes, decoded by the guarded workers (a hostile file costs only
+    itself). Empty (0, ...) when none decode."""
     h, w = spec.crop or (224, 224)
+    files = [f.path for f in find_videos(list(roots), exclude=exclude)]
+    picked = sorted({round(i) for i in np.linspace(0, len(files) - 1, min(count, len(files)))}) if files else []
+    per_file = -(-count // max(1, len(picked)))
     clips: list[np.ndarray] = []
     taken: dict[int, int] = {}
-    jobs = ((i, f.path) for i, f in enumerate(find_videos(list(roots), exclude=exclude)))
     with DecodePool(DecodeSettings(spec=spec, sampling=sampling, timeout=timeout)) as pool:
-        for event in pool.run(jobs):
+        for event in pool.run((i, files[i]) for i in picked):
             if isinstance(event, Chunk) and event.frames.shape[2:4] == (h, w):
-                room = min(per_file - taken.get(event.key, 0), count - len(clips))
-                clips += list(event.frames[: max(0, room)])
-                taken[event.key] = taken.get(event.key, 0) + max(0, room)
+                room = max(0, min(per_file - taken.get(event.key, 0), count - len(clips)))
+                clips += list(event.frames[:room])
+                taken[event.key] = taken.get(event.key, 0) + room
             if len(clips) >= count:
                 break
     return np.stack(clips) if clips else np.zeros((0, spec.num_frames, h, w, 3), np.uint8)
