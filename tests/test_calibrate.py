@@ -61,13 +61,13 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory):
 def test_tune_measures_once_then_uses_the_cache(tiny_encoder, tmp_path: Path) -> None:
     table = {("fp32", b): 1.0 for b in (1, 2, 4, 8)} | {("bf16", b): 0.5 / b for b in (1, 2, 4, 8)}
     table |= {("int8", b): 0.8 for b in (1, 2, 4, 8)}
-    table |= {("openvino fp32", b): 0.9 for b in (1, 2, 4, 8)} | {("openvino bf16", b): 0.6 for b in (1, 2, 4, 8)}
+    table |= {(f"openvino {p}", b): s for b in (1, 2, 4, 8) for p, s in (("fp32", 0.9), ("bf16", 0.6), ("int8", 0.7))}
     calls: list[tuple[str, int]] = []
     choice = tune(tiny_encoder, tmp_path, measure=fake(table, calls))
     if ("bf16", 1) in calls:  # a CPU with native bf16 (AVX-512 BF16 or AMX)
         assert (choice.config, choice.batch_size) == ("bf16", 8)
-    else:
-        assert (choice.config, choice.batch_size) == ("int8", 1)
+    else:  # then openvino int8 (0.7) beats torch int8 (0.8), where it is installed
+        assert (choice.config, choice.batch_size) == ("openvino int8" if openvino.can_quantize() else "int8", 1)
     assert choice.how == "calibrated" and (tiny_encoder.config, tiny_encoder.batch_size) == (
         choice.config, choice.batch_size)
     cached = json.loads((tmp_path / CACHE_FILE).read_text())
@@ -246,3 +246,13 @@ def test_openvino_int8_is_quantized_on_the_users_own_clips_and_agrees_with_fp32(
     assert len(clips) == 60 and (p32.argmax(1) == p8.argmax(1)).mean() >= 0.98
     assert (e32 * e8).sum(1).min() >= 0.98
     assert not np.allclose(e32, e8, atol=1e-4)  # it really ran the quantized model
+
+
+def test_a_top_label_is_kept_unless_fp32_had_none() -> None:
+    from vsearch.indexer.calibrate import same_top_label
+
+    confident = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    assert same_top_label(confident, confident).all()
+    assert not same_top_label(confident, np.array([[0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]))[0]
+    uniform = np.full((1, 400), 1 / 400) + np.linspace(0, 1e-6, 400)  # random weights: no real top label
+    assert same_top_label(uniform, uniform[:, ::-1]).all()
