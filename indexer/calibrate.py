@@ -41,10 +41,12 @@ class Choice:
     batch_size: int
     how: str  # "calibrated", "cached", "asked" or "default"
     timings: dict[str, float] = field(default_factory=dict)  # "fp32@1" -> seconds per clip
+    differed: tuple[str, ...] = ()  # configurations left out: their answers differed from fp32's
 
     def describe(self) -> str:
         measured = ", ".join(f"{k} {v:.3g}" for k, v in self.timings.items())
-        return f"{self.config}, batch {self.batch_size} ({self.how}{': s/clip ' + measured if measured else ''})"
+        left = f"; left out, answers differ from fp32: {', '.join(self.differed)}" if self.differed else ""
+        return f"{self.config}, batch {self.batch_size} ({self.how}{': s/clip ' + measured if measured else ''}{left})"
 
 
 def pick(timings: Mapping[tuple[str, int], float], margin: float = MARGIN) -> tuple[str, int]:
@@ -225,15 +227,16 @@ def tune(
         cache = Path(home) / CACHE_FILE
         stored = _read_cache(cache).get(key)
         if stored is not None:
-            choice = Choice(stored["config"], int(stored["batch_size"]), "cached", stored["timings"])
+            choice = Choice(stored["config"], int(stored["batch_size"]), "cached", stored["timings"],
+                            tuple(stored.get("differed", ())))
         else:
             if on_measure:
                 on_measure()
-            if len(configs) > 1:  # a runtime or precision that changes the answers is no candidate
-                configs = agreeing(encoder, configs, calibration_clips(encoder, 8))
+            kept = agreeing(encoder, configs, calibration_clips(encoder, 8)) if len(configs) > 1 else configs
             timed = measure or (lambda c, b: time_encode(encoder, c, b))
-            (config, batch), timings = search(timed, configs, (batch_size,) if batch_size else BATCHES)
-            choice = Choice(config, batch, "calibrated", {f"{c}@{b}": round(s, 4) for (c, b), s in timings.items()})
+            (config, batch), timings = search(timed, kept, (batch_size,) if batch_size else BATCHES)
+            choice = Choice(config, batch, "calibrated", {f"{c}@{b}": round(s, 4) for (c, b), s in timings.items()},
+                            tuple(c for c in configs if c not in kept))
             _write_cache(cache, key, choice)
     encoder.set_config(choice.config)
     encoder.batch_size = choice.batch_size
@@ -251,6 +254,7 @@ def _read_cache(path: Path) -> dict:
 def _write_cache(path: Path, key: str, choice: Choice) -> None:
     data = _read_cache(path)
     data[key] = {"config": choice.config, "batch_size": choice.batch_size, "timings": choice.timings,
+                 "differed": list(choice.differed),
                  "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
