@@ -18,7 +18,10 @@ compiled with OpenVINO's own model cache in the same folder: later runs load it 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -155,13 +158,15 @@ class CompiledVideoMAE:
             from vsearch.indexer.model import ModelError
 
             raise ModelError(f"OpenVINO int8 needs NNCF, which is not installed: {HINT}") from None
+        nncf.set_log_level(logging.WARNING)  # its INFO lines name graph nodes
         dataset = nncf.Dataset([clip[None] for clip in clips.astype(np.float32)])
         # TRANSFORMER: the products in int8, what quantizes badly (softmax, norms) in float. The patch
         # embedding (a convolution over raw pixels, 1.5% of the FLOPs) stays in float too: quantizing
         # the input pixels cost the trained demo model its embedding cosine (0.956 -> 0.982 without).
-        quantized = nncf.quantize(ov.Core().read_model(str(fp32)), dataset, subset_size=len(clips),
-                                  model_type=nncf.ModelType.TRANSFORMER,
-                                  ignored_scope=nncf.IgnoredScope(types=["Convolution"]))
+        with contextlib.redirect_stdout(sys.stderr):  # its progress bars: stdout is for results
+            quantized = nncf.quantize(ov.Core().read_model(str(fp32)), dataset, subset_size=len(clips),
+                                      model_type=nncf.ModelType.TRANSFORMER,
+                                      ignored_scope=nncf.IgnoredScope(types=["Convolution"]))
         _save(ov, quantized, xml)
 
     def __call__(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
