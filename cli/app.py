@@ -49,7 +49,7 @@ Model = Annotated[
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Precision = Annotated[str, typer.Option("--precision", help="auto (measured on this machine), fp32, bf16, fp16 or int8 (CPU).")]
 Runtime = Annotated[str, typer.Option("--runtime", help="auto (measured on this machine), torch, or openvino "
-                                      "(CPU; pip install 'vsearch[openvino]').")]
+                                      "(CPU).")]
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many hits.")]
 Under = Annotated[str | None, typer.Option("--under", help="Only videos below this folder.")]
 MinScore = Annotated[float, typer.Option("--min-score", min=0.0, help="Drop hits scoring below this.")]
@@ -112,6 +112,8 @@ def load_tuned_model(model: str | None, device: str, precision: str, runtime: st
         info("measuring the fastest runtime, precision and batch size here (once per machine and model)...")
         if runtime == "auto" and not openvino.available():
             info(f"  (the OpenVINO runtime is often faster on CPUs: {openvino.HINT})")
+        elif runtime == "auto" and precision in ("auto", "int8") and not openvino.can_quantize():
+            info(f"  (OpenVINO int8 is often the fastest on CPUs: {openvino.INT8_HINT})")
 
     try:
         encoder = load_encoder(model, device=device, precision=precision, runtime=runtime, cache_dir=home,

@@ -1,10 +1,10 @@
-"""OpenVINO: the same VideoMAE, converted once and compiled for the CPU, an optional runtime beside torch.
+"""OpenVINO: the same VideoMAE, converted once and compiled for the CPU, a runtime beside torch.
 
 Why: on a 2-core AVX-512 BF16 EPYC, VideoMAE-base ran 2.17 s/clip in torch fp32, 1.36 in torch
 bf16, 1.00 in OpenVINO bf16 and 0.59 in OpenVINO int8 (README "Indexing speed"); issue 11 measured
-OpenVINO fp32 at 1.18x torch on an AVX2-only CPU. It is a plain wheel on Linux, macOS and
-Windows, but 60 MB, so it is the `openvino` extra (with NNCF for int8); the calibration times it
-beside torch and keeps it only where it wins and agrees with torch fp32.
+OpenVINO fp32 at 1.18x torch on an AVX2-only CPU. It is a plain wheel (60 MB) on Linux, macOS
+and Windows, so a dependency wherever it ships one; NNCF, which int8 needs, is the `int8` extra.
+The calibration times it beside torch and keeps it only where it wins and agrees with torch fp32.
 
 int8 is static post-training quantization by NNCF: every matrix product, attention's included,
 runs in int8 (torch's dynamic int8 leaves attention in fp32 and quantizes activations on every
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("fp32", "bf16", "int8")
-HINT = "pip install 'vsearch[openvino]'"
+HINT = "pip install openvino (installed with vsearch wherever OpenVINO ships a wheel)"
+INT8_HINT = "pip install 'vsearch[int8]'"
 
 
 def version() -> str | None:
@@ -157,7 +158,7 @@ class CompiledVideoMAE:
         except ImportError:
             from vsearch.indexer.model import ModelError
 
-            raise ModelError(f"OpenVINO int8 needs NNCF, which is not installed: {HINT}") from None
+            raise ModelError(f"OpenVINO int8 needs NNCF, which is not installed: {INT8_HINT}") from None
         nncf.set_log_level(logging.WARNING)  # its INFO lines name graph nodes
         dataset = nncf.Dataset([clip[None] for clip in clips.astype(np.float32)])
         # TRANSFORMER: the products in int8, what quantizes badly (softmax, norms) in float. The patch

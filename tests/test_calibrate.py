@@ -211,7 +211,7 @@ def test_openvino_asked_for_but_missing_or_impossible_says_what_to_do(tiny_model
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_openvino)
-    with pytest.raises(ModelError, match=r"pip install 'vsearch\[openvino\]'"):
+    with pytest.raises(ModelError, match="needs OpenVINO, which is not installed: pip install openvino"):
         load_encoder(str(tiny_model), device="cpu", runtime="openvino", cache_dir=tmp_path)
     assert "openvino fp32" not in candidates(load_encoder(str(tiny_model), device="cpu"))
 
