@@ -342,12 +342,8 @@ def model_only(model_dir: Path, batch_size: int, config: str | None, repeats: in
     spec = encoder.frame_spec
     h, w = spec.crop or (224, 224)
     frames = np.random.default_rng(0).integers(0, 256, (batch_size, spec.num_frames, h, w, 3), dtype=np.uint8)
-    encoder.encode(frames)  # warm-up: oneDNN picks its kernels on the first call
-    best = float("inf")
-    for _ in range(repeats):  # best batch, like the best matmul: noise on a shared machine only adds
-        started = time.perf_counter()
-        encoder.encode(frames)
-        best = min(best, time.perf_counter() - started)
+    # best batch, like the best product: noise on a shared machine only adds
+    best = best_seconds(lambda: encoder.encode(frames), repeats)
     return Result(f"model only ({encoder.config}, batch {batch_size}, best of {repeats})", batch_size, best)
 
 

@@ -190,8 +190,14 @@ def reuse(encoder: VideoEncoder, home: Path) -> Choice | None:
     stored = _read_cache(Path(home) / CACHE_FILE).get(_key(encoder, configs, None))
     if stored is None:
         return None
-    encoder.set_config(stored["config"])
-    return Choice(stored["config"], int(stored["batch_size"]), "cached", stored["timings"])
+    choice = _cached(stored)
+    encoder.set_config(choice.config)
+    return choice
+
+
+def _cached(stored: dict) -> Choice:
+    return Choice(stored["config"], int(stored["batch_size"]), "cached", stored["timings"],
+                  tuple(stored.get("differed", ())))
 
 
 def _key(encoder: VideoEncoder, configs: Sequence[str], batch_size: int | None) -> str:
@@ -227,8 +233,7 @@ def tune(
         cache = Path(home) / CACHE_FILE
         stored = _read_cache(cache).get(key)
         if stored is not None:
-            choice = Choice(stored["config"], int(stored["batch_size"]), "cached", stored["timings"],
-                            tuple(stored.get("differed", ())))
+            choice = _cached(stored)
         else:
             if on_measure:
                 on_measure()

@@ -52,7 +52,7 @@ def available() -> bool:
 
 
 def can_quantize() -> bool:
-    """NNCF, OpenVINO's quantizer, is installed (it comes with the openvino extra)."""
+    """NNCF, OpenVINO's quantizer, is installed (the `int8` extra)."""
     import importlib.util
 
     return available() and importlib.util.find_spec("nncf") is not None
