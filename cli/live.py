@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -29,14 +33,16 @@ def live(
     window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds of video per result.")] = 2.0,
     every: Annotated[float, typer.Option("--every", min=0.05, help="Seconds between results, at least; when "
                                          "the model is slower, windows are skipped.")] = 1.0,
-    realtime: Annotated[bool, typer.Option("--realtime", help="Play a file at its own speed (default: as fast "
-                                           "as possible, every window).")] = False,
+    realtime: Annotated[bool, typer.Option("--realtime", help="Play a file at its own speed, skipping windows "
+                                           "when the model is slower (default: as fast as possible, every window); "
+                                           "on stdin, keep up with the sender from the start.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result per line.")] = False,
     min_score: Annotated[float, typer.Option("--min-score", min=0.0, max=1.0, help="An event starts when a "
                                              "label's smoothed score reaches this.")] = 0.6,
     leave_score: Annotated[float, typer.Option("--leave-score", min=0.0, max=1.0, help="...and ends when it "
                                                "falls below this.")] = 0.4,
-    smooth: Annotated[int, typer.Option("--smooth", min=1, help="Results averaged for labels and events.")] = 2,
+    smooth: Annotated[int, typer.Option("--smooth", min=1, help="Results averaged for events (each result's own "
+                                        "labels are its window's alone).")] = 2,
     on: Annotated[str | None, typer.Option("--on", help="Run --exec when this label starts.")] = None,
     exec_cmd: Annotated[str | None, typer.Option("--exec", help="Command to run, split like a shell line but "
                                                  "never run by one; gets VSEARCH_LABEL, VSEARCH_SCORE, "
@@ -49,7 +55,8 @@ def live(
 ) -> None:
     """Recognise activity as it happens, from a camera, a stream, stdin or a file.
 
-    Prints a line as each event starts and ends; --json prints every result with its latency.
+    Prints a line as each event starts and ends; --json prints every result: the span of source time
+    it covers, its labels, the frames it saw and its latency.
     Example: vsearch live camera:0 --on "push up" --exec "notify-send push-up"
     """
     from vsearch.indexer.live import Event, LiveError, LiveRunner, LiveSettings, Notice, Result, parse_source
@@ -69,39 +76,63 @@ def live(
     settings = LiveSettings(window=window, every=every, smooth=smooth, min_score=min_score, leave_score=leave_score,
                             realtime=realtime, stall_timeout=stall_timeout, reconnects=reconnects, on_label=on,
                             exec_argv=argv, exec_timeout=exec_timeout)
-    encoder = load_model(model, device, precision, runtime)
-    try:
-        runner = LiveRunner(src, encoder, settings)
-    except LiveError as exc:
-        fail(str(exc), 2)
-    info(f"live: {safe(src)}, {window:g} s windows, a result every {every:g} s at most (Ctrl-C stops)")
-    items = runner.run()
-    code = 0
-    try:
-        for item in items:
-            if isinstance(item, Result):
-                if as_json:
-                    sys.stdout.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
-                    sys.stdout.flush()
-            elif isinstance(item, Event):
-                if not as_json:
-                    _print_event(item)
-            elif isinstance(item, Notice):
-                info(f"vsearch: {safe(item.message)}")
-    except LiveError as exc:
-        if runner.summary.results:
-            _print_summary(runner.summary)
-        fail(str(exc))
-    except KeyboardInterrupt:
-        items.close()  # stops the reader and any --exec commands now
+    with ctrl_c() as stop:
+        try:
+            encoder = load_model(model, device, precision, runtime)
+            runner = LiveRunner(src, encoder, settings, should_stop=stop.is_set)
+        except LiveError as exc:
+            fail(str(exc), 2)
+        except KeyboardInterrupt:
+            info("stopped (Ctrl-C) before the first result")
+            raise typer.Exit(130) from None
+        info(f"live: {safe(src)}, {window:g} s windows, a result every {every:g} s at most (Ctrl-C stops)")
+        items = runner.run()
+        try:
+            for item in items:
+                if isinstance(item, Result):
+                    if as_json:
+                        sys.stdout.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+                        sys.stdout.flush()
+                elif isinstance(item, Event):
+                    if not as_json:
+                        _print_event(item)
+                elif isinstance(item, Notice):
+                    info(f"vsearch: {safe(item.message)}")
+        except LiveError as exc:
+            if runner.summary.results:
+                _print_summary(runner.summary)
+            fail(str(exc))
+        except KeyboardInterrupt:
+            items.close()  # stops the reader and any --exec commands now
+        except BrokenPipeError:  # the program reading our output went away: nothing left to say
+            items.close()
+            sys.stderr.close()
+            raise typer.Exit(0) from None
+    if stop.is_set():
         runner.summary.ended = "stopped (Ctrl-C)"
-        code = 130
-    except BrokenPipeError:  # the program reading our output went away: nothing left to say
-        items.close()
-        sys.stderr.close()
-        raise typer.Exit(0) from None
     _print_summary(runner.summary)
-    raise typer.Exit(code)
+    raise typer.Exit(130 if stop.is_set() else 0)
+
+
+@contextmanager
+def ctrl_c() -> Iterator[threading.Event]:
+    """Ctrl-C stops the loop at once: it interrupts whatever runs (a model load, a wait), and it
+    also sets the event the loop checks between steps, so one swallowed by a library on the way
+    still stops it. A SIGINT that the caller ignores (a background job of a script) stays ignored."""
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield stop
+        return
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _print_event(event: Event) -> None:

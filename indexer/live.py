@@ -1,11 +1,14 @@
 """Live recognition: what is happening now, from a camera, a network stream, stdin or a file.
 
-A reader thread decodes the source and keeps only the latest frames, already scaled and cropped
-to the model's size exactly as indexing does, in a bounded ring. The caller's thread takes the
-most recent window, samples it with the indexer's sampler, runs the same encoder, averages the
-last few windows and turns label changes into events with hysteresis. When the model is slower
-than the source, windows are skipped, never queued, so latency stays bounded. A file read
-without `realtime` is the exception: the reader waits for the model, so no window is skipped.
+A reader thread decodes the source into a bounded ring of frames, already scaled and cropped to
+the model's size exactly as indexing does. Results lie on a fixed grid of source time: window k
+covers [k * every, k * every + window) from the first frame, and the model sees the frames inside
+those bounds, sampled with the indexer's sampler, so a result names exactly the span it saw (and
+says how many of the span's frames arrived). How a slow model is met depends on the source (see
+Pace): a file read as fast as possible waits for it and every window is seen; a camera or a
+network stream never waits, and windows are skipped, never queued, so latency stays bounded; stdin
+waits while that keeps the loop within a window of real time. Each result carries its window's
+own labels; events smooth over the last few results, with hysteresis.
 
 Nothing here prints or exits: `LiveRunner.run` yields `Result`, `Event` and `Notice` objects and
 raises `LiveError` with a one-line reason.
@@ -13,6 +16,7 @@ raises `LiveError` with a one-line reason.
 
 from __future__ import annotations
 
+import enum
 import math
 import os
 import re
@@ -22,7 +26,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -40,6 +44,7 @@ MAX_RING_FRAMES = 1024  # a window at 120 fps for 8 s; more is a mistake, not a 
 # A live stream is probed for half a second, not FFmpeg's default five: the first result comes sooner.
 LIVE_PROBE = {"analyzeduration": "500000"}
 LATENCIES_KEPT = 100_000  # for the summary's percentiles: about a day at one result per second
+STOP_POLL = 0.1  # seconds between checks whether the caller asked the loop to stop
 
 
 class LiveError(Exception):
@@ -129,7 +134,7 @@ class LabelScore:
 
 @dataclass(frozen=True)
 class Result:
-    """One window: smoothed labels, source times, and how late it came."""
+    """One window of source time, [start, end): the labels of exactly the frames inside it."""
 
     start: float
     end: float
@@ -139,12 +144,14 @@ class Result:
     latency: float  # wall seconds from the arrival of the window's last frame to this result
     model_seconds: float  # of which the model took this long
     dropped: int  # windows skipped just before this one because the model was busy
+    frames: int = 0  # source frames inside [start, end) that the model's frames were sampled from
+    missing: int = 0  # frames the span should hold at the stream's rate but did not arrive
 
     def to_json(self) -> dict:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
                 "score": round(self.score, 4),
                 "labels": [{"label": x.label, "score": round(x.score, 4)} for x in self.labels],
-                "latency": round(self.latency, 4)}
+                "latency": round(self.latency, 4), "frames": self.frames, "missing": self.missing}
 
 
 @dataclass(frozen=True)
@@ -189,52 +196,95 @@ class _Frame:
     image: np.ndarray  # (crop_h, crop_w, 3) uint8
 
 
-class FrameRing:
-    """The latest frames, bounded; the reader thread puts, the model's thread takes windows.
+class Pace(enum.Enum):
+    """How the reader treats a model slower than the source."""
 
-    In lossless mode (a file read as fast as possible) the reader waits once it has passed the
-    time the model asked for, so every window is seen; otherwise old frames simply fall out.
+    EVERY_WINDOW = "every window"  # a file read as fast as possible: the reader waits for the model
+    KEEP_UP = "keep up"  # a camera, a network stream, a file at its own speed: windows are skipped
+    # stdin: a pipe holds its sender back, so the reader waits for the model and every window is
+    # seen, until that puts the loop over one window behind real time (a live feed on the pipe):
+    # then it keeps up instead.
+    FOLLOW = "follow"
+
+
+class FrameRing:
+    """The source's recent frames, bounded; the reader thread puts, the model's thread takes windows.
+
+    Windows lie on a fixed grid of source time: window k covers [origin + k * every, + window),
+    origin being the first frame's time, and is taken by those bounds alone, however far the
+    reader has run since. A window is complete once the frame that ends it has arrived. The ring
+    holds one window and one step, so the newest complete window is always whole in it.
     """
 
-    def __init__(self, window: float, num_frames: int, lossless: bool):
-        self.window, self.num_frames, self.lossless = window, num_frames, lossless
+    def __init__(self, window: float, every: float, num_frames: int, pace: Pace):
+        self.window, self.every, self.num_frames, self.pace = window, every, num_frames, pace
         self._frames: deque[_Frame] = deque(maxlen=num_frames)
         self._cond = threading.Condition()
         self.ended = False
         self.error: BaseException | None = None
         self.endless = False  # a live network stream: its end is a dropped connection, not the end
-        self.interval = 1 / 30  # seconds between frames, from the stream's rate once known
-        self.first_time: float | None = None
+        self.interval = 1 / 30  # seconds between frames: the stream's rate, then what the frames show
+        self._gaps: deque[float] = deque(maxlen=64)  # the latest intervals between frames
+        self.origin: float | None = None  # source time of the first frame: window 0 starts there
+        self._origin_arrival = 0.0  # when it arrived: the wall clock's zero for "behind real time"
         self.opened = time.monotonic()
-        self._due: float | None = None
+        self._next = 0  # the first window not yet taken: the reader waits past its end
         self._stopped = False
 
     def start(self, rate: float, endless: bool) -> None:
-        """Size the ring for the stream's frame rate: one window and a half, never more."""
+        """Size the ring for the stream's frame rate: a window and a step, with a margin."""
         with self._cond:
-            self.interval = 1.0 / rate if rate > 0 else self.interval
-            capacity = int(math.ceil(self.window / self.interval * 1.5)) + self.num_frames + 2
-            self._frames = deque(maxlen=min(MAX_RING_FRAMES, capacity))
             self.endless = endless
+            self._set_interval(1.0 / rate if rate > 0 else self.interval)
+
+    def _set_interval(self, interval: float) -> None:
+        self.interval = interval
+        capacity = min(MAX_RING_FRAMES, int(math.ceil((self.window + self.every) / interval * 1.25)) + self.num_frames + 2)
+        if capacity != self._frames.maxlen:
+            self._frames = deque(self._frames, maxlen=capacity)
+
+    def _observe(self, t: float) -> None:
+        """Learn the interval from the frames themselves: a container's declared rate can be an
+        average over gaps (variable frame rate, dropped frames) or missing altogether."""
+        if self._frames:
+            self._gaps.append(t - self._frames[-1].time)
+        if len(self._gaps) >= 8 and len(self._gaps) % 8 == 0:
+            typical = float(np.median(self._gaps))
+            if typical > 0 and abs(typical - self.interval) > 0.1 * self.interval:
+                self._set_interval(typical)
+
+    def bounds(self, k: int) -> tuple[float, float]:
+        """Source seconds [start, end) of window k."""
+        start = (self.origin or 0.0) + k * self.every
+        return start, start + self.window
+
+    def _completes(self, t: float, k: int) -> bool:
+        """A frame at `t` completes window k: it is the window's last frame (half an interval of
+        jitter allowed) or later."""
+        return t >= self.bounds(k)[1] - 1.5 * self.interval
 
     def put(self, frame: _Frame) -> bool:
-        """Add a frame; False once the consumer has stopped the reader."""
+        """Add a frame, waiting for the model as the pace says; False once the consumer stopped."""
         with self._cond:
             if self._stopped:
                 return False
-            if self.first_time is None:
-                self.first_time = frame.time
-                self._due = self.first_due
+            if self.origin is None:
+                self.origin, self._origin_arrival = frame.time, frame.arrival
+            self._observe(frame.time)
             self._frames.append(frame)
             self._cond.notify_all()
-            while self.lossless and self._due is not None and frame.time >= self._due and not self._stopped:
-                self._cond.wait()
+            while not self._stopped and self._completes(frame.time, self._next):
+                if self.pace is Pace.KEEP_UP:
+                    break
+                if self.pace is Pace.FOLLOW:
+                    # Past this many seconds from now the frame is a window behind real time.
+                    slack = self._origin_arrival + (frame.time - self.origin) + self.window - time.monotonic()
+                    if slack <= 0:
+                        break
+                    self._cond.wait(slack)
+                else:
+                    self._cond.wait()
             return not self._stopped
-
-    @property
-    def first_due(self) -> float | None:
-        """When the first full window is there (frames are instants, so one interval short)."""
-        return None if self.first_time is None else self.first_time + self.window - self.interval * 1.5
 
     def finish(self, error: BaseException | None = None) -> None:
         with self._cond:
@@ -250,17 +300,14 @@ class FrameRing:
     def stopped(self) -> bool:
         return self._stopped
 
-    def wait(self, due: float | None, stall_timeout: float) -> str:
-        """Block until the newest frame reaches `due` (None: the first full window):
-        "ready", "ended" or "stalled"."""
+    def wait(self, k: int, stall_timeout: float, should_stop: Callable[[], bool]) -> str:
+        """Block until window k is complete: "ready", "ended", "stalled" or "stopped"."""
         with self._cond:
             began = time.monotonic()
-            if due is not None:
-                self._due = due
-                self._cond.notify_all()  # a lossless reader waiting for this window may go on
             while True:
-                target = due if due is not None else self.first_due
-                if self._frames and target is not None and self._frames[-1].time >= target:
+                if should_stop():
+                    return "stopped"
+                if self._frames and self._completes(self._frames[-1].time, k):
                     return "ready"
                 if self.ended:
                     return "ended"
@@ -269,19 +316,31 @@ class FrameRing:
                 left = last + stall_timeout - time.monotonic()
                 if left <= 0:
                     return "stalled"
-                self._cond.wait(min(left, 0.5))
+                self._cond.wait(min(left, STOP_POLL))
 
-    def window_frames(self) -> list[_Frame]:
-        """The frames of the last window of source time, oldest first."""
+    def take(self, k: int) -> tuple[int, list[_Frame]]:
+        """The newest complete window from k on (k itself unless the reader ran ahead, keeping up)
+        and the frames inside its bounds, oldest first. The reader may go on to the next window."""
         with self._cond:
-            if not self._frames:
-                return []
             newest = self._frames[-1].time
-            return [f for f in self._frames if f.time > newest - self.window + self.interval / 2]
+            j = k
+            while self._completes(newest, j + 1):
+                j += 1
+            start, end = self.bounds(j)
+            half = self.interval / 2  # a frame at t shows [t, t + interval): inside if it starts inside
+            frames = [f for f in self._frames if start - half <= f.time < end - half]
+            self._next = j + 1
+            self._cond.notify_all()
+            return j, frames
 
-    def has_frames(self) -> bool:
+    def all_frames(self) -> list[_Frame]:
+        """Every frame held: a source shorter than one window gives a single result over these."""
         with self._cond:
-            return bool(self._frames)
+            return list(self._frames)
+
+    def expected(self, start: float, end: float) -> int:
+        """Frames a span holds at the stream's rate."""
+        return max(1, round((end - start) / self.interval))
 
 
 class _PipeReader:
@@ -390,7 +449,9 @@ def _read_frames(source: Source, stdin: BinaryIO | int | None, spec: FrameSpec, 
                 ahead = wall0 + (t - offset) - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
-            image = np.ascontiguousarray(center_crop(frame_rgb(frame, size, rotation), spec.crop))
+            # A copy of its own: the ring keeps frames while the decoder goes on, and a frame that
+            # needs no conversion could share the decoder's buffers.
+            image = np.array(center_crop(frame_rgb(frame, size, rotation), spec.crop), order="C", copy=True)
             if not ring.put(_Frame(t, time.monotonic(), image)):
                 return
     except Exception as exc:  # the source broke mid-way: FFmpeg, OS or timeout errors, or ours
@@ -458,47 +519,67 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 class LiveRunner:
-    """The live loop over one source and one encoder; `run()` yields what happens."""
+    """The live loop over one source and one encoder; `run()` yields what happens.
+
+    `should_stop` is asked between windows and while waiting for frames: the loop then ends at
+    once with its summary, as it does at the end of the source."""
 
     def __init__(self, source: Source, encoder: Encoder, settings: LiveSettings,
-                 stdin: BinaryIO | int | None = None):
+                 stdin: BinaryIO | int | None = None, should_stop: Callable[[], bool] | None = None):
         settings.check(encoder.labels)
         self.source, self.encoder, self.settings, self.stdin = source, encoder, settings, stdin
+        self.should_stop = should_stop or (lambda: False)
         self.summary = Summary(str(source))
         self._history: deque[np.ndarray] = deque(maxlen=max(1, settings.smooth))
         self._current: tuple[str, float] | None = None  # label holding now, and since when
         self._hooks = (CommandHooks(settings.on_label, settings.exec_argv, settings.exec_timeout)
                        if settings.on_label else None)
 
+    @property
+    def pace(self) -> Pace:
+        if self.source.kind == "file":
+            return Pace.KEEP_UP if self.settings.realtime else Pace.EVERY_WINDOW
+        return Pace.FOLLOW if self.source.kind == "stdin" and not self.settings.realtime else Pace.KEEP_UP
+
     def run(self) -> Generator[Result | Event | Notice, None, None]:
         """Results, events and notices until the source ends; LiveError when it cannot go on."""
         s = self.settings
         wall0 = time.monotonic()
         ring = self._connect(0.0)
-        due: float | None = None  # source time the next window must reach; None: a full first window
+        k = 0  # the next window on the ring's grid
+        skipped = 0  # windows passed over since the last result
         attempts = 0
         try:
             while True:
-                state = ring.wait(due, s.stall_timeout)
+                state = ring.wait(k, s.stall_timeout, self.should_stop)
                 yield from self._poll_hooks()
+                if state == "stopped":
+                    self.summary.ended = "stopped"
+                    return
                 if state == "ready":
                     attempts = 0
-                    result, smoothed = self._infer(ring, due)
-                    # The next window is due one step on the grid after the first one; the steps
-                    # a busy model let pass are skipped, never made up.
-                    due = (due if due is not None else ring.first_due) + s.every * (1 + result.dropped)  # type: ignore[operator]  # set once frames flow
+                    j, frames = ring.take(k)
+                    skipped += j - k
+                    k = j + 1
+                    if not frames:  # the stream sent nothing for this span (a gap in its timestamps)
+                        skipped += 1
+                        continue
+                    result, smoothed = self._infer(ring, *ring.bounds(j), frames, skipped)
+                    skipped = 0
                     yield result
                     yield from self._events(result, smoothed)
                     continue
                 if state == "ended" and ring.error is None and not ring.endless:
-                    if self.summary.results == 0 and ring.has_frames():
-                        result, smoothed = self._infer(ring, None)  # shorter than a window: one result
+                    frames = ring.all_frames()
+                    if self.summary.results == 0 and frames:  # shorter than a window: one result
+                        result, smoothed = self._infer(ring, frames[0].time, frames[-1].time + ring.interval,
+                                                       frames, 0)
                         yield result
                         yield from self._events(result, smoothed)
                     self.summary.ended = "the source ended"
                     return
                 reason = self._why(ring, state)
-                first_open = self.summary.results == 0 and not ring.has_frames() and attempts == 0
+                first_open = self.summary.results == 0 and not ring.all_frames() and attempts == 0
                 if not self.source.can_reconnect or first_open or isinstance(ring.error, ResolutionChanged):
                     raise LiveError(reason)
                 attempts += 1
@@ -511,7 +592,7 @@ class LiveRunner:
                 self.summary.reconnects += 1
                 self._history.clear()  # a window never spans the gap
                 ring = self._connect(self.summary.source_seconds + delay)
-                due = None
+                k = 0
         except LiveError as exc:
             self.summary.ended = str(exc)
             raise
@@ -524,7 +605,7 @@ class LiveRunner:
     def _connect(self, offset: float) -> FrameRing:
         s = self.settings
         spec = self.encoder.frame_spec
-        ring = FrameRing(s.window, spec.num_frames, lossless=self.source.kind == "file" and not s.realtime)
+        ring = FrameRing(s.window, s.every, spec.num_frames, self.pace)
         threading.Thread(target=_read_frames, name="vsearch-live-reader", daemon=True,
                          args=(self.source, self.stdin, spec, ring, s, offset)).start()
         return ring
@@ -538,26 +619,24 @@ class LiveRunner:
             return f"{self.source}: the stream broke ({_error_text(ring.error)})"
         return f"{self.source}: the stream ended"
 
-    def _infer(self, ring: FrameRing, due: float | None) -> tuple[Result, np.ndarray]:
+    def _infer(self, ring: FrameRing, start: float, end: float, frames: list[_Frame],
+               dropped: int) -> tuple[Result, np.ndarray]:
+        """The model on the frames of [start, end): the result names that span and its own labels;
+        the smoothed labels (this window and the ones before it) drive the events."""
         s = self.settings
-        frames = ring.window_frames()
-        newest = frames[-1]
         picks = sample_indices(len(frames), self.encoder.frame_spec.num_frames)
         clip = np.stack([frames[i].image for i in picks])
         started = time.monotonic()
         probs, _ = self.encoder.encode(clip[None])
         done = time.monotonic()
-        self._history.append(probs[0])
+        own = probs[0]
+        self._history.append(own)
         smoothed = np.mean(self._history, axis=0)
-        order = np.argsort(smoothed)[::-1][: s.top]
-        labels = tuple(LabelScore(self.encoder.labels[i], float(smoothed[i])) for i in order)
-        # Windows the model had no time for: each `every` the newest frame ran past the due time.
-        due = due if due is not None else ring.first_due
-        dropped = int((newest.time - due) / s.every + 1e-6) if due is not None and not ring.lossless else 0
-        end = newest.time + ring.interval
-        result = Result(start=max(ring.first_time or 0.0, end - s.window), end=end, label=labels[0].label,
-                        score=labels[0].score, labels=labels, latency=done - newest.arrival,
-                        model_seconds=done - started, dropped=max(0, dropped))
+        order = np.argsort(own)[::-1][: s.top]
+        labels = tuple(LabelScore(self.encoder.labels[i], float(own[i])) for i in order)
+        result = Result(start=start, end=end, label=labels[0].label, score=labels[0].score, labels=labels,
+                        latency=done - frames[-1].arrival, model_seconds=done - started, dropped=dropped,
+                        frames=len(frames), missing=max(0, ring.expected(start, end) - len(frames)))
         sm = self.summary
         sm.results += 1
         sm.dropped += result.dropped
@@ -567,20 +646,22 @@ class LiveRunner:
         return result, smoothed
 
     def _events(self, result: Result, smoothed: np.ndarray) -> Iterator[Event | Notice]:
-        """Hysteresis: a label enters at min_score and holds until it falls below leave_score
-        or another label enters."""
+        """Hysteresis over the smoothed labels: a label enters at min_score and holds until it
+        falls below leave_score or another label enters."""
         s = self.settings
+        best = int(np.argmax(smoothed))
+        label, score = self.encoder.labels[best], float(smoothed[best])
         if self._current is not None:
-            label, since = self._current
-            score = float(smoothed[self.encoder.labels.index(label)])
-            if score < s.leave_score or (result.label != label and result.score >= s.min_score):
+            held, since = self._current
+            held_score = float(smoothed[self.encoder.labels.index(held)])
+            if held_score < s.leave_score or (label != held and score >= s.min_score):
                 at = max(since, result.start)
                 self._current = None
                 self.summary.events += 1
-                yield Event("end", label, score, at, at - since)
-        if self._current is None and result.score >= s.min_score:
-            self._current = (result.label, result.start)
-            event = Event("start", result.label, result.score, result.start)
+                yield Event("end", held, held_score, at, at - since)
+        if self._current is None and score >= s.min_score:
+            self._current = (label, result.start)
+            event = Event("start", label, score, result.start)
             self.summary.events += 1
             yield event
             if self._hooks:

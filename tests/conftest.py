@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,12 @@ from vsearch.indexer.decode import FrameSpec
 # Tests never reach the hub; a test that tried would hang on this machine's closed network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+# Tests press Ctrl-C on vsearch as a person at a terminal does. A suite started as a background job
+# of a script (how CI runners and `cmd &` start it) ignores SIGINT, and every process it starts
+# would inherit that and never see the Ctrl-C: its children get a terminal's default instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FakeEncoder
+from tests.procs import Lines
 from vsearch.indexer.pipeline import Indexer, IndexReport, IndexSettings
 from vsearch.indexer.watch import WatchSettings, watch
 from vsearch.search.catalog import Catalog
@@ -93,12 +94,14 @@ def test_watch_command_stops_cleanly_on_ctrl_c(tmp_path: Path, vsearch_home: Pat
     proc = subprocess.Popen([str(vsearch), "index", str(root), "--watch", "--model", str(tiny_model)],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "VSEARCH_HOME": str(vsearch_home)})
     try:
-        assert "watching 1 folder" in proc.stderr.readline()
+        lines = Lines(proc.stderr, "stderr")
+        assert "watching 1 folder" in (lines.next(timeout=120) or "")
         shutil.copy2(sorted(motion_videos)[0], root / "a.mp4")
         # generous: a cold start of torch on a loaded machine takes a while
         wait_for(lambda: (vsearch_home / "vsearch.db").exists() and status(vsearch_home).get("a.mp4") == "ok", 300)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        err = "".join(lines.seen + lines.rest(timeout=10))
     finally:
         proc.kill()
     assert proc.returncode == 0, err

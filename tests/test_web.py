@@ -25,6 +25,7 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from tests.conftest import FakeEncoder  # noqa: E402
+from tests.procs import Lines  # noqa: E402
 from vsearch.bench.synthetic import render_motion, write_video  # noqa: E402
 from vsearch.cli.main import app as cli  # noqa: E402
 from vsearch.indexer.decode import Sampling  # noqa: E402
@@ -375,7 +376,7 @@ def test_serve_prints_its_url_and_stops_on_ctrl_c(indexed: tuple[Path, Path]) ->
     proc = subprocess.Popen([str(Path(sys.executable).parent / "vsearch"), "serve", "--home", str(indexed[0]),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline()
+        line = Lines(proc.stdout, "stdout").next(timeout=60) or ""
         assert f"http://127.0.0.1:{port}/" in line and "token" not in line
         for _ in range(100):
             try:
