@@ -22,10 +22,10 @@ import numpy as np
 
 from vsearch import data
 from vsearch.bench.synthetic import long_video, motion_dataset, render_motion, write_video
-from vsearch.indexer.decode import FrameSpec, Sampling, plan_windows, probe, read_windows
+from vsearch.video.decode import FrameSpec, Sampling, plan_windows, probe, read_windows
 
 if TYPE_CHECKING:
-    from vsearch.indexer.model import VideoEncoder
+    from vsearch.model.encoder import VideoEncoder
 
 # VideoMAE-base as published in MCG-NJU/videomae-base-finetuned-kinetics (config.json).
 BASE_CONFIG: dict[str, Any] = dict(
@@ -140,7 +140,7 @@ def op_seconds(m: int, k: int, n: int, config: str, heads: int | None = None, ba
     """
     import torch
 
-    from vsearch.indexer.model import parse_config, quantize_int8
+    from vsearch.model.encoder import parse_config, quantize_int8
 
     runtime, precision = parse_config(config)
     module = product_module(k, n, heads)
@@ -160,7 +160,7 @@ def op_seconds(m: int, k: int, n: int, config: str, heads: int | None = None, ba
 def openvino_op(module: Any, x: Any, precision: str) -> Callable[[], object]:
     import openvino as ov
 
-    from vsearch.indexer.openvino import compile_options
+    from vsearch.model.openvino import compile_options
 
     converted = ov.convert_model(module, example_input=x, input=[tuple(x.shape)])  # static, as in use
     if precision == "int8":
@@ -243,7 +243,7 @@ def index_peak_memory(videos: list[Path], model_dir: Path, batch_size: int, conf
     import subprocess
     import sys
 
-    from vsearch.indexer.model import parse_config
+    from vsearch.model.encoder import parse_config
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-mem-"))
     folder = home / "videos"
@@ -301,8 +301,8 @@ def load_config(model_dir: Path, config: str | None, cache: Path | None = None,
                 videos: Sequence[Path] = ()) -> VideoEncoder:
     """The model in one runtime and precision ("int8", "openvino bf16"; None: the default); int8 for
     OpenVINO quantized on the first clips of `videos`, as the indexer does with the user's."""
-    from vsearch.indexer.model import load_encoder, parse_config
     from vsearch.indexer.pipeline import first_clips
+    from vsearch.model.encoder import load_encoder, parse_config
 
     runtime, precision = parse_config(config) if config else ("auto", None)
     source = (lambda spec: first_clips(list(videos), spec, Sampling())) if videos else None
@@ -478,8 +478,8 @@ def short_clips(out: Path, count: int) -> list[Path]:
 
 def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> str:
     """Every measurement of `vsearch bench`, as a Markdown report."""
-    from vsearch.indexer import openvino
-    from vsearch.indexer.calibrate import REFERENCE, candidates, cpu_description, tune
+    from vsearch.model import openvino
+    from vsearch.model.calibrate import REFERENCE, candidates, cpu_description, tune
 
     work.mkdir(parents=True, exist_ok=True)
     cpu, flags = cpu_description()
@@ -585,7 +585,7 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     real = sample_videos()["720p"][0]
     hd = variants_720p(real, work / "720p", (18, 28) if quick else (18, 23, 28, 33))
     hd_sampling = Sampling(window_seconds=2.0)
-    from vsearch.indexer.model import read_preprocessing
+    from vsearch.model.encoder import read_preprocessing
 
     spec = read_preprocessing(str(models["base"]), BASE_CONFIG).frame_spec
     dec = min((decode_only(hd, spec, hd_sampling, "auto") for _ in range(2)), key=lambda r: r.seconds)

@@ -20,10 +20,10 @@ import numpy as np
 from vsearch import data
 from vsearch.bench.indexing import env_summary, make_base_checkpoint, table
 from vsearch.bench.synthetic import MOTIONS, long_video, motion_stream, write_video
-from vsearch.indexer.live import LiveRunner, LiveSettings, Result, parse_source
+from vsearch.live.loop import LiveRunner, LiveSettings, Result, parse_source
 
 if TYPE_CHECKING:
-    from vsearch.indexer.model import VideoEncoder
+    from vsearch.model.encoder import VideoEncoder
 
 
 def cpu_name() -> str:
@@ -85,8 +85,8 @@ def live_run(name: str, model_dir: Path, video: Path, seconds: float, every: flo
              log: Callable[[str], None]) -> LiveRow:
     """One model through the live loop, in the configuration `vsearch bench` (or `vsearch index`
     with this folder as its home) measured fastest here, as `vsearch live` would run it."""
-    from vsearch.indexer.calibrate import reuse
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.calibrate import reuse
+    from vsearch.model.encoder import load_encoder
 
     encoder = load_encoder(str(model_dir), cache_dir=video.parent)
     reuse(encoder, video.parent)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vsearch.bench.indexing import BASE_CONFIG, BASE_PREPROCESSOR, decode_only, sample_videos, table, variants_720p
-from vsearch.indexer.decode import Sampling
+from vsearch.video.decode import Sampling
 
 
 def make_decode_bound_checkpoint(out: Path) -> Path:
@@ -54,8 +54,8 @@ def _library(files: list[Path], copies: int) -> Path:
 def _index(library: Path, model: Path, sampling: Sampling, workers: int, on_ray: bool) -> tuple[int, float, float]:
     """(clips, seconds, seconds storing) of one index run into a throwaway index."""
     from vsearch.indexer.distributed import RayIndexer, RaySettings
-    from vsearch.indexer.model import load_encoder
     from vsearch.indexer.pipeline import Indexer, IndexSettings
+    from vsearch.model.encoder import load_encoder
     from vsearch.search.catalog import Catalog
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-bench-ray-"))
@@ -81,10 +81,10 @@ def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int
     import numpy as np
 
     from vsearch.indexer.distributed import RayResults
-    from vsearch.indexer.files import FoundFile
     from vsearch.indexer.pipeline import BatchStore, IndexJob, IndexReport
     from vsearch.search.catalog import Catalog
     from vsearch.search.vectors import open_vectors
+    from vsearch.video.files import FoundFile
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-bench-writer-"))
     rng = np.random.default_rng(0)
@@ -121,7 +121,7 @@ def run_ray_benchmark(work: Path, quick: bool = False, log: Callable[[str], None
     quiet_ray_data()
     import ray
 
-    from vsearch.indexer.model import read_preprocessing
+    from vsearch.model.encoder import read_preprocessing
 
     work.mkdir(parents=True, exist_ok=True)
     model = make_decode_bound_checkpoint(work / "videomae-input-decode-bound")

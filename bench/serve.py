@@ -149,7 +149,7 @@ def run_scale(work: Path, videos: int = 10_000, log: Callable[[str], None] = pri
     import httpx
 
     from vsearch.bench.scale import build_catalog, kinetics_labels
-    from vsearch.indexer.thumbs import encode_jpeg, write_thumb
+    from vsearch.video.thumbs import encode_jpeg, write_thumb
 
     home = work / f"scale-{videos}"
     log(f"building a synthetic catalog of {videos} videos x 10 clips (first run only)...")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vsearch.indexer.decode import FrameSpec, Sampling, read_windows
+from vsearch.video.decode import FrameSpec, Sampling, read_windows
 
 if TYPE_CHECKING:
     from vsearch.indexer.pipeline import Encoder
@@ -50,8 +50,8 @@ def model_cpu_per_clip(encoder: Encoder, spec: FrameSpec, batch: int = 8) -> flo
 def thumbnail_disk(videos: list[Path], encoder: Encoder, sampling: Sampling) -> tuple[int, int, int]:
     """Index into a throwaway home: (clips, thumbnail bytes, bytes in file-system blocks)."""
     from vsearch.indexer.pipeline import Indexer, IndexSettings
-    from vsearch.indexer.thumbs import THUMB_DIR
     from vsearch.search.catalog import Catalog
+    from vsearch.video.thumbs import THUMB_DIR
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-thumbs-"))
     try:
@@ -74,7 +74,7 @@ def thumbnail_report(videos: list[Path], models: dict[str, Path], sampling: Samp
                      log: Callable[[str], None] = print) -> list[str]:
     """Markdown lines: the extra CPU work of thumbnails against decode + model, and disk per clip."""
     from vsearch.bench.indexing import table
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.encoder import load_encoder
 
     rows = []
     clips = size = blocks = 0

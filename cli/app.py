@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
-    from vsearch.indexer.decode import FrameSpec
-    from vsearch.indexer.model import VideoEncoder
     from vsearch.indexer.pipeline import Progress as IndexState
+    from vsearch.model.encoder import VideoEncoder
+    from vsearch.video.decode import FrameSpec
 
 app = typer.Typer(
     help="Local semantic video search: index a folder, then find moments by keyword or by example.\n\n"
@@ -87,8 +87,8 @@ def load_model(model: str | None, device: str, precision: str, runtime: str = "a
                home: Path | None = None) -> VideoEncoder:
     """The encoder in the configuration `vsearch index` measured fastest here (if it did), announced
     on stderr; a model that cannot load ends the command with its reason."""
-    from vsearch.indexer.calibrate import reuse
-    from vsearch.indexer.model import ModelError, load_encoder
+    from vsearch.model.calibrate import reuse
+    from vsearch.model.encoder import ModelError, load_encoder
 
     home = home or default_home()
     try:
@@ -104,9 +104,9 @@ def load_tuned_model(model: str | None, device: str, precision: str, runtime: st
                      batch_size: int | None, clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VideoEncoder:
     """The model in the runtime, precision and batch size that run fastest here (measured once, then
     cached); `clip_source` gives the user's own clips to check and quantize on."""
-    from vsearch.indexer import openvino
-    from vsearch.indexer.calibrate import tune
-    from vsearch.indexer.model import ModelError, load_encoder
+    from vsearch.model import openvino
+    from vsearch.model.calibrate import tune
+    from vsearch.model.encoder import ModelError, load_encoder
 
     def measuring() -> None:
         info("measuring the fastest runtime, precision and batch size here (once per machine and model)...")

@@ -25,8 +25,8 @@ def clip(
 
     Example: vsearch clip party.mp4 --start 1:02 --end 1:10 -o cake.mp4
     """
-    from vsearch.indexer.media import MediaError, clip_name, export_clip
     from vsearch.search.timecode import parse_time
+    from vsearch.video.media import MediaError, clip_name, export_clip
 
     if not file.is_file():
         fail(f"{file}: no such file", 2)
@@ -47,7 +47,7 @@ def clip(
 def export_hits(hits: list[Hit], folder: Path) -> None:
     """Export each search hit's moment into `folder`, a line per file; failures are reported and
     skipped, and the exit code says whether any failed."""
-    from vsearch.indexer.media import export_moments
+    from vsearch.video.media import export_moments
 
     folder.mkdir(parents=True, exist_ok=True)
     failed = 0

@@ -28,13 +28,13 @@ from vsearch.cli.app import (
     train_bar,
 )
 from vsearch.cli.watch import watch_folders
-from vsearch.indexer.files import DEFAULT_EXCLUDES
 from vsearch.search.catalog import CatalogError, counted, default_home
+from vsearch.video.files import DEFAULT_EXCLUDES
 
 if TYPE_CHECKING:
     from vsearch.indexer.distributed import RayIndexer
     from vsearch.indexer.pipeline import IndexSettings, Progress
-    from vsearch.indexer.train import EpochReport
+    from vsearch.model.train import EpochReport
     from vsearch.search.catalog import Catalog
 
 
@@ -73,11 +73,11 @@ def index(
 
     Example: vsearch index ~/Videos --exclude 'raw'  (--watch to stay current; on a cluster: --ray auto)
     """
-    from vsearch.indexer.decode import Sampling
     from vsearch.indexer.distributed import RayIndexError
-    from vsearch.indexer.model import ModelError
     from vsearch.indexer.pipeline import Indexer, IndexSettings, first_clips, index_model
+    from vsearch.model.encoder import ModelError
     from vsearch.search.catalog import writer_lock
+    from vsearch.video.decode import Sampling
 
     address, paths = _ray_address(paths) if ray else (None, paths)
     if ray and watch:
@@ -160,7 +160,7 @@ def _ray_indexer(catalog: Catalog, model: str | None, device: str, precision: st
     from functools import partial
 
     from vsearch.indexer.distributed import RayIndexer, RaySettings
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.encoder import load_encoder
 
     ray_settings = RaySettings(address=address, gpus_per_actor=gpus_per_actor, decode_tasks=workers)
     return RayIndexer(catalog, partial(load_encoder, model, device=device, precision=precision), settings,
@@ -185,9 +185,9 @@ def train(
 
     Example: vsearch train ./labeled --out ./my-model --epochs 10
     """
-    from vsearch.indexer.model import DEFAULT_MODEL, ModelError
-    from vsearch.indexer.train import TrainError, TrainSettings
-    from vsearch.indexer.train import train as run_training
+    from vsearch.model.encoder import DEFAULT_MODEL, ModelError
+    from vsearch.model.train import TrainError, TrainSettings
+    from vsearch.model.train import train as run_training
 
     if not data.is_dir():
         fail(f"{data}: no such folder", 2)
@@ -233,8 +233,8 @@ def doctor(
 
     Example: vsearch doctor
     """
-    from vsearch.indexer.thumbs import check_thumbs
     from vsearch.search.doctor import doctor as run_doctor
+    from vsearch.video.thumbs import check_thumbs
 
     try:
         report = run_doctor(home or default_home(), repair=not check_only, checks=[check_thumbs])

@@ -19,7 +19,7 @@ from vsearch.cli.app import Device, Model, Precision, Runtime, app, fail, info, 
 from vsearch.search.timecode import seconds_label
 
 if TYPE_CHECKING:
-    from vsearch.indexer.live import Event, Summary
+    from vsearch.live.loop import Event, Summary
 
 
 @app.command()
@@ -59,7 +59,7 @@ def live(
     it covers, its labels, the frames it saw and its latency.
     Example: vsearch live camera:0 --on "push up" --exec "notify-send push-up"
     """
-    from vsearch.indexer.live import Event, LiveError, LiveRunner, LiveSettings, Notice, Result, parse_source
+    from vsearch.live.loop import Event, LiveError, LiveRunner, LiveSettings, Notice, Result, parse_source
 
     argv: tuple[str, ...] = ()
     if exec_cmd is not None:

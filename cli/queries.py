@@ -109,10 +109,10 @@ def similar(
 
     Example: vsearch similar ~/Videos/beach.mp4 --at 1:30
     """
-    from vsearch.indexer.decode import DecodeError, Sampling
-    from vsearch.indexer.model import ModelError
-    from vsearch.indexer.single import file_embedder
+    from vsearch.indexer.one_file import file_embedder
+    from vsearch.model.encoder import ModelError
     from vsearch.search import query as q
+    from vsearch.video.decode import DecodeError, Sampling
 
     if not file.exists():
         fail(f"{file}: no such file", 2)
@@ -224,8 +224,8 @@ def classify(
 
     Example: vsearch classify clip.mp4 --top 3
     """
-    from vsearch.indexer.decode import DecodeError
-    from vsearch.indexer.single import classify as run_classify
+    from vsearch.indexer.one_file import classify as run_classify
+    from vsearch.video.decode import DecodeError
 
     if not file.exists():
         fail(f"{file}: no such file", 2)

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from vsearch.indexer.decode import FrameSpec, VideoInfo, Window, plan_windows
 from vsearch.indexer.pipeline import (
     BatchStore,
     EncodedClip,
@@ -46,9 +45,10 @@ from vsearch.indexer.pipeline import (
     Progress,
     clip_results,
 )
-from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Failed
 from vsearch.search.catalog import Catalog
 from vsearch.search.vectors import VectorIndex, open_vectors
+from vsearch.video.decode import FrameSpec, VideoInfo, Window, plan_windows
+from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Failed
 
 INSTALL_HINT = "Ray is not installed; pip install 'vsearch[ray]'"
 LOST_REASON = "lost on the Ray cluster (its decode task failed on every retry)"
@@ -189,7 +189,7 @@ class RayIndexer(Indexer):
     """Indexer whose decode and model stages run on Ray; planning and storing stay in this process.
 
     `load_encoder` is sent to the model actors, so it must pickle (functools.partial of
-    vsearch.indexer.model.load_encoder, not a lambda over local state); the driver calls it once
+    vsearch.model.encoder.load_encoder, not a lambda over local state); the driver calls it once
     too, for the model's labels and frame size."""
 
     def __init__(

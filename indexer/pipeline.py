@@ -22,13 +22,13 @@ from typing import Protocol
 
 import numpy as np
 
-from vsearch.indexer.decode import FrameSpec, Sampling, VideoInfo, Window
-from vsearch.indexer.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
-from vsearch.indexer.model import model_name
-from vsearch.indexer.thumbs import copy_thumbs, delete_thumbs, write_thumb
-from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Event, Failed, Finished, default_workers
+from vsearch.model.encoder import model_name
 from vsearch.search.catalog import TOP_K, Catalog, ClipResult, counted
 from vsearch.search.vectors import VectorIndex, open_vectors
+from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window
+from vsearch.video.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
+from vsearch.video.thumbs import copy_thumbs, delete_thumbs, write_thumb
+from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Event, Failed, Finished, default_workers
 
 
 class Encoder(Protocol):
@@ -58,7 +58,7 @@ class IndexSettings:
     backend: str = "auto"
     retry_failed: bool = False
     save_every: float = 120.0  # seconds between FAISS checkpoints during a long run
-    reader: str = "vsearch.indexer.decode:read_windows"  # see DecodeSettings.reader
+    reader: str = "vsearch.video.decode:read_windows"  # see DecodeSettings.reader
     rebalance_every: float = 10.0  # seconds between checks whether the model waits for frames
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES  # folder and file names or paths (fnmatch) left out
     thumbnails: bool = True  # a JPEG per clip from its middle frame, made by the decode workers
@@ -580,7 +580,7 @@ def embed_file(
 
     Returns (windows, probabilities, embeddings); raises DecodeError with the reason for a bad file.
     """
-    from vsearch.indexer.decode import DecodeError
+    from vsearch.video.decode import DecodeError
 
     settings = DecodeSettings(spec=encoder.frame_spec, sampling=sampling or Sampling(), timeout=timeout)
     windows: list[Window] = []

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vsearch.indexer.files import find_videos
 from vsearch.indexer.pipeline import Indexer, IndexReport
+from vsearch.video.files import find_videos
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vsearch.bench.synthetic import MOTIONS, motion_dataset
-from vsearch.indexer.decode import FrameSpec
+from vsearch.video.decode import FrameSpec
 
 # Tests never reach the hub; a test that tried would hang on this machine's closed network.
 os.environ["HF_HUB_OFFLINE"] = "1"

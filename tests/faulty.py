@@ -10,7 +10,7 @@ import ctypes
 import os
 import time
 
-from vsearch.indexer.decode import read_windows as real_read_windows
+from vsearch.video.decode import read_windows as real_read_windows
 
 
 def read_windows(path: str, *args, **kwargs):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.indexer import openvino
-from vsearch.indexer.calibrate import CACHE_FILE, REFERENCE, calibration_clips, candidates, pick, reuse, search, tune
+from vsearch.model import openvino
+from vsearch.model.calibrate import CACHE_FILE, REFERENCE, calibration_clips, candidates, pick, reuse, search, tune
 
 
 def fake(table: dict[tuple[str, int], float], calls: list[tuple[str, int]]):
@@ -52,7 +52,7 @@ def test_bf16_machine_grows_the_batch_while_it_pays() -> None:
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory):
     from tests.conftest import save_tiny_videomae
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.encoder import load_encoder
 
     model = save_tiny_videomae(tmp_path_factory.mktemp("m") / "tiny", ["a", "b", "c"])
     return load_encoder(str(model), device="cpu")
@@ -81,7 +81,7 @@ def test_tune_measures_once_then_uses_the_cache(tiny_encoder, tmp_path: Path) ->
 
 
 def test_tune_keeps_what_the_user_asked_for(tmp_path: Path, tiny_model: Path) -> None:
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.encoder import load_encoder
 
     encoder = load_encoder(str(tiny_model), device="cpu", precision="fp32", runtime="torch")
     choice = tune(encoder, tmp_path, batch_size=3, measure=lambda p, b: pytest.fail("nothing to measure"))
@@ -90,7 +90,7 @@ def test_tune_keeps_what_the_user_asked_for(tmp_path: Path, tiny_model: Path) ->
 
 
 def test_tune_really_times_the_model(tiny_model: Path, tmp_path: Path) -> None:
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.encoder import load_encoder
 
     encoder = load_encoder(str(tiny_model), device="cpu")
     choice = tune(encoder, tmp_path)
@@ -100,7 +100,7 @@ def test_tune_really_times_the_model(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_int8_agrees_with_fp32(tiny_model: Path) -> None:
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.encoder import load_encoder
 
     fp32 = load_encoder(str(tiny_model), device="cpu", precision="fp32")
     int8 = load_encoder(str(tiny_model), device="cpu", precision="int8")
@@ -114,8 +114,8 @@ def test_int8_agrees_with_fp32(tiny_model: Path) -> None:
 
 
 def test_index_records_the_precision_of_its_vectors(tiny_model: Path, library: Path, tmp_path: Path) -> None:
-    from vsearch.indexer.model import load_encoder
     from vsearch.indexer.pipeline import Indexer, IndexSettings
+    from vsearch.model.encoder import load_encoder
     from vsearch.search.catalog import Catalog
 
     catalog = Catalog(tmp_path / "index")
@@ -135,7 +135,7 @@ def test_index_records_the_precision_of_its_vectors(tiny_model: Path, library: P
 
 
 def test_candidates_are_every_runtime_and_native_precision_unless_asked(tiny_model: Path) -> None:
-    from vsearch.indexer.model import cpu_supports_bf16, load_encoder
+    from vsearch.model.encoder import cpu_supports_bf16, load_encoder
 
     bf16 = cpu_supports_bf16()
     auto = candidates(load_encoder(str(tiny_model), device="cpu"))
@@ -151,8 +151,8 @@ def test_candidates_are_every_runtime_and_native_precision_unless_asked(tiny_mod
 def test_openvino_wins_only_where_it_is_faster_and_the_index_records_it(
         tiny_model: Path, library: Path, tmp_path: Path) -> None:
     pytest.importorskip("openvino")
-    from vsearch.indexer.model import load_encoder
     from vsearch.indexer.pipeline import Indexer, IndexSettings
+    from vsearch.model.encoder import load_encoder
     from vsearch.search.catalog import Catalog
 
     encoder = load_encoder(str(tiny_model), device="cpu", precision="fp32")  # torch fp32 or openvino fp32
@@ -176,7 +176,7 @@ def test_openvino_wins_only_where_it_is_faster_and_the_index_records_it(
 def test_openvino_gives_torch_fp32_answers(tiny_model: Path, tmp_path: Path, precision: str) -> None:
     """Same labels and embedding cosine > 0.999; the converted model is cached in the home."""
     pytest.importorskip("openvino")
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.encoder import load_encoder
 
     torch32 = load_encoder(str(tiny_model), device="cpu", precision="fp32")
     ov = load_encoder(str(tiny_model), device="cpu", precision=precision, runtime="openvino", cache_dir=tmp_path)
@@ -197,7 +197,7 @@ def test_openvino_asked_for_but_missing_or_impossible_says_what_to_do(tiny_model
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 
-    from vsearch.indexer.model import ModelError, load_encoder
+    from vsearch.model.encoder import ModelError, load_encoder
 
     with pytest.raises(ModelError, match="runs fp32 or bf16 or int8, not fp16"):
         load_encoder(str(tiny_model), device="cpu", precision="fp16", runtime="openvino", cache_dir=tmp_path)
@@ -222,9 +222,9 @@ def test_openvino_int8_is_quantized_on_the_users_own_clips_and_agrees_with_fp32(
     pytest.importorskip("nncf")
     from vsearch import data
     from vsearch.bench.synthetic import motion_dataset
-    from vsearch.indexer.decode import Sampling
-    from vsearch.indexer.model import load_encoder
     from vsearch.indexer.pipeline import first_clips
+    from vsearch.model.encoder import load_encoder
+    from vsearch.video.decode import Sampling
 
     model = str(data.path("motion-model"))
     library = next(iter(motion_dataset(tmp_path / "library", per_label=6, seed=3, folders=False))).parent
@@ -249,7 +249,7 @@ def test_openvino_int8_is_quantized_on_the_users_own_clips_and_agrees_with_fp32(
 
 
 def test_a_top_label_is_kept_unless_fp32_had_none() -> None:
-    from vsearch.indexer.calibrate import same_top_label
+    from vsearch.model.calibrate import same_top_label
 
     confident = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     assert same_top_label(confident, confident).all()

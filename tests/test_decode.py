@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vsearch.bench.synthetic import encode_into, render_motion, write_video
-from vsearch.indexer.decode import (
+from vsearch.video.decode import (
     DecodeError,
     FrameSpec,
     Sampling,

@@ -12,9 +12,9 @@ import pytest
 
 from tests.conftest import FakeEncoder
 from vsearch.bench.synthetic import MOTIONS, render_motion, write_video
-from vsearch.indexer.decode import FrameSpec, Sampling, probe, read_windows
 from vsearch.indexer.pipeline import Indexer, IndexSettings
 from vsearch.search.catalog import Catalog
+from vsearch.video.decode import FrameSpec, Sampling, probe, read_windows
 
 
 def index(home: Path, root: Path, **settings) -> tuple:
@@ -145,7 +145,7 @@ def test_retry_failed(library: Path, vsearch_home: Path) -> None:
 
 
 def test_models_never_run_remote_code(tmp_path: Path, tiny_model: Path) -> None:
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.encoder import load_encoder
 
     model = tmp_path / "sneaky"
     shutil.copytree(tiny_model, model)
@@ -166,7 +166,7 @@ class _Boom:
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_weights_cannot_run_code(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vsearch.indexer.model import ModelError, load_encoder
+    from vsearch.model.encoder import ModelError, load_encoder
 
     marker = tmp_path / "boom"
     monkeypatch.setenv("BOOM_MARKER", str(marker))
@@ -202,6 +202,6 @@ def test_stream_that_starts_late_is_sampled_from_its_first_frame(tmp_path: Path)
 
 
 def plan_windows_for(info):
-    from vsearch.indexer.decode import plan_windows
+    from vsearch.video.decode import plan_windows
 
     return list(plan_windows(info, 4, Sampling())[0].frames)

@@ -9,13 +9,13 @@ import pytest
 
 from tests.conftest import FakeEncoder
 from vsearch.bench.synthetic import render_motion, write_video
-from vsearch.indexer.decode import Sampling, VideoInfo, Window
-from vsearch.indexer.files import DEFAULT_EXCLUDES
 from vsearch.indexer.pipeline import Batch, ChangePlan, Copy, Indexer, IndexSettings, Move, plan_changes
-from vsearch.indexer.workers import Chunk, Failed, Finished
 from vsearch.search import query as q
 from vsearch.search.catalog import Catalog
 from vsearch.search.vectors import open_vectors
+from vsearch.video.decode import Sampling, VideoInfo, Window
+from vsearch.video.files import DEFAULT_EXCLUDES
+from vsearch.video.workers import Chunk, Failed, Finished
 
 FAST = IndexSettings(batch_size=4, workers=2, timeout=20)
 
@@ -175,8 +175,8 @@ def test_stop_request_saves_whole_batches_and_the_next_run_finishes(library: Pat
 
 def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, library: Path, tiny_model: Path) -> None:
     """Batches of 8 from two decode workers give what one clip at a time through the model gives."""
-    from vsearch.indexer.model import load_encoder
     from vsearch.indexer.pipeline import embed_file
+    from vsearch.model.encoder import load_encoder
 
     encoder = load_encoder(str(tiny_model), precision="bf16")
     homes = {}
@@ -332,7 +332,7 @@ def test_a_rename_chain_moves_one_row_and_reindexes_what_lost_its_row(tmp_path: 
 
 
 def test_default_and_asked_for_excludes_leave_folders_out(tmp_path: Path, vsearch_home: Path) -> None:
-    from vsearch.indexer.files import DEFAULT_EXCLUDES, find_videos
+    from vsearch.video.files import DEFAULT_EXCLUDES, find_videos
 
     root = tmp_path / "lib"
     clip = np.full((8, 32, 32, 3), 100, np.uint8)
@@ -394,8 +394,8 @@ def test_a_batch_keeps_a_video_open_until_its_last_clip_is_taken() -> None:
 
 
 def test_the_batch_store_marks_a_video_ok_only_with_its_last_clip(tmp_path: Path, vsearch_home: Path) -> None:
-    from vsearch.indexer.files import FoundFile
     from vsearch.indexer.pipeline import BatchStore, EncodedClip, IndexJob, IndexReport, clip_results
+    from vsearch.video.files import FoundFile
 
     cat = Catalog(vsearch_home)
     enc = FakeEncoder()

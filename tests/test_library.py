@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 from tests.conftest import FakeEncoder
 from vsearch.bench.synthetic import write_video
 from vsearch.cli.main import app
-from vsearch.indexer.decode import DecodeError, Sampling
+from vsearch.indexer.one_file import classify, file_embedder
 from vsearch.indexer.pipeline import Indexer, IndexSettings, embed_file
-from vsearch.indexer.single import classify, file_embedder
 from vsearch.search import query as q
 from vsearch.search.catalog import Catalog, CatalogError, writer_lock
 from vsearch.search.doctor import doctor
+from vsearch.video.decode import DecodeError, Sampling
 
 TWO_SECONDS = Sampling(window_seconds=2)
 
@@ -107,7 +107,7 @@ def test_similar_on_an_empty_index_says_so(vsearch_home: Path, tmp_path: Path) -
 
 def test_file_embedder_loads_the_model_once_and_only_when_called(tiny_model: Path, day_and_night: Path,
                                                                 tmp_path: Path) -> None:
-    from vsearch.indexer.model import ModelError, VideoEncoder, load_encoder
+    from vsearch.model.encoder import ModelError, VideoEncoder, load_encoder
 
     not_a_model = tmp_path / "not-a-model"
     not_a_model.mkdir()

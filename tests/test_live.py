@@ -22,7 +22,7 @@ import pytest
 from tests.procs import Lines
 from vsearch import data
 from vsearch.bench.synthetic import motion_stream, write_video
-from vsearch.indexer.live import Event, LiveError, LiveRunner, LiveSettings, Notice, Result, parse_source
+from vsearch.live.loop import Event, LiveError, LiveRunner, LiveSettings, Notice, Result, parse_source
 
 # Six known segments, one continuous shot each: what every window inside one of them must say.
 SEGMENTS = ("moving up", "moving down", "growing", "moving left", "shrinking", "moving right")
@@ -36,7 +36,7 @@ ENDED = "the stream ended; gave up after 0 reconnect attempts"  # a live network
 
 @pytest.fixture(scope="module")
 def encoder():
-    from vsearch.indexer.model import load_encoder
+    from vsearch.model.encoder import load_encoder
 
     return load_encoder(str(data.path("motion-model")), device="cpu")
 

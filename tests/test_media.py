@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import FakeEncoder
-from vsearch.indexer import media
-from vsearch.indexer.media import MediaBusy, MediaError, export_clip, export_moments, playable
 from vsearch.indexer.pipeline import Indexer, IndexSettings
-from vsearch.indexer.thumbs import thumb_path
 from vsearch.search.catalog import Catalog
+from vsearch.video import media
+from vsearch.video.media import MediaBusy, MediaError, export_clip, export_moments, playable
+from vsearch.video.thumbs import thumb_path
 
 FPS = 10
 STEP = 4  # grey level per frame: frame i is a flat image of brightness STEP * i
@@ -123,7 +123,7 @@ def test_thumbnails_go_with_their_video(tmp_path: Path, vsearch_home: Path) -> N
 
 
 def test_a_stopped_run_leaves_no_thumbnail_without_its_clip(tmp_path: Path, vsearch_home: Path) -> None:
-    from vsearch.indexer.thumbs import check_thumbs
+    from vsearch.video.thumbs import check_thumbs
 
     for name, frames in (("a.mp4", 60), ("b.mp4", 59)):
         counter_video(tmp_path / "v" / name, frames=frames, audio=False)  # 6 windows each
@@ -146,7 +146,7 @@ def test_thumbnails_can_be_turned_off(tmp_path: Path, vsearch_home: Path) -> Non
 
 
 def media_sampling(seconds: float):
-    from vsearch.indexer.decode import Sampling
+    from vsearch.video.decode import Sampling
 
     return Sampling(window_seconds=seconds)
 

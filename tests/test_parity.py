@@ -63,8 +63,8 @@ def reference_model(tmp_path_factory: pytest.TempPathFactory):
 def test_classify_agrees_with_the_reference_recipe(reference_model, tmp_path: Path) -> None:
     import torch
 
-    from vsearch.indexer.model import load_encoder
     from vsearch.indexer.pipeline import embed_file
+    from vsearch.model.encoder import load_encoder
 
     model_dir, processor, model, trained_on = reference_model
     held_out = motion_dataset(tmp_path / "test", per_label=3, seed=23, motions=tuple(LABELS), folders=False)

@@ -98,8 +98,8 @@ def reference_top_label(model, processor, path: Path) -> str:
 def test_classify_agrees_with_the_reference_recipe(trained) -> None:
     from transformers import AutoImageProcessor, VideoMAEForVideoClassification
 
-    from vsearch.indexer.model import load_encoder
-    from vsearch.indexer.single import classify
+    from vsearch.indexer.one_file import classify
+    from vsearch.model.encoder import load_encoder
 
     out, truth = trained
     model = VideoMAEForVideoClassification.from_pretrained(out).eval()

@@ -19,8 +19,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from vsearch.cli.main import app  # noqa: E402
 from vsearch.indexer.distributed import RayIndexer, RayIndexError, check_shared_files  # noqa: E402
-from vsearch.indexer.model import load_encoder  # noqa: E402
 from vsearch.indexer.pipeline import Indexer, IndexSettings  # noqa: E402
+from vsearch.model.encoder import load_encoder  # noqa: E402
 from vsearch.search.catalog import Catalog, from_blobs  # noqa: E402
 from vsearch.search.vectors import open_vectors  # noqa: E402
 

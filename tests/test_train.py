@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from vsearch.bench.synthetic import render_motion, write_video
 from vsearch.cli.main import app
-from vsearch.indexer.decode import FrameSpec
-from vsearch.indexer.train import TrainError, augment, scan_dataset, split
+from vsearch.model.train import TrainError, augment, scan_dataset, split
+from vsearch.video.decode import FrameSpec
 
 runner = CliRunner()
 

@@ -28,10 +28,10 @@ from tests.conftest import FakeEncoder  # noqa: E402
 from tests.procs import Lines  # noqa: E402
 from vsearch.bench.synthetic import render_motion, write_video  # noqa: E402
 from vsearch.cli.main import app as cli  # noqa: E402
-from vsearch.indexer.decode import Sampling  # noqa: E402
 from vsearch.indexer.pipeline import Indexer, IndexSettings  # noqa: E402
-from vsearch.indexer.thumbs import thumb_path  # noqa: E402
 from vsearch.search.catalog import Catalog  # noqa: E402
+from vsearch.video.decode import Sampling  # noqa: E402
+from vsearch.video.thumbs import thumb_path  # noqa: E402
 from vsearch.web.app import create_app  # noqa: E402
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -337,7 +337,7 @@ def test_the_server_writes_nothing_but_its_caches(indexed: tuple[Path, Path], tm
     assert list((home / "thumbs").rglob("*.jpg"))
 
 
-# -- routes backed by vsearch.indexer.media ------------------------------------------------------
+# -- routes backed by vsearch.video.media ------------------------------------------------------
 
 
 def test_download_clip_exports_the_moment(client: TestClient) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from vsearch.bench.synthetic import write_video
-from vsearch.indexer.decode import FrameSpec, Sampling, VideoInfo, Window
-from vsearch.indexer.workers import (
+from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window
+from vsearch.video.workers import (
     Chunk,
     DecodePool,
     DecodeSettings,

@@ -23,10 +23,10 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from vsearch.indexer.thumbs import ThumbError, ensure_thumb, thumb_path
 from vsearch.search import query as q
 from vsearch.search.catalog import Catalog, CatalogError, VideoRow
 from vsearch.search.timecode import seconds_label
+from vsearch.video.thumbs import ThumbError, ensure_thumb, thumb_path
 from vsearch.web import media
 from vsearch.web.guard import Guard
 
@@ -299,7 +299,7 @@ def play(site: Site, request: Request) -> Response:
     start = number(request, "start", 0.0) or 0.0
     end = number(request, "end", row.duration or start) or start
     try:
-        from vsearch.indexer.media import playable
+        from vsearch.video.media import playable
     except ImportError:  # the transcoding module is not installed: the browser gets the file
         return JSONResponse({"video": f"/media/{row.id}", "type": _mime(row.path), "offset": 0.0})
     os.close(media.open_indexed(row))  # refuse a swapped file before FFmpeg reads it
@@ -311,7 +311,7 @@ def play(site: Site, request: Request) -> Response:
 
 def moment_bytes(site: Site, request: Request) -> Response:
     """A transcoded moment (made by /api/play), from the transcode cache the server owns."""
-    from vsearch.indexer.media import playable
+    from vsearch.video.media import playable
 
     catalog = site.catalog()
     row = video_row(catalog, request.path_params["video_id"])
@@ -330,7 +330,7 @@ def moment_bytes(site: Site, request: Request) -> Response:
 def clip_download(site: Site, request: Request) -> Response:
     """The moment as its own file (frame-accurate cut, audio kept), into the server's clip cache."""
     try:
-        from vsearch.indexer.media import clip_name, export_clip
+        from vsearch.video.media import clip_name, export_clip
     except ImportError:
         raise NotFound("clip export is not available in this vsearch") from None
     catalog = site.catalog()
@@ -351,7 +351,7 @@ def clip_download(site: Site, request: Request) -> Response:
 @contextmanager
 def _media_errors() -> Iterator[None]:
     """The media module's errors, as the page's: busy transcoding is 503, a file it cannot cut 404."""
-    from vsearch.indexer.media import MediaBusy, MediaError
+    from vsearch.video.media import MediaBusy, MediaError
 
     try:
         yield

@@ -14,8 +14,8 @@ import stat
 import threading
 from collections.abc import Iterator
 
-from vsearch.indexer.files import content_hash_fd
 from vsearch.search.catalog import VideoRow
+from vsearch.video.files import content_hash_fd
 
 MAX_RANGES = 8  # more in one request is not a player seeking; RFC 9110 lets a server refuse
 CHUNK = 256 * 1024

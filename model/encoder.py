@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vsearch.indexer.decode import FrameSpec
 from vsearch.search.catalog import default_home
+from vsearch.video.decode import FrameSpec
 
 if TYPE_CHECKING:
     import torch
 
-    from vsearch.indexer.openvino import CompiledVideoMAE
+    from vsearch.model.openvino import CompiledVideoMAE
 
 DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -115,7 +115,7 @@ def choose_precision(device: str, precision: str | None) -> str:
     """bf16 where the hardware has it (CUDA, or a CPU with AVX-512 BF16/AMX), else fp32.
 
     This is only the first guess on a CPU: `vsearch index` measures fp32, bf16 and int8 there
-    (vsearch.indexer.calibrate) and keeps whichever is fastest.
+    (vsearch.model.calibrate) and keeps whichever is fastest.
     """
     if precision not in (None, "", "auto"):
         if precision not in PRECISIONS:
@@ -197,8 +197,8 @@ class VideoEncoder:
 
     def _openvino(self, precision: str) -> CompiledVideoMAE:
         """The model compiled by OpenVINO in `precision`, converted on first use and cached on disk."""
-        from vsearch.indexer.openvino import PRECISIONS as OV_PRECISIONS
-        from vsearch.indexer.openvino import CompiledVideoMAE
+        from vsearch.model.openvino import PRECISIONS as OV_PRECISIONS
+        from vsearch.model.openvino import CompiledVideoMAE
 
         if self.device != "cpu":
             raise ModelError("--runtime openvino runs on the CPU here; use --device cpu")
@@ -232,7 +232,7 @@ class VideoEncoder:
         local = Path(self.name)
         if local.is_dir():
             files = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
-            from vsearch.indexer.files import content_hash
+            from vsearch.video.files import content_hash
 
             weights = ",".join(content_hash(str(f), f.stat().st_size) for f in files)
         return f"{self.name}|labels={len(self.labels)}|dim={self.dim}|weights={weights}"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vsearch.indexer.decode import Sampling
-from vsearch.indexer.model import VideoEncoder
 from vsearch.indexer.pipeline import Encoder, embed_file
+from vsearch.model.encoder import VideoEncoder
 from vsearch.search.query import FileEmbedder
+from vsearch.video.decode import Sampling
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
-from vsearch.indexer.decode import DecodeError, FrameSpec, Sampling, VideoInfo, Window
+from vsearch.video.decode import DecodeError, FrameSpec, Sampling, VideoInfo, Window
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class DecodeSettings:
     prefetch: int = 4  # decoded chunks allowed to wait for the model
     thumbs: bool = False  # also a JPEG of each window's middle frame, from the frames decoded anyway
     # "module:function" with read_windows' signature; tests pass a decoder that hangs or crashes
-    reader: str = "vsearch.indexer.decode:read_windows"
+    reader: str = "vsearch.video.decode:read_windows"
 
 
 # Requests, parent -> worker.

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from vsearch.indexer.decode import FrameSpec, Sampling
-from vsearch.indexer.files import find_videos
-from vsearch.indexer.model import DEFAULT_MODEL, VideoEncoder, load_videomae
-from vsearch.indexer.workers import Chunk, DecodePool, DecodeSettings, Failed
+from vsearch.model.encoder import DEFAULT_MODEL, VideoEncoder, load_videomae
+from vsearch.video.decode import FrameSpec, Sampling
+from vsearch.video.files import find_videos
+from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Failed
 
 
 class TrainError(Exception):
@@ -221,7 +221,7 @@ def augment(clip: np.ndarray, spec: FrameSpec, rng: np.random.Generator, hflip: 
         ch, cw = spec.crop
         h, w = frames.shape[1:3]
         if h < ch or w < cw:
-            from vsearch.indexer.decode import center_crop
+            from vsearch.video.decode import center_crop
 
             frames = center_crop(frames, spec.crop)
         else:
@@ -244,7 +244,7 @@ def evaluate(encoder: VideoEncoder, clips: list[np.ndarray], labels: list[int], 
 
 def save(model: Any, base: str, out: Path, report: TrainReport) -> None:
     """A standard Hugging Face folder: config with the new id2label, safetensors, preprocessor."""
-    from vsearch.indexer.model import read_model_json
+    from vsearch.model.encoder import read_model_json
 
     if out.exists():
         shutil.rmtree(out)

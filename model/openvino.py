@@ -62,7 +62,7 @@ def _openvino() -> Any:
     try:
         import openvino
     except ImportError:
-        from vsearch.indexer.model import ModelError
+        from vsearch.model.encoder import ModelError
 
         raise ModelError(f"--runtime openvino needs OpenVINO, which is not installed: {HINT}") from None
     return openvino
@@ -83,7 +83,7 @@ def _traceable(model: Any) -> torch.nn.Module:
     VideoEncoder.forward."""
     import torch
 
-    from vsearch.indexer.model import logits_and_pooled
+    from vsearch.model.encoder import logits_and_pooled
 
     class Heads(torch.nn.Module):
         def __init__(self) -> None:
@@ -100,7 +100,7 @@ def compile_options(precision: str) -> dict[str, str]:
     """The precision hint, and LATENCY: every core on one request, which is how the indexer calls
     it (one batch at a time). int8 models run what is not quantized (softmax, norms) in bf16 where
     the CPU has it natively; elsewhere OpenVINO runs bf16 as fp32."""
-    from vsearch.indexer.model import cpu_supports_bf16
+    from vsearch.model.encoder import cpu_supports_bf16
 
     hint = {"fp32": "f32", "bf16": "bf16", "int8": "bf16" if cpu_supports_bf16() else "f32"}[precision]
     return {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
@@ -156,7 +156,7 @@ class CompiledVideoMAE:
         try:
             import nncf
         except ImportError:
-            from vsearch.indexer.model import ModelError
+            from vsearch.model.encoder import ModelError
 
             raise ModelError(f"OpenVINO int8 needs NNCF, which is not installed: {INT8_HINT}") from None
         nncf.set_log_level(logging.WARNING)  # its INFO lines name graph nodes

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vsearch.indexer.thumbs import encode_jpeg, thumb_size
+from vsearch.video.thumbs import encode_jpeg, thumb_size
 
 if TYPE_CHECKING:
     import av

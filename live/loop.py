@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import numpy as np
 
-from vsearch.indexer.decode import FrameSpec, center_crop, frame_rgb, sample_indices
+from vsearch.video.decode import FrameSpec, center_crop, frame_rgb, sample_indices
 
 if TYPE_CHECKING:
     import av.container

@@ -93,7 +93,7 @@ def _middle_frames(path: str, size: int, mtime: float, spans: list[tuple[int, fl
     """The middle frame of each (clip id, start, end) window at thumbnail size: one open, one seek
     per window, no model. Raises ThumbError when the file is gone, changed since it was indexed
     (size or mtime: a replaced file or a swapped link), or cannot be decoded."""
-    from vsearch.indexer.decode import DecodeError, Reader, probe
+    from vsearch.video.decode import DecodeError, Reader, probe
 
     try:
         st = os.stat(path)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from vsearch.indexer.model import VideoEncoder
+    from vsearch.model.encoder import VideoEncoder
 
 REFERENCE = ("fp32", 1)
 BATCHES = (1, 2, 4, 8)
@@ -102,7 +102,7 @@ def machine_key(encoder: VideoEncoder) -> str:
     import torch
     import transformers
 
-    from vsearch.indexer import openvino
+    from vsearch.model import openvino
 
     name, flags = cpu_description()
     return (f"{name} [{' '.join(flags)}] x{os.cpu_count()} | torch {torch.__version__} threads "
@@ -168,8 +168,8 @@ def time_encode(encoder: VideoEncoder, config: str, batch: int, repeats: int = 2
 def candidates(encoder: VideoEncoder) -> list[str]:
     """Configurations worth timing: what was asked for, and under `auto` every runtime and precision
     this CPU runs natively (bf16 only where the CPU has it: emulated, it is many times slower)."""
-    from vsearch.indexer import openvino
-    from vsearch.indexer.model import cpu_supports_bf16
+    from vsearch.model import openvino
+    from vsearch.model.encoder import cpu_supports_bf16
 
     native = ["fp32", *(["bf16"] if cpu_supports_bf16() else [])]
     runtimes = {"torch": [*native, "int8"], "openvino": [*native, *(["int8"] if openvino.can_quantize() else [])]}
@@ -216,7 +216,7 @@ def tune(
     A `batch_size` or a precision given by the user is kept as given. On a GPU nothing is timed.
     `on_measure` is called before a measurement that takes a while (VideoMAE-base: a minute or two).
     """
-    from vsearch.indexer.model import ModelError
+    from vsearch.model.encoder import ModelError
 
     encoder.cache_dir = Path(home)  # OpenVINO's converted models live beside the index
     if encoder.device != "cpu":
