@@ -140,9 +140,10 @@ def op_seconds(m: int, k: int, n: int, config: str, heads: int | None = None, ba
     """
     import torch
 
-    from vsearch.model.encoder import parse_config, quantize_int8
+    from vsearch.model.runtimes import Choice
+    from vsearch.model.runtimes.pytorch import quantize_int8
 
-    runtime, precision = parse_config(config)
+    runtime, precision = Choice.from_label(config).runtime, Choice.from_label(config).precision
     module = product_module(k, n, heads)
     x = torch.randn(m, k) if heads is None else torch.randn(batch, m // batch, k)
     if runtime == "openvino":
@@ -160,7 +161,7 @@ def op_seconds(m: int, k: int, n: int, config: str, heads: int | None = None, ba
 def openvino_op(module: Any, x: Any, precision: str) -> Callable[[], object]:
     import openvino as ov
 
-    from vsearch.model.openvino import compile_options
+    from vsearch.model.runtimes.openvino import compile_options
 
     converted = ov.convert_model(module, example_input=x, input=[tuple(x.shape)])  # static, as in use
     if precision == "int8":
@@ -243,7 +244,7 @@ def index_peak_memory(videos: list[Path], model_dir: Path, batch_size: int, conf
     import subprocess
     import sys
 
-    from vsearch.model.encoder import parse_config
+    from vsearch.model.runtimes import Choice
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-mem-"))
     folder = home / "videos"
@@ -252,7 +253,7 @@ def index_peak_memory(videos: list[Path], model_dir: Path, batch_size: int, conf
         (folder / f"{i:03d}-{v.name}").symlink_to(v.resolve())
     (home / "index").mkdir()
     (home / "index" / "openvino").symlink_to(model_dir.parent / "openvino")  # converted once, like a user's second run
-    runtime, precision = parse_config(config)
+    runtime, precision = Choice.from_label(config).runtime, Choice.from_label(config).precision
     cmd = [str(Path(sys.executable).with_name("vsearch")), "index", str(folder), "--model", str(model_dir),
            "--home", str(home / "index"), "--batch-size", str(batch_size), "--precision", precision,
            "--runtime", runtime, "--window", str(window), "-q"]
@@ -302,11 +303,12 @@ def load_config(model_dir: Path, config: str | None, cache: Path | None = None,
     """The model in one runtime and precision ("int8", "openvino bf16"; None: the default); int8 for
     OpenVINO quantized on the first clips of `videos`, as the indexer does with the user's."""
     from vsearch.indexer.pipeline import first_clips
-    from vsearch.model.encoder import load_encoder, parse_config
+    from vsearch.model.encoder import load_encoder
+    from vsearch.model.runtimes import Choice
 
-    runtime, precision = parse_config(config) if config else ("auto", None)
+    asked = Choice.from_label(config) if config else Choice("auto", "auto")
     source = (lambda spec: first_clips(list(videos), spec, Sampling())) if videos else None
-    return load_encoder(str(model_dir), precision=precision, runtime=runtime, cache_dir=cache or model_dir.parent,
+    return load_encoder(str(model_dir), precision=asked.precision, runtime=asked.runtime, home=cache or model_dir.parent,
                         clip_source=source)
 
 
@@ -333,7 +335,7 @@ def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch
         shutil.rmtree(home, ignore_errors=True)
     t = report.timings
     stages = {"decode (workers)": t.get("decode", 0.0), "model": t.get("model", 0.0), "store": t.get("store", 0.0)}
-    return Result(f"vsearch index ({encoder.config}, batch {batch_size})", report.clips, seconds, stages)
+    return Result(f"vsearch index ({encoder.choice.label}, batch {batch_size})", report.clips, seconds, stages)
 
 
 def model_only(model_dir: Path, batch_size: int, config: str | None, repeats: int = 3) -> Result:
@@ -344,7 +346,7 @@ def model_only(model_dir: Path, batch_size: int, config: str | None, repeats: in
     frames = np.random.default_rng(0).integers(0, 256, (batch_size, spec.num_frames, h, w, 3), dtype=np.uint8)
     # best batch, like the best product: noise on a shared machine only adds
     best = best_seconds(lambda: encoder.encode(frames), repeats)
-    return Result(f"model only ({encoder.config}, batch {batch_size}, best of {repeats})", batch_size, best)
+    return Result(f"model only ({encoder.choice.label}, batch {batch_size}, best of {repeats})", batch_size, best)
 
 
 def precision_agreement(model_dir: Path, videos: list[Path], sampling: Sampling, config: str,
@@ -478,12 +480,17 @@ def short_clips(out: Path, count: int) -> list[Path]:
 
 def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> str:
     """Every measurement of `vsearch bench`, as a Markdown report."""
-    from vsearch.model import openvino
-    from vsearch.model.calibrate import REFERENCE, candidates, cpu_description, tune
+    from vsearch.model.calibrate import REFERENCE as REFERENCE_CHOICE
+    from vsearch.model.calibrate import candidates, tune
+    from vsearch.model.hardware import cpu_description
+    from vsearch.model.runtimes import RUNTIMES
+
+    REFERENCE = (REFERENCE_CHOICE.label, 1)
 
     work.mkdir(parents=True, exist_ok=True)
     cpu, flags = cpu_description()
-    lines = [f"machine: {env_summary()}; OpenVINO {openvino.version() or 'not installed'}",
+    versions = ", ".join(f"{r.name} {r.version() or 'not installed'}" for r in RUNTIMES)
+    lines = [f"machine: {env_summary()}; runtimes: {versions}",
              f"CPU: {cpu}; flags: {' '.join(flags) or 'none of the AVX/AMX ones'}", ""]
     models = {"base": make_base_checkpoint(work / "videomae-base-random"),
               "small": make_base_checkpoint(work / "videomae-small-random", SMALL_CONFIG)}
@@ -496,9 +503,9 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
             "(cached in --work)...")
         encoder = load_config(model_dir, None, work, shorts)
         choice = tune(encoder, work)
-        chosen[name] = (choice.config, choice.batch_size)
+        chosen[name] = (choice.choice.label, choice.choice.batch or 1)
         differed[name] = choice.differed
-        on_cpu, tried = encoder.device == "cpu", candidates(encoder)
+        on_cpu, tried = encoder.device == "cpu", [c.label for c in candidates(encoder)]
         lines += [f"VideoMAE-{name}: {videomae_flops(configs[name]) / 1e9:.0f} GFLOP per 16x224 clip; "
                   f"chosen: {choice.describe()}"]
         del encoder

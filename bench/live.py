@@ -88,7 +88,7 @@ def live_run(name: str, model_dir: Path, video: Path, seconds: float, every: flo
     from vsearch.model.calibrate import reuse
     from vsearch.model.encoder import load_encoder
 
-    encoder = load_encoder(str(model_dir), cache_dir=video.parent)
+    encoder = load_encoder(str(model_dir), home=video.parent)
     reuse(encoder, video.parent)
     model_own = own_time(encoder)
     rss_start = rss_mb()

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from vsearch import data
+from vsearch.core.home import Home
 from vsearch.search import query as q
-from vsearch.search.catalog import DB_NAME, Catalog, ClipResult
+from vsearch.search.catalog import Catalog, ClipResult
 from vsearch.search.vectors import EXACT_MAX, current_file, open_vectors
 
 
@@ -175,8 +176,8 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     shell = _shell_times(home, labels[117])
     serving_rss = _serving_rss(home, labels[117])
 
-    db_bytes = (home / DB_NAME).stat().st_size + sum(
-        p.stat().st_size for p in home.glob(DB_NAME + "-*"))
+    db = Home.at(home).db
+    db_bytes = db.stat().st_size + sum(p.stat().st_size for p in home.glob(db.name + "-*"))
     faiss_file = current_file(home)
     faiss_bytes = faiss_file.stat().st_size if faiss_file and faiss_file.exists() else 0
     lines += ["### Keyword search (in process, median of 30 queries, 20 hits)",

@@ -49,9 +49,9 @@ def model_cpu_per_clip(encoder: Encoder, spec: FrameSpec, batch: int = 8) -> flo
 
 def thumbnail_disk(videos: list[Path], encoder: Encoder, sampling: Sampling) -> tuple[int, int, int]:
     """Index into a throwaway home: (clips, thumbnail bytes, bytes in file-system blocks)."""
+    from vsearch.core.home import Home
     from vsearch.indexer.pipeline import Indexer, IndexSettings
     from vsearch.search.catalog import Catalog
-    from vsearch.video.thumbs import THUMB_DIR
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-thumbs-"))
     try:
@@ -62,7 +62,7 @@ def thumbnail_disk(videos: list[Path], encoder: Encoder, sampling: Sampling) -> 
         catalog = Catalog(home)
         report = Indexer(catalog, lambda: encoder, IndexSettings(batch_size=8, sampling=sampling)).run([folder])
         catalog.close()
-        files = [p for p in (home / THUMB_DIR).rglob("*.jpg")]
+        files = [p for p in Home.at(home).thumbs.rglob("*.jpg")]
         size = sum(p.stat().st_size for p in files)
         blocks = sum(p.stat().st_blocks * 512 for p in files)
     finally:

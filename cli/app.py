@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from vsearch.search.catalog import Catalog, CatalogError, counted, default_home
+from vsearch.core.errors import BadArgument, VsearchError
+from vsearch.core.words import counted
+from vsearch.model.runtimes import RUNTIMES
 
 if TYPE_CHECKING:
-    import numpy as np
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
     from vsearch.indexer.pipeline import Progress as IndexState
-    from vsearch.model.encoder import VideoEncoder
-    from vsearch.video.decode import FrameSpec
+    from vsearch.library import Index
+
+RUNTIME_NAMES = ", ".join(r.name for r in RUNTIMES)  # the registry, so a new runtime shows up by itself
 
 app = typer.Typer(
     help="Local semantic video search: index a folder, then find moments by keyword or by example.\n\n"
@@ -48,8 +51,7 @@ Model = Annotated[
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Precision = Annotated[str, typer.Option("--precision", help="auto (measured on this machine), fp32, bf16, fp16 or int8 (CPU).")]
-Runtime = Annotated[str, typer.Option("--runtime", help="auto (measured on this machine), torch, or openvino "
-                                      "(CPU).")]
+Runtime = Annotated[str, typer.Option("--runtime", help="auto (measured on this machine) or one of: " + RUNTIME_NAMES + ".")]
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many hits.")]
 Under = Annotated[str | None, typer.Option("--under", help="Only videos below this folder.")]
 MinScore = Annotated[float, typer.Option("--min-score", min=0.0, help="Drop hits scoring below this.")]
@@ -76,53 +78,22 @@ def print_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def open_catalog(home: Path | None, create: bool = False) -> Catalog:
+@contextmanager
+def reported() -> Iterator[None]:
+    """Run a library call: its errors become one line on stderr and an exit code by their class,
+    never by their text: 2 for a malformed argument (as for any usage error), 1 for the rest."""
     try:
-        return Catalog(home or default_home(), create=create)
-    except CatalogError as exc:
+        yield
+    except BadArgument as exc:
+        fail(str(exc), 2)
+    except VsearchError as exc:
         fail(str(exc))
 
 
-def load_model(model: str | None, device: str, precision: str, runtime: str = "auto",
-               home: Path | None = None) -> VideoEncoder:
-    """The encoder in the configuration `vsearch index` measured fastest here (if it did), announced
-    on stderr; a model that cannot load ends the command with its reason."""
-    from vsearch.model.calibrate import reuse
-    from vsearch.model.encoder import ModelError, load_encoder
+def index_at(home: Path | None) -> Index:
+    from vsearch.library import Index
 
-    home = home or default_home()
-    try:
-        encoder = load_encoder(model, device=device, precision=precision, runtime=runtime, cache_dir=home)
-        choice = reuse(encoder, home)
-    except ModelError as exc:
-        fail(str(exc))
-    info(f"model: {encoder.describe()}" + (" (measured fastest here by vsearch index)" if choice else ""))
-    return encoder
-
-
-def load_tuned_model(model: str | None, device: str, precision: str, runtime: str, home: Path,
-                     batch_size: int | None, clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VideoEncoder:
-    """The model in the runtime, precision and batch size that run fastest here (measured once, then
-    cached); `clip_source` gives the user's own clips to check and quantize on."""
-    from vsearch.model import openvino
-    from vsearch.model.calibrate import tune
-    from vsearch.model.encoder import ModelError, load_encoder
-
-    def measuring() -> None:
-        info("measuring the fastest runtime, precision and batch size here (once per machine and model)...")
-        if runtime == "auto" and not openvino.available():
-            info(f"  (the OpenVINO runtime is often faster on CPUs: {openvino.HINT})")
-        elif runtime == "auto" and precision in ("auto", "int8") and not openvino.can_quantize():
-            info(f"  (OpenVINO int8 is often the fastest on CPUs: {openvino.INT8_HINT})")
-
-    try:
-        encoder = load_encoder(model, device=device, precision=precision, runtime=runtime, cache_dir=home,
-                               clip_source=clip_source)
-        choice = tune(encoder, home, batch_size, on_measure=measuring)
-    except ModelError as exc:
-        fail(str(exc))
-    info(f"model: {encoder.name} on {encoder.device}, {choice.describe()}")
-    return encoder
+    return Index(home)
 
 
 def stderr_console() -> Console:

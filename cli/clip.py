@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vsearch.cli.app import app, fail, info, safe
+from vsearch.cli.app import app, fail, index_at, info, reported, safe
 
 if TYPE_CHECKING:
     from vsearch.search.query import Hit
@@ -26,21 +26,13 @@ def clip(
     Example: vsearch clip party.mp4 --start 1:02 --end 1:10 -o cake.mp4
     """
     from vsearch.search.timecode import parse_time
-    from vsearch.video.media import MediaError, clip_name, export_clip
 
-    if not file.is_file():
-        fail(f"{file}: no such file", 2)
     try:
         first, last = parse_time(start), parse_time(end)
     except ValueError as exc:
         fail(str(exc), 2)
-    if last <= first:
-        fail(f"--end ({end}) must come after --start ({start})", 2)
-    target = out or Path(clip_name(str(file), first, last))
-    try:
-        written = export_clip(str(file.resolve()), first, last, target)
-    except MediaError as exc:
-        fail(str(exc))
+    with reported():
+        written = index_at(None).clip(file, first, last, out)
     info(f"wrote {safe(written)}")
 
 

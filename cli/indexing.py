@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,21 +19,18 @@ from vsearch.cli.app import (
     Runtime,
     app,
     fail,
+    index_at,
     info,
-    load_tuned_model,
-    open_catalog,
+    reported,
     safe,
     train_bar,
 )
-from vsearch.cli.watch import watch_folders
-from vsearch.search.catalog import CatalogError, counted, default_home
+from vsearch.core.words import counted
 from vsearch.video.files import DEFAULT_EXCLUDES
 
 if TYPE_CHECKING:
-    from vsearch.indexer.distributed import RayIndexer
-    from vsearch.indexer.pipeline import IndexSettings, Progress
+    from vsearch.indexer.pipeline import IndexReport
     from vsearch.model.train import EpochReport
-    from vsearch.search.catalog import Catalog
 
 
 @app.command()
@@ -73,32 +68,12 @@ def index(
 
     Example: vsearch index ~/Videos --exclude 'raw'  (--watch to stay current; on a cluster: --ray auto)
     """
-    from vsearch.indexer.distributed import RayIndexError
-    from vsearch.indexer.pipeline import Indexer, IndexSettings, first_clips, index_model
-    from vsearch.model.encoder import ModelError
-    from vsearch.search.catalog import writer_lock
-    from vsearch.video.decode import Sampling
+    from vsearch.library import IndexOptions
 
     address, paths = _ray_address(paths) if ray else (None, paths)
-    if ray and watch:
-        fail("--watch keeps one machine's index current; it does not run on Ray (drop one of them)", 2)
-    if not paths:
-        fail("no folders or files to index", 2)
-    for p in paths:
-        if not p.exists():
-            fail(f"{p}: no such file or folder", 2)
-    home = home or default_home()
-    settings = IndexSettings(
-        batch_size=batch_size,
-        sampling=Sampling(window_seconds=window, max_windows=max_windows),
-        workers=workers,
-        timeout=timeout,
-        retry_failed=retry_failed,
-        backend=decoder,
-        exclude=DEFAULT_EXCLUDES + tuple(exclude or ()),
-    )
-    if decoder not in ("auto", "pyav", "decord"):
-        fail(f"unknown decoder {decoder!r}; choose auto, pyav or decord", 2)
+    options = IndexOptions(model=model, device=device, runtime=runtime, precision=precision, batch_size=batch_size,
+                           workers=workers, window=window, max_windows=max_windows, timeout=timeout,
+                           retry_failed=retry_failed, decoder=decoder, exclude=tuple(exclude or ()))
     stop = {"asked": False}
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -107,37 +82,37 @@ def index(
         stop["asked"] = True
         info("\nstopping after the batch in flight (Ctrl-C again to abort now)...")
 
-    try:
-        with writer_lock(home):
-            catalog = open_catalog(home, create=True)
-            chosen = index_model(catalog, model)
-            with IndexProgress(quiet or watch) as on_progress:
-                previous = signal.signal(signal.SIGINT, on_sigint)
-                try:
-                    if not ray:
-                        # cached: a watch loop runs the indexer again and again with the same model
-                        first = functools.partial(first_clips, [p.resolve() for p in paths], sampling=settings.sampling,
-                                        exclude=settings.exclude, timeout=timeout)
-                        indexer = Indexer(catalog, functools.cache(
-                            lambda: load_tuned_model(chosen, device, precision, runtime, catalog.home, batch_size,
-                                                     first)),
-                            settings, on_progress=on_progress, should_stop=lambda: stop["asked"])
-                        if watch:
-                            return watch_folders(indexer, [p.resolve() for p in paths], rescan, lambda: stop["asked"])
-                    else:
-                        indexer = _ray_indexer(catalog, chosen, device, precision, settings, address, gpus_per_actor,
-                                               workers, on_progress, lambda: stop["asked"])
-                    report = indexer.run([p.resolve() for p in paths])
-                finally:
-                    signal.signal(signal.SIGINT, previous)
-    except (CatalogError, ModelError, RayIndexError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("aborted; the next `vsearch index` picks up where this one stopped", 130)
+    idx = index_at(home)
+    with reported(), IndexProgress(quiet or watch) as on_progress:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            if watch:
+                how = f"rescanning every {rescan:g}s" if rescan else "on file events (or a rescan every 30s without watchfiles)"
+                info(f"watching {counted(len(paths), 'folder')}, {how}; Ctrl-C stops")
+            report = idx.index(paths, options, ray=(address or True) if ray else False, gpus_per_actor=gpus_per_actor,
+                               watch=watch, rescan=rescan, on_progress=on_progress, on_report=_watch_line,
+                               should_stop=lambda: stop["asked"], log=info)
+        except KeyboardInterrupt:
+            fail("aborted; the next `vsearch index` picks up where this one stopped", 130)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    if watch:
+        info("stopped watching; the index is saved")
+        return
     for line in report.summary_lines():
         info(safe(line))
     if report.interrupted:
         raise typer.Exit(130)
+
+
+def _watch_line(r: IndexReport) -> None:
+    """One line per batch of changes a watch run indexed."""
+    parts = [f"{n} {what}" for n, what in ((r.indexed, "indexed"), (r.moved, "moved"), (r.copied, "copied"),
+                                            (r.removed, "removed"), (len(r.failed), "failed")) if n]
+    if parts:
+        info(", ".join(parts) + (f" ({counted(r.clips, 'clip')})" if r.clips else ""))
+    for path, reason in r.failed:
+        info(f"skipped {safe(path)}: {safe(reason)}")
 
 
 def _ray_address(paths: list[Path]) -> tuple[str | None, list[Path]]:
@@ -151,20 +126,6 @@ def _ray_address(paths: list[Path]) -> tuple[str | None, list[Path]]:
         return None, rest
     text = str(addresses[0])
     return ("ray://" + text[len("ray:/"):] if text.startswith("ray:/") else text), rest
-
-
-def _ray_indexer(catalog: Catalog, model: str | None, device: str, precision: str, settings: IndexSettings,
-                 address: str | None, gpus_per_actor: float, workers: int | None,
-                 on_progress: Callable[[Progress], None], should_stop: Callable[[], bool]) -> RayIndexer:
-    """The Ray indexer: its model actors load the model themselves, so the loader must pickle."""
-    from functools import partial
-
-    from vsearch.indexer.distributed import RayIndexer, RaySettings
-    from vsearch.model.encoder import load_encoder
-
-    ray_settings = RaySettings(address=address, gpus_per_actor=gpus_per_actor, decode_tasks=workers)
-    return RayIndexer(catalog, partial(load_encoder, model, device=device, precision=precision), settings,
-                      ray_settings, on_progress=on_progress, should_stop=should_stop)
 
 
 @app.command()
@@ -185,8 +146,8 @@ def train(
 
     Example: vsearch train ./labeled --out ./my-model --epochs 10
     """
-    from vsearch.model.encoder import DEFAULT_MODEL, ModelError
-    from vsearch.model.train import TrainError, TrainSettings
+    from vsearch.model.checkpoint import DEFAULT_MODEL
+    from vsearch.model.train import TrainSettings
     from vsearch.model.train import train as run_training
 
     if not data.is_dir():
@@ -211,9 +172,8 @@ def train(
     try:
         if bar:
             bar.start()
-        report = run_training(data, out, base, settings, on_epoch=on_epoch, on_step=on_step)
-    except (TrainError, ModelError) as exc:
-        fail(str(exc))
+        with reported():
+            report = run_training(data, out, base, settings, on_epoch=on_epoch, on_step=on_step)
     finally:
         if bar:
             bar.stop()
@@ -233,13 +193,8 @@ def doctor(
 
     Example: vsearch doctor
     """
-    from vsearch.search.doctor import doctor as run_doctor
-    from vsearch.video.thumbs import check_thumbs
-
-    try:
-        report = run_doctor(home or default_home(), repair=not check_only, checks=[check_thumbs])
-    except CatalogError as exc:
-        fail(str(exc))
+    with reported():
+        report = index_at(home).doctor(repair=not check_only)
     for f in report.findings:
         mark = "ok" if f.ok else ("repaired" if f.repaired else "PROBLEM")
         typer.echo(f"{mark:>9}  {f.check}: {safe(f.detail)}")

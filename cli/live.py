@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vsearch.cli.app import Device, Model, Precision, Runtime, app, fail, info, load_model, safe
+from vsearch.cli.app import Device, Home, Model, Precision, Runtime, app, fail, info, reported, safe
 from vsearch.search.timecode import seconds_label
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ def live(
     source: Annotated[str, typer.Argument(help="A file, camera:0 or /dev/video0, a stream URL (rtsp, http(s), "
                                           "udp, srt, tcp), or - for a stream on stdin.", show_default=False)],
     model: Model = None,
+    home: Home = None,
     device: Device = "auto",
     precision: Precision = "auto",
     runtime: Runtime = "auto",
@@ -59,6 +60,7 @@ def live(
     it covers, its labels, the frames it saw and its latency.
     Example: vsearch live camera:0 --on "push up" --exec "notify-send push-up"
     """
+    from vsearch.library import load_model
     from vsearch.live.loop import Event, LiveError, LiveRunner, LiveSettings, Notice, Result, parse_source
 
     argv: tuple[str, ...] = ()
@@ -78,7 +80,8 @@ def live(
                             exec_argv=argv, exec_timeout=exec_timeout)
     with ctrl_c() as stop:
         try:
-            encoder = load_model(model, device, precision, runtime)
+            with reported():
+                encoder = load_model(model, device=device, runtime=runtime, precision=precision, home=home, log=info)
             runner = LiveRunner(src, encoder, settings, should_stop=stop.is_set)
         except LiveError as exc:
             fail(str(exc), 2)

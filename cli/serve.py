@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vsearch.cli.app import Home, app, fail, open_catalog
-from vsearch.search.catalog import default_home
+from vsearch.cli.app import Home, app, fail, index_at, reported
 
 
 @app.command()
@@ -27,8 +26,10 @@ def serve(
     """
     from vsearch.web.guard import is_loopback
 
-    home = home or default_home()
-    open_catalog(home).close()  # no index here: say so now rather than on every request
+    idx = index_at(home)
+    with reported():
+        idx.catalog()  # no index here: say so now rather than on every request
+    idx.close()
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)
     if token is not None and len(token) < 16:
@@ -39,10 +40,10 @@ def serve(
 
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    config = uvicorn.Config(create_app(home, host, port, token), host=host, port=port, log_level="warning",
+    config = uvicorn.Config(create_app(idx, host, port, token), host=host, port=port, log_level="warning",
                             lifespan="off", server_header=False)
     server = uvicorn.Server(config)
-    typer.echo(f"vsearch: serving {home} at {url}  (Ctrl-C stops)")
+    typer.echo(f"vsearch: serving {idx.home.root} at {url}  (Ctrl-C stops)")
     if open_browser:
         import webbrowser
 

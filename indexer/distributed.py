@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from vsearch.core.errors import RayIndexError
 from vsearch.indexer.pipeline import (
     BatchStore,
     EncodedClip,
-    Encoder,
     Indexer,
     IndexJob,
     IndexReport,
@@ -45,18 +45,15 @@ from vsearch.indexer.pipeline import (
     Progress,
     clip_results,
 )
+from vsearch.model.encoder import Encoder
 from vsearch.search.catalog import Catalog
-from vsearch.search.vectors import VectorIndex, open_vectors
+from vsearch.search.vectors import VectorIndex
 from vsearch.video.decode import FrameSpec, VideoInfo, Window, plan_windows
 from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Failed
 
 INSTALL_HINT = "Ray is not installed; pip install 'vsearch[ray]'"
 LOST_REASON = "lost on the Ray cluster (its decode task failed on every retry)"
 SHARED_FS_SAMPLE = 64  # files each node proves it can read before the run
-
-
-class RayIndexError(Exception):
-    """The Ray run cannot start or go on; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -216,9 +213,8 @@ class RayIndexer(Indexer):
         check_shared_files([job.file.path for job in jobs])
         t0 = time.perf_counter()
         encoder = self.encoder = self.load_encoder()
-        cat.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
-        if vectors is None:  # a new index learns its dimension in bind_model
-            vectors = open_vectors(cat)[0]
+        batch_size = s.batch_size or encoder.batch_size or 8  # no calibration across a cluster's mixed nodes
+        vectors = self.bind(encoder, batch_size, vectors)
         results = RayResults(BatchStore(cat, vectors, jobs, report, s.save_every), encoder.labels)
         timings["load_model"] = time.perf_counter() - t0
         timings.setdefault("store", 0.0)
@@ -238,7 +234,6 @@ class RayIndexer(Indexer):
             cores = min(int(n["Resources"].get("CPU", 1)) for n in nodes) if nodes else 1
             placement = {"num_cpus": max(1, cores // 2)}
 
-        batch_size = s.batch_size or 8  # no per-machine calibration across a cluster's mixed nodes
         decode = DecodeSettings(spec=encoder.frame_spec, sampling=s.sampling, threads=s.decode_threads,
                                 timeout=s.timeout, memory_limit=s.memory_limit, backend=s.backend, reader=s.reader,
                                 chunk=max(1, min(4, batch_size)))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vsearch.indexer.pipeline import Encoder, embed_file
-from vsearch.model.encoder import VideoEncoder
+from vsearch.indexer.pipeline import embed_file
+from vsearch.model.encoder import Encoder
 from vsearch.search.query import FileEmbedder
 from vsearch.video.decode import Sampling
 
@@ -38,11 +38,11 @@ def classify(encoder: Encoder, path: str | Path, top: int = 5) -> Classification
     return Classification(str(path), [(encoder.labels[i], float(mean[i])) for i in order])
 
 
-def file_embedder(load: Callable[[], VideoEncoder], sampling: Sampling | None = None) -> FileEmbedder:
+def file_embedder(load: Callable[[], Encoder], sampling: Sampling | None = None) -> FileEmbedder:
     """The `embed` that search.query.similar_to_file takes: it calls `load` for the model on its first
     call only, so a query on an indexed file never pays for loading one. `sampling` should be the
     index's own (Catalog.sampling), so windows line up with the stored ones."""
-    loaded: list[VideoEncoder] = []
+    loaded: list[Encoder] = []
 
     def embed(path: str) -> tuple[list[tuple[float, float]], np.ndarray]:
         if not loaded:

@@ -18,33 +18,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from vsearch.model.encoder import model_name
-from vsearch.search.catalog import TOP_K, Catalog, ClipResult, counted
+from vsearch.core.words import counted
+from vsearch.model.checkpoint import model_name
+from vsearch.model.encoder import Encoder
+from vsearch.search.catalog import TOP_K, Catalog, ClipResult
 from vsearch.search.vectors import VectorIndex, open_vectors
 from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window
 from vsearch.video.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
 from vsearch.video.thumbs import copy_thumbs, delete_thumbs, write_thumb
 from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Event, Failed, Finished, default_workers
-
-
-class Encoder(Protocol):
-    """What the indexer needs of a model (VideoEncoder, or a fake in tests)."""
-
-    name: str
-    labels: list[str]
-    dim: int
-
-    @property
-    def frame_spec(self) -> FrameSpec: ...
-
-    @property
-    def model_id(self) -> str: ...
-
-    def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -86,6 +71,14 @@ class IndexReport:
     interrupted: bool = False
     model: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    def absorb(self, other: IndexReport) -> None:
+        """Add another run's counts to these (a watch loop's runs, summed)."""
+        for name in ("found", "unchanged", "indexed", "moved", "copied", "removed", "clips"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failed += other.failed
+        self.interrupted = self.interrupted or other.interrupted
+        self.model = other.model or self.model
 
     def summary_lines(self) -> list[str]:
         """What a run did, in the words a front end shows after it (paths not escaped)."""
@@ -479,14 +472,8 @@ class Indexer:
         timings = report.timings
         t0 = time.perf_counter()
         encoder = self.encoder = self.load_encoder()
-        batch_size = s.batch_size or getattr(encoder, "batch_size", None) or 8
-        self.catalog.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
-        self.catalog.record_sampling(s.sampling.window_seconds, s.sampling.max_windows)
-        config = getattr(encoder, "config", None)  # runtime and precision; fakes in tests have none
-        if config:
-            self.catalog.record_precision(config)
-        if vectors is None:  # a new index learns its dimension in bind_model
-            vectors = open_vectors(self.catalog)[0]
+        batch_size = s.batch_size or encoder.batch_size or 8
+        vectors = self.bind(encoder, batch_size, vectors)
         store = BatchStore(self.catalog, vectors, jobs, report, s.save_every)
         timings["load_model"] = time.perf_counter() - t0
         for key in ("decode", "model", "store"):
@@ -494,7 +481,7 @@ class Indexer:
         decode = DecodeSettings(
             spec=encoder.frame_spec,
             sampling=s.sampling,
-            workers=min(s.workers or default_workers(getattr(encoder, "device", "cpu")), len(jobs)),
+            workers=min(s.workers or default_workers(encoder.device), len(jobs)),
             threads=s.decode_threads,
             timeout=s.timeout,
             memory_limit=s.memory_limit,
@@ -533,6 +520,18 @@ class Indexer:
             # videos cut off mid-way are redone whole by the next run
             delete_thumbs(self.catalog.home, self.catalog.drop_incomplete())
         return vectors
+
+    def bind(self, encoder: Encoder, batch_size: int, vectors: VectorIndex | None) -> VectorIndex:
+        """Tie the index to the model (refusing another one), and record how this run makes its
+        vectors: the windows, the runtime and precision, the batch. Returns the vector index (a new
+        index learns its dimension here)."""
+        s, cat = self.settings, self.catalog
+        cat.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
+        cat.record_sampling(s.sampling.window_seconds, s.sampling.max_windows)
+        if encoder.choice is not None:
+            cat.record_precision(encoder.choice.label)
+        cat.set_run_meta("batch_size", str(batch_size))
+        return vectors if vectors is not None else open_vectors(cat)[0]
 
     def _store(self, batch: Batch, encoder: Encoder, store: BatchStore, report: IndexReport) -> None:
         """Run the model on one batch and store the results."""
@@ -580,7 +579,7 @@ def embed_file(
 
     Returns (windows, probabilities, embeddings); raises DecodeError with the reason for a bad file.
     """
-    from vsearch.video.decode import DecodeError
+    from vsearch.core.errors import DecodeError
 
     settings = DecodeSettings(spec=encoder.frame_spec, sampling=sampling or Sampling(), timeout=timeout)
     windows: list[Window] = []
@@ -588,7 +587,7 @@ def embed_file(
     with DecodePool(settings) as pool:
         for event in pool.run([(0, path)]):
             if isinstance(event, Failed):
-                raise DecodeError(event.reason)
+                raise DecodeError(f"{path}: {event.reason}")
             if isinstance(event, Chunk):
                 p, e = encoder.encode(event.frames)
                 windows += event.windows

@@ -29,10 +29,12 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
+from vsearch.core.errors import LiveError, ResolutionChanged
+from vsearch.model.encoder import Encoder
 from vsearch.video.decode import FrameSpec, center_crop, frame_rgb, sample_indices
 
 if TYPE_CHECKING:
@@ -45,23 +47,6 @@ MAX_RING_FRAMES = 1024  # a window at 120 fps for 8 s; more is a mistake, not a 
 LIVE_PROBE = {"analyzeduration": "500000"}
 LATENCIES_KEPT = 100_000  # for the summary's percentiles: about a day at one result per second
 STOP_POLL = 0.1  # seconds between checks whether the caller asked the loop to stop
-
-
-class LiveError(Exception):
-    """Live recognition cannot go on; the message is the one line shown to the user."""
-
-
-class ResolutionChanged(LiveError):
-    """The stream's frame size changed mid-way; reconnecting would not help."""
-
-
-class Encoder(Protocol):
-    labels: list[str]
-
-    @property
-    def frame_spec(self) -> FrameSpec: ...
-
-    def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)

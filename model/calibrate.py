@@ -1,19 +1,19 @@
-"""Choose batch size and precision by measuring them on the machine at hand.
+"""Choose runtime, precision and batch size by measuring them on the machine at hand.
 
 No fixed default is right everywhere: on a 2-core AVX2 CPU VideoMAE-base runs 3.1 s/clip at
 batch 1 and 4.0 s/clip at batch 8, while AVX-512 BF16 CPUs gain from batching and bf16, and
-CPUs whose bf16 is emulated lose badly with it. So the encoder is timed on a few configurations,
-the fastest is kept, and the choice is cached in the index home, keyed by CPU model and flags,
-runtime versions and the model, so it is measured once per machine and model.
-The reference (fp32, one clip at a time, as the Hugging Face recipe runs) is always measured
-and wins ties: a measured choice is never slower than the reference.
+CPUs whose bf16 is emulated lose badly with it. So every registered runtime is timed in the
+precisions this device runs natively, the fastest that agrees with torch fp32 is kept, and the
+choice is cached in the index home, keyed by CPU model and flags, runtime versions and the model,
+so it is measured once per machine and model. The reference (torch fp32, one clip at a time, as
+the Hugging Face recipe runs) is always measured and wins ties: a measured choice is never slower
+than the reference. On a GPU the same search runs over the GPU's precisions and larger batches.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,97 +22,83 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vsearch.core.errors import RuntimeUnavailable
+from vsearch.core.home import Home
+from vsearch.model import runtimes
+from vsearch.model.hardware import cpu_description
+from vsearch.model.runtimes import Choice
+
 if TYPE_CHECKING:
     from vsearch.model.encoder import VideoEncoder
 
-REFERENCE = ("fp32", 1)
+REFERENCE = Choice("torch", "fp32", 1)
 BATCHES = (1, 2, 4, 8)
-GPU_BATCH = 8  # a GPU is fast at any batch; decoding is its bottleneck, not batching
+GPU_BATCHES = (1, 2, 4, 8, 16, 32)  # a GPU keeps gaining from bigger batches long after a CPU stops
 MARGIN = 0.05  # a configuration must beat the one it replaces by this much: timings are noisy
-CACHE_FILE = "calibration.json"
-# Flags that change which kernels torch and oneDNN can use.
-RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8",
-                  "amx_tile", "avx512_fp16")
 
 
 @dataclass(frozen=True)
-class Choice:
-    config: str  # runtime and precision, "bf16" (torch) or "openvino bf16": see VideoEncoder.config
-    batch_size: int
-    how: str  # "calibrated", "cached", "asked" or "default"
-    timings: dict[str, float] = field(default_factory=dict)  # "fp32@1" -> seconds per clip
+class Calibration:
+    """What was chosen, and how: "calibrated", "cached", "asked" or "default"."""
+
+    choice: Choice
+    how: str
+    timings: dict[str, float] = field(default_factory=dict)  # "openvino bf16@4" -> seconds per clip
     differed: tuple[str, ...] = ()  # configurations left out: their answers differed from fp32's
 
     def describe(self) -> str:
         measured = ", ".join(f"{k} {v:.3g}" for k, v in self.timings.items())
         left = f"; left out, answers differ from fp32: {', '.join(self.differed)}" if self.differed else ""
-        return f"{self.config}, batch {self.batch_size} ({self.how}{': s/clip ' + measured if measured else ''}{left})"
+        return (f"{self.choice.label}, batch {self.choice.batch} "
+                f"({self.how}{': s/clip ' + measured if measured else ''}{left})")
 
 
-def pick(timings: Mapping[tuple[str, int], float], margin: float = MARGIN) -> tuple[str, int]:
+def pick(timings: Mapping[Choice, float], margin: float = MARGIN) -> Choice:
     """The fastest configuration per clip; the reference unless another beats it by `margin`, and
     of configurations within `margin` of the fastest the smallest batch (same speed, less memory)."""
     best = min(timings, key=lambda k: timings[k])
     if REFERENCE in timings and timings[best] > timings[REFERENCE] * (1 - margin):
         return REFERENCE
     near = [k for k in timings if timings[k] <= timings[best] * (1 + margin)]
-    return min(near, key=lambda k: (k[1], timings[k]))
+    return min(near, key=lambda k: (k.batch or 1, timings[k]))
 
 
 def search(
-    measure: Callable[[str, int], float],
-    configs: Sequence[str],
+    measure: Callable[[Choice], float],
+    configs: Sequence[Choice],
     batches: Sequence[int] = BATCHES,
     margin: float = MARGIN,
-) -> tuple[tuple[str, int], dict[tuple[str, int], float]]:
+) -> tuple[Choice, dict[Choice, float]]:
     """Time every configuration at the first batch size, then grow the batch of the fastest while it pays.
 
-    `measure(config, batch)` returns seconds per clip. Returns the choice and all timings.
+    `measure(choice)` returns seconds per clip. Returns the choice and all timings.
     """
-    timings = {(c, batches[0]): measure(c, batches[0]) for c in configs}
-    config = pick(timings, margin)[0]
-    previous = timings[(config, batches[0])]
+    timings = {c.at(batches[0]): measure(c.at(batches[0])) for c in configs}
+    best = pick(timings, margin)
+    previous = timings[best]
     for batch in batches[1:]:
-        seconds = timings[(config, batch)] = measure(config, batch)
+        seconds = timings[best.at(batch)] = measure(best.at(batch))
         if seconds > previous * (1 - margin):
             break  # bigger batches stopped paying; on small CPUs they cost (cache misses)
         previous = seconds
     return pick(timings, margin), timings
 
 
-def cpu_description() -> tuple[str, list[str]]:
-    """(CPU model name, the flags that matter for kernels) from /proc/cpuinfo, or the platform."""
-    name, flags = platform.processor() or platform.machine(), list[str]()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return name, flags
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and name in ("", platform.processor() or platform.machine()):
-            name = value.strip()
-        elif key.strip() in ("flags", "Features") and not flags:
-            have = set(value.split())
-            flags = [f for f in RELEVANT_FLAGS if f in have]
-    return name, flags
-
-
 def machine_key(encoder: VideoEncoder) -> str:
-    """What a timing depends on: CPU, cores, runtime versions, device and the model."""
+    """What a timing depends on: CPU, cores, threads, every runtime's version, device and the model."""
     import torch
     import transformers
 
-    from vsearch.model import openvino
-
     name, flags = cpu_description()
-    return (f"{name} [{' '.join(flags)}] x{os.cpu_count()} | torch {torch.__version__} threads "
-            f"{torch.get_num_threads()} | transformers {transformers.__version__} | openvino "
-            f"{openvino.version() or '-'} | {encoder.device} | {encoder.model_id}")
+    versions = " | ".join(f"{r.name} {r.version() or '-'}" for r in runtimes.RUNTIMES)
+    return (f"{name} [{' '.join(flags)}] x{os.cpu_count()} | threads {torch.get_num_threads()} | {versions} | "
+            f"transformers {transformers.__version__} | {encoder.device} | {encoder.model_id}")
 
 
 def calibration_clips(encoder: VideoEncoder, batch: int) -> np.ndarray:
     """`batch` clips to time and check on: the user's own clips where the encoder has them
-    (VideoEncoder.sample_clips; those that OpenVINO int8 was not quantized on), repeated or cut to size."""
+    (VideoEncoder.sample_clips; those that int8 was not quantized on), repeated to fill the batch
+    when there are fewer (the time of a batch does not depend on which clips are in it)."""
     clips = encoder.sample_clips()
     held_out = clips[1::2] if len(clips) > 1 else clips
     return held_out[np.arange(batch) % len(held_out)]
@@ -128,34 +114,36 @@ def same_top_label(p32: np.ndarray, p: np.ndarray, tie: float = 0.01) -> np.ndar
     return p32[rows, p.argmax(1)] >= (1 - tie) * p32.max(1)
 
 
-def agreeing(encoder: VideoEncoder, configs: Sequence[str], clips: np.ndarray) -> list[str]:
+def min_cosine(choice: Choice) -> float:
+    """How close a configuration's embeddings must stay to fp32's: int8 is lossy by design (0.98);
+    another runtime or precision must match torch fp32 (0.999)."""
+    return 0.98 if choice.precision == "int8" else 0.999
+
+
+def agreeing(encoder: VideoEncoder, configs: Sequence[Choice], clips: np.ndarray) -> list[Choice]:
     """The configurations that give torch fp32's top labels (same_top_label) and nearly its
     embeddings (min_cosine) on these clips; the reference itself always."""
-    was = encoder.config
-    kept = [REFERENCE[0]]
+    was = encoder.choice
+    reference = Choice(REFERENCE.runtime, REFERENCE.precision)
+    kept = [reference]
     try:
-        encoder.set_config(REFERENCE[0])
+        encoder.use(reference)
         p32, e32 = encoder.encode(clips)
         for config in configs:
-            if config != REFERENCE[0]:
-                encoder.set_config(config)
+            if config != reference:
+                encoder.use(config)
                 p, e = encoder.encode(clips)
                 if same_top_label(p32, p).all() and (e32 * e).sum(1).min() >= min_cosine(config):
                     kept.append(config)
     finally:
-        encoder.set_config(was)
+        encoder.use(was)
     return [c for c in configs if c in kept]
 
 
-def min_cosine(config: str) -> float:
-    """How close a configuration's embeddings must stay to fp32's: int8 is lossy by design (the
-    issue's bar is 0.98); another runtime in fp32 or bf16 must match torch (0.999)."""
-    return 0.98 if config.endswith("int8") else 0.999
-
-
-def time_encode(encoder: VideoEncoder, config: str, batch: int, repeats: int = 2) -> float:
+def time_encode(encoder: VideoEncoder, choice: Choice, repeats: int = 2) -> float:
     """Best seconds per clip of `repeats` batches (the first also picks oneDNN's kernels)."""
-    encoder.set_config(config)
+    encoder.use(choice)
+    batch = choice.batch or 1
     clips = calibration_clips(encoder, batch)
     best = float("inf")
     for _ in range(repeats):
@@ -165,87 +153,80 @@ def time_encode(encoder: VideoEncoder, config: str, batch: int, repeats: int = 2
     return best
 
 
-def candidates(encoder: VideoEncoder) -> list[str]:
-    """Configurations worth timing: what was asked for, and under `auto` every runtime and precision
-    this CPU runs natively (bf16 only where the CPU has it: emulated, it is many times slower)."""
-    from vsearch.model import openvino
-    from vsearch.model.encoder import cpu_supports_bf16
+def candidates(encoder: VideoEncoder) -> list[Choice]:
+    """Configurations worth timing: what was asked for, and under `auto` every available runtime in
+    every precision this device runs natively (bf16 only where the hardware has it)."""
+    found = []
+    for runtime in runtimes.RUNTIMES:
+        if encoder.runtime_asked not in ("auto", runtime.name) or not runtime.available():
+            continue
+        fast = runtime.fast_precisions(encoder.device)
+        asked = [encoder.precision_asked] if encoder.precision_asked != "auto" else []
+        for precision in asked or fast:
+            if precision in runtime.precisions(encoder.device):
+                found.append(Choice(runtime.name, precision))
+    return found
 
-    native = ["fp32", *(["bf16"] if cpu_supports_bf16() else [])]
-    runtimes = {"torch": [*native, "int8"], "openvino": [*native, *(["int8"] if openvino.can_quantize() else [])]}
-    if encoder.runtime_asked == "auto" and not openvino.available():
-        del runtimes["openvino"]
-    elif encoder.runtime_asked != "auto":
-        runtimes = {encoder.runtime_asked: runtimes[encoder.runtime_asked]}
-    return [p if r == "torch" else f"{r} {p}" for r, ps in runtimes.items() for p in ps
-            if encoder.precision_asked in ("auto", p)]
 
-
-def reuse(encoder: VideoEncoder, home: Path) -> Choice | None:
+def reuse(encoder: VideoEncoder, home: Path | Home) -> Calibration | None:
     """Run in the configuration `vsearch index` measured fastest here, if it did (classify, live and
     similar load a model for a few clips: a calibration would cost more than it saves)."""
-    configs = candidates(encoder) if encoder.device == "cpu" else []
+    configs = candidates(encoder)
     if len(configs) < 2:
         return None  # nothing to choose: what was asked for is what runs
-    stored = _read_cache(Path(home) / CACHE_FILE).get(_key(encoder, configs, None))
+    stored = _read_cache(Home.at(home).calibration).get(_key(encoder, configs, None))
     if stored is None:
         return None
-    choice = _cached(stored)
-    encoder.set_config(choice.config)
-    return choice
-
-
-def _cached(stored: dict) -> Choice:
-    return Choice(stored["config"], int(stored["batch_size"]), "cached", stored["timings"],
-                  tuple(stored.get("differed", ())))
-
-
-def _key(encoder: VideoEncoder, configs: Sequence[str], batch_size: int | None) -> str:
-    return machine_key(encoder) + f" | {'/'.join(configs)} | batch {batch_size or 'auto'}"
+    calibration = _cached(stored)
+    encoder.use(calibration.choice)
+    return calibration
 
 
 def tune(
     encoder: VideoEncoder,
-    home: Path,
+    home: Path | Home,
     batch_size: int | None = None,
-    measure: Callable[[str, int], float] | None = None,
+    measure: Callable[[Choice], float] | None = None,
     on_measure: Callable[[], None] | None = None,
-) -> Choice:
-    """Set the encoder's precision and batch size to the fastest here; returns what was chosen.
+) -> Calibration:
+    """Set the encoder's runtime, precision and batch size to the fastest here; returns the choice.
 
-    A `batch_size` or a precision given by the user is kept as given. On a GPU nothing is timed.
-    `on_measure` is called before a measurement that takes a while (VideoMAE-base: a minute or two).
+    A `batch_size` or a runtime and precision given by the user are kept as given. `on_measure` is
+    called before a measurement that takes a while (VideoMAE-base: a minute or two).
     """
-    from vsearch.model.encoder import ModelError
-
-    encoder.cache_dir = Path(home)  # OpenVINO's converted models live beside the index
-    if encoder.device != "cpu":
-        choice = Choice(encoder.config, batch_size or GPU_BATCH, "asked" if batch_size else "default")
-        encoder.batch_size = choice.batch_size
-        return choice
     configs = candidates(encoder)
     if not configs:
-        raise ModelError(f"--runtime {encoder.runtime_asked} cannot run --precision {encoder.precision_asked}")
+        raise RuntimeUnavailable(f"--runtime {encoder.runtime_asked} cannot run --precision "
+                                 f"{encoder.precision_asked} on {encoder.device} here")
     if batch_size and len(configs) == 1:
-        choice = Choice(configs[0], batch_size, "asked")
+        calibration = Calibration(configs[0].at(batch_size), "asked")
     else:
         key = _key(encoder, configs, batch_size)
-        cache = Path(home) / CACHE_FILE
+        cache = Home.at(home).calibration
         stored = _read_cache(cache).get(key)
         if stored is not None:
-            choice = _cached(stored)
+            calibration = _cached(stored)
         else:
             if on_measure:
                 on_measure()
             kept = agreeing(encoder, configs, calibration_clips(encoder, 8)) if len(configs) > 1 else configs
-            timed = measure or (lambda c, b: time_encode(encoder, c, b))
-            (config, batch), timings = search(timed, kept, (batch_size,) if batch_size else BATCHES)
-            choice = Choice(config, batch, "calibrated", {f"{c}@{b}": round(s, 4) for (c, b), s in timings.items()},
-                            tuple(c for c in configs if c not in kept))
-            _write_cache(cache, key, choice)
-    encoder.set_config(choice.config)
-    encoder.batch_size = choice.batch_size
-    return choice
+            batches = (batch_size,) if batch_size else (BATCHES if encoder.device == "cpu" else GPU_BATCHES)
+            choice, timings = search(measure or (lambda c: time_encode(encoder, c)), kept, batches)
+            calibration = Calibration(choice, "calibrated", {str(c): round(s, 4) for c, s in timings.items()},
+                                      tuple(c.label for c in configs if c not in kept))
+            _write_cache(cache, key, calibration)
+    encoder.use(calibration.choice)
+    encoder.forget_others()
+    return calibration
+
+
+def _cached(stored: dict) -> Calibration:
+    return Calibration(Choice.from_label(stored["config"], int(stored["batch_size"])), "cached", stored["timings"],
+                       tuple(stored.get("differed", ())))
+
+
+def _key(encoder: VideoEncoder, configs: Sequence[Choice], batch_size: int | None) -> str:
+    return machine_key(encoder) + f" | {'/'.join(c.label for c in configs)} | batch {batch_size or 'auto'}"
 
 
 def _read_cache(path: Path) -> dict:
@@ -256,10 +237,10 @@ def _read_cache(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(path: Path, key: str, choice: Choice) -> None:
+def _write_cache(path: Path, key: str, calibration: Calibration) -> None:
     data = _read_cache(path)
-    data[key] = {"config": choice.config, "batch_size": choice.batch_size, "timings": choice.timings,
-                 "differed": list(choice.differed),
+    data[key] = {"config": calibration.choice.label, "batch_size": calibration.choice.batch,
+                 "timings": calibration.timings, "differed": list(calibration.differed),
                  "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

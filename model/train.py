@@ -21,14 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from vsearch.model.encoder import DEFAULT_MODEL, VideoEncoder, load_videomae
+from vsearch.core.errors import TrainError
+from vsearch.model.checkpoint import DEFAULT_MODEL, load_videomae, read_model_json
+from vsearch.model.encoder import VideoEncoder
 from vsearch.video.decode import FrameSpec, Sampling
 from vsearch.video.files import find_videos
 from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Failed
-
-
-class TrainError(Exception):
-    """The dataset or the options cannot produce a model; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +152,7 @@ def train(
         ignore_mismatched_sizes=True,  # the classification head is replaced by one for our labels
     )
     # The encoder brings the indexer's normalisation, forward and device to the new model.
-    encoder = VideoEncoder(base, device=s.device, precision="fp32", model=model)
+    encoder = VideoEncoder(base, device=s.device, precision="fp32", runtime="torch", module=model)
     device = encoder.device
     spec = encoder.frame_spec
     # Train clips: twice the frames (for the temporal offset), full width (for the random crop).
@@ -234,7 +232,7 @@ def augment(clip: np.ndarray, spec: FrameSpec, rng: np.random.Generator, hflip: 
 
 def evaluate(encoder: VideoEncoder, clips: list[np.ndarray], labels: list[int], batch_size: int) -> float:
     """Accuracy per clip with the exact inference path `vsearch index` uses."""
-    encoder.model.eval()
+    encoder.module.eval()
     correct = 0
     for start in range(0, len(clips), batch_size):
         probs, _ = encoder.encode(np.stack(clips[start : start + batch_size]))
@@ -244,7 +242,6 @@ def evaluate(encoder: VideoEncoder, clips: list[np.ndarray], labels: list[int], 
 
 def save(model: Any, base: str, out: Path, report: TrainReport) -> None:
     """A standard Hugging Face folder: config with the new id2label, safetensors, preprocessor."""
-    from vsearch.model.encoder import read_model_json
 
     if out.exists():
         shutil.rmtree(out)

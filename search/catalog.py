@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,26 +19,10 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-DB_NAME = "vsearch.db"
-VECTORS_META = "vectors.json"  # points at the current vectors-*.faiss file
-LOCK_NAME = "index.lock"
+from vsearch.core.errors import IndexMissing, IndexUnusable, ModelMismatch
+from vsearch.core.home import Home
+
 TOP_K = 5  # labels kept per clip and per video
-
-
-class CatalogError(Exception):
-    """The index cannot be used as asked; the message says why and what to do."""
-
-
-def default_home() -> Path:
-    """Where the index lives: $VSEARCH_HOME, else the OS user data directory."""
-    env = os.environ.get("VSEARCH_HOME")
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "vsearch"
-    if os.name == "nt":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "vsearch"
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vsearch"
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -185,13 +168,14 @@ def from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
 class Catalog:
     """An open index folder: the SQLite catalog plus the FAISS file derived from it."""
 
-    def __init__(self, home: Path, create: bool = True):
-        self.home = Path(home).expanduser()
-        self.db_path = self.home / DB_NAME
+    def __init__(self, home: Path | Home, create: bool = True):
+        self.layout = Home.at(home)
+        self.home = self.layout.root
+        self.db_path = self.layout.db
         self._label_vectors: tuple[str, tuple[list[int], np.ndarray]] | None = None  # see label_vectors
         if not self.db_path.exists():
             if not create:
-                raise CatalogError(f"no index at {self.home}; run `vsearch index FOLDER` first")
+                raise IndexMissing(f"no index at {self.home}; run `vsearch index FOLDER` first")
             self.home.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -201,7 +185,7 @@ class Catalog:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise CatalogError(
+            raise IndexUnusable(
                 f"{self.db_path} is not a usable vsearch index ({exc}); it was left untouched. "
                 "Move it aside and run `vsearch index` again to rebuild."
             ) from None
@@ -213,7 +197,7 @@ class Catalog:
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         version = int(self.get_meta("schema_version") or 0)
         if version > SCHEMA_VERSION:
-            raise CatalogError(
+            raise IndexUnusable(
                 f"the index at {self.home} was written by a newer vsearch (schema {version}, this "
                 f"vsearch knows {SCHEMA_VERSION}); upgrade vsearch. The index was left untouched."
             )
@@ -279,7 +263,7 @@ class Catalog:
     def check_model(self, name: str) -> None:
         """Refuse, before it is loaded, a model other than the one this index was built with."""
         if self.model is not None and name != self.model:
-            raise CatalogError(self._other_model(name))
+            raise ModelMismatch(self._other_model(name))
 
     def bind_model(self, name: str, model_id: str, dim: int, labels: Sequence[str]) -> None:
         """Record the index's model on first use; refuse a different one afterwards.
@@ -289,7 +273,7 @@ class Catalog:
         current = self.get_meta("model_id")
         duplicates = sorted({n for n in labels if list(labels).count(n) > 1})
         if duplicates:
-            raise CatalogError(f"model {name!r} has several labels named {duplicates[0]!r}; "
+            raise ModelMismatch(f"model {name!r} has several labels named {duplicates[0]!r}; "
                                "labels must be unique to be searched")
         if current is None:
             with self.transaction():
@@ -301,7 +285,7 @@ class Catalog:
                 )
             return
         if current != model_id:
-            raise CatalogError(self._other_model(name))
+            raise ModelMismatch(self._other_model(name))
 
     def _other_model(self, name: str) -> str:
         return (f"this index was built with model {self.model!r}; it cannot mix in vectors from "
@@ -394,6 +378,11 @@ class Catalog:
         """The precisions the vectors were computed in, e.g. "int8" or "fp32, int8" when runs differed."""
         return self.get_meta("precision")
 
+    def set_run_meta(self, key: str, value: str) -> None:
+        """What the last index run used (e.g. its batch size), for `stats`."""
+        with self.transaction():
+            self.set_meta(key, value)
+
     def record_precision(self, precision: str) -> None:
         seen = [p for p in (self.precision or "").split(", ") if p]
         if precision not in seen:
@@ -421,6 +410,7 @@ class Catalog:
             "labels": q("SELECT count(DISTINCT label_id) FROM video_labels WHERE top_clips > 0").fetchone()[0],
             "model": self.model,
             "precision": self.precision,
+            "batch_size": int(self.get_meta("batch_size", "0") or 0) or None,
             "schema_version": int(self.get_meta("schema_version", "0") or 0),
         }
 
@@ -591,111 +581,3 @@ class Catalog:
         ids = [r[0] for r in self.db.execute("SELECT id FROM videos WHERE status = 'indexing'")]
         with self.transaction():
             return self._delete_videos(ids)
-
-
-@contextmanager
-def try_writer_lock(home: Path) -> Iterator[bool]:
-    """The writer lock if it is free right now (True), else carry on without it (False)."""
-    lock = writer_lock(home)
-    try:
-        lock.__enter__()
-    except CatalogError:  # only the acquisition may fail here; errors in the body propagate
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        lock.__exit__(None, None, None)
-
-
-@contextmanager
-def writer_lock(home: Path) -> Iterator[None]:
-    """Only one index run writes to an index at a time; a second one is refused, not interleaved."""
-    home = Path(home).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / LOCK_NAME
-    with open(path, "a+") as f:
-        try:
-            import fcntl
-        except ImportError:  # Windows: SQLite's own locking still keeps the data consistent
-            yield
-            return
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            pid = f.read().strip() or "?"
-            raise CatalogError(
-                f"another `vsearch index` (pid {pid}) is writing to {home}; wait for it to finish"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def counted(n: int, one: str, many: str | None = None) -> str:
-    """'1 video', '2 videos': a count with its noun in the right number, for messages."""
-    return f"{n} {one if n == 1 else many or one + 's'}"
-
-
-@dataclass
-class Finding:
-    check: str
-    ok: bool
-    detail: str
-    repaired: bool = False
-
-
-def check_integrity(catalog: Catalog) -> Finding:
-    """SQLite's own check of the file; when it fails, nothing else in it can be trusted."""
-    try:
-        result = catalog.db.execute("PRAGMA integrity_check").fetchone()[0]
-    except sqlite3.DatabaseError as exc:  # damage can stop the check itself
-        return Finding("sqlite integrity", False, str(exc))
-    return Finding("sqlite integrity", result == "ok", result)
-
-
-def check_sqlite(catalog: Catalog, repair: bool = True) -> list[Finding]:
-    """Check what the SQLite side holds; repair what can be repaired. Only for a file that
-    passed check_integrity: never write to a damaged one (search.doctor runs the whole check)."""
-    db = catalog.db
-    found: list[Finding] = []
-    found.append(Finding("schema version", True, f"{catalog.get_meta('schema_version')} (this vsearch: {SCHEMA_VERSION})"))
-    # (check, what one of them is, what was done, ids)
-    problems: list[tuple[str, str, str, list[int]]] = []
-    redo = "removed for the next index to redo"
-    half = [r[0] for r in db.execute("SELECT id FROM videos WHERE status = 'indexing'")]
-    problems.append(("half-stored videos", "video left by a killed run", redo, half))
-    dim = catalog.dim
-    bad = [r[0] for r in db.execute(
-        "SELECT DISTINCT video_id FROM clips WHERE length(embedding) != ?", [dim * 2])] if dim else []
-    problems.append(("embedding sizes", "video with damaged vectors", redo, bad))
-    empty = [r[0] for r in db.execute(
-        "SELECT v.id FROM videos v WHERE v.status = 'ok' AND NOT EXISTS (SELECT 1 FROM clips c WHERE c.video_id = v.id)")]
-    problems.append(("videos without clips", "video without clips", redo, empty))
-    missing = [vid for vid, path in db.execute("SELECT id, path FROM videos") if not os.path.exists(path)]
-    problems.append(("files still on disk", "indexed file gone from disk", "removed from the index", missing))
-    for check, what, done, ids in problems:
-        if not ids:
-            found.append(Finding(check, True, "none"))
-            continue
-        if repair:
-            with catalog.transaction():
-                catalog.remove_videos(ids)
-        found.append(Finding(check, False, f"{counted(len(ids), what)}; {done}", repaired=repair))
-    orphans = db.execute(
-        "SELECT count(*) FROM clip_labels cl WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE c.id = cl.clip_id)"
-    ).fetchone()[0]
-    if orphans and repair:
-        with catalog.transaction():
-            db.execute("DELETE FROM clip_labels WHERE clip_id NOT IN (SELECT id FROM clips)")
-    found.append(Finding("orphan labels", orphans == 0, counted(orphans, "row") if orphans else "none", bool(orphans) and repair))
-    failed = catalog.failed_count()
-    found.append(Finding("failed files", True,
-                         f"{counted(failed, 'file')} recorded with reasons (vsearch stats; index --retry-failed)"))
-    return found

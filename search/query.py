@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vsearch.search.catalog import Catalog, CatalogError
+from vsearch.core.errors import BadInput, IndexMissing, NotIndexed
+from vsearch.search.catalog import Catalog
 from vsearch.search.vectors import VectorIndex, open_vectors
 
 if TYPE_CHECKING:
@@ -255,7 +256,7 @@ def search(
     """
     filters = filters or Filters()
     if not text.strip():
-        raise CatalogError("the query is empty")
+        raise BadInput("the query is empty")
     literal = match_labels(catalog, text)
     used: bool | None = False
     matches: dict[int, LabelMatch] = {}
@@ -353,7 +354,7 @@ def similar_to_file(
     keeps in memory, rather than load it from disk on every call.
     """
     if catalog.is_empty():
-        raise CatalogError("the index is empty; run `vsearch index FOLDER` first")
+        raise IndexMissing("the index is empty; run `vsearch index FOLDER` first")
     located = locate(catalog, path)
     row = catalog.video(located)
     exclude: int | None = None
@@ -361,7 +362,7 @@ def similar_to_file(
         exclude = row.id
         _, queries, spans = catalog.clip_vectors(row.id)
     elif embed is None:
-        raise CatalogError(f"{located} is not indexed, and no model was given to embed it")
+        raise NotIndexed(f"{located} is not indexed, and no model was given to embed it")
     else:
         spans, queries = embed(located)
     if at is not None:
@@ -396,7 +397,7 @@ class VideoLabels:
 def show(catalog: Catalog, path: str, top: int = 3) -> VideoLabels:
     row = catalog.video(locate(catalog, path))
     if row is None:
-        raise CatalogError(f"{path} is not in the index")
+        raise NotIndexed(f"{path} is not in the index")
     video_labels = catalog.db.execute(
         "SELECT l.name, vl.score FROM video_labels vl JOIN labels l ON l.id = vl.label_id "
         "WHERE vl.video_id = ? ORDER BY vl.score DESC LIMIT ?",

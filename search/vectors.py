@@ -17,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from vsearch.search.catalog import VECTORS_META, Catalog, Finding, counted, try_writer_lock
+from vsearch.core.home import Home
+from vsearch.core.words import counted
+from vsearch.search.catalog import Catalog
+from vsearch.search.doctor import Finding
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat
 # inner-product query over 768-d vectors takes ~3 ms at 20k clips and ~10 ms at 50k, growing
@@ -92,7 +95,7 @@ class VectorIndex:
         home.mkdir(parents=True, exist_ok=True)
         name = f"vectors-{generation}-{secrets.token_hex(4)}.faiss"
         faiss.write_index(self.index, str(home / name))
-        _write_json_atomic(home / VECTORS_META, {"file": name, "generation": generation, "count": len(self),
+        _write_json_atomic(Home.at(home).vectors_meta, {"file": name, "generation": generation, "count": len(self),
                                                   "dim": self.dim, "kind": self.kind})
         for old in home.glob("vectors-*.faiss"):  # earlier versions; a reader that has one open keeps it
             if old.name != name:
@@ -107,7 +110,7 @@ class VectorIndex:
         import faiss
 
         try:
-            meta = json.loads((home / VECTORS_META).read_text())
+            meta = json.loads(Home.at(home).vectors_meta.read_text())
             if meta.get("generation") != generation or meta.get("dim") != dim:
                 return None
             raw = faiss.read_index(str(home / meta["file"]))
@@ -124,7 +127,7 @@ class VectorIndex:
 def current_file(home: Path) -> Path | None:
     """The index file the pointer names, if any."""
     try:
-        return home / json.loads((home / VECTORS_META).read_text())["file"]
+        return home / json.loads(Home.at(home).vectors_meta.read_text())["file"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -166,7 +169,7 @@ def open_vectors(catalog: Catalog, save: bool = True) -> tuple[VectorIndex, bool
     if save:
         # Only the holder of the writer lock saves: a search that rebuilt while an index run
         # writes keeps its copy in memory rather than race the run's own save.
-        with try_writer_lock(catalog.home) as locked:
+        with catalog.layout.writer_lock_if_free() as locked:
             if locked:
                 try:
                     index.save(catalog.home, generation)

@@ -108,6 +108,9 @@ class FakeEncoder:
     name = "fake-encoder"
     labels = ["dark", "bright", "red", "green", "blue", "still", "moving"]
     dim = 9
+    device = "cpu"
+    batch_size = None
+    choice = None  # not a real runtime: the index records none
 
     def __init__(self) -> None:
         self.calls = 0

@@ -9,22 +9,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.model import openvino
-from vsearch.model.calibrate import CACHE_FILE, REFERENCE, calibration_clips, candidates, pick, reuse, search, tune
+from vsearch.model.calibrate import REFERENCE, calibration_clips, candidates, pick, reuse, search, tune
+from vsearch.model.hardware import cpu_supports_bf16
+from vsearch.model.runtimes import Choice
+from vsearch.model.runtimes.openvino import can_quantize
+from vsearch.model.runtimes.openvino import version as openvino_version
+
+CACHE_FILE = "calibration.json"
+
+
+def c(label: str, batch: int | None = None) -> Choice:
+    return Choice.from_label(label, batch)
 
 
 def fake(table: dict[tuple[str, int], float], calls: list[tuple[str, int]]):
-    def measure(precision: str, batch: int) -> float:
-        calls.append((precision, batch))
-        return table[(precision, batch)]
+    """A measure() from a table of (label, batch) -> seconds per clip, noting what was asked."""
+    def measure(choice: Choice) -> float:
+        calls.append((choice.label, choice.batch or 1))
+        return table[(choice.label, choice.batch or 1)]
 
     return measure
 
 
+def timed(table: dict[tuple[str, int], float]) -> dict[Choice, float]:
+    return {c(label, batch): s for (label, batch), s in table.items()}
+
+
 def test_pick_keeps_the_reference_unless_clearly_beaten() -> None:
-    assert pick({("fp32", 1): 3.1, ("bf16", 1): 3.0}) == REFERENCE  # 3% is noise on a shared machine
-    assert pick({("fp32", 1): 3.1, ("int8", 1): 2.65}) == ("int8", 1)
-    assert pick({("fp32", 1): 3.1, ("fp32", 8): 4.0}) == REFERENCE
+    assert pick(timed({("fp32", 1): 3.1, ("bf16", 1): 3.0})) == REFERENCE  # 3% is noise on a shared machine
+    assert pick(timed({("fp32", 1): 3.1, ("int8", 1): 2.65})) == c("int8", 1)
+    assert pick(timed({("fp32", 1): 3.1, ("fp32", 8): 4.0})) == REFERENCE
 
 
 def test_avx2_machine_of_the_issue_keeps_batch_one_and_avoids_emulated_bf16() -> None:
@@ -32,21 +46,21 @@ def test_avx2_machine_of_the_issue_keeps_batch_one_and_avoids_emulated_bf16() ->
     table = {("fp32", 1): 3.1, ("fp32", 2): 3.4, ("fp32", 8): 4.0, ("bf16", 1): 60.0,
              ("int8", 1): 3.05, ("int8", 2): 3.3}
     calls: list[tuple[str, int]] = []
-    choice, timings = search(fake(table, calls), ["fp32", "bf16", "int8"])
+    choice, timings = search(fake(table, calls), [c("fp32"), c("bf16"), c("int8")])
     assert choice == REFERENCE  # int8's 2% is within the noise margin; batching costs here
     assert calls == [("fp32", 1), ("bf16", 1), ("int8", 1), ("fp32", 2)]  # stops once batching stops paying
     table[("int8", 1)] = 2.65
     calls.clear()
-    assert search(fake(table, calls), ["fp32", "bf16", "int8"])[0] == ("int8", 1)
+    assert search(fake(table, calls), [c("fp32"), c("bf16"), c("int8")])[0] == c("int8", 1)
 
 
 def test_bf16_machine_grows_the_batch_while_it_pays() -> None:
     table = {("fp32", 1): 3.0, ("bf16", 1): 1.6, ("bf16", 2): 1.3, ("bf16", 4): 1.2, ("bf16", 8): 1.19,
              ("int8", 1): 2.2}
     calls: list[tuple[str, int]] = []
-    choice, timings = search(fake(table, calls), ["fp32", "bf16", "int8"])
-    assert choice == ("bf16", 4)  # batch 8 is not 5% better than 4
-    assert timings[("bf16", 8)] == 1.19 and len(timings) == 6
+    choice, timings = search(fake(table, calls), [c("fp32"), c("bf16"), c("int8")])
+    assert choice == c("bf16", 4)  # batch 8 is not 5% better than 4
+    assert timings[c("bf16", 8)] == 1.19 and len(timings) == 6
 
 
 @pytest.fixture(scope="module")
@@ -65,27 +79,27 @@ def test_tune_measures_once_then_uses_the_cache(tiny_encoder, tmp_path: Path) ->
     calls: list[tuple[str, int]] = []
     choice = tune(tiny_encoder, tmp_path, measure=fake(table, calls))
     if ("bf16", 1) in calls:  # a CPU with native bf16 (AVX-512 BF16 or AMX)
-        assert (choice.config, choice.batch_size) == ("bf16", 8)
+        assert choice.choice == c("bf16", 8)
     else:  # then openvino int8 (0.7) beats torch int8 (0.8), where it is installed
-        assert (choice.config, choice.batch_size) == ("openvino int8" if openvino.can_quantize() else "int8", 1)
-    assert choice.how == "calibrated" and (tiny_encoder.config, tiny_encoder.batch_size) == (
-        choice.config, choice.batch_size)
+        assert choice.choice == c("openvino int8" if can_quantize() else "int8", 1)
+    assert choice.how == "calibrated" and tiny_encoder.choice == choice.choice
+    assert tiny_encoder.batch_size == choice.choice.batch
     cached = json.loads((tmp_path / CACHE_FILE).read_text())
     (key,) = cached
     assert tiny_encoder.model_id in key and "torch" in key
-    again = tune(tiny_encoder, tmp_path, measure=lambda p, b: pytest.fail("measured again"))
-    assert (again.how, again.config, again.batch_size) == ("cached", choice.config, choice.batch_size)
+    again = tune(tiny_encoder, tmp_path, measure=lambda choice: pytest.fail("measured again"))
+    assert (again.how, again.choice) == ("cached", choice.choice)
     # Another batch size asked for is another question: measured, and the answer kept beside the first.
     fixed = tune(tiny_encoder, tmp_path, batch_size=2, measure=fake(table, []))
-    assert fixed.batch_size == 2 and len(json.loads((tmp_path / CACHE_FILE).read_text())) == 2
+    assert fixed.choice.batch == 2 and len(json.loads((tmp_path / CACHE_FILE).read_text())) == 2
 
 
 def test_tune_keeps_what_the_user_asked_for(tmp_path: Path, tiny_model: Path) -> None:
     from vsearch.model.encoder import load_encoder
 
     encoder = load_encoder(str(tiny_model), device="cpu", precision="fp32", runtime="torch")
-    choice = tune(encoder, tmp_path, batch_size=3, measure=lambda p, b: pytest.fail("nothing to measure"))
-    assert (choice.how, choice.config, choice.batch_size) == ("asked", "fp32", 3)
+    choice = tune(encoder, tmp_path, batch_size=3, measure=lambda choice: pytest.fail("nothing to measure"))
+    assert (choice.how, choice.choice) == ("asked", c("fp32", 3))
     assert not (tmp_path / CACHE_FILE).exists()
 
 
@@ -96,7 +110,7 @@ def test_tune_really_times_the_model(tiny_model: Path, tmp_path: Path) -> None:
     choice = tune(encoder, tmp_path)
     assert choice.how == "calibrated" and "fp32@1" in choice.timings
     assert all(s > 0 for s in choice.timings.values())
-    assert choice.timings[f"{choice.config}@{choice.batch_size}"] <= choice.timings["fp32@1"]
+    assert choice.timings[str(choice.choice)] <= choice.timings["fp32@1"]
 
 
 def test_int8_agrees_with_fp32(tiny_model: Path) -> None:
@@ -128,24 +142,26 @@ def test_index_records_the_precision_of_its_vectors(tiny_model: Path, library: P
     from vsearch.bench.synthetic import render_motion, write_video
 
     write_video(fresh, render_motion("spinning", np.random.default_rng(0)))  # ...a new file does
-    encoder.set_precision("fp32")
+    encoder.use(c("fp32"))
     Indexer(catalog, lambda: encoder, IndexSettings(batch_size=4)).run([library])
     assert catalog.stats()["precision"] == "fp32, int8"
     catalog.close()
 
 
 def test_candidates_are_every_runtime_and_native_precision_unless_asked(tiny_model: Path) -> None:
-    from vsearch.model.encoder import cpu_supports_bf16, load_encoder
+    from vsearch.model.encoder import load_encoder
 
-    bf16 = cpu_supports_bf16()
-    auto = candidates(load_encoder(str(tiny_model), device="cpu"))
+    def labels(**asked) -> list[str]:
+        return [x.label for x in candidates(load_encoder(str(tiny_model), device="cpu", **asked))]
+
+    bf16, openvino = cpu_supports_bf16(), openvino_version() is not None
+    auto = labels()
     assert auto[:3] == (["fp32", "bf16", "int8"] if bf16 else ["fp32", "int8"])[:3]
-    assert ("openvino fp32" in auto) == openvino.available()
-    assert ("openvino bf16" in auto) == (openvino.available() and bf16)  # never an emulated bf16
-    assert candidates(load_encoder(str(tiny_model), device="cpu", precision="int8")) == (
-        ["int8", "openvino int8"] if openvino.can_quantize() else ["int8"])
-    assert candidates(load_encoder(str(tiny_model), device="cpu", precision="int8", runtime="torch")) == ["int8"]
-    assert candidates(load_encoder(str(tiny_model), device="cpu", runtime="torch"))[-1] == "int8"
+    assert ("openvino fp32" in auto) == openvino
+    assert ("openvino bf16" in auto) == (openvino and bf16)  # never an emulated bf16
+    assert labels(precision="int8") == ["int8", "openvino int8"] if openvino else ["int8"]
+    assert labels(precision="int8", runtime="torch") == ["int8"]
+    assert labels(runtime="torch")[-1] == "int8"
 
 
 def test_openvino_wins_only_where_it_is_faster_and_the_index_records_it(
@@ -155,19 +171,19 @@ def test_openvino_wins_only_where_it_is_faster_and_the_index_records_it(
     from vsearch.model.encoder import load_encoder
     from vsearch.search.catalog import Catalog
 
-    encoder = load_encoder(str(tiny_model), device="cpu", precision="fp32")  # torch fp32 or openvino fp32
+    encoder = load_encoder(str(tiny_model), device="cpu", precision="fp32", home=tmp_path / "a")  # torch or openvino fp32
     slower = {("fp32", b): 1.0 for b in (1, 2, 4, 8)} | {("openvino fp32", b): 0.97 for b in (1, 2, 4, 8)}
-    assert tune(encoder, tmp_path / "a", measure=fake(slower, [])).config == "fp32"  # 3% is noise
+    assert tune(encoder, tmp_path / "a", measure=fake(slower, [])).choice.label == "fp32"  # 3% is noise
     faster = slower | {("openvino fp32", b): 0.5 for b in (1, 2, 4, 8)}
     choice = tune(encoder, tmp_path / "b", measure=fake(faster, []))
-    assert (choice.config, encoder.runtime, encoder.precision) == ("openvino fp32", "openvino", "fp32")
-    assert list((tmp_path / "a" / "openvino").glob("*/model.xml"))  # converted once, into the home given
+    assert choice.choice.label == encoder.choice.label == "openvino fp32"
+    assert list((tmp_path / "a" / "openvino").glob("*/model.xml"))  # converted once, into the model's home
     catalog = Catalog(tmp_path / "index")
     Indexer(catalog, lambda: encoder, IndexSettings(batch_size=4)).run([library])
     assert catalog.stats()["precision"] == "openvino fp32"
     # classify, live and similar take the index's measured choice without measuring
-    other = load_encoder(str(tiny_model), device="cpu", precision="fp32", cache_dir=tmp_path / "b")
-    assert reuse(other, tmp_path / "b") is not None and other.config == "openvino fp32"
+    other = load_encoder(str(tiny_model), device="cpu", precision="fp32", home=tmp_path / "b")
+    assert reuse(other, tmp_path / "b") is not None and other.choice.label == "openvino fp32"
     assert reuse(load_encoder(str(tiny_model), device="cpu", precision="fp32"), tmp_path / "a") is not None
     catalog.close()
 
@@ -179,7 +195,7 @@ def test_openvino_gives_torch_fp32_answers(tiny_model: Path, tmp_path: Path, pre
     from vsearch.model.encoder import load_encoder
 
     torch32 = load_encoder(str(tiny_model), device="cpu", precision="fp32")
-    ov = load_encoder(str(tiny_model), device="cpu", precision=precision, runtime="openvino", cache_dir=tmp_path)
+    ov = load_encoder(str(tiny_model), device="cpu", precision=precision, runtime="openvino", home=tmp_path)
     assert ov.describe().endswith(f"(openvino {precision})")
     clips = calibration_clips(torch32, 6)
     p32, e32 = torch32.encode(clips)
@@ -189,7 +205,7 @@ def test_openvino_gives_torch_fp32_answers(tiny_model: Path, tmp_path: Path, pre
     assert np.allclose(ov.encode(clips[:1])[0], p[:1], atol=1e-4)  # any batch size: the batch dimension is dynamic
     (xml,) = tmp_path.glob("openvino/*/model.xml")
     stamp = xml.stat().st_mtime_ns
-    again = load_encoder(str(tiny_model), device="cpu", precision=precision, runtime="openvino", cache_dir=tmp_path)
+    again = load_encoder(str(tiny_model), device="cpu", precision=precision, runtime="openvino", home=tmp_path)
     assert np.allclose(again.encode(clips)[0], p, atol=1e-5) and xml.stat().st_mtime_ns == stamp  # not converted again
 
 
@@ -197,10 +213,11 @@ def test_openvino_asked_for_but_missing_or_impossible_says_what_to_do(tiny_model
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 
-    from vsearch.model.encoder import ModelError, load_encoder
+    from vsearch import ModelError, RuntimeUnavailable
+    from vsearch.model.encoder import load_encoder
 
-    with pytest.raises(ModelError, match="runs fp32 or bf16 or int8, not fp16"):
-        load_encoder(str(tiny_model), device="cpu", precision="fp16", runtime="openvino", cache_dir=tmp_path)
+    with pytest.raises(RuntimeUnavailable, match="runs fp32 or bf16 or int8 on cpu, not fp16"):
+        load_encoder(str(tiny_model), device="cpu", precision="fp16", runtime="openvino", home=tmp_path)
     with pytest.raises(ModelError, match="unknown runtime 'tensorrt'"):
         load_encoder(str(tiny_model), device="cpu", runtime="tensorrt")
     real_import = builtins.__import__
@@ -211,8 +228,8 @@ def test_openvino_asked_for_but_missing_or_impossible_says_what_to_do(tiny_model
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_openvino)
-    with pytest.raises(ModelError, match="needs OpenVINO, which is not installed: pip install openvino"):
-        load_encoder(str(tiny_model), device="cpu", runtime="openvino", cache_dir=tmp_path)
+    with pytest.raises(RuntimeUnavailable, match="needs openvino, which is not installed: pip install openvino"):
+        load_encoder(str(tiny_model), device="cpu", runtime="openvino", home=tmp_path)
     assert "openvino fp32" not in candidates(load_encoder(str(tiny_model), device="cpu"))
 
 
@@ -235,7 +252,7 @@ def test_openvino_int8_is_quantized_on_the_users_own_clips_and_agrees_with_fp32(
         return first_clips([library], spec, Sampling())
 
     fp32 = load_encoder(model, device="cpu", precision="fp32")
-    int8 = load_encoder(model, device="cpu", precision="int8", runtime="openvino", cache_dir=tmp_path,
+    int8 = load_encoder(model, device="cpu", precision="int8", runtime="openvino", home=tmp_path,
                         clip_source=users_clips)
     assert asked == [1] and len(int8.sample_clips()) == 32  # decoded once, from 32 of the 36 videos
     assert list(tmp_path.glob("openvino/*/model-int8.xml"))

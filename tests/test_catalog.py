@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vsearch import IndexMissing, IndexUnusable, ModelMismatch
+from vsearch.core.home import Home
 from vsearch.search import query as q
-from vsearch.search.catalog import SCHEMA_VERSION, Catalog, CatalogError, ClipResult, writer_lock
+from vsearch.search.catalog import SCHEMA_VERSION, Catalog, ClipResult
 from vsearch.search.vectors import current_file, open_vectors
 
 
@@ -33,7 +35,7 @@ def test_schema_is_versioned_and_a_newer_index_is_refused_untouched(tmp_path: Pa
     c.set_meta("schema_version", str(SCHEMA_VERSION + 1))
     c.close()
     before = (tmp_path / "idx" / "vsearch.db").read_bytes()
-    with pytest.raises(CatalogError, match="newer vsearch"):
+    with pytest.raises(IndexUnusable, match="newer vsearch"):
         Catalog(tmp_path / "idx")
     assert (tmp_path / "idx" / "vsearch.db").read_bytes() == before
 
@@ -42,19 +44,19 @@ def test_corrupt_database_is_refused_and_left_alone(tmp_path: Path) -> None:
     home = tmp_path / "idx"
     home.mkdir()
     (home / "vsearch.db").write_bytes(b"definitely not sqlite" * 100)
-    with pytest.raises(CatalogError, match="left untouched"):
+    with pytest.raises(IndexUnusable, match="left untouched"):
         Catalog(home)
     assert (home / "vsearch.db").read_bytes() == b"definitely not sqlite" * 100
 
 
 def test_missing_index_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(CatalogError, match="vsearch index"):
+    with pytest.raises(IndexMissing, match="vsearch index"):
         Catalog(tmp_path / "nothing", create=False)
 
 
 def test_a_second_model_is_refused(cat: Catalog) -> None:
     cat.bind_model("m", "m|fp", 4, [])  # same model: fine
-    with pytest.raises(CatalogError, match="cannot mix"):
+    with pytest.raises(ModelMismatch, match="cannot mix"):
         cat.bind_model("other", "other|fp", 4, ["x"])
 
 
@@ -126,13 +128,13 @@ def test_vectors_are_rebuilt_when_missing_stale_or_corrupt(cat: Catalog, tmp_pat
 
 
 def test_second_writer_is_refused(tmp_path: Path) -> None:
-    with writer_lock(tmp_path):
+    with Home(tmp_path).writer_lock():
         import subprocess
         import sys
 
-        code = ("from vsearch.search.catalog import writer_lock, CatalogError\n"
-                f"try:\n  with writer_lock({str(tmp_path)!r}): print('got it')\n"
-                "except CatalogError as e: print('refused:', e)")
+        code = ("from vsearch import IndexBusy\nfrom vsearch.core.home import Home\n"
+                f"try:\n  with Home.at({str(tmp_path)!r}).writer_lock(): print('got it')\n"
+                "except IndexBusy as e: print('refused:', e)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.startswith("refused: another `vsearch index`")
 
@@ -224,7 +226,7 @@ def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Pa
     assert [v.path for v in cat.videos_with_content("hash-a")] == ["/v/a.mp4"]
     assert "videos_content_hash" in {i.name for i in cat.db["videos"].indexes}
     cat.bind_model("m", "m|fp", 4, ["dancing"])  # the model it was built with still fits
-    with pytest.raises(CatalogError, match="cannot mix"):
+    with pytest.raises(ModelMismatch, match="cannot mix"):
         cat.bind_model("m", "m|retrained", 4, ["dancing"])
     with cat.transaction():  # the file-name search's triggers survive the renamed column
         cat.move_video(cat.video("/v/a.mp4").id, "/v/renamed clip.mp4", 10, 1.0)

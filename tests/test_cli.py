@@ -281,7 +281,8 @@ def test_similar_cuts_an_outside_file_like_the_index_was_cut(library: Path, tiny
     import numpy as np
 
     from vsearch.bench.synthetic import render_motion, write_video
-    from vsearch.search.catalog import Catalog, default_home
+    from vsearch.core.home import default_home
+    from vsearch.search.catalog import Catalog
 
     rng = np.random.default_rng(6)
     root = tmp_path / "short-windows"

@@ -166,7 +166,8 @@ class _Boom:
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_weights_cannot_run_code(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vsearch.model.encoder import ModelError, load_encoder
+    from vsearch import ModelError
+    from vsearch.model.encoder import load_encoder
 
     marker = tmp_path / "boom"
     monkeypatch.setenv("BOOM_MARKER", str(marker))

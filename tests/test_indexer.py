@@ -425,8 +425,8 @@ def test_the_batch_store_marks_a_video_ok_only_with_its_last_clip(tmp_path: Path
 
 
 def test_a_model_other_than_the_index_s_is_refused_before_it_is_loaded(tmp_path: Path) -> None:
+    from vsearch import ModelMismatch
     from vsearch.indexer.pipeline import index_model
-    from vsearch.search.catalog import CatalogError
 
     cat = Catalog(tmp_path / "idx")
     assert index_model(cat, None) is None  # a new index takes the default model
@@ -435,7 +435,7 @@ def test_a_model_other_than_the_index_s_is_refused_before_it_is_loaded(tmp_path:
     assert index_model(cat, str(folder)) == str(folder.resolve())
     cat.bind_model("m", "m|id", 4, ["a"])
     assert index_model(cat, None) == "m" and index_model(cat, "m") == "m"
-    with pytest.raises(CatalogError, match="built with model 'm'; it cannot mix in vectors from 'other'"):
+    with pytest.raises(ModelMismatch, match="built with model 'm'; it cannot mix in vectors from 'other'"):
         index_model(cat, "other")
 
 

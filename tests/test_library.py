@@ -13,13 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import FakeEncoder
+from vsearch import Index, IndexBusy, IndexMissing, NotIndexed
 from vsearch.bench.synthetic import write_video
 from vsearch.cli.main import app
+from vsearch.core.home import Home
 from vsearch.indexer.one_file import classify, file_embedder
 from vsearch.indexer.pipeline import Indexer, IndexSettings, embed_file
 from vsearch.search import query as q
-from vsearch.search.catalog import Catalog, CatalogError, writer_lock
-from vsearch.search.doctor import doctor
+from vsearch.search.catalog import Catalog
 from vsearch.video.decode import DecodeError, Sampling
 
 TWO_SECONDS = Sampling(window_seconds=2)
@@ -89,7 +90,7 @@ def test_a_file_outside_the_index_is_embedded_and_finds_its_twin(day_and_night: 
     outside = tmp_path / "elsewhere" / "night again.mp4"
     outside.parent.mkdir()
     shutil.copy(day_and_night / "night.mp4", outside)
-    with pytest.raises(CatalogError, match="is not indexed, and no model was given"):
+    with pytest.raises(NotIndexed, match="is not indexed, and no model was given"):
         q.similar_to_file(cat, outside)
     hits = q.similar_to_file(cat, outside, limit=2, embed=fake_embedder)
     assert Path(hits[0].path).name == "night.mp4" and hits[0].score > 0.99
@@ -101,13 +102,14 @@ def test_a_file_outside_the_index_is_embedded_and_finds_its_twin(day_and_night: 
 
 
 def test_similar_on_an_empty_index_says_so(vsearch_home: Path, tmp_path: Path) -> None:
-    with pytest.raises(CatalogError, match="the index is empty"):
+    with pytest.raises(IndexMissing, match="the index is empty"):
         q.similar_to_file(Catalog(vsearch_home), plain(tmp_path / "a.mp4", 100), embed=never_embed)
 
 
 def test_file_embedder_loads_the_model_once_and_only_when_called(tiny_model: Path, day_and_night: Path,
                                                                 tmp_path: Path) -> None:
-    from vsearch.model.encoder import ModelError, VideoEncoder, load_encoder
+    from vsearch import ModelError
+    from vsearch.model.encoder import VideoEncoder, load_encoder
 
     not_a_model = tmp_path / "not-a-model"
     not_a_model.mkdir()
@@ -148,6 +150,11 @@ def test_classify_averages_every_window_and_ranks(tmp_path: Path) -> None:
     assert len(classify(FakeEncoder(), flag, top=1).labels) == 1
     with pytest.raises(DecodeError):
         classify(FakeEncoder(), Path(__file__))
+
+
+def doctor(home: Path, repair: bool = True):
+    """The library's doctor, with repair on as `vsearch doctor` has it."""
+    return Index(home).doctor(repair=repair)
 
 
 def test_doctor_reports_clean_then_repairs_and_check_only_changes_nothing(day_and_night: Path,
@@ -192,9 +199,9 @@ def test_doctor_says_when_the_sqlite_file_is_damaged_and_leaves_it_untouched(day
 
 def test_doctor_refuses_while_an_index_run_writes_and_without_an_index(day_and_night: Path,
                                                                       vsearch_home: Path, tmp_path: Path) -> None:
-    with writer_lock(vsearch_home), pytest.raises(CatalogError, match="is writing to"):
+    with Home(vsearch_home).writer_lock(), pytest.raises(IndexBusy, match="is writing to"):
         doctor(vsearch_home)
-    with pytest.raises(CatalogError, match="no index at"):
+    with pytest.raises(IndexMissing, match="no index at"):
         doctor(tmp_path / "nothing here")
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FakeEncoder
+from vsearch.core.home import Home
 from vsearch.indexer.pipeline import Indexer, IndexSettings
 from vsearch.search.catalog import Catalog
 from vsearch.video import media
@@ -202,7 +203,7 @@ def test_export_moments_names_files_by_source_and_time(counter: Path, tmp_path: 
 
 def test_browser_formats_are_served_as_they_are(counter: Path, tmp_path: Path) -> None:
     assert playable(tmp_path, str(counter), 1.0, 2.0) == (counter, "video/mp4", 0.0)
-    assert not (tmp_path / media.TRANSCODE_DIR).exists()
+    assert not Home(tmp_path).transcodes.exists()
 
 
 @pytest.mark.parametrize("name, codec", [("old.avi", "mpeg4"), ("phone.mkv", "libx265")])

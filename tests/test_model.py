@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from tests.conftest import save_tiny_videomae
-from vsearch.model.encoder import DEFAULT_MODEL, ModelError, load_encoder, read_preprocessing
+from vsearch import ModelError
+from vsearch.model.checkpoint import DEFAULT_MODEL, read_preprocessing
+from vsearch.model.encoder import load_encoder
 from vsearch.video.decode import FrameSpec
 
 
@@ -101,7 +103,7 @@ def test_gpu_indexing_agrees_with_the_cpu(tmp_path: Path, library: Path, tiny_mo
     ("videomae", "not in the Hugging Face cache and HF_HUB_OFFLINE is set"),
 ])
 def test_first_run_model_mistakes_say_what_is_wrong(name: str, error: str) -> None:
-    from vsearch.model.encoder import OFFLINE_HINT
+    from vsearch.model.checkpoint import OFFLINE_HINT
 
     with pytest.raises(ModelError, match="cannot load model") as caught:
         load_encoder(name)  # the tests run with HF_HUB_OFFLINE=1 (conftest)
@@ -124,9 +126,9 @@ def test_offline_without_the_model_fails_at_once_before_torch_loads(tmp_path: Pa
     import sys
     import time
 
-    from vsearch.model.encoder import OFFLINE_HINT
+    from vsearch.model.checkpoint import OFFLINE_HINT
 
-    code = ("import sys\nfrom vsearch.model.encoder import ModelError, load_encoder\n"
+    code = ("import sys\nfrom vsearch.core.errors import ModelError\nfrom vsearch.model.encoder import load_encoder\n"
             "try:\n    load_encoder(None)\nexcept ModelError as exc:\n    print(exc)\n"
             "print('torch imported:', 'torch' in sys.modules)\n")
     cleared = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")

@@ -18,14 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vsearch.video.thumbs import encode_jpeg, thumb_size
+from vsearch.core.errors import DecodeError
+from vsearch.video.images import encode_jpeg, thumb_size
 
 if TYPE_CHECKING:
     import av
-
-
-class DecodeError(Exception):
-    """The file is not a video we can read; the message is the reason shown to the user."""
 
 
 @dataclass(frozen=True)

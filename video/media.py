@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from vsearch.core.errors import MediaBusy, MediaError
+from vsearch.core.home import Home
+
 if TYPE_CHECKING:
     from av import AudioFrame, AudioStream, VideoFrame, VideoStream
     from av.container import InputContainer
 
-TRANSCODE_DIR = "transcodes"
 TRANSCODE_LIMIT = 2  # transcodes at once; each keeps a core busy for about the moment's length
 TRANSCODE_CACHE_BYTES = 2 << 30  # oldest transcodes go once the cache holds more than this
 # What browsers play natively, by file suffix: (MIME type, video codecs, audio codecs).
@@ -43,14 +45,6 @@ BROWSER_FORMATS = {
 H264_ENCODERS = ("libx264", "libopenh264", "h264")  # the first one this FFmpeg build has
 
 _slots = threading.BoundedSemaphore(TRANSCODE_LIMIT)
-
-
-class MediaError(Exception):
-    """A clip could not be cut or transcoded; the message says why."""
-
-
-class MediaBusy(MediaError):
-    """Every transcode slot is taken: ask again in a moment."""
 
 
 def export_clip(src: str, start: float, end: float, out: Path) -> Path:
@@ -249,7 +243,7 @@ def _browser_type(path: str, size: int, mtime_ns: int) -> str | None:
     return mime
 
 
-def playable(home: Path, path: str, start: float, end: float) -> tuple[Path, str, float]:
+def playable(home: Path | Home, path: str, start: float, end: float) -> tuple[Path, str, float]:
     """A file the browser can play for the moment [start, end) of `path`.
 
     Returns (file, MIME type, source time at which the file starts): the original when the
@@ -265,10 +259,21 @@ def playable(home: Path, path: str, start: float, end: float) -> tuple[Path, str
         raise MediaError(f"{path}: {exc.strerror or exc}") from None
     # Keyed by the file's identity too, so an edited file never gets an old transcode.
     key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{start:.3f}|{end:.3f}".encode()).hexdigest()
-    out = Path(home) / TRANSCODE_DIR / f"{key[:32]}.mp4"
+    return _cached_cut(Home.at(home).transcodes / f"{key[:32]}.mp4", path, start, end), "video/mp4", start
+
+
+def cached_clip(home: Path | Home, path: str, content_hash: str, start: float, end: float) -> Path:
+    """The moment [start, end) of an indexed file as an MP4 of its own (export_clip), kept in the
+    home's clip cache for the next download; the cache is capped like the transcodes."""
+    return _cached_cut(Home.at(home).clips / f"{content_hash}_{start:.3f}_{end:.3f}.mp4", path, start, end)
+
+
+def _cached_cut(out: Path, path: str, start: float, end: float) -> Path:
+    """export_clip into a cache file, at most TRANSCODE_LIMIT at once; the oldest files of the
+    cache folder go once it holds more than TRANSCODE_CACHE_BYTES."""
     if out.exists():
         os.utime(out)  # recently used: the cache trim removes the oldest first
-        return out, "video/mp4", start
+        return out
     if not _slots.acquire(blocking=False):
         raise MediaBusy(f"busy: {TRANSCODE_LIMIT} transcodes are running; try again in a moment")
     try:
@@ -276,7 +281,7 @@ def playable(home: Path, path: str, start: float, end: float) -> tuple[Path, str
     finally:
         _slots.release()
     _trim_cache(out.parent, keep=out)
-    return out, "video/mp4", start
+    return out
 
 
 def _trim_cache(folder: Path, keep: Path, limit: int = TRANSCODE_CACHE_BYTES) -> None:

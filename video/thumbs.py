@@ -12,48 +12,27 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from fractions import Fraction
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from vsearch.search.catalog import Catalog, Finding
+from vsearch.core.errors import DecodeError, ThumbError
+from vsearch.core.home import Home
+from vsearch.video.decode import Reader, probe
+from vsearch.video.images import encode_jpeg, thumb_size
 
-THUMB_DIR = "thumbs"
-THUMB_WIDTH = 320  # px; about what a result card shows, ~10-20 KB as JPEG
+if TYPE_CHECKING:
+    from vsearch.search.catalog import Catalog
+    from vsearch.search.doctor import Finding
+
 _PER_FOLDER = 1000  # clips per sub-folder, so no folder grows to millions of entries
 
 
-def thumb_path(home: Path, clip_id: int) -> Path:
+def thumb_path(home: Path | Home, clip_id: int) -> Path:
     """Where the thumbnail of clip `clip_id` lives (it may not exist yet)."""
-    return Path(home) / THUMB_DIR / str(clip_id // _PER_FOLDER) / f"{clip_id}.jpg"
-
-
-def thumb_size(width: int, height: int) -> tuple[int, int]:
-    """(width, height) of a thumbnail for a frame of this size: THUMB_WIDTH wide, even sides."""
-    w = min(THUMB_WIDTH, width)
-    h = max(2, int(round(height * w / max(width, 1) / 2)) * 2)
-    return max(2, w // 2 * 2), h
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int = 5) -> bytes:
-    """(H, W, 3) uint8 RGB -> JPEG bytes, with PyAV's MJPEG encoder (no extra dependency).
-
-    `quality` is FFmpeg's qscale: 2 (best) to 31; 5 keeps faces and text readable at ~15 KB.
-    """
-    import av
-
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    codec = av.CodecContext.create("mjpeg", "w")
-    codec.width, codec.height = frame.width, frame.height
-    codec.pix_fmt = "yuvj420p"
-    codec.time_base = Fraction(1, 25)
-    codec.options = {"qmin": str(quality), "qmax": str(quality)}
-    packets = codec.encode(frame.reformat(format="yuvj420p")) + codec.encode(None)
-    return b"".join(bytes(p) for p in packets)
+    return Home.at(home).thumbs / str(clip_id // _PER_FOLDER) / f"{clip_id}.jpg"
 
 
 def write_thumb(home: Path, clip_id: int, jpeg: bytes) -> Path:
@@ -93,8 +72,6 @@ def _middle_frames(path: str, size: int, mtime: float, spans: list[tuple[int, fl
     """The middle frame of each (clip id, start, end) window at thumbnail size: one open, one seek
     per window, no model. Raises ThumbError when the file is gone, changed since it was indexed
     (size or mtime: a replaced file or a swapped link), or cannot be decoded."""
-    from vsearch.video.decode import DecodeError, Reader, probe
-
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -127,7 +104,7 @@ def make_thumbs(home: Path, path: str, size: int, mtime: float, spans: list[tupl
 def check_thumbs(catalog: Catalog, repair: bool = True) -> Finding:
     """Doctor's check: thumbnails missing for clips of finished videos, and files left by clips
     that are gone. Repair deletes the orphans and makes the missing ones from the videos."""
-    from vsearch.search.catalog import Finding
+    from vsearch.search.doctor import Finding
 
     clips = catalog.ok_clips()
     known = {c[0] for c in clips}
@@ -152,12 +129,8 @@ def check_thumbs(catalog: Catalog, repair: bool = True) -> Finding:
 
 def _thumb_files(home: Path) -> Iterator[tuple[int, Path]]:
     """(clip id, file) of every thumbnail on disk; half-written temporary files count as id -1."""
-    for p in (Path(home) / THUMB_DIR).glob("*/*"):
+    for p in Home.at(home).thumbs.glob("*/*"):
         yield (int(p.stem) if p.suffix == ".jpg" and p.stem.isdigit() else -1), p
-
-
-class ThumbError(Exception):
-    """No thumbnail can be made for this clip; the message says why."""
 
 
 def ensure_thumb(catalog: Catalog, clip_id: int) -> Path:

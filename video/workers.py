@@ -24,7 +24,8 @@ from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
-from vsearch.video.decode import DecodeError, FrameSpec, Sampling, VideoInfo, Window
+from vsearch.core.errors import DecodeError
+from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The web page: a front end like the CLI. Handlers parse the request, make the library call the
-CLI makes, and present the answer; media is served by catalog id, never by a path.
+CLI makes (vsearch.Index), and present the answer; media is served by catalog id, never by a path.
 
-Every request reads the catalog through a connection of its own thread (SQLite connections are
-not shared between threads), in autocommit, so results that a running `vsearch index` commits
-show up on the next request without a restart.
+Every request reads the catalog through a connection of its own thread (Index keeps one per
+thread; SQLite connections are not shared between threads), in autocommit, so results that a
+running `vsearch index` commits show up on the next request without a restart. Errors become an
+HTTP status by their class (status_of), never by their text.
 """
 
 from __future__ import annotations
@@ -11,24 +12,36 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from vsearch.core.errors import (
+    BadArgument,
+    BadInput,
+    IndexBusy,
+    IndexMissing,
+    MediaBusy,
+    MediaError,
+    NotIndexed,
+    ThumbError,
+    VsearchError,
+)
+from vsearch.library import Index
 from vsearch.search import query as q
-from vsearch.search.catalog import Catalog, CatalogError, VideoRow
+from vsearch.search.catalog import Catalog, VideoRow
 from vsearch.search.timecode import seconds_label
-from vsearch.video.thumbs import ThumbError, ensure_thumb, thumb_path
-from vsearch.web import media
+from vsearch.video.thumbs import ensure_thumb, thumb_path
+from vsearch.web.files import FileRefused, check_file, verified_file
 from vsearch.web.guard import Guard
+from vsearch.web.ranges import mime_type, ranged
 
 HERE = Path(__file__).parent
 HOVER_FRAMES = 6  # thumbnails shown across a moment on hover
@@ -36,25 +49,26 @@ MAX_LIMIT = 500
 LAZY_THUMBS = 2  # thumbnails decoded at once on first view: a page of 20 must not start 20 decoders
 NO_TEXT_MODEL = "no sentence model installed: matching label and file names by their words only"
 
+# The status of each kind of error, most specific first. MediaError covers a thumbnail that
+# cannot be made and a moment that cannot be cut: the thing asked for does not exist (404).
+STATUSES: tuple[tuple[type[VsearchError], int], ...] = (
+    (NotIndexed, 404), (BadInput, 400), (IndexMissing, 503), (IndexBusy, 503), (MediaBusy, 503),
+    (MediaError, 404), (VsearchError, 500),
+)
 
-class BadRequest(Exception):
-    """A parameter that does not parse; the message names it (400)."""
+
+WITHHELD = (FileRefused, ThumbError)
 
 
-class Busy(Exception):
-    """Every transcode slot is taken; the client should ask again shortly (503)."""
-
-
-class NotFound(Exception):
-    """No such catalog row, or its file is not servable (404)."""
+def status_of(exc: VsearchError) -> int:
+    return next(status for kind, status in STATUSES if isinstance(exc, kind))
 
 
 class Site:
-    """What the handlers share: the index folder, one catalog per thread, the vector index."""
+    """What the handlers share: the index, the vector index kept in memory, the templates."""
 
-    def __init__(self, home: Path):
-        self.home = Path(home)
-        self._local = threading.local()
+    def __init__(self, index: Index):
+        self.index = index
         self._vectors: tuple[int, Any] | None = None
         self._vectors_lock = threading.Lock()
         self.decoding = threading.BoundedSemaphore(LAZY_THUMBS)
@@ -62,11 +76,12 @@ class Site:
         self.templates.filters["time"] = seconds_label
         self.templates.filters["name"] = lambda path: Path(path).name
 
+    @property
+    def home(self) -> Path:
+        return self.index.home.root
+
     def catalog(self) -> Catalog:
-        cat = getattr(self._local, "catalog", None)
-        if cat is None:
-            cat = self._local.catalog = Catalog(self.home, create=False)  # never creates an index
-        return cat
+        return self.index.catalog()  # never creates an index
 
     def vectors(self, catalog: Catalog) -> Any:
         """The FAISS index in step with the catalog, shared by all threads (searches are read-only).
@@ -95,26 +110,27 @@ def number(request: Request, name: str, default: float | None = None, low: float
     try:
         value = float(text)
     except ValueError:
-        raise BadRequest(f"{name} must be a number") from None
+        raise BadArgument(f"{name} must be a number") from None
     if not low <= value <= high:  # also refuses nan
-        raise BadRequest(f"{name} must be between {low:g} and {high:g}")
+        raise BadArgument(f"{name} must be between {low:g} and {high:g}")
     return value
 
 
-def filters(request: Request, min_score: float) -> tuple[int, q.Filters]:
-    limit = int(number(request, "limit", 20, 1, MAX_LIMIT) or 20)
-    return limit, q.Filters(
-        under=request.query_params.get("under") or None,
-        min_score=number(request, "min_score", min_score) or 0.0,
-        min_duration=number(request, "min_duration"),
-        max_duration=number(request, "max_duration"),
-    )
+def filters(request: Request, min_score: float) -> dict[str, Any]:
+    """The filter arguments shared by search and similar, as Index takes them."""
+    return {
+        "limit": int(number(request, "limit", 20, 1, MAX_LIMIT) or 20),
+        "under": request.query_params.get("under") or None,
+        "min_score": number(request, "min_score", min_score) or 0.0,
+        "min_duration": number(request, "min_duration"),
+        "max_duration": number(request, "max_duration"),
+    }
 
 
 def video_row(catalog: Catalog, video_id: int) -> VideoRow:
     row = catalog.video_by_id(video_id)
     if row is None:
-        raise NotFound(f"no video {video_id} in the index")
+        raise NotIndexed(f"no video {video_id} in the index")
     return row
 
 
@@ -140,10 +156,11 @@ def hit_json(catalog: Catalog, hit: q.Hit) -> dict:
     }
 
 
-def show_json(catalog: Catalog, row: VideoRow) -> dict:
+def show_json(site: Site, row: VideoRow) -> dict:
     """`vsearch show --json` of one video, plus its video URL and a thumbnail per window."""
-    shown = q.show(catalog, row.path).to_json()
-    shown["clips"] = [{**c, "thumbnail": thumb_url(cid)} for c, (cid, _, _) in zip(shown["clips"], catalog.clip_spans(row.id))]
+    shown = site.index.show(row.path).to_json()
+    spans = site.catalog().clip_spans(row.id)
+    shown["clips"] = [{**c, "thumbnail": thumb_url(cid)} for c, (cid, _, _) in zip(shown["clips"], spans)]
     return {**shown, "id": row.id, "video": f"/media/{row.id}"}
 
 
@@ -152,12 +169,12 @@ def show_json(catalog: Catalog, row: VideoRow) -> dict:
 
 def do_search(site: Site, request: Request) -> tuple[str, list[dict], str | None]:
     text = request.query_params.get("q", "")
-    limit, f = filters(request, q.SEARCH_MIN_SCORE)
+    args = filters(request, q.SEARCH_MIN_SCORE)
     if not text.strip():
         return text, [], None
-    catalog = site.catalog()
-    result = q.search(catalog, text, limit, f)
+    result = site.index.search(text, **args)
     note = None if result.semantic is not None else NO_TEXT_MODEL
+    catalog = site.catalog()
     return text, [hit_json(catalog, h) for h in result.hits], note
 
 
@@ -168,50 +185,46 @@ def do_similar(site: Site, request: Request) -> tuple[VideoRow, float | None, li
         try:
             row = video_row(catalog, int(params["video"]))
         except ValueError:
-            raise BadRequest("video must be a catalog id") from None
+            raise BadArgument("video must be a catalog id") from None
     elif "path" in params:
         # The CLI's `similar FILE` for an indexed file: the path is only a key into the
         # catalog (exact match), never opened or resolved on disk.
         found = catalog.video(params["path"])
         if found is None:
-            raise NotFound("not an indexed file")
+            raise NotIndexed("not an indexed file")
         row = found
     else:
-        raise BadRequest("give video=ID (or path=INDEXED_PATH)")
+        raise BadArgument("give video=ID (or path=INDEXED_PATH)")
     if row.status != "ok":
-        raise NotFound(f"{row.path} is not indexed")
+        raise NotIndexed(f"{row.path} is not indexed")
     at = number(request, "at")
-    limit, f = filters(request, 0.0)
-    hits = q.similar_to_file(catalog, row.path, at, limit, f, vectors=site.vectors(catalog))
+    hits = site.index.similar(row.path, at=at, vectors=site.vectors(catalog), **filters(request, 0.0))
     return row, at, [hit_json(catalog, h) for h in hits]
 
 
 def do_labels(site: Site, request: Request) -> tuple[str, list[dict]]:
     text = request.query_params.get("q", "")
     limit = int(number(request, "limit", 50, 1, MAX_LIMIT) or 50)
-    return text, q.vocabulary(site.catalog(), text or None, limit)
+    return text, site.index.labels(text or None, limit)
 
 
 # -- routes ----------------------------------------------------------------------------------
 
 
 def handler(site: Site, fn: Callable[[Site, Request], Response]) -> Callable[[Request], Response]:
-    """Turn the library's and the parser's errors into a status and one line."""
+    """Turn the library's errors into a status (by their class) and one line."""
 
     def endpoint(request: Request) -> Response:
         api = request.url.path.startswith("/api/")
         try:
             return fn(site, request)
-        except BadRequest as exc:
-            return _error(site, api, 400, str(exc))
-        except (NotFound, media.MediaRefused, ThumbError) as exc:
-            return _error(site, api, 404, str(exc) if isinstance(exc, NotFound) else "not found")
-        except Busy as exc:
-            answer = _error(site, api, 503, str(exc))
-            answer.headers["Retry-After"] = "2"
+        except VsearchError as exc:
+            status = status_of(exc)
+            # Why a file cannot be served (it changed, it is gone) names paths: the page only says so.
+            answer = _error(site, api, status, "not found" if isinstance(exc, WITHHELD) else str(exc))
+            if isinstance(exc, MediaBusy):
+                answer.headers["Retry-After"] = "2"
             return answer
-        except CatalogError as exc:
-            return _error(site, api, 503 if "no index" in str(exc) else 400, str(exc))
 
     return endpoint
 
@@ -255,21 +268,19 @@ def labels_api(site: Site, request: Request) -> Response:
 
 
 def video_page(site: Site, request: Request) -> Response:
-    catalog = site.catalog()
-    return site.page("video.html", v=show_json(catalog, video_row(catalog, request.path_params["video_id"])))
+    return site.page("video.html", v=show_json(site, video_row(site.catalog(), request.path_params["video_id"])))
 
 
 def video_api(site: Site, request: Request) -> Response:
-    catalog = site.catalog()
-    return JSONResponse(show_json(catalog, video_row(catalog, request.path_params["video_id"])))
+    return JSONResponse(show_json(site, video_row(site.catalog(), request.path_params["video_id"])))
 
 
 def stats_page(site: Site, request: Request) -> Response:
-    return site.page("stats.html", s=q.stats(site.catalog()))
+    return site.page("stats.html", s=site.index.stats())
 
 
 def stats_api(site: Site, request: Request) -> Response:
-    return JSONResponse(q.stats(site.catalog()))
+    return JSONResponse(site.index.stats())
 
 
 def thumb(site: Site, request: Request) -> Response:
@@ -283,28 +294,30 @@ def thumb(site: Site, request: Request) -> Response:
 
 def video_bytes(site: Site, request: Request) -> Response:
     row = video_row(site.catalog(), request.path_params["video_id"])
-    fd = media.open_indexed(row)
+    fd = verified_file(row)
     try:
-        return ranged(fd, row.size, _mime(row.path), request.headers.get("range"))
+        return ranged(fd, row.size, mime_type(row.path), request.headers.get("range"))
     except BaseException:
         os.close(fd)
         raise
 
 
+def moment(site: Site, request: Request) -> tuple[VideoRow, float, float]:
+    """The video and the [start, end) seconds a media route asks for, its file verified."""
+    row = video_row(site.catalog(), request.path_params["video_id"])
+    start = number(request, "start", 0.0, 0.0, row.duration or math.inf) or 0.0
+    end = number(request, "end", row.duration or start, start, row.duration or math.inf) or start
+    check_file(row)  # refuse a swapped file before FFmpeg reads it
+    return row, start, end
+
+
 def play(site: Site, request: Request) -> Response:
     """Where the page plays a moment from: the file itself when a browser can play it, else a
     cached transcode of the moment (with the source time it starts at)."""
-    catalog = site.catalog()
-    row = video_row(catalog, request.path_params["video_id"])
-    start = number(request, "start", 0.0) or 0.0
-    end = number(request, "end", row.duration or start) or start
-    try:
-        from vsearch.video.media import playable
-    except ImportError:  # the transcoding module is not installed: the browser gets the file
-        return JSONResponse({"video": f"/media/{row.id}", "type": _mime(row.path), "offset": 0.0})
-    os.close(media.open_indexed(row))  # refuse a swapped file before FFmpeg reads it
-    with _media_errors():
-        path, mime, offset = playable(catalog.home, row.path, start, end)
+    from vsearch.video.media import playable
+
+    row, start, end = moment(site, request)
+    path, mime, offset = playable(site.index.home, row.path, start, end)
     url = f"/media/{row.id}" if Path(path) == Path(row.path) else f"/moments/{row.id}?start={start:g}&end={end:g}"
     return JSONResponse({"video": url, "type": mime, "offset": offset})
 
@@ -313,12 +326,8 @@ def moment_bytes(site: Site, request: Request) -> Response:
     """A transcoded moment (made by /api/play), from the transcode cache the server owns."""
     from vsearch.video.media import playable
 
-    catalog = site.catalog()
-    row = video_row(catalog, request.path_params["video_id"])
-    start, end = number(request, "start", 0.0) or 0.0, number(request, "end", 0.0) or 0.0
-    os.close(media.open_indexed(row))
-    with _media_errors():
-        path, mime, _ = playable(catalog.home, row.path, start, end)
+    row, start, end = moment(site, request)
+    path, mime, _ = playable(site.index.home, row.path, start, end)
     fd = os.open(path, os.O_RDONLY)
     try:
         return ranged(fd, os.fstat(fd).st_size, mime, request.headers.get("range"))
@@ -328,92 +337,19 @@ def moment_bytes(site: Site, request: Request) -> Response:
 
 
 def clip_download(site: Site, request: Request) -> Response:
-    """The moment as its own file (frame-accurate cut, audio kept), into the server's clip cache."""
-    try:
-        from vsearch.video.media import clip_name, export_clip
-    except ImportError:
-        raise NotFound("clip export is not available in this vsearch") from None
-    catalog = site.catalog()
-    row = video_row(catalog, request.path_params["video_id"])
-    start = number(request, "start", 0.0, 0.0, row.duration or math.inf) or 0.0
-    end = number(request, "end", row.duration, start, row.duration or math.inf) or start
+    """The moment as its own file (frame-accurate cut, audio kept), from the server's clip cache."""
+    from vsearch.video.media import cached_clip, clip_name
+
+    row, start, end = moment(site, request)
     if end <= start:
-        raise BadRequest("end must be after start")
-    os.close(media.open_indexed(row))
-    out = site.home / "cache" / "clips" / f"{row.id}_{row.content_hash}_{start:.3f}_{end:.3f}.mp4"
-    if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with _media_errors():
-            export_clip(row.path, start, end, out)
+        raise BadArgument("end must be after start")
+    out = cached_clip(site.index.home, row.path, row.content_hash, start, end)
     return FileResponse(out, media_type="video/mp4", filename=clip_name(row.path, start, end))
 
 
-@contextmanager
-def _media_errors() -> Iterator[None]:
-    """The media module's errors, as the page's: busy transcoding is 503, a file it cannot cut 404."""
-    from vsearch.video.media import MediaBusy, MediaError
-
-    try:
-        yield
-    except MediaBusy as exc:
-        raise Busy(str(exc)) from None
-    except MediaError as exc:
-        raise NotFound(str(exc)) from None
-
-
-def ranged(fd: int, size: int, mime: str, header: str | None) -> Response:
-    """A 200, 206 or 416 answer for an open file; the body closes the descriptor when done."""
-    common = {"Accept-Ranges": "bytes"}
-    try:
-        ranges = media.parse_range(header, size)
-    except media.Unsatisfiable:
-        os.close(fd)
-        return Response(status_code=416, headers={**common, "Content-Range": f"bytes */{size}"})
-    if ranges is None:
-        return StreamingResponse(_body(fd, [(0, size - 1)]), media_type=mime,
-                                 headers={**common, "Content-Length": str(size)})
-    if len(ranges) == 1:
-        a, b = ranges[0]
-        return StreamingResponse(_body(fd, ranges), status_code=206, media_type=mime,
-                                 headers={**common, "Content-Range": f"bytes {a}-{b}/{size}",
-                                          "Content-Length": str(b - a + 1)})
-    boundary = os.urandom(12).hex()
-    heads = [f"--{boundary}\r\nContent-Type: {mime}\r\nContent-Range: bytes {a}-{b}/{size}\r\n\r\n".encode()
-             for a, b in ranges]
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    length = sum(len(h) + b - a + 1 for h, (a, b) in zip(heads, ranges)) + 2 * (len(ranges) - 1) + len(tail)
-    return StreamingResponse(_multipart(fd, ranges, heads, tail), status_code=206,
-                             media_type=f"multipart/byteranges; boundary={boundary}",
-                             headers={**common, "Content-Length": str(length)})
-
-
-def _body(fd: int, ranges: list[tuple[int, int]]) -> Iterator[bytes]:
-    try:
-        for a, b in ranges:
-            yield from media.read_span(fd, a, b)
-    finally:
-        os.close(fd)
-
-
-def _multipart(fd: int, ranges: list[tuple[int, int]], heads: list[bytes], tail: bytes) -> Iterator[bytes]:
-    try:
-        for i, ((a, b), head) in enumerate(zip(ranges, heads)):
-            yield (b"\r\n" if i else b"") + head
-            yield from media.read_span(fd, a, b)
-        yield tail
-    finally:
-        os.close(fd)
-
-
-def _mime(path: str) -> str:
-    ext = Path(path).suffix.lower()
-    return {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
-            ".mkv": "video/x-matroska", ".ogv": "video/ogg"}.get(ext, "application/octet-stream")
-
-
-def create_app(home: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> Any:
-    """The ASGI app for an index folder, guarded for the address it is served on."""
-    site = Site(home)
+def create_app(index: Index | str | Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> Any:
+    """The ASGI app for an index, guarded for the address it is served on."""
+    site = Site(index if isinstance(index, Index) else Index(index))
     routes = [
         Route("/", handler(site, search_page)),
         Route("/similar", handler(site, similar_page)),

@@ -5,6 +5,7 @@ bf16, 1.00 in OpenVINO bf16 and 0.59 in OpenVINO int8 (README "Indexing speed");
 OpenVINO fp32 at 1.18x torch on an AVX2-only CPU. It is a plain wheel (60 MB) on Linux, macOS
 and Windows, so a dependency wherever it ships one; NNCF, which int8 needs, is the `int8` extra.
 The calibration times it beside torch and keeps it only where it wins and agrees with torch fp32.
+It runs on the CPU here; OpenVINO's GPU and NPU devices would be another `Runtime` beside this one.
 
 int8 is static post-training quantization by NNCF: every matrix product, attention's included,
 runs in int8 (torch's dynamic int8 leaves attention in fp32 and quantizes activations on every
@@ -30,6 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vsearch.core.errors import ModelError, RuntimeUnavailable
+from vsearch.model.checkpoint import logits_and_pooled
+from vsearch.model.hardware import cpu_supports_bf16
+from vsearch.model.runtimes.base import Forward, Loaded
+
 if TYPE_CHECKING:
     import torch
 
@@ -47,24 +53,52 @@ def version() -> str | None:
     return str(openvino.__version__)
 
 
-def available() -> bool:
-    return version() is not None
-
-
 def can_quantize() -> bool:
     """NNCF, OpenVINO's quantizer, is installed (the `int8` extra)."""
     import importlib.util
 
-    return available() and importlib.util.find_spec("nncf") is not None
+    return version() is not None and importlib.util.find_spec("nncf") is not None
+
+
+class OpenVINO:
+    name = "openvino"
+
+    def available(self) -> bool:
+        return version() is not None
+
+    def version(self) -> str | None:
+        return version()
+
+    def install_hint(self) -> str:
+        return HINT
+
+    def precisions(self, device: str) -> tuple[str, ...]:
+        return PRECISIONS if device == "cpu" else ()
+
+    def fast_precisions(self, device: str) -> tuple[str, ...]:
+        if device != "cpu":
+            return ()
+        return ("fp32", *(["bf16"] if cpu_supports_bf16() else []), *(["int8"] if can_quantize() else []))
+
+    def prepare(self, model: Loaded, precision: str) -> Forward:
+        import torch
+
+        # quantized on every other sample clip; the calibration checks agreement on the rest
+        compiled = CompiledVideoMAE(model.module, model.model_id, model.input_shape, precision, model.home.openvino,
+                                    lambda: model.calibration_pixels()[::2])
+
+        def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits, pooled = compiled(x.numpy())
+            return torch.from_numpy(logits), torch.from_numpy(pooled)
+
+        return forward
 
 
 def _openvino() -> Any:
     try:
         import openvino
     except ImportError:
-        from vsearch.model.encoder import ModelError
-
-        raise ModelError(f"--runtime openvino needs OpenVINO, which is not installed: {HINT}") from None
+        raise RuntimeUnavailable(f"--runtime openvino needs OpenVINO, which is not installed: {HINT}") from None
     return openvino
 
 
@@ -83,8 +117,6 @@ def _traceable(model: Any) -> torch.nn.Module:
     VideoEncoder.forward."""
     import torch
 
-    from vsearch.model.encoder import logits_and_pooled
-
     class Heads(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -100,8 +132,6 @@ def compile_options(precision: str) -> dict[str, str]:
     """The precision hint, and LATENCY: every core on one request, which is how the indexer calls
     it (one batch at a time). int8 models run what is not quantized (softmax, norms) in bf16 where
     the CPU has it natively; elsewhere OpenVINO runs bf16 as fp32."""
-    from vsearch.model.encoder import cpu_supports_bf16
-
     hint = {"fp32": "f32", "bf16": "bf16", "int8": "bf16" if cpu_supports_bf16() else "f32"}[precision]
     return {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
 
@@ -156,8 +186,6 @@ class CompiledVideoMAE:
         try:
             import nncf
         except ImportError:
-            from vsearch.model.encoder import ModelError
-
             raise ModelError(f"OpenVINO int8 needs NNCF, which is not installed: {INT8_HINT}") from None
         nncf.set_log_level(logging.WARNING)  # its INFO lines name graph nodes
         dataset = nncf.Dataset([clip[None] for clip in clips.astype(np.float32)])

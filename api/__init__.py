@@ -1,0 +1,71 @@
+"""vsearch: local semantic video search, as a library.
+
+    import vsearch
+
+    idx = vsearch.Index()                       # the default index folder, or Index("path")
+    idx.index(["~/Videos"])                     # decode, classify and embed what changed
+    for hit in idx.search("eating spaghetti").hits:
+        print(hit.path, hit.start, hit.end, hit.label)
+
+`Index` is one index folder and every action on it (index, search, similar, show, labels, stats,
+doctor, clip); `load_model` and `classify` need no index. Every front end (the `vsearch` command,
+the web page, live recognition, the Ray driver, the benchmarks) is built on these calls. Errors
+are `VsearchError` subclasses, each one a thing a caller can act on (see vsearch.core.errors).
+
+Importing vsearch is cheap: the parts behind these names load when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vsearch.core.errors import (
+    BadArgument,
+    BadInput,
+    DecodeError,
+    IndexBusy,
+    IndexMissing,
+    IndexUnusable,
+    LiveError,
+    MediaBusy,
+    MediaError,
+    ModelError,
+    ModelMismatch,
+    NotIndexed,
+    RayIndexError,
+    RuntimeUnavailable,
+    ThumbError,
+    TrainError,
+    VsearchError,
+)
+
+if TYPE_CHECKING:
+    from vsearch.indexer.one_file import Classification
+    from vsearch.indexer.pipeline import IndexReport, Progress
+    from vsearch.library import Index, IndexOptions, classify, load_model
+    from vsearch.model.runtimes import Choice
+    from vsearch.search.query import Hit, SearchResult, VideoLabels
+
+__all__ = [
+    "BadArgument", "BadInput", "Choice", "Classification", "DecodeError", "Hit", "Index", "IndexBusy", "IndexMissing",
+    "IndexOptions", "IndexReport", "IndexUnusable", "LiveError", "MediaBusy", "MediaError", "ModelError",
+    "ModelMismatch", "NotIndexed", "Progress", "RayIndexError", "RuntimeUnavailable", "SearchResult", "ThumbError",
+    "TrainError", "VideoLabels", "VsearchError", "classify", "load_model",
+]
+
+# Where each lazily loaded name lives.
+_LAZY = {
+    "Index": "vsearch.library", "IndexOptions": "vsearch.library", "classify": "vsearch.library",
+    "load_model": "vsearch.library", "Choice": "vsearch.model.runtimes.base",
+    "Classification": "vsearch.indexer.one_file", "IndexReport": "vsearch.indexer.pipeline",
+    "Progress": "vsearch.indexer.pipeline", "Hit": "vsearch.search.query", "SearchResult": "vsearch.search.query",
+    "VideoLabels": "vsearch.search.query",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vsearch' has no attribute {name!r}")

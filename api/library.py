@@ -1,0 +1,334 @@
+"""The library API: one call per user action, shared by every front end.
+
+`Index` is an index folder and what can be done with it; `load_model` and `classify` work without
+one. The CLI, the web page, the live command, the Ray driver and the benchmarks all come through
+here, so an option given to one path reaches every path. Nothing here prints: messages a person
+should see while a call runs go to the `log` callback, progress to `on_progress`; errors are
+`VsearchError` subclasses (vsearch.core.errors).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vsearch.core.errors import BadArgument, IndexMissing
+from vsearch.core.home import Home
+from vsearch.search.catalog import Catalog
+
+if TYPE_CHECKING:
+    from vsearch.indexer.one_file import Classification
+    from vsearch.indexer.pipeline import IndexReport, Progress
+    from vsearch.model.encoder import VideoEncoder
+    from vsearch.search.doctor import DoctorReport
+    from vsearch.search.query import Hit, SearchResult, VideoLabels
+
+Log = Callable[[str], None]
+DECODERS = ("auto", "pyav", "decord")
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    device: str = "auto",
+    runtime: str = "auto",
+    precision: str = "auto",
+    home: str | Path | Home | None = None,
+    measure: bool = False,
+    batch_size: int | None = None,
+    clip_source: Callable[[Any], Any] | None = None,
+    log: Log = _quiet,
+) -> VideoEncoder:
+    """The video model (a hub id or a folder; default: VSEARCH_MODEL, else the Kinetics VideoMAE) in
+    the runtime, precision and batch size measured fastest on this machine.
+
+    With `measure`, what is not yet measured for this machine and model is measured now (a minute
+    or two for VideoMAE-base; `vsearch index` does this) and cached in the home; without it, a
+    cached measurement is used if there is one (classify, similar and live load a model for a few
+    clips: measuring would cost more than it saves). `clip_source` gives the user's own clips to
+    check and quantize on. Raises ModelError (RuntimeUnavailable) when it cannot be loaded or run.
+    """
+    from vsearch.model.calibrate import reuse, tune
+    from vsearch.model.encoder import load_encoder
+    from vsearch.model.runtimes import RUNTIMES
+
+    layout = Home.at(home)
+    encoder = load_encoder(name, device=device, precision=precision, runtime=runtime, home=layout,
+                           clip_source=clip_source)
+    if not measure:
+        found = reuse(encoder, layout)
+        log(f"model: {encoder.describe()}" + (" (measured fastest here by vsearch index)" if found else ""))
+        return encoder
+
+    def measuring() -> None:
+        log("measuring the fastest runtime, precision and batch size here (once per machine and model)...")
+        missing = [r for r in RUNTIMES if runtime in ("auto", r.name) and not r.available()]
+        for r in missing:
+            log(f"  (the {r.name} runtime is often faster here: {r.install_hint()})")
+        if runtime in ("auto", "openvino") and precision in ("auto", "int8") and encoder.device == "cpu":
+            from vsearch.model.runtimes.openvino import INT8_HINT, can_quantize
+
+            if not missing and not can_quantize():
+                log(f"  (OpenVINO int8 is often the fastest on CPUs: {INT8_HINT})")
+
+    calibration = tune(encoder, layout, batch_size, on_measure=measuring)
+    log(f"model: {encoder.name} on {encoder.device}, {calibration.describe()}")
+    return encoder
+
+
+def classify(file: str | Path, *, model: str | None = None, top: int = 5, device: str = "auto",
+             runtime: str = "auto", precision: str = "auto", home: str | Path | Home | None = None,
+             log: Log = _quiet) -> Classification:
+    """The `top` labels of one video, no index needed (the model's probabilities averaged over its
+    windows). Raises BadInput for a missing file, DecodeError for one that is not a video."""
+    from vsearch.indexer.one_file import classify as run
+
+    path = Path(file)
+    if not path.exists():
+        raise BadArgument(f"{file}: no such file")
+    encoder = load_model(model, device=device, runtime=runtime, precision=precision, home=home, log=log)
+    return run(encoder, path, top)
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """How `Index.index` decodes and runs the model; every field has a CLI option of the same name."""
+
+    model: str | None = None  # default: the index's own model, else the default model
+    device: str = "auto"
+    runtime: str = "auto"
+    precision: str = "auto"
+    batch_size: int | None = None  # default: measured fastest here
+    workers: int | None = None  # decode processes (with ray: decode tasks at most)
+    window: float = 4.0  # seconds per clip window
+    max_windows: int = 150
+    timeout: float = 120.0  # seconds one decode step may take
+    retry_failed: bool = False
+    decoder: str = "auto"
+    exclude: tuple[str, ...] = ()  # more patterns left out, beside the defaults
+    thumbnails: bool = True
+
+
+class Index:
+    """An index folder ("home"): index videos into it, and ask it questions.
+
+    >>> idx = Index("/tmp/my-index")            # doctest: +SKIP
+    >>> idx.index(["~/Videos"])                  # doctest: +SKIP
+    >>> idx.search("eating spaghetti").hits      # doctest: +SKIP
+
+    Reads open the catalog once per thread and see what a running index commits; an index run
+    holds the writer lock, so a second one is refused with IndexBusy.
+    """
+
+    def __init__(self, home: str | Path | Home | None = None):
+        self.home = Home.at(home)
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"Index({str(self.home.root)!r})"
+
+    def catalog(self) -> Catalog:
+        """This thread's read connection to the catalog; IndexMissing where there is no index."""
+        catalog = getattr(self._local, "catalog", None)
+        if catalog is None:
+            catalog = self._local.catalog = Catalog(self.home, create=False)
+        return catalog
+
+    def close(self) -> None:
+        catalog = getattr(self._local, "catalog", None)
+        if catalog is not None:
+            catalog.close()
+            self._local.catalog = None
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def index(
+        self,
+        paths: Sequence[str | Path],
+        options: IndexOptions | None = None,
+        *,
+        ray: bool | str = False,
+        gpus_per_actor: float = 1.0,
+        watch: bool = False,
+        rescan: float | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_report: Callable[[IndexReport], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        log: Log = _quiet,
+    ) -> IndexReport:
+        """Index the videos below `paths`: only what changed since the last run is decoded and
+        run through the model; moved and copied files keep their results; files that cannot be
+        read are recorded with their reason and the run goes on.
+
+        `ray`: False runs here; True starts a local Ray, "auto" joins this machine's cluster,
+        "ray://host:port" that one. `watch` keeps running until `should_stop()`, indexing files
+        as they settle and forgetting deleted ones; each batch of changes goes to `on_report`,
+        and the sum of them is returned. `should_stop` is asked between batches: a stop keeps
+        everything stored so far, and the next run goes on from there.
+        """
+        from vsearch.indexer.pipeline import Indexer, IndexReport, IndexSettings, first_clips, index_model
+        from vsearch.video.decode import Sampling
+        from vsearch.video.files import DEFAULT_EXCLUDES
+
+        o = options or IndexOptions()
+        roots = [Path(p).expanduser().resolve() for p in paths]
+        if not roots:
+            raise BadArgument("no folders or files to index")
+        for given, root in zip(paths, roots):
+            if not root.exists():
+                raise BadArgument(f"{given}: no such file or folder")
+        if o.decoder not in DECODERS:
+            raise BadArgument(f"unknown decoder {o.decoder!r}; choose {', '.join(DECODERS[:-1])} or {DECODERS[-1]}")
+        if ray and watch:
+            raise BadArgument("--watch keeps one machine's index current; it does not run on Ray (drop one of them)")
+        settings = IndexSettings(
+            batch_size=o.batch_size, sampling=Sampling(window_seconds=o.window, max_windows=o.max_windows),
+            workers=o.workers, timeout=o.timeout, retry_failed=o.retry_failed, backend=o.decoder,
+            exclude=DEFAULT_EXCLUDES + tuple(o.exclude), thumbnails=o.thumbnails)
+        stop = should_stop or (lambda: False)
+        with self.home.writer_lock():
+            catalog = Catalog(self.home, create=True)
+            try:
+                model = index_model(catalog, o.model)
+                if ray:
+                    indexer: Indexer = self._ray_indexer(catalog, model, o, settings, ray, gpus_per_actor,
+                                                         on_progress, stop)
+                else:
+                    clips = functools.partial(first_clips, roots, sampling=settings.sampling, exclude=settings.exclude,
+                                              timeout=o.timeout)
+                    # cached: a watch loop runs the indexer again and again with the same model
+                    load = functools.cache(lambda: load_model(
+                        model, device=o.device, runtime=o.runtime, precision=o.precision, home=self.home,
+                        measure=True, batch_size=o.batch_size, clip_source=clips, log=log))
+                    indexer = Indexer(catalog, load, settings, on_progress=on_progress, should_stop=stop)
+                if not watch:
+                    return indexer.run(roots)
+                from vsearch.indexer.watch import WatchSettings
+                from vsearch.indexer.watch import watch as watch_loop
+
+                total = IndexReport()
+
+                def add(report: IndexReport) -> None:
+                    total.absorb(report)
+                    if on_report is not None:
+                        on_report(report)
+
+                watch_loop(indexer, roots, WatchSettings(rescan=rescan), should_stop=stop, on_report=add)
+                return total
+            finally:
+                catalog.close()
+
+    def _ray_indexer(self, catalog: Catalog, model: str | None, o: IndexOptions, settings: Any, ray: bool | str,
+                     gpus_per_actor: float, on_progress: Callable[[Progress], None] | None,
+                     should_stop: Callable[[], bool]) -> Any:
+        """The Ray indexer: its model actors load the model themselves, with the runtime and precision
+        asked for (no calibration across a cluster's mixed nodes), so the loader must pickle."""
+        from vsearch.indexer.distributed import RayIndexer, RaySettings
+        from vsearch.model.encoder import load_encoder
+
+        address = None if ray is True or ray == "local" else str(ray)
+        load = functools.partial(load_encoder, model, device=o.device, precision=o.precision, runtime=o.runtime,
+                                 home=self.home)
+        return RayIndexer(catalog, load, settings,
+                          RaySettings(address=address, gpus_per_actor=gpus_per_actor, decode_tasks=o.workers),
+                          on_progress=on_progress, should_stop=should_stop)
+
+    def doctor(self, repair: bool = False) -> DoctorReport:
+        """Check the whole index (SQLite, FAISS, thumbnails, files on disk); with `repair`, fix what
+        can be fixed. Holds the writer lock: IndexBusy while an index run writes."""
+        from vsearch.search.doctor import doctor
+        from vsearch.search.vectors import check_vectors
+        from vsearch.video.thumbs import check_thumbs
+
+        self.close()  # doctor opens its own connection under the lock
+        return doctor(self.home, repair=repair, checks=[check_vectors, check_thumbs])
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def search(self, query: str, *, limit: int = 20, under: str | None = None, min_score: float | None = None,
+               min_duration: float | None = None, max_duration: float | None = None) -> SearchResult:
+        """Moments whose labels (by name, words or meaning) or file names match `query`, best first."""
+        from vsearch.search import query as q
+
+        catalog = self._filled()
+        floor = q.SEARCH_MIN_SCORE if min_score is None else min_score
+        return q.search(catalog, query, limit, q.Filters(under, min_duration, max_duration, floor))
+
+    def similar(self, file: str | Path, *, at: float | None = None, limit: int = 10, under: str | None = None,
+                min_score: float = 0.0, min_duration: float | None = None, max_duration: float | None = None,
+                device: str = "auto", runtime: str = "auto", precision: str = "auto", vectors: Any = None,
+                log: Log = _quiet) -> list[Hit]:
+        """Videos with moments like `file` (or like its window at `at` seconds), one hit per video.
+
+        An indexed file is compared by its stored vectors; any other file is cut into the index's
+        own windows and run through the index's model (loaded only then). A long-running caller
+        passes the vector index it keeps (`vectors`)."""
+        from vsearch.indexer.one_file import file_embedder
+        from vsearch.search import query as q
+        from vsearch.video.decode import Sampling
+
+        exists = Path(file).exists()
+        try:
+            catalog = self._filled()
+        except IndexMissing:
+            if not exists:  # the more useful of the two things wrong
+                raise BadArgument(f"{file}: no such file") from None
+            raise
+        row = catalog.video(q.locate(catalog, file))
+        if (row is None or row.status != "ok") and not exists:  # an indexed file gone from disk still has its vectors
+            raise BadArgument(f"{file}: no such file")
+        sampling = Sampling(*catalog.sampling) if catalog.sampling else None
+        embed = file_embedder(lambda: load_model(catalog.model, device=device, runtime=runtime, precision=precision,
+                                                 home=self.home, log=log), sampling)
+        return q.similar_to_file(catalog, file, at, limit, q.Filters(under, min_duration, max_duration, min_score),
+                                 embed, vectors)
+
+    def show(self, path: str | Path) -> VideoLabels:
+        """One video's labels, moment by moment (NotIndexed if the index does not hold it)."""
+        from vsearch.search import query as q
+
+        return q.show(self.catalog(), q.resolve(path))
+
+    def labels(self, query: str | None = None, limit: int = 50) -> list[dict]:
+        """The labels videos carry with video counts; with `query`, the vocabulary ranked by meaning."""
+        from vsearch.search import query as q
+
+        return q.vocabulary(self.catalog(), query, limit)
+
+    def stats(self) -> dict:
+        """What is in the index, and which files failed and why."""
+        from vsearch.search import query as q
+
+        return q.stats(self.catalog())
+
+    def clip(self, path: str | Path, start: float, end: float, out: str | Path | None = None) -> Path:
+        """Cut [start, end) seconds of a video into an MP4 that plays anywhere (H.264 + AAC).
+        `out` defaults to a name made of the file's and the times, in the current folder."""
+        from vsearch.video.media import clip_name, export_clip
+
+        source = Path(path)
+        if not source.is_file():
+            raise BadArgument(f"{path}: no such file")
+        if end <= start:
+            raise BadArgument(f"the end ({end:g} s) must come after the start ({start:g} s)")
+        return export_clip(str(source.resolve()), start, end, Path(out or clip_name(str(source), start, end)))
+
+    def _filled(self) -> Catalog:
+        catalog = self.catalog()
+        if catalog.is_empty():
+            raise IndexMissing("the index is empty; run `vsearch index FOLDER` first")
+        return catalog

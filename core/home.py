@@ -1,0 +1,129 @@
+"""Where an index lives, and where each thing in it lives.
+
+An index is one folder, its home: $VSEARCH_HOME, else the OS user data folder. Everything vsearch
+keeps is inside it, and every module asks `Home` for a path rather than building one, so the
+layout is written down once, here:
+
+    vsearch.db            the catalog (SQLite, WAL): the source of truth, embeddings included
+    vectors.json          which vectors-*.faiss file is current (derived from the catalog)
+    index.lock            held by the one index run that writes
+    calibration.json      the runtime, precision and batch measured fastest, per machine and model
+    thumbs/               a JPEG per clip window
+    openvino/             the model converted for OpenVINO, and its compile cache
+    transcodes/           moments a browser cannot play as they are, made playable
+    cache/clips/          moments cut as files for download from the web page
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from vsearch.core.errors import IndexBusy
+
+ENV = "VSEARCH_HOME"
+
+
+def default_home() -> Path:
+    """$VSEARCH_HOME, else the OS user data directory."""
+    env = os.environ.get(ENV)
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "vsearch"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "vsearch"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vsearch"
+
+
+@dataclass(frozen=True)
+class Home:
+    """An index folder and its layout. `Home.at(None)` is the default home."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path | Home | None = None) -> Home:
+        if isinstance(path, Home):
+            return path
+        return cls(Path(path).expanduser() if path else default_home())
+
+    @property
+    def db(self) -> Path:
+        return self.root / "vsearch.db"
+
+    @property
+    def vectors_meta(self) -> Path:
+        return self.root / "vectors.json"
+
+    def vectors_file(self, name: str) -> Path:
+        return self.root / name
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "index.lock"
+
+    @property
+    def calibration(self) -> Path:
+        return self.root / "calibration.json"
+
+    @property
+    def thumbs(self) -> Path:
+        return self.root / "thumbs"
+
+    @property
+    def openvino(self) -> Path:
+        return self.root / "openvino"
+
+    @property
+    def transcodes(self) -> Path:
+        return self.root / "transcodes"
+
+    @property
+    def clips(self) -> Path:
+        return self.root / "cache" / "clips"
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Only one index run writes to an index at a time; a second is refused (IndexBusy), not
+        interleaved. The lock goes with the process, however it ends."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.lock, "a+") as f:
+            try:
+                import fcntl
+            except ImportError:  # Windows: SQLite's own locking still keeps the data consistent
+                yield
+                return
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                pid = f.read().strip() or "?"
+                raise IndexBusy(f"another `vsearch index` (pid {pid}) is writing to {self.root}; "
+                                "wait for it to finish") from None
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    @contextmanager
+    def writer_lock_if_free(self) -> Iterator[bool]:
+        """The writer lock if it is free right now (True), else carry on without it (False)."""
+        lock = self.writer_lock()
+        try:
+            lock.__enter__()
+        except IndexBusy:  # only the acquisition may fail here; errors in the body propagate
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.__exit__(None, None, None)

@@ -1,0 +1,92 @@
+"""What every runtime implements (`Runtime`), what it is given (`Loaded`), and the value that
+names a way of running the model (`Choice`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from vsearch.core.home import Home
+
+if TYPE_CHECKING:
+    import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+# Normalised pixel values (B, T, 3, H, W) on the model's device -> (logits, pooled features).
+Forward = Callable[["torch.Tensor"], tuple["torch.Tensor", "torch.Tensor"]]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How the model runs: a runtime, a precision, and the clips per batch (None: not measured)."""
+
+    runtime: str
+    precision: str
+    batch: int | None = None
+
+    @property
+    def label(self) -> str:
+        """"bf16" (torch) or "openvino bf16": how people and the catalog name it."""
+        return self.precision if self.runtime == "torch" else f"{self.runtime} {self.precision}"
+
+    @classmethod
+    def from_label(cls, label: str, batch: int | None = None) -> Choice:
+        runtime, _, precision = label.rpartition(" ")
+        return cls(runtime or "torch", precision, batch)
+
+    def at(self, batch: int) -> Choice:
+        return replace(self, batch=batch)
+
+    def __str__(self) -> str:
+        return f"{self.label}@{self.batch}" if self.batch else self.label
+
+
+class Loaded(Protocol):
+    """What a runtime needs of a loaded model to prepare it (VideoEncoder provides it)."""
+
+    module: Any  # the torch VideoMAEForVideoClassification
+    device: str
+    home: Home
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """One clip's pixel values: (frames, 3, height, width)."""
+        ...
+
+    def calibration_pixels(self) -> np.ndarray:
+        """Pixel values (B, T, 3, H, W) of real clips, for a runtime that quantizes on them."""
+        ...
+
+
+class Runtime(Protocol):
+    name: str
+
+    def available(self) -> bool:
+        """Installed and importable here."""
+        ...
+
+    def version(self) -> str | None:
+        """Its version, for the calibration's cache key; None when not installed."""
+        ...
+
+    def install_hint(self) -> str: ...
+
+    def precisions(self, device: str) -> tuple[str, ...]:
+        """What it can run on `device` at all (an empty tuple: not this device)."""
+        ...
+
+    def fast_precisions(self, device: str) -> tuple[str, ...]:
+        """What is worth timing on `device`: its precisions that this hardware runs natively."""
+        ...
+
+    def prepare(self, model: Loaded, precision: str) -> Forward:
+        """The model made ready to run in `precision` (converted, quantized, compiled: slow the
+        first time, cached where it can be)."""
+        ...
