@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,11 +169,14 @@ class Index:
         on_report: Callable[[IndexReport], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         log: Log = _quiet,
+        **fields: Any,
     ) -> IndexReport:
         """Index the videos below `paths`: only what changed since the last run is decoded and
         run through the model; moved and copied files keep their results; files that cannot be
         read are recorded with their reason and the run goes on.
 
+        How to decode and run the model comes as `options`, or as its fields by name
+        (`idx.index(paths, model="data/motion-model", window=2)`).
         `ray`: False runs here; True starts a local Ray, "auto" joins this machine's cluster,
         "ray://host:port" that one. `watch` keeps running until `should_stop()`, indexing files
         as they settle and forgetting deleted ones; each batch of changes goes to `on_report`,
@@ -184,7 +187,10 @@ class Index:
         from vsearch.video.decode import Sampling
         from vsearch.video.files import DEFAULT_EXCLUDES
 
-        o = options or IndexOptions()
+        try:
+            o = replace(options or IndexOptions(), **fields)
+        except TypeError as exc:
+            raise BadArgument(f"unknown index option: {exc}") from None
         roots = [Path(p).expanduser().resolve() for p in paths]
         if not roots:
             raise BadArgument("no folders or files to index")

@@ -48,8 +48,8 @@ from vsearch.indexer.pipeline import (
 from vsearch.model.encoder import Encoder
 from vsearch.search.catalog import Catalog
 from vsearch.search.vectors import VectorIndex
-from vsearch.video.decode import FrameSpec, VideoInfo, Window, plan_windows
-from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Failed
+from vsearch.video.decode import FrameSpec, VideoInfo, Window, plan_windows, read_windows
+from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Failed, ReadWindows
 
 INSTALL_HINT = "Ray is not installed; pip install 'vsearch[ray]'"
 LOST_REASON = "lost on the Ray cluster (its decode task failed on every retry)"
@@ -197,8 +197,9 @@ class RayIndexer(Indexer):
         ray_settings: RaySettings | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        read: ReadWindows = read_windows,
     ):
-        super().__init__(catalog, load_encoder, settings, on_progress, should_stop)
+        super().__init__(catalog, load_encoder, settings, on_progress, should_stop, read)
         self.ray_settings = ray_settings or RaySettings()
 
     def run(self, roots: Sequence[Any]) -> IndexReport:
@@ -235,7 +236,7 @@ class RayIndexer(Indexer):
             placement = {"num_cpus": max(1, cores // 2)}
 
         decode = DecodeSettings(spec=encoder.frame_spec, sampling=s.sampling, threads=s.decode_threads,
-                                timeout=s.timeout, memory_limit=s.memory_limit, backend=s.backend, reader=s.reader,
+                                timeout=s.timeout, memory_limit=s.memory_limit, backend=s.backend, read=self.read,
                                 chunk=max(1, min(4, batch_size)))
         items = [{"key": i, "path": job.file.path} for i, job in enumerate(jobs)]
         dataset = (

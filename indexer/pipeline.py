@@ -26,10 +26,19 @@ from vsearch.model.checkpoint import model_name
 from vsearch.model.encoder import Encoder
 from vsearch.search.catalog import TOP_K, Catalog, ClipResult
 from vsearch.search.vectors import VectorIndex, open_vectors
-from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window
+from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window, read_windows
 from vsearch.video.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
 from vsearch.video.thumbs import copy_thumbs, delete_thumbs, write_thumb
-from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Event, Failed, Finished, default_workers
+from vsearch.video.workers import (
+    Chunk,
+    DecodePool,
+    DecodeSettings,
+    Event,
+    Failed,
+    Finished,
+    ReadWindows,
+    default_workers,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,6 @@ class IndexSettings:
     backend: str = "auto"
     retry_failed: bool = False
     save_every: float = 120.0  # seconds between FAISS checkpoints during a long run
-    reader: str = "vsearch.video.decode:read_windows"  # see DecodeSettings.reader
     rebalance_every: float = 10.0  # seconds between checks whether the model waits for frames
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES  # folder and file names or paths (fnmatch) left out
     thumbnails: bool = True  # a JPEG per clip from its middle frame, made by the decode workers
@@ -428,6 +436,7 @@ class Indexer:
         settings: IndexSettings | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        read: ReadWindows = read_windows,
     ):
         self.catalog = catalog
         self.load_encoder = load_encoder
@@ -435,6 +444,7 @@ class Indexer:
         self.on_progress = on_progress or (lambda p: None)
         self.should_stop = should_stop or (lambda: False)
         self.encoder: Encoder | None = None
+        self.read = read  # the decoder the workers run (tests pass one that hangs or crashes)
 
     def run(self, roots: Sequence[Path]) -> IndexReport:
         started = time.perf_counter()
@@ -486,7 +496,7 @@ class Indexer:
             timeout=s.timeout,
             memory_limit=s.memory_limit,
             backend=s.backend,
-            reader=s.reader,
+            read=self.read,
             thumbs=s.thumbnails,
             chunk=max(1, min(4, batch_size)),
             prefetch=max(2, 2 * batch_size // max(1, min(4, batch_size))),

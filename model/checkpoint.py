@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import pickle
 import re
@@ -100,12 +101,31 @@ def synthetic_clips(spec: FrameSpec, count: int) -> np.ndarray:
     return np.stack(clips)
 
 
+class _Noise(logging.Filter):
+    """Messages of transformers that say nothing to a person searching videos."""
+
+    NOISE = ("`loss_type=",)  # a classifier's training loss, read when a runtime traces the model
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in self.NOISE)
+
+
+@functools.cache
+def quiet_transformers() -> None:
+    """Our own progress is on stderr: transformers' bars would interleave with it, and some of its
+    warnings are about training, which vsearch does not do with these models."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.get_logger("transformers").addFilter(_Noise())
+    hf_logging.get_logger("transformers.modeling_utils").addFilter(_Noise())
+
+
 def load_videomae(name: str, **options: Any) -> Any:
     """VideoMAEForVideoClassification from a hub id or folder: no remote code, safetensors first."""
     from transformers import VideoMAEForVideoClassification
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # our own progress is on stderr; theirs would interleave
+    quiet_transformers()
     local = Path(name).expanduser()
     if not local.is_dir():
         _refuse_missing_folder(name)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import faulty
 from tests.conftest import FakeEncoder
 from vsearch.bench.synthetic import MOTIONS, render_motion, write_video
 from vsearch.indexer.pipeline import Indexer, IndexSettings
@@ -17,10 +18,10 @@ from vsearch.search.catalog import Catalog
 from vsearch.video.decode import FrameSpec, Sampling, probe, read_windows
 
 
-def index(home: Path, root: Path, **settings) -> tuple:
+def index(home: Path, root: Path, read=read_windows, **settings) -> tuple:
     cat = Catalog(home)
     enc = FakeEncoder()
-    report = Indexer(cat, lambda: enc, IndexSettings(**{"workers": 1, "timeout": 20, **settings})).run([root])
+    report = Indexer(cat, lambda: enc, IndexSettings(**{"workers": 1, "timeout": 20, **settings}), read=read).run([root])
     ok = {Path(r[0]).name: r[1] for r in cat.db.execute(
         "SELECT v.path, count(c.id) FROM videos v JOIN clips c ON c.video_id = v.id WHERE v.status='ok' GROUP BY v.id")}
     cat.close()
@@ -117,7 +118,7 @@ def test_file_deleted_while_indexing(tmp_path: Path, vsearch_home: Path) -> None
     root = tmp_path / "lib"
     write_video(root / "good.mp4", render_motion("growing", np.random.default_rng(0)))
     write_video(root / "vanish.mp4", render_motion("moving up", np.random.default_rng(1)))
-    report, ok, failed = index(vsearch_home, root, reader="tests.faulty:vanishing_read_windows")
+    report, ok, failed = index(vsearch_home, root, read=faulty.vanishing_read_windows)
     assert ok == {"good.mp4": 1}
     assert failed == {"vanish.mp4": "file disappeared while indexing"}
     report, ok, failed = index(vsearch_home, root)  # the next run forgets it
@@ -135,7 +136,7 @@ def test_file_growing_while_indexed_is_redone_next_run(tmp_path: Path, vsearch_h
 
 def test_retry_failed(library: Path, vsearch_home: Path) -> None:
     shutil.copy2(next(library.glob("*.mp4")), library / "hang.mp4")
-    report, _, failed = index(vsearch_home, library, timeout=3, reader="tests.faulty:read_windows")
+    report, _, failed = index(vsearch_home, library, timeout=3, read=faulty.read_windows)
     assert "decoder hung" in failed["hang.mp4"]
     report, ok, failed = index(vsearch_home, library)  # unchanged and failed: not tried again
     assert report.indexed == 0 and "hang.mp4" not in ok

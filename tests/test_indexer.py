@@ -7,23 +7,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import faulty
 from tests.conftest import FakeEncoder
 from vsearch.bench.synthetic import render_motion, write_video
 from vsearch.indexer.pipeline import Batch, ChangePlan, Copy, Indexer, IndexSettings, Move, plan_changes
 from vsearch.search import query as q
 from vsearch.search.catalog import Catalog
 from vsearch.search.vectors import open_vectors
-from vsearch.video.decode import Sampling, VideoInfo, Window
+from vsearch.video.decode import Sampling, VideoInfo, Window, read_windows
 from vsearch.video.files import DEFAULT_EXCLUDES
 from vsearch.video.workers import Chunk, Failed, Finished
 
 FAST = IndexSettings(batch_size=4, workers=2, timeout=20)
 
 
-def run(home: Path, roots: list[Path], encoder: FakeEncoder, settings: IndexSettings = FAST):
+def run(home: Path, roots: list[Path], encoder: FakeEncoder, settings: IndexSettings = FAST, read=read_windows):
     cat = Catalog(home)
     try:
-        return Indexer(cat, lambda: encoder, settings).run(roots)
+        return Indexer(cat, lambda: encoder, settings, read=read).run(roots)
     finally:
         cat.close()
 
@@ -151,9 +152,8 @@ def test_a_decoder_that_hangs_crashes_or_hogs_memory_loses_only_its_file(
     library: Path, vsearch_home: Path, name: str, reason: str
 ) -> None:
     shutil.copy2(next(library.glob("*.mp4")), library / name)
-    settings = IndexSettings(batch_size=4, workers=2, timeout=3, memory_limit=1 << 30,
-                             reader="tests.faulty:read_windows")
-    report = run(vsearch_home, [library], FakeEncoder(), settings)
+    settings = IndexSettings(batch_size=4, workers=2, timeout=3, memory_limit=1 << 30)
+    report = run(vsearch_home, [library], FakeEncoder(), settings, read=faulty.read_windows)
     failed = dict((Path(p).name, r) for p, r in report.failed)
     assert reason in failed[name]
     assert report.indexed == 12  # every good video, including the ones decoded after the fault
@@ -211,9 +211,9 @@ def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, l
 
 
 def test_decode_workers_are_added_when_the_model_waits_for_frames(library: Path, vsearch_home: Path) -> None:
-    settings = IndexSettings(batch_size=2, workers=1, reader="tests.faulty:slow_read_windows", rebalance_every=0.5)
+    settings = IndexSettings(batch_size=2, workers=1, rebalance_every=0.5)
     cat = Catalog(vsearch_home)
-    report = Indexer(cat, lambda: FakeEncoder(), settings).run([library])
+    report = Indexer(cat, lambda: FakeEncoder(), settings, read=faulty.slow_read_windows).run([library])
     assert report.indexed == 12
     assert report.timings["workers"] == min(12, os.cpu_count() or 1) and report.timings.get("workers_added", 0) >= 1 \
         or (os.cpu_count() or 1) == 1

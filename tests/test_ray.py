@@ -17,6 +17,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vsea
 
 from typer.testing import CliRunner  # noqa: E402
 
+from tests import faulty  # noqa: E402
 from vsearch.cli.main import app  # noqa: E402
 from vsearch.indexer.distributed import RayIndexer, RayIndexError, check_shared_files  # noqa: E402
 from vsearch.indexer.pipeline import Indexer, IndexSettings  # noqa: E402
@@ -142,9 +143,10 @@ def test_a_decoder_that_hangs_or_crashes_on_a_ray_worker_loses_only_its_file(lib
     good = next(library.glob("*.mp4"))
     shutil.copy2(good, library / "hang.mp4")
     shutil.copy2(good, library / "crash.mp4")
-    settings = IndexSettings(batch_size=4, timeout=10, reader="tests.faulty:read_windows")
+    settings = IndexSettings(batch_size=4, timeout=10)
     cat = Catalog(tmp_path / "home")
-    report = RayIndexer(cat, functools.partial(load_encoder, str(tiny_model), device="cpu"), settings).run([library])
+    report = RayIndexer(cat, functools.partial(load_encoder, str(tiny_model), device="cpu"), settings,
+                        read=faulty.read_windows).run([library])
     failed = {Path(p).name: r for p, r in report.failed}
     assert "decoder hung" in failed["hang.mp4"]
     assert failed["crash.mp4"] == "decoder crashed (SIGSEGV)"  # the reason a local run stores

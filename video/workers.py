@@ -12,20 +12,22 @@ channel the others use.
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing as mp
 import os
 import signal
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
 from vsearch.core.errors import DecodeError
-from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window
+from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window, read_windows
+
+# read_windows' signature: a file, the model's frame spec and the sampling -> chunks of windows.
+ReadWindows = Callable[..., Iterator[tuple[VideoInfo, list[Window], np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class DecodeSettings:
     chunk: int = 4  # windows per message
     prefetch: int = 4  # decoded chunks allowed to wait for the model
     thumbs: bool = False  # also a JPEG of each window's middle frame, from the frames decoded anyway
-    # "module:function" with read_windows' signature; tests pass a decoder that hangs or crashes
-    reader: str = "vsearch.video.decode:read_windows"
+    # The decoder, a part passed in: a test hands the workers one that hangs or crashes. It goes to
+    # the worker processes by name, so it must be a module-level function.
+    read: ReadWindows = read_windows
 
 
 # Requests, parent -> worker.
@@ -102,8 +105,7 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (settings.memory_limit, settings.memory_limit))
         except (ImportError, ValueError, OSError):
             pass  # not on this OS; the time limit still guards us
-    module, _, name = settings.reader.partition(":")
-    read = getattr(importlib.import_module(module), name)
+    read = settings.read
     stream = None
     key = -1
     thumbs: list[bytes | None] = []  # filled by the reader with each chunk, when asked for
