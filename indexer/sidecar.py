@@ -370,7 +370,7 @@ class _Doc:
 
     def _indent_unit(self) -> bytes:
         # The step between a parent's indentation and its children's, as this file was written.
-        for parent in self.rdf.iter(tag=etree.Element):
+        for parent in self.root.iter(tag=etree.Element):
             kids = [c for c in parent if isinstance(c.tag, str)]
             outer = self.indent(parent)
             inner = self.indent(kids[0]) if kids else None
@@ -677,7 +677,7 @@ def _plan(existing: bytes | None, tags: Tags) -> _Plan:
     users = {tag: [v for v in current[tag] if v not in owned[tag]] for tag in _LISTS}
 
     added: list[str] = []
-    removed: list[str] = []
+    removed: dict[str, str] = {}  # the label as one tree level -> the label (dc:subject's comes first: verbatim)
     records_new: list[tuple[str, _Build]] = []  # after vsearch's visible parts, in a new Description
     for tag, (record, kind, sep) in _LISTS.items():
         want = wanted[tag]
@@ -687,7 +687,9 @@ def _plan(existing: bytes | None, tags: Tags) -> _Plan:
         drop = [li for li in items if (v := _li_value(li)) is not None and v in owned[tag] and v not in want]
         add = [entry for entry in want if entry not in present]
         added += [want[entry] for entry in add]
-        removed += [v.rsplit(sep, 1)[-1] if sep else v for li in drop if (v := _li_value(li)) is not None]
+        for li in drop:
+            value = _li_value(li) or ""
+            removed.setdefault(_level(value) if not sep else value.rsplit(sep, 1)[-1], value.rsplit(sep, 1)[-1] if sep else value)
         if prop is not None:
             editor.edit_list(prop, drop, add)
         elif add:
@@ -712,9 +714,9 @@ def _plan(existing: bytes | None, tags: Tags) -> _Plan:
     editor.drop_properties(receiving)
     data = editor.apply()
     _Doc(data)  # what vsearch writes must parse: a bug here must not reach the user's file
-    still = set(labels)
-    gone = _dedupe(r for r in removed if r not in still and r not in {_level(label) for label in still})
-    return _Plan(data, tuple(_dedupe(added)), tuple(gone), (markers_before, len(tags.markers)))
+    still = {_level(label) for label in labels}
+    gone = tuple(label for key, label in removed.items() if key not in still)
+    return _Plan(data, tuple(_dedupe(added)), gone, (markers_before, len(tags.markers)))
 
 
 def _mirror(tag: str, users: dict[str, list[str]]) -> list[str]:
@@ -842,7 +844,8 @@ def _replace_atomically(path: Path, data: bytes, existing: bytes | None) -> None
     old = path.stat() if existing is not None else None
     try:
         # a hidden name that no gallery app takes for a sidecar if a crash leaves it behind
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".vsearch-tmp", dir=path.parent)
+        # (cut short: with mkstemp's 8 characters it must still fit the 255 bytes a name may have)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:120]}.", suffix=".vsearch-tmp", dir=path.parent)
     except OSError as e:
         raise SidecarError(f"{path}: cannot write in the folder: {e.strerror}") from None
     try:
