@@ -177,23 +177,21 @@ def _frames(seconds: float, rate: Fraction) -> int:
 
 def read_markers(data: bytes) -> tuple[Marker, ...]:
     """vsearch's markers in a sidecar, their times converted back from frames with the track's frame rate."""
-    doc = _Doc(data)
-    track = doc.vsearch_track()
-    if track is None:
+    tracks = _Doc(data).vsearch_tracks()
+    if not tracks:
         return ()
-    fields = _struct_fields(track)
-    rate = parse_frame_rate(fields.get(XMPDM_NS + "frameRate", "f1"))
-    markers_prop = _find_child(_struct_node(track), _clark(XMPDM_NS, "markers"))
-    out = []
-    for li in _items(markers_prop) if markers_prop is not None else []:
-        f = _struct_fields(li)
-        out.append(Marker(
+    fields, markers = _track_content(tracks[0])
+    try:
+        # no frame rate: the XMP spec's default, 1 (the values are seconds)
+        rate = parse_frame_rate(fields.get(XMPDM_NS + "frameRate", "f1"))
+        return tuple(Marker(
             name=f.get(XMPDM_NS + "name", ""),
             start=float(Fraction(f.get(XMPDM_NS + "startTime", "0")) / rate),
             duration=float(Fraction(f.get(XMPDM_NS + "duration", "0")) / rate),
             comment=f.get(XMPDM_NS + "comment", ""),
-        ))
-    return tuple(out)
+        ) for f in markers)
+    except (ValueError, ZeroDivisionError) as e:
+        raise SidecarError(f"vsearch's marker track has a value that is not a time: {e}") from None
 
 
 # --- the document: lxml's tree plus where each element lies in the bytes --------------------------
@@ -268,7 +266,7 @@ def _struct_node(node: etree._Element) -> etree._Element:
 
 
 def _struct_fields(node: etree._Element) -> dict[str, str]:
-    """The simple fields of an RDF structure in any of its forms: "{ns}name" -> text, as "nsname" keys."""
+    """The simple fields of an RDF structure, whatever its form: namespace URI + local name -> text."""
     holder = _struct_node(node)
     out: dict[str, str] = {}
     for key, value in holder.attrib.items():
@@ -403,14 +401,12 @@ class _Doc:
             return []
         return [v for v in (_li_value(li) for li in _items(prop)) if v is not None]
 
-    def vsearch_track(self) -> etree._Element | None:
+    def vsearch_tracks(self) -> list[etree._Element]:
+        """vsearch's marker tracks: one, unless an app that merges metadata duplicated it."""
         tracks = self.find_property(_clark(XMPDM_NS, "Tracks"))
         if tracks is None:
-            return None
-        for li in _items(tracks):
-            if _struct_fields(li).get(XMPDM_NS + "trackName") == TRACK_NAME:
-                return li
-        return None
+            return []
+        return [li for li in _items(tracks) if _struct_fields(li).get(XMPDM_NS + "trackName") == TRACK_NAME]
 
     def serialize(self, context: etree._Element, build: Callable[[etree._Element], None], level: bytes | None) -> bytes:
         """New elements, serialized by lxml as children of `context` would be (its prefixes in scope, none redeclared).
@@ -605,7 +601,7 @@ class _Editor:
         homes: dict[etree._Element | None, list[tuple[str, _Build]]] = {}
         for ns, build in self.new:
             home = next(
-                (d for d in doc.descriptions() if not doc.spans[d].empty and ns in d.nsmap.values() and d not in self.dropped),
+                (d for d in doc.descriptions() if not doc.spans[d].empty and ns in d.nsmap.values()),
                 None,
             )
             homes.setdefault(home, []).append((ns, build))
@@ -688,8 +684,8 @@ def _plan(existing: bytes | None, tags: Tags) -> _Plan:
         add = [entry for entry in want if entry not in present]
         added += [want[entry] for entry in add]
         for li in drop:
-            value = _li_value(li) or ""
-            removed.setdefault(_level(value) if not sep else value.rsplit(sep, 1)[-1], value.rsplit(sep, 1)[-1] if sep else value)
+            leaf = (_li_value(li) or "").rsplit(sep, 1)[-1] if sep else (_li_value(li) or "")
+            removed.setdefault(_level(leaf), leaf)
         if prop is not None:
             editor.edit_list(prop, drop, add)
         elif add:
@@ -731,27 +727,27 @@ def _mirror(tag: str, users: dict[str, list[str]]) -> list[str]:
 def _plan_track(doc: _Doc, editor: _Editor, tags: Tags) -> int:
     """Replace, add or remove vsearch's marker track; returns how many markers it had."""
     tracks = doc.find_property(_TRACKS)
-    track = doc.vsearch_track()
-    before = 0
-    if track is not None:
-        markers = _find_child(_struct_node(track), _clark(XMPDM_NS, "markers"))
-        before = len(_items(markers)) if markers is not None else 0
+    ours = doc.vsearch_tracks()
+    before = len(_track_content(ours[0])[1]) if ours else 0
     build = _build_track(tags)
     if tags.markers:
-        if track is not None:
-            if _track_content(track) != _track_content(_built(build)):
-                editor.replace(track, build)  # its own, so rewritten whole; unless another app only reformatted it
+        if ours:
+            if _track_content(ours[0]) != _track_content(_built(build)):
+                editor.replace(ours[0], build)  # its own, so rewritten whole; unless another app only reformatted it
+            for extra in ours[1:]:
+                editor.remove(extra)
         elif tracks is not None:
             _append_track(editor, tracks, build)
         else:
             def build_tracks(parent: etree._Element) -> None:
                 build(etree.SubElement(etree.SubElement(parent, _TRACKS), _RDF + "Bag"))
             editor.new.append((XMPDM_NS, build_tracks))
-    elif track is not None and tracks is not None:
-        if len(_items(tracks)) == 1:
+    elif ours and tracks is not None:
+        if len(_items(tracks)) == len(ours):
             editor.dropped.append(tracks)
         else:
-            editor.remove(track)
+            for track in ours:
+                editor.remove(track)
     return before
 
 

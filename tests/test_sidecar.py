@@ -344,6 +344,13 @@ def test_other_apps_rewriting_the_sidecar(tmp_path: Path) -> None:
     assert b"XMP Core" in exiv2_style and b'xmpDM:trackName="vsearch"' in exiv2_style  # fields as attributes now
     assert merge(exiv2_style, TAGS) == exiv2_style
     assert read_markers(exiv2_style) == read_markers(merge(None, TAGS))
+    # an app that merges metadata duplicated vsearch's track: one is kept
+    start = exiv2_style.index(b"<rdf:li>\n      <rdf:Description\n       xmpDM:trackName")
+    end = exiv2_style.index(b"</rdf:li>", exiv2_style.index(b"</xmpDM:markers>", start)) + len(b"</rdf:li>")
+    twice = exiv2_style[:end] + b"\n     " + exiv2_style[start:end] + exiv2_style[end:]
+    assert len(etree.fromstring(twice).xpath("//rdf:li[rdf:Description/@xmpDM:trackName='vsearch']",
+                                             namespaces={**NS, "xmpDM": sidecar.XMPDM_NS})) == 2
+    assert merge(twice, TAGS) == exiv2_style
 
     subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject+=mine", str(path)], check=True, timeout=60)
     write_sidecar(path, Tags(("cake",)))
