@@ -34,6 +34,7 @@ from vsearch.core.errors import (
     NotIndexed,
     RayIndexError,
     RuntimeUnavailable,
+    SidecarError,
     ThumbError,
     TrainError,
     VsearchError,
@@ -49,8 +50,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BadArgument", "BadInput", "Choice", "Classification", "DecodeError", "Hit", "Index", "IndexBusy", "IndexMissing",
     "IndexOptions", "IndexReport", "IndexUnusable", "LiveError", "MediaBusy", "MediaError", "ModelError",
-    "ModelMismatch", "NotIndexed", "Progress", "RayIndexError", "RuntimeUnavailable", "SearchResult", "ThumbError",
-    "TrainError", "VideoLabels", "VsearchError", "classify", "load_model",
+    "ModelMismatch", "NotIndexed", "Progress", "RayIndexError", "RuntimeUnavailable", "SearchResult", "SidecarError",
+    "ThumbError", "TrainError", "VideoLabels", "VsearchError", "classify", "load_model",
 ]
 
 # Where each lazily loaded name lives.

@@ -70,6 +70,10 @@ class ThumbError(MediaError):
     """No thumbnail can be made for this clip (file gone or changed). Web: 404."""
 
 
+class SidecarError(VsearchError):
+    """An XMP sidecar that cannot be read, parsed or written; it was left untouched."""
+
+
 class LiveError(VsearchError):
     """Live recognition cannot go on (source unreadable, stalled past its reconnects ...)."""
 

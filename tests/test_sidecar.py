@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from vsearch.indexer import sidecar
-from vsearch.indexer.sidecar import (
+from vsearch.tag import sidecar
+from vsearch.tag.sidecar import (
     Marker,
     SidecarError,
     Tags,
@@ -637,7 +637,7 @@ def test_another_writer_meanwhile_is_not_overwritten(tmp_path: Path, monkeypatch
 KILLED_WRITER = """\
 import os, sys, time
 from pathlib import Path
-from vsearch.indexer import sidecar
+from vsearch.tag import sidecar
 where, path = sys.argv[1], Path(sys.argv[2])
 real_write, real_replace = sidecar._write_all, os.replace
 

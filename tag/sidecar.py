@@ -49,6 +49,8 @@ from typing import cast
 
 from lxml import etree
 
+from vsearch.core.errors import SidecarError
+
 X_NS = "adobe:ns:meta/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DC_NS = "http://purl.org/dc/elements/1.1/"
@@ -70,10 +72,6 @@ DEFAULT_TIMESCALE = Fraction(1000)
 _RDF = f"{{{RDF_NS}}}"
 _ARRAYS = (_RDF + "Bag", _RDF + "Seq", _RDF + "Alt")
 _WS = b" \t\r\n"
-
-
-class SidecarError(Exception):
-    """A sidecar that cannot be read, parsed or written; the message says why, the file is untouched."""
 
 
 @dataclass(frozen=True)
