@@ -29,7 +29,7 @@ from vsearch.model.hardware import cpu_description
 from vsearch.model.runtimes import Choice
 
 if TYPE_CHECKING:
-    from vsearch.model.encoder import VideoEncoder
+    from vsearch.model.runner import RuntimeModel
 
 REFERENCE = Choice("torch", "fp32", 1)
 BATCHES = (1, 2, 4, 8)
@@ -84,7 +84,7 @@ def search(
     return pick(timings, margin), timings
 
 
-def machine_key(encoder: VideoEncoder) -> str:
+def machine_key(encoder: RuntimeModel) -> str:
     """What a timing depends on: CPU, cores, threads, every runtime's version, device and the model."""
     import torch
     import transformers
@@ -95,7 +95,7 @@ def machine_key(encoder: VideoEncoder) -> str:
             f"transformers {transformers.__version__} | {encoder.device} | {encoder.model_id}")
 
 
-def calibration_clips(encoder: VideoEncoder, batch: int) -> np.ndarray:
+def calibration_clips(encoder: RuntimeModel, batch: int) -> np.ndarray:
     """`batch` clips to time and check on: the user's own clips where the encoder has them
     (VideoEncoder.sample_clips; those that int8 was not quantized on), repeated to fill the batch
     when there are fewer (the time of a batch does not depend on which clips are in it)."""
@@ -120,27 +120,26 @@ def min_cosine(choice: Choice) -> float:
     return 0.98 if choice.precision == "int8" else 0.999
 
 
-def agreeing(encoder: VideoEncoder, configs: Sequence[Choice], clips: np.ndarray) -> list[Choice]:
-    """The configurations that give torch fp32's top labels (same_top_label) and nearly its
-    embeddings (min_cosine) on these clips; the reference itself always."""
+def agreeing(encoder: RuntimeModel, configs: Sequence[Choice], clips: np.ndarray) -> list[Choice]:
+    """The configurations that answer as torch fp32 does on these clips (the model's own `agrees`:
+    VideoMAE's top labels and embeddings, a scene model's vectors); the reference itself always."""
     was = encoder.choice
     reference = Choice(REFERENCE.runtime, REFERENCE.precision)
     kept = [reference]
     try:
         encoder.use(reference)
-        p32, e32 = encoder.encode(clips)
+        expected = encoder.outputs(clips)
         for config in configs:
             if config != reference:
                 encoder.use(config)
-                p, e = encoder.encode(clips)
-                if same_top_label(p32, p).all() and (e32 * e).sum(1).min() >= min_cosine(config):
+                if encoder.agrees(expected, encoder.outputs(clips), config):
                     kept.append(config)
     finally:
         encoder.use(was)
     return [c for c in configs if c in kept]
 
 
-def time_encode(encoder: VideoEncoder, choice: Choice, repeats: int = 2) -> float:
+def time_encode(encoder: RuntimeModel, choice: Choice, repeats: int = 2) -> float:
     """Best seconds per clip of `repeats` batches (the first also picks oneDNN's kernels)."""
     encoder.use(choice)
     batch = choice.batch or 1
@@ -148,12 +147,12 @@ def time_encode(encoder: VideoEncoder, choice: Choice, repeats: int = 2) -> floa
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        encoder.encode(clips)
+        [out.cpu() for out in encoder.outputs(clips)]  # on a GPU, .cpu() waits for the work to finish
         best = min(best, (time.perf_counter() - started) / batch)
     return best
 
 
-def candidates(encoder: VideoEncoder) -> list[Choice]:
+def candidates(encoder: RuntimeModel) -> list[Choice]:
     """Configurations worth timing: what was asked for, and under `auto` every available runtime in
     every precision this device runs natively (bf16 only where the hardware has it)."""
     found = []
@@ -168,7 +167,7 @@ def candidates(encoder: VideoEncoder) -> list[Choice]:
     return found
 
 
-def reuse(encoder: VideoEncoder, home: Path | Home) -> Calibration | None:
+def reuse(encoder: RuntimeModel, home: Path | Home) -> Calibration | None:
     """Run in the configuration `vsearch index` measured fastest here, if it did (classify, live and
     similar load a model for a few clips: a calibration would cost more than it saves)."""
     configs = candidates(encoder)
@@ -183,7 +182,7 @@ def reuse(encoder: VideoEncoder, home: Path | Home) -> Calibration | None:
 
 
 def tune(
-    encoder: VideoEncoder,
+    encoder: RuntimeModel,
     home: Path | Home,
     batch_size: int | None = None,
     measure: Callable[[Choice], float] | None = None,
@@ -225,7 +224,7 @@ def _cached(stored: dict) -> Calibration:
                        tuple(stored.get("differed", ())))
 
 
-def _key(encoder: VideoEncoder, configs: Sequence[Choice], batch_size: int | None) -> str:
+def _key(encoder: RuntimeModel, configs: Sequence[Choice], batch_size: int | None) -> str:
     return machine_key(encoder) + f" | {'/'.join(c.label for c in configs)} | batch {batch_size or 'auto'}"
 
 

@@ -86,6 +86,17 @@ def logits_and_pooled(model: Any, pixel_values: torch.Tensor) -> tuple[torch.Ten
     return model.classifier(pooled), pooled
 
 
+def weights_fingerprint(name: str, config: Any) -> str:
+    """The weights a model was loaded with: a hub model's commit, a folder's weight files' content hashes."""
+    local = Path(name)
+    if not local.is_dir():
+        return getattr(config, "_commit_hash", None) or ""
+    from vsearch.video.files import content_hash
+
+    files = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
+    return ",".join(content_hash(str(f), f.stat().st_size) for f in files)
+
+
 def synthetic_clips(spec: FrameSpec, count: int) -> np.ndarray:
     """Clips with smooth moving content at the model's input size: stand-ins for real clips where
     none are at hand (timing does not depend on content; quantization ranges and agreement checks

@@ -17,17 +17,16 @@ import numpy as np
 
 from vsearch.core.errors import ModelError
 from vsearch.core.home import Home
-from vsearch.model import runtimes
 from vsearch.model.checkpoint import (
     cache_only,
     load_videomae,
     logits_and_pooled,
     model_name,
     read_preprocessing,
-    synthetic_clips,
+    weights_fingerprint,
 )
-from vsearch.model.hardware import choose_device
-from vsearch.model.runtimes import Choice, Forward
+from vsearch.model.runner import RuntimeModel
+from vsearch.model.runtimes import Choice
 from vsearch.video.decode import FrameSpec
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ class Encoder(Protocol):
     def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-class VideoEncoder:
+class VideoEncoder(RuntimeModel):
     """A VideoMAE classifier that turns batches of clips into label probabilities and embeddings."""
 
     def __init__(
@@ -84,18 +83,10 @@ class VideoEncoder:
         self.labels: list[str] = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
         self.dim: int = int(cfg.hidden_size)
         self.preprocessing = read_preprocessing(name, cfg.to_dict())
-        self.device = choose_device(device)
-        self.home = Home.at(home)
-        self.runtime_asked = runtime or "auto"
-        self.precision_asked = precision or "auto"
-        if self.runtime_asked != "auto":
-            runtimes.get(self.runtime_asked)
-        if self.precision_asked not in ("auto", *runtimes.PRECISIONS):
-            raise ModelError(f"unknown precision {precision!r}; choose from auto, {', '.join(runtimes.PRECISIONS)}")
+        self._setup_runtime(device, runtime, precision, home)
         self.module.eval().to(self.device)
         self._clip_source = clip_source
-        self._samples: np.ndarray | None = None
-        self._prepared: dict[tuple[str, str], Forward] = {}
+        self._samples = None
         p = self.preprocessing
         # Fold rescale and normalise into one multiply-add: x * scale - shift.
         std = torch.tensor(p.std, dtype=torch.float32)
@@ -103,36 +94,6 @@ class VideoEncoder:
         self._shift = (torch.tensor(p.mean, dtype=torch.float32) / std).view(1, 1, 3, 1, 1).to(self.device)
         self.choice: Choice = self.first_choice()
         self.use(self.choice)
-
-    def first_choice(self) -> Choice:
-        """Before anything is measured: what was asked, else torch in the first precision this
-        device runs natively beyond fp32 (bf16 on AVX-512 BF16, AMX or a GPU), else fp32."""
-        runtime = "torch" if self.runtime_asked == "auto" else self.runtime_asked
-        if self.precision_asked != "auto":
-            return Choice(runtime, self.precision_asked)
-        fast = runtimes.get(runtime).fast_precisions(self.device)
-        return Choice(runtime, next((p for p in fast if p in ("bf16", "fp16")), fast[0] if fast else "fp32"))
-
-    def use(self, choice: Choice) -> None:
-        """Run as `choice` from now on, preparing it the first time (the calibration tries several on
-        one loaded model). Raises RuntimeUnavailable when this machine cannot run it."""
-        key = (choice.runtime, choice.precision)
-        if key not in self._prepared:
-            self._prepared[key] = runtimes.check(choice, self.device).prepare(self, choice.precision)
-        self._forward = self._prepared[key]
-        self.choice = choice
-
-    def forget_others(self) -> None:
-        """Drop the torch copies prepared for choices not in use (after calibration, a quantized
-        copy the chosen runtime never uses holds memory for nothing). OpenVINO's compiled models
-        stay: with OpenVINO 2026.4, freeing one compiled in another precision hint while its sibling
-        runs made the process die of SIGSEGV at the next signal (Ctrl-C), seen on an AMX Xeon."""
-        key = (self.choice.runtime, self.choice.precision)
-        self._prepared = {k: v for k, v in self._prepared.items() if k == key or k[0] != "torch"}
-
-    @property
-    def batch_size(self) -> int | None:
-        return self.choice.batch
 
     @property
     def frame_spec(self) -> FrameSpec:
@@ -148,24 +109,25 @@ class VideoEncoder:
     def model_id(self) -> str:
         """Identifies the vector space: a different model, or new weights in the same folder
         (a retrained model), must never share an index."""
-        weights = getattr(self.module.config, "_commit_hash", None) or ""
-        local = Path(self.name)
-        if local.is_dir():
-            files = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
-            from vsearch.video.files import content_hash
-
-            weights = ",".join(content_hash(str(f), f.stat().st_size) for f in files)
+        weights = weights_fingerprint(self.name, self.module.config)
         return f"{self.name}|labels={len(self.labels)}|dim={self.dim}|weights={weights}"
 
-    def sample_clips(self) -> np.ndarray:
-        """Clips to check and quantize on: the clip source's (decoded once), or generated ones."""
-        if self._samples is None:
-            clips = self._clip_source(self.frame_spec) if self._clip_source else None
-            self._samples = clips if clips is not None and len(clips) else synthetic_clips(self.frame_spec, 32)
-        return self._samples
+    def traceable(self) -> torch.nn.Module:
+        """Pixel values in, (logits, pooled features) out: exactly `forward`, as a module a runtime
+        can convert or quantize."""
+        import torch
 
-    def calibration_pixels(self) -> np.ndarray:
-        return self.pixel_values(self.sample_clips()).cpu().numpy()
+        module = self.module
+
+        class Heads(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.m = module
+
+            def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return logits_and_pooled(self.m, pixel_values)
+
+        return Heads().eval()
 
     def pixel_values(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(B, T, H, W, 3) uint8 -> normalised (B, T, 3, H, W) float on the model's device."""
@@ -188,10 +150,20 @@ class VideoEncoder:
         """Clips -> (probabilities (B, labels), L2-normalised embeddings (B, dim)), float32."""
         import torch
 
-        logits, pooled = self._forward(self.pixel_values(frames))
-        probs = torch.softmax(logits.float(), dim=-1)
-        emb = torch.nn.functional.normalize(pooled.float(), dim=-1)
+        logits, pooled = self.outputs(frames)
+        probs = torch.softmax(logits, dim=-1)
+        emb = torch.nn.functional.normalize(pooled, dim=-1)
         return probs.cpu().numpy(), emb.cpu().numpy()
+
+    def agrees(self, reference: tuple[torch.Tensor, ...], other: tuple[torch.Tensor, ...], choice: Choice) -> bool:
+        """The same top labels (same_top_label) and nearly the same embeddings (min_cosine)."""
+        import torch
+
+        from vsearch.model.calibrate import min_cosine, same_top_label
+
+        p32, p = (torch.softmax(o[0], dim=-1).cpu().numpy() for o in (reference, other))
+        e32, e = (torch.nn.functional.normalize(o[1], dim=-1).cpu().numpy() for o in (reference, other))
+        return bool(same_top_label(p32, p).all()) and float((e32 * e).sum(1).min()) >= min_cosine(choice)
 
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({self.choice.label})"

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
-# Normalised pixel values (B, T, 3, H, W) on the model's device -> (logits, pooled features).
-Forward = Callable[["torch.Tensor"], tuple["torch.Tensor", "torch.Tensor"]]
+# Normalised pixels on the model's device -> the model's output tensors (VideoMAE: logits and
+# pooled features; a scene model: window or frame vectors).
+Forward = Callable[["torch.Tensor"], tuple["torch.Tensor", ...]]
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,25 @@ class Choice:
 
 
 class Loaded(Protocol):
-    """What a runtime needs of a loaded model to prepare it (VideoEncoder provides it)."""
+    """What a runtime needs of a loaded model to prepare it (model.runner.RuntimeModel gives it)."""
 
-    module: Any  # the torch VideoMAEForVideoClassification
     device: str
-    home: Home
+    home: Home  # where a runtime keeps what it converts
 
     @property
     def model_id(self) -> str: ...
 
     @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """One clip's pixel values: (frames, 3, height, width)."""
+    def input_shape(self) -> tuple[int, ...]:
+        """One item of the input, without the batch dimension (VideoMAE: frames, 3, height, width)."""
+        ...
+
+    def traceable(self) -> Any:
+        """The torch module to run: normalised pixels in, a tuple of tensors out."""
         ...
 
     def calibration_pixels(self) -> np.ndarray:
-        """Pixel values (B, T, 3, H, W) of real clips, for a runtime that quantizes on them."""
+        """Inputs of real clips, for a runtime that quantizes on them."""
         ...
 
 

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vsearch.core.errors import ModelError, RuntimeUnavailable
-from vsearch.model.checkpoint import logits_and_pooled
 from vsearch.model.hardware import cpu_supports_bf16
 from vsearch.model.runtimes.base import Forward, Loaded
 
@@ -84,12 +83,11 @@ class OpenVINO:
         import torch
 
         # quantized on every other sample clip; the calibration checks agreement on the rest
-        compiled = CompiledVideoMAE(model.module, model.model_id, model.input_shape, precision, model.home.openvino,
-                                    lambda: model.calibration_pixels()[::2])
+        compiled = Compiled(model.traceable(), model.model_id, model.input_shape, precision, model.home.openvino,
+                            lambda: model.calibration_pixels()[::2])
 
-        def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            logits, pooled = compiled(x.numpy())
-            return torch.from_numpy(logits), torch.from_numpy(pooled)
+        def forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return tuple(torch.from_numpy(out) for out in compiled(x.numpy()))
 
         return forward
 
@@ -105,27 +103,11 @@ def _openvino() -> Any:
 def _save(ov: Any, model: Any, xml: Path) -> None:
     """Write an IR pair so that a killed process never leaves a half-written one behind."""
     xml.parent.mkdir(parents=True, exist_ok=True)
-    tmp = xml.with_name("tmp-" + xml.name)
+    tmp = xml.with_name(f"tmp-{os.getpid()}-{xml.name}")  # Ray actors may convert side by side
     # fp32 weights in the file: compress_to_fp16 would change fp32 results
     ov.save_model(model, str(tmp), compress_to_fp16=False)
     tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
     tmp.replace(xml)  # the .xml last: its presence means the pair is complete
-
-
-def _traceable(model: Any) -> torch.nn.Module:
-    """The torch module OpenVINO traces: pixel values in, (logits, pooled features) out, exactly
-    VideoEncoder.forward."""
-    import torch
-
-    class Heads(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.m = model
-
-        def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return logits_and_pooled(self.m, pixel_values)
-
-    return Heads().eval()
 
 
 def compile_options(precision: str) -> dict[str, str]:
@@ -144,20 +126,20 @@ def ir_path(cache: Path, model_id: str, input_shape: tuple[int, ...]) -> Path:
     return cache / key / "model.xml"
 
 
-class CompiledVideoMAE:
-    """A VideoMAE classifier compiled by OpenVINO for one precision; call it with pixel values."""
+class Compiled:
+    """A torch module (pixels in, a tuple of tensors out) compiled by OpenVINO for one precision."""
 
-    def __init__(self, model: Any, model_id: str, input_shape: tuple[int, int, int, int], precision: str,
+    def __init__(self, module: Any, model_id: str, input_shape: tuple[int, ...], precision: str,
                  cache: Path, clips: Callable[[], np.ndarray] | None = None, device: str = "CPU"):
-        """`input_shape` is one clip's (frames, 3, height, width); the batch dimension stays dynamic,
-        so one compiled model serves every batch size the calibration tries. For int8, `clips`
-        gives pixel values (B, T, 3, H, W) to measure activation ranges on, when no quantized model
-        of this one is cached yet."""
+        """`input_shape` is one item's (VideoMAE: frames, 3, height, width); the batch dimension stays
+        dynamic, so one compiled model serves every batch size the calibration tries. For int8,
+        `clips` gives inputs to measure activation ranges on, when no quantized model of this one is
+        cached yet."""
         ov = _openvino()
         self.precision = precision
         xml = ir_path(cache, model_id, input_shape)
         if not xml.exists():
-            self._convert(ov, model, input_shape, xml)
+            self._convert(ov, module, input_shape, xml)
         if precision == "int8":
             fp32, xml = xml, xml.with_name("model-int8.xml")
             if not xml.exists():
@@ -171,13 +153,13 @@ class CompiledVideoMAE:
         self._lock = threading.Lock()  # one infer request: live and serve may call from threads
 
     @staticmethod
-    def _convert(ov: Any, model: Any, input_shape: tuple[int, ...], xml: Path) -> None:
+    def _convert(ov: Any, module: Any, input_shape: tuple[int, ...], xml: Path) -> None:
         import torch
 
         example = torch.zeros((1, *input_shape))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on shape checks that are constant here
-            converted = ov.convert_model(_traceable(model), example_input=example,
+            converted = ov.convert_model(module, example_input=example,
                                          input=[ov.PartialShape([-1, *input_shape])])
         _save(ov, converted, xml)
 
@@ -200,8 +182,9 @@ class CompiledVideoMAE:
                                       ignored_scope=nncf.IgnoredScope(types=["Convolution"]))
         _save(ov, quantized, xml)
 
-    def __call__(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, T, 3, H, W) float32 -> (logits, pooled features), float32 numpy arrays."""
+    def __call__(self, pixel_values: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Inputs (batch first) -> the module's outputs, float32 numpy arrays (copies: the request's
+        buffers are reused by the next call)."""
         with self._lock:
             out = self._request.infer({0: np.ascontiguousarray(pixel_values, dtype=np.float32)})
-            return np.array(out[0]), np.array(out[1])
+            return tuple(np.array(out[i]) for i in range(len(out)))

@@ -48,26 +48,26 @@ class Torch:
     def prepare(self, model: Loaded, precision: str) -> Forward:
         import torch
 
-        from vsearch.model.checkpoint import logits_and_pooled
-
         half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        module: Any = quantize_int8(model.module) if precision == "int8" else model.module
+        module: Any = model.traceable()
+        if precision == "int8":
+            module = quantize_int8(module)
         if half is not None and model.device != "cpu":
             # On a GPU: weights and inputs in half precision, in a copy (fp32 and training keep theirs).
             import copy
 
             module = copy.deepcopy(module).to(half)
 
-            def forward_half(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            def forward_half(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
                 with torch.inference_mode():
-                    return logits_and_pooled(module, x.to(half))
+                    return tuple(module(x.to(half)))
 
             return forward_half
 
-        def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
             autocast = torch.autocast("cpu", dtype=half) if half is not None else contextlib.nullcontext()
             with torch.inference_mode(), autocast:
-                return logits_and_pooled(module, x)
+                return tuple(module(x))
 
         return forward
 
