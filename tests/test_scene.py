@@ -21,9 +21,9 @@ from tests.scene_fixtures import (
     scene_video,
     train_tiny_scene_model,
 )
-from vsearch.video.decode import FrameSpec, Sampling, read_windows
 from vsearch import ModelError
 from vsearch.model.scene import SCENE_MIN_SCORE, SceneModel, load_scene_model
+from vsearch.video.decode import FrameSpec, Sampling, read_windows
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TEXTS = ["a red circle on a blue background", "yellow square", "", "an unknown word"]
