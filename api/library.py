@@ -257,11 +257,11 @@ class Index:
         """Check the whole index (SQLite, FAISS, thumbnails, files on disk); with `repair`, fix what
         can be fixed. Holds the writer lock: IndexBusy while an index run writes."""
         from vsearch.search.doctor import doctor
-        from vsearch.search.vectors import check_vectors
+        from vsearch.search.vectors import check_scene_vectors, check_vectors
         from vsearch.video.thumbs import check_thumbs
 
         self.close()  # doctor opens its own connection under the lock
-        return doctor(self.home, repair=repair, checks=[check_vectors, check_thumbs])
+        return doctor(self.home, repair=repair, checks=[check_vectors, check_scene_vectors, check_thumbs])
 
     # -- reading ------------------------------------------------------------------------------
 

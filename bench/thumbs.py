@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vsearch.video.decode import FrameSpec, Sampling, read_windows
+from vsearch.video.decode import Extras, FrameSpec, Sampling, read_windows
 
 if TYPE_CHECKING:
-    from vsearch.indexer.pipeline import Encoder
+    from vsearch.model.encoder import Encoder
 
 
 def decode_cpu(videos: list[Path], spec: FrameSpec, sampling: Sampling, thumbs: bool) -> tuple[float, int]:
     """(CPU seconds, windows) to decode every window of `videos` in this process, one thread."""
     started, windows = time.process_time(), 0
     for v in videos:
-        for _, part, _ in read_windows(str(v), spec, sampling, thumbs=[] if thumbs else None):
+        for _, part, _ in read_windows(str(v), spec, sampling, extras=Extras(thumbs=True) if thumbs else None):
             windows += len(part)
     return time.process_time() - started, windows
 

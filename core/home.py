@@ -6,6 +6,7 @@ layout is written down once, here:
 
     vsearch.db            the catalog (SQLite, WAL): the source of truth, embeddings included
     vectors.json          which vectors-*.faiss file is current (derived from the catalog)
+    scenes.json           which scenes-*.faiss file is current (the scene model's vectors, derived too)
     index.lock            held by the one index run that writes
     calibration.json      the runtime, precision and batch measured fastest, per machine and model
     thumbs/               a JPEG per clip window
@@ -58,10 +59,15 @@ class Home:
 
     @property
     def vectors_meta(self) -> Path:
-        return self.root / "vectors.json"
+        return self.vectors_meta_of("clips")
 
-    def vectors_file(self, name: str) -> Path:
-        return self.root / name
+    def vectors_meta_of(self, space: str) -> Path:
+        """The pointer to the current FAISS file of a vector space ("clips" or "scenes")."""
+        return self.root / ("vectors.json" if space == "clips" else f"{space}.json")
+
+    def vectors_prefix_of(self, space: str) -> str:
+        """How that space's FAISS files are named: vectors-<generation>-<random>.faiss."""
+        return "vectors" if space == "clips" else space
 
     @property
     def lock(self) -> Path:

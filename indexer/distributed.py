@@ -43,11 +43,13 @@ from vsearch.indexer.pipeline import (
     IndexReport,
     IndexSettings,
     Progress,
+    ScenePart,
+    Vectors,
     clip_results,
 )
 from vsearch.model.encoder import Encoder
+from vsearch.model.scene import SceneEncoder
 from vsearch.search.catalog import Catalog
-from vsearch.search.vectors import VectorIndex
 from vsearch.video.decode import FrameSpec, VideoInfo, Window, plan_windows, read_windows
 from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Failed, ReadWindows
 
@@ -151,12 +153,14 @@ def decode_file(row: dict[str, Any], settings: DecodeSettings) -> Iterator[dict[
             info = event.info
             total = len(plan_windows(info, settings.spec.num_frames, settings.sampling))
             meta = {"video_frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height}
-            for w, clip in zip(event.windows, event.frames):
+            scenes = list(event.scenes) if event.scenes is not None else [None] * len(event.windows)
+            for w, clip, scene in zip(event.windows, event.frames, scenes):
                 yield {"key": key, "idx": w.index, "start": w.start, "end": w.end, "windows": total,
-                       "reason": "", "frames": clip, **meta}
+                       "reason": "", "frames": clip, **meta, **({"scene": scene} if scene is not None else {})}
         elif isinstance(event, Failed):
+            blank = {"scene": _blank(settings.scene)} if settings.scene is not None else {}
             yield {"key": key, "idx": -1, "start": 0.0, "end": 0.0, "windows": 0, "reason": event.reason,
-                   "frames": _blank(settings.spec), "video_frames": 0, "fps": 0.0, "width": 0, "height": 0}
+                   "frames": _blank(settings.spec), "video_frames": 0, "fps": 0.0, "width": 0, "height": 0, **blank}
 
 
 def _blank(spec: FrameSpec) -> np.ndarray:
@@ -166,19 +170,26 @@ def _blank(spec: FrameSpec) -> np.ndarray:
 
 
 class _Encode:
-    """A model actor: loads the encoder once, then labels and embeds batches of windows."""
+    """A model actor: loads the models once, then labels and embeds batches of windows (and gives
+    each its scene vector, where the index has a scene model)."""
 
-    def __init__(self, load_encoder: Callable[[], Encoder]):
+    def __init__(self, load_encoder: Callable[[], Encoder], load_scene: Callable[[], SceneEncoder] | None):
         self.encoder = load_encoder()
+        self.scene = load_scene() if load_scene is not None else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = batch.pop("frames")
+        scene_frames = batch.pop("scene", None)
         ok = batch["reason"] == ""
         n, e = len(ok), self.encoder
         batch["probs"] = np.zeros((n, len(e.labels)), dtype=np.float32)
         batch["embedding"] = np.zeros((n, e.dim), dtype=np.float32)
         if ok.any():
             batch["probs"][ok], batch["embedding"][ok] = e.encode(np.stack(list(frames[ok])))
+        if self.scene is not None and scene_frames is not None:
+            batch["scene"] = np.zeros((n, self.scene.dim), dtype=np.float32)
+            if ok.any():
+                batch["scene"][ok] = self.scene.embed_frames(np.stack(list(scene_frames[ok])))
         return batch
 
 
@@ -198,15 +209,16 @@ class RayIndexer(Indexer):
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         read: ReadWindows = read_windows,
+        scene: ScenePart | None = None,
     ):
-        super().__init__(catalog, load_encoder, settings, on_progress, should_stop, read)
+        super().__init__(catalog, load_encoder, settings, on_progress, should_stop, read, scene)
         self.ray_settings = ray_settings or RaySettings()
 
     def run(self, roots: Sequence[Any]) -> IndexReport:
         with ray_session(self.ray_settings.address):
             return super().run(roots)
 
-    def _index(self, jobs: Sequence[IndexJob], vectors: VectorIndex | None, report: IndexReport) -> VectorIndex:
+    def _index(self, jobs: Sequence[IndexJob], vectors: Vectors | None, report: IndexReport) -> Vectors:
         import ray
 
         s, rs, cat = self.settings, self.ray_settings, self.catalog
@@ -235,15 +247,17 @@ class RayIndexer(Indexer):
             cores = min(int(n["Resources"].get("CPU", 1)) for n in nodes) if nodes else 1
             placement = {"num_cpus": max(1, cores // 2)}
 
+        scene = self.scene
         decode = DecodeSettings(spec=encoder.frame_spec, sampling=s.sampling, threads=s.decode_threads,
                                 timeout=s.timeout, memory_limit=s.memory_limit, backend=s.backend, read=self.read,
-                                chunk=max(1, min(4, batch_size)))
+                                chunk=max(1, min(4, batch_size)), scene=scene.frame_spec if scene is not None else None)
+        load_scene = self.scene_part.load if self.scene_part is not None and scene is not None else None
         items = [{"key": i, "path": job.file.path} for i, job in enumerate(jobs)]
         dataset = (
             ray.data.from_items(items, override_num_blocks=len(items))  # one file per decode task
             .flat_map(partial(decode_file, settings=decode), num_cpus=1,
                       compute=ray.data.TaskPoolStrategy(size=rs.decode_tasks))
-            .map_batches(_Encode, fn_constructor_args=(self.load_encoder,), batch_size=batch_size,
+            .map_batches(_Encode, fn_constructor_args=(self.load_encoder, load_scene), batch_size=batch_size,
                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                          **placement)
         )
@@ -316,7 +330,9 @@ class RayResults:
                 self._settled.add(key)
         windows = [Window(int(batch["idx"][i]), float(batch["start"][i]), float(batch["end"][i]), ()) for i in rows]
         results = clip_results(self.labels, windows, batch["probs"][rows], batch["embedding"][rows])
-        clips = [EncodedClip(int(batch["key"][i]), _info(batch, i), r) for i, r in zip(rows, results)]
+        scenes = batch.get("scene")
+        clips = [EncodedClip(int(batch["key"][i]), _info(batch, i), r, scene=scenes[i] if scenes is not None else None)
+                 for i, r in zip(rows, results)]
         for key, _ in failed:
             self._windows.pop(key, None)
         return self.batch_store.store(clips, finished, failed)

@@ -24,7 +24,8 @@ import numpy as np
 from vsearch.core.words import counted
 from vsearch.model.checkpoint import model_name
 from vsearch.model.encoder import Encoder
-from vsearch.search.catalog import TOP_K, Catalog, ClipResult
+from vsearch.model.scene import SceneEncoder
+from vsearch.search.catalog import SCENES, TOP_K, Catalog, ClipResult
 from vsearch.search.vectors import VectorIndex, open_vectors
 from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window, read_windows
 from vsearch.video.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
@@ -77,6 +78,7 @@ class IndexReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     failed_before: int = 0  # files that failed in earlier runs and were not tried again
     interrupted: bool = False
+    rescened: int = 0  # indexed videos given scene vectors without running the video model again
     model: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -264,16 +266,18 @@ class DecodedClip:
     window: Window
     frames: np.ndarray  # (T, H, W, 3) uint8
     thumb: bytes | None = None  # JPEG of the window's middle frame, made by the decode worker
+    scene: np.ndarray | None = None  # the scene model's frames of the window, when there is one
 
 
 @dataclass(frozen=True)
 class EncodedClip:
-    """What the model said about one clip of job `key`; `info` is stored with the video's first clip."""
+    """What the models said about one clip of job `key`; `info` is stored with the video's first clip."""
 
     key: int
     info: VideoInfo
     clip: ClipResult
     thumb: bytes | None = None
+    scene: np.ndarray | None = None  # the scene model's vector of the window
 
 
 @dataclass
@@ -287,8 +291,9 @@ class Batch:
     def add(self, event: Event) -> None:
         if isinstance(event, Chunk):
             thumbs = event.thumbs or [None] * len(event.windows)
-            self.clips += [DecodedClip(event.key, event.info, w, f, j)
-                           for w, f, j in zip(event.windows, event.frames, thumbs)]
+            scenes = list(event.scenes) if event.scenes is not None else [None] * len(event.windows)
+            self.clips += [DecodedClip(event.key, event.info, w, f, j, sc)
+                           for w, f, j, sc in zip(event.windows, event.frames, thumbs, scenes)]
         elif isinstance(event, Finished):
             self.finished.append(event.key)
         elif isinstance(event, Failed):
@@ -321,19 +326,40 @@ class _Storing:
     video_id: int
     clip_ids: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
+    scene_ids: list[int] = field(default_factory=list)
+    scenes: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class Vectors:
+    """The FAISS indexes an index run keeps in step with the catalog: the clip embeddings', and the
+    scene vectors' where the index has a scene model. Both are keyed by clip id."""
+
+    clips: VectorIndex
+    scenes: VectorIndex | None = None
+
+    def remove(self, ids: list[int]) -> None:
+        self.clips.remove(ids)
+        if self.scenes is not None:
+            self.scenes.remove(ids)
+
+    def save(self, catalog: Catalog) -> None:
+        self.clips.save(catalog.home, catalog.generation)
+        if self.scenes is not None:
+            self.scenes.save(catalog.home, catalog.generation, SCENES)
 
 
 class BatchStore:
-    """Stores the model's results for a plan's jobs: one transaction per batch, FAISS kept in step.
+    """Stores the models' results for a plan's jobs: one transaction per batch, FAISS kept in step.
 
     A video is marked 'ok' only in the transaction that stores its last clip, and its vectors go
     into FAISS only then; a video that fails part-way leaves only the record of its failure.
     """
 
-    def __init__(self, catalog: Catalog, vectors: VectorIndex, jobs: Sequence[IndexJob], report: IndexReport,
+    def __init__(self, catalog: Catalog, vectors: Vectors | VectorIndex, jobs: Sequence[IndexJob], report: IndexReport,
                  save_every: float = 120.0):
         self.catalog = catalog
-        self.vectors = vectors
+        self.vectors = vectors if isinstance(vectors, Vectors) else Vectors(vectors)
         self.jobs = jobs
         self.report = report
         self.save_every = save_every
@@ -366,6 +392,10 @@ class BatchStore:
                     video.vectors.append(c.clip.embedding)
                     if c.thumb is not None:
                         thumbs.append((ids[-1], c.thumb))
+                    if c.scene is not None:
+                        cat.add_scene_vectors(ids, c.scene[None])
+                        video.scene_ids += ids
+                        video.scenes.append(c.scene)
             for key in finished:
                 if key not in self._storing:
                     failed.append((key, "no frames could be decoded"))
@@ -382,13 +412,15 @@ class BatchStore:
         delete_thumbs(cat.home, gone)  # after writing: a file that failed part-way wrote some
         for key in done:
             video = self._storing.pop(key)
-            self.vectors.add(video.clip_ids, np.stack(video.vectors))
+            self.vectors.clips.add(video.clip_ids, np.stack(video.vectors))
+            if video.scenes and self.vectors.scenes is not None:
+                self.vectors.scenes.add(video.scene_ids, np.stack(video.scenes))
             self.report.indexed += 1
             self.report.clips += len(video.clip_ids)
         self.report.failed += [(self.jobs[key].file.path, reason) for key, reason in failed]
         self.settled += len(done) + len(failed)
         if time.perf_counter() - self._saved_at > self.save_every:
-            self.vectors.save(cat.home, cat.generation)
+            self.vectors.save(cat)
             self._saved_at = time.perf_counter()
         return [self.jobs[key].file.path for key in done] + [self.jobs[key].file.path for key, _ in failed]
 
@@ -426,8 +458,19 @@ def index_model(catalog: Catalog, requested: str | None) -> str | None:
     return name
 
 
+@dataclass(frozen=True)
+class ScenePart:
+    """The scene model an index run gives every window a vector of: its name as the index records
+    it (to tell whether the index already has it), and how to load it (only when needed)."""
+
+    name: str
+    load: Callable[[], SceneEncoder]
+
+
 class Indexer:
-    """Index folders into a catalog. `load_encoder` is called only if some file needs the model."""
+    """Index folders into a catalog. `load_encoder` is called only if some file needs the model,
+    `scene.load` only if some window needs a scene vector (new files, or all of them for a new
+    scene model: those are embedded again without running the video model)."""
 
     def __init__(
         self,
@@ -437,8 +480,11 @@ class Indexer:
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         read: ReadWindows = read_windows,
+        scene: ScenePart | None = None,
     ):
         self.catalog = catalog
+        self.scene_part = scene
+        self.scene: SceneEncoder | None = None
         self.load_encoder = load_encoder
         self.settings = settings or IndexSettings()
         self.on_progress = on_progress or (lambda p: None)
@@ -453,7 +499,7 @@ class Indexer:
         delete_thumbs(cat.home, cat.drop_incomplete())  # a killed run may have written some
         # Opened before anything changes: opened later, a stale check could rebuild it from rows
         # this run already changed, and the changes would then be applied twice.
-        vectors: VectorIndex | None = open_vectors(cat)[0] if cat.dim else None
+        vectors = self._open_vectors()
         with cat.transaction():
             plan = plan_changes(cat, roots, self.settings.retry_failed, self.settings.exclude)
             changes = plan.apply(cat)
@@ -463,21 +509,48 @@ class Indexer:
         if vectors is not None:  # a new index has no vectors to change
             vectors.remove(changes.removed)
             for ids, vecs in changes.added:
-                vectors.add(ids, vecs)
+                vectors.clips.add(ids, vecs)
+                if vectors.scenes is not None:
+                    vectors.scenes.add(*cat.scene_vectors_of(ids))
         report.found, report.unchanged, report.removed = plan.found, plan.unchanged, len(plan.removed)
         report.moved, report.copied = plan.moved, plan.copied
         report.failed = [(f.file.path, f.reason) for f in plan.failed]
 
+        if not self.should_stop():
+            vectors = self._bind_scene(vectors, bool(plan.to_index))
         if plan.to_index and not self.should_stop():
             vectors = self._index(plan.to_index, vectors, report)
+        if self.scene is not None and vectors is not None and not self.should_stop():
+            self._rescene(vectors, report)
         if vectors is not None:
-            vectors.save(cat.home, cat.generation)
+            vectors.save(cat)
         report.model = cat.model
         report.failed_before = max(0, cat.failed_count() - len(report.failed))
         report.timings["wall"] = time.perf_counter() - started
         return report
 
-    def _index(self, jobs: Sequence[IndexJob], vectors: VectorIndex | None, report: IndexReport) -> VectorIndex:
+    def _open_vectors(self) -> Vectors | None:
+        cat = self.catalog
+        if not cat.dim:
+            return None
+        return Vectors(open_vectors(cat)[0], open_vectors(cat, space=SCENES)[0] if cat.dim_of(SCENES) else None)
+
+    def _bind_scene(self, vectors: Vectors | None, new_clips: bool) -> Vectors | None:
+        """Load the scene model if some window needs its vector, and tie the index to it: another one
+        than the index had replaces it, and its vectors are made again for every window."""
+        cat, part = self.catalog, self.scene_part
+        if part is None:
+            return vectors
+        if cat.scene_model == part.name and not new_clips and not cat.videos_without_scenes():
+            return vectors
+        scene = self.scene = part.load()
+        with cat.transaction():
+            replaced = cat.bind_scene_model(scene.name, scene.model_id, scene.dim)
+        if vectors is not None and (replaced or vectors.scenes is None):
+            vectors.scenes = open_vectors(cat, space=SCENES)[0]
+        return vectors
+
+    def _index(self, jobs: Sequence[IndexJob], vectors: Vectors | None, report: IndexReport) -> Vectors:
         s = self.settings
         timings = report.timings
         t0 = time.perf_counter()
@@ -485,6 +558,7 @@ class Indexer:
         batch_size = s.batch_size or encoder.batch_size or 8
         vectors = self.bind(encoder, batch_size, vectors)
         store = BatchStore(self.catalog, vectors, jobs, report, s.save_every)
+        scene = self.scene
         timings["load_model"] = time.perf_counter() - t0
         for key in ("decode", "model", "store"):
             timings.setdefault(key, 0.0)
@@ -498,6 +572,7 @@ class Indexer:
             backend=s.backend,
             read=self.read,
             thumbs=s.thumbnails,
+            scene=scene.frame_spec if scene is not None else None,
             chunk=max(1, min(4, batch_size)),
             prefetch=max(2, 2 * batch_size // max(1, min(4, batch_size))),
         )
@@ -531,17 +606,79 @@ class Indexer:
             delete_thumbs(self.catalog.home, self.catalog.drop_incomplete())
         return vectors
 
-    def bind(self, encoder: Encoder, batch_size: int, vectors: VectorIndex | None) -> VectorIndex:
+    def _rescene(self, vectors: Vectors, report: IndexReport) -> None:
+        """Scene vectors for indexed windows that have none (indexed before this scene model was
+        chosen): decoded again, by the same guarded workers and with the index's own windows, and
+        run through the scene model only; the video model's results stay as they are."""
+        cat, scene, s = self.catalog, self.scene, self.settings
+        assert scene is not None  # called only with a scene model
+        videos = cat.videos_without_scenes()
+        if not videos or cat.model is None:
+            return
+        t0 = time.perf_counter()
+        window, most = cat.sampling or (s.sampling.window_seconds, s.sampling.max_windows)
+        decode = DecodeSettings(spec=self._video_spec(), sampling=Sampling(window, most), timeout=s.timeout,
+                                memory_limit=s.memory_limit, backend=s.backend, read=self.read, scene=scene.frame_spec,
+                                workers=min(s.workers or default_workers("cpu"), len(videos)))
+        batch_size = s.batch_size or 8
+        waiting: list[tuple[int, np.ndarray]] = []  # (clip id, scene frames)
+        spans = {v.id: {round(start, 3): cid for cid, start, _ in cat.clip_spans(v.id)} for v in videos}
+        with DecodePool(decode) as pool:
+            for event in pool.run((i, v.path) for i, v in enumerate(videos)):
+                if isinstance(event, Chunk) and event.scenes is not None:
+                    by_start = spans[videos[event.key].id]
+                    # a window of the index's own plan, matched by where it starts
+                    waiting += [(by_start[round(w.start, 3)], f) for w, f in zip(event.windows, event.scenes)
+                                if round(w.start, 3) in by_start]
+                elif isinstance(event, Finished):
+                    report.rescened += 1
+                elif isinstance(event, Failed):
+                    report.failed.append((videos[event.key].path, f"scene vectors: {event.reason}"))
+                while len(waiting) >= batch_size or (waiting and isinstance(event, Finished)):
+                    self._store_scenes(waiting[:batch_size], vectors)
+                    del waiting[:batch_size]
+                if self.should_stop():
+                    report.interrupted = True
+                    break
+        self._store_scenes(waiting, vectors)
+        report.timings["rescene"] = time.perf_counter() - t0
+
+    def _store_scenes(self, clips: list[tuple[int, np.ndarray]], vectors: Vectors) -> None:
+        if not clips or self.scene is None or vectors.scenes is None:
+            return
+        ids = [cid for cid, _ in clips]
+        embedded = self.scene.embed_frames(np.stack([f for _, f in clips]))
+        with self.catalog.transaction():
+            self.catalog.add_scene_vectors(ids, embedded)
+        vectors.scenes.remove(ids)
+        vectors.scenes.add(ids, embedded)
+
+    def _video_spec(self) -> FrameSpec:
+        """The video model's frames, as the index was decoded: from the loaded model, else from its
+        files (a scene-only run does not load it)."""
+        if self.encoder is not None:
+            return self.encoder.frame_spec
+        from vsearch.model.checkpoint import read_model_json, read_preprocessing
+
+        name = self.catalog.model
+        assert name is not None  # a scene-only run follows an index run, which recorded the model
+        return read_preprocessing(name, read_model_json(name, "config.json") or {}).frame_spec
+
+    def bind(self, encoder: Encoder, batch_size: int, vectors: Vectors | None) -> Vectors:
         """Tie the index to the model (refusing another one), and record how this run makes its
-        vectors: the windows, the runtime and precision, the batch. Returns the vector index (a new
-        index learns its dimension here)."""
+        vectors: the windows, the runtime and precision, the batch. Returns the vector indexes (a
+        new index learns its dimension here)."""
         s, cat = self.settings, self.catalog
         cat.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
         cat.record_sampling(s.sampling.window_seconds, s.sampling.max_windows)
         if encoder.choice is not None:
             cat.record_precision(encoder.choice.label)
         cat.set_run_meta("batch_size", str(batch_size))
-        return vectors if vectors is not None else open_vectors(cat)[0]
+        if vectors is None:
+            vectors = Vectors(open_vectors(cat)[0])
+        if self.scene is not None and vectors.scenes is None:
+            vectors.scenes = open_vectors(cat, space=SCENES)[0]
+        return vectors
 
     def _store(self, batch: Batch, encoder: Encoder, store: BatchStore, report: IndexReport) -> None:
         """Run the model on one batch and store the results."""
@@ -550,8 +687,14 @@ class Indexer:
             t = time.perf_counter()
             probs, embs = encoder.encode(np.stack([c.frames for c in batch.clips]))
             report.timings["model"] += time.perf_counter() - t
+            scenes: list[np.ndarray | None] = [None] * len(batch.clips)
+            frames = [c.scene for c in batch.clips if c.scene is not None]
+            if self.scene is not None and len(frames) == len(batch.clips):
+                t = time.perf_counter()
+                scenes = list(self.scene.embed_frames(np.stack(frames)))
+                report.timings["scene"] = report.timings.get("scene", 0.0) + time.perf_counter() - t
             results = clip_results(encoder.labels, [c.window for c in batch.clips], probs, embs)
-            encoded = [EncodedClip(c.key, c.info, r, c.thumb) for c, r in zip(batch.clips, results)]
+            encoded = [EncodedClip(c.key, c.info, r, c.thumb, sc) for c, r, sc in zip(batch.clips, results, scenes)]
         t = time.perf_counter()
         settled = store.store(encoded, batch.finished, batch.failed)
         report.timings["store"] += time.perf_counter() - t

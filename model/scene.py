@@ -74,7 +74,7 @@ import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -113,6 +113,25 @@ SCENE_MIN_SCORE = 0.5
 # Captions that say nothing about any picture: their cosine is the baseline of CLIP-type scores.
 CONTENT_FREE = ("", "something", "anything", "a thing")
 PROBE_WINDOWS = 4  # generated windows the baseline is measured on
+
+
+class SceneEncoder(Protocol):
+    """What the indexer needs of a scene model (SceneModel, or a fake in tests)."""
+
+    name: str
+    dim: int
+
+    @property
+    def frame_spec(self) -> FrameSpec:
+        """The frames of a window it wants: how many, and at what size."""
+        ...
+
+    @property
+    def model_id(self) -> str: ...
+
+    def embed_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(B, T, H, W, 3) uint8 -> (B, dim) L2-normalised window vectors."""
+        ...
 
 
 class SceneModel(RuntimeModel):

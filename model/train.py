@@ -144,13 +144,17 @@ def train(
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
 
-    model = load_videomae(
-        base,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-        ignore_mismatched_sizes=True,  # the classification head is replaced by one for our labels
-    )
+    from transformers.utils import logging as hf_logging
+
+    # The classification head is replaced by one for our labels: transformers reports the mismatch
+    # of the old head and the label count, which is the point here, not a problem to show.
+    was = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = load_videomae(base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                              label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True)
+    finally:
+        hf_logging.set_verbosity(was)
     # The encoder brings the indexer's normalisation, forward and device to the new model.
     encoder = VideoEncoder(base, device=s.device, precision="fp32", runtime="torch", module=model)
     device = encoder.device

@@ -23,6 +23,9 @@ from vsearch.core.errors import IndexMissing, IndexUnusable, ModelMismatch
 from vsearch.core.home import Home
 
 TOP_K = 5  # labels kept per clip and per video
+# An index's two vector spaces, each with its own FAISS index over clip ids: the video model's clip
+# embeddings (what happens) and the scene model's vectors (what is seen).
+CLIPS, SCENES = "clips", "scenes"
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -116,11 +119,25 @@ def _m004_unique_clip_window(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX clips_video ON clips(video_id, idx)")
 
 
+def _m005_scene_vectors(db: sqlite_utils.Database) -> None:
+    # What each window shows, by the index's image-text model (meta scene_model, scene_model_id,
+    # scene_dim): one vector per clip, in its own FAISS index, for searching by any description.
+    db.execute(
+        """
+        CREATE TABLE scene_vectors (
+            clip_id INTEGER PRIMARY KEY REFERENCES clips(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL           -- float16, L2-normalised
+        )
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_label_vectors", _m002_label_vectors),
     ("003_content_hash_and_model_id", _m003_content_hash_and_model_id),
     ("004_unique_clip_window", _m004_unique_clip_window),
+    ("005_scene_vectors", _m005_scene_vectors),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -253,6 +270,60 @@ class Catalog:
             self.set_meta("max_windows", str(int(max_windows)))
 
     @property
+    def scene_model(self) -> str | None:
+        """The image-text model whose vectors the index holds; None: no open-vocabulary search."""
+        return self.get_meta("scene_model")
+
+    def dim_of(self, space: str) -> int:
+        return self.dim if space == CLIPS else int(self.get_meta("scene_dim", "0") or 0)
+
+    def bind_scene_model(self, name: str, model_id: str, dim: int) -> bool:
+        """Record the index's scene model. Another one than before replaces it, and the vectors of
+        the old one go (their space is not the new one's); True when that happened. Call inside a
+        transaction."""
+        if self.get_meta("scene_model_id") == model_id:
+            return False
+        replaced = self.get_meta("scene_model_id") is not None
+        self.db.execute("DELETE FROM scene_vectors")
+        self.set_meta("scene_model", name)
+        self.set_meta("scene_model_id", model_id)
+        self.set_meta("scene_dim", str(dim))
+        self._bump()
+        return replaced
+
+    def unbind_scene_model(self) -> int:
+        """Turn open-vocabulary search off: forget the scene model and its vectors; returns how many
+        went. Call inside a transaction."""
+        count = self.db.execute("SELECT count(*) FROM scene_vectors").fetchone()[0]
+        self.db.execute("DELETE FROM scene_vectors")
+        self.db.execute("DELETE FROM meta WHERE key IN ('scene_model', 'scene_model_id', 'scene_dim')")
+        self._bump()
+        return count
+
+    def add_scene_vectors(self, clip_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store the scene vectors of these clips (a clip's earlier one is replaced)."""
+        self.db.conn.executemany("INSERT OR REPLACE INTO scene_vectors (clip_id, vector) VALUES (?, ?)",
+                                 [(i, to_blob(v)) for i, v in zip(clip_ids, vectors)])
+        self._bump()
+
+    def scene_vectors_of(self, clip_ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """(clip ids, vectors) of those of these clips that have a scene vector."""
+        found: list[tuple[int, bytes]] = []
+        for start in range(0, len(clip_ids), 500):
+            part = list(clip_ids[start : start + 500])
+            found += self.db.execute(f"SELECT clip_id, vector FROM scene_vectors WHERE clip_id IN "
+                                     f"({','.join('?' * len(part))}) ORDER BY clip_id", part).fetchall()
+        return [r[0] for r in found], from_blobs([r[1] for r in found], self.dim_of(SCENES))
+
+    def videos_without_scenes(self) -> list[VideoRow]:
+        """Indexed videos with windows the scene model has not seen (indexed before it was chosen)."""
+        rows = self.db.execute(
+            "SELECT DISTINCT v.id, v.path, v.size, v.mtime, v.content_hash, v.status, v.error, v.duration "
+            "FROM videos v JOIN clips c ON c.video_id = v.id LEFT JOIN scene_vectors s ON s.clip_id = c.id "
+            "WHERE v.status = 'ok' AND s.clip_id IS NULL ORDER BY v.id").fetchall()
+        return [VideoRow(*r) for r in rows]
+
+    @property
     def generation(self) -> int:
         """Bumped by every commit that adds or removes clips; FAISS records the one it saw."""
         return int(self.get_meta("generation", "0") or 0)
@@ -354,23 +425,26 @@ class Catalog:
         ).fetchall()
         return [r[0] for r in rows], from_blobs([r[1] for r in rows], self.dim), [(r[2], r[3]) for r in rows]
 
-    def iter_vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, vectors) of every stored clip of a finished video, in batches, for rebuilding FAISS."""
+    def iter_vectors(self, batch: int = 50_000, space: str = CLIPS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(clip ids, vectors) of every clip of a finished video, in batches, for rebuilding FAISS."""
         last = 0
+        select = ("SELECT c.id, c.embedding FROM clips c" if space == CLIPS else
+                  "SELECT c.id, s.vector FROM clips c JOIN scene_vectors s ON s.clip_id = c.id")
         while True:
             rows = self.db.execute(
-                "SELECT c.id, c.embedding FROM clips c JOIN videos v ON v.id = c.video_id "
-                "WHERE c.id > ? AND v.status = 'ok' ORDER BY c.id LIMIT ?",
+                f"{select} JOIN videos v ON v.id = c.video_id WHERE c.id > ? AND v.status = 'ok' ORDER BY c.id LIMIT ?",
                 [last, batch],
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            yield np.array([r[0] for r in rows], dtype=np.int64), from_blobs([r[1] for r in rows], self.dim)
+            yield np.array([r[0] for r in rows], dtype=np.int64), from_blobs([r[1] for r in rows], self.dim_of(space))
 
-    def clip_count(self) -> int:
+    def clip_count(self, space: str = CLIPS) -> int:
+        """Clips of finished videos (with a scene vector, for SCENES)."""
+        join = "" if space == CLIPS else "JOIN scene_vectors s ON s.clip_id = c.id "
         return self.db.execute(
-            "SELECT count(*) FROM clips c JOIN videos v ON v.id = c.video_id WHERE v.status = 'ok'"
+            f"SELECT count(*) FROM clips c {join}JOIN videos v ON v.id = c.video_id WHERE v.status = 'ok'"
         ).fetchone()[0]
 
     @property
@@ -409,6 +483,8 @@ class Catalog:
             "hours": round((q("SELECT sum(duration) FROM videos WHERE status = 'ok'").fetchone()[0] or 0) / 3600, 3),
             "labels": q("SELECT count(DISTINCT label_id) FROM video_labels WHERE top_clips > 0").fetchone()[0],
             "model": self.model,
+            "scene_model": self.scene_model,
+            "scene_clips": self.clip_count(SCENES),
             "precision": self.precision,
             "batch_size": int(self.get_meta("batch_size", "0") or 0) or None,
             "schema_version": int(self.get_meta("schema_version", "0") or 0),
@@ -553,6 +629,8 @@ class Catalog:
                 [new_clip, clip_id],
             )
             assert new_clip is not None  # an INSERT always sets it
+            self.db.execute("INSERT INTO scene_vectors (clip_id, vector) SELECT ?, vector FROM scene_vectors "
+                            "WHERE clip_id = ?", [new_clip, clip_id])
             ids.append(new_clip)
         self.finish_video(new_id)
         return ids, self.clip_vectors(new_id)[1]

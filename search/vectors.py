@@ -19,7 +19,7 @@ import numpy as np
 
 from vsearch.core.home import Home
 from vsearch.core.words import counted
-from vsearch.search.catalog import Catalog
+from vsearch.search.catalog import CLIPS, SCENES, Catalog
 from vsearch.search.doctor import Finding
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat
@@ -83,7 +83,7 @@ class VectorIndex:
         k = max(1, min(k, len(self)))
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
-    def save(self, home: Path, generation: int) -> None:
+    def save(self, home: Path, generation: int, space: str = CLIPS) -> None:
         """Write the index under a fresh name, then switch the pointer file to it atomically.
 
         The pointer (vectors.json) names the index file and the catalog generation it reflects;
@@ -93,11 +93,13 @@ class VectorIndex:
         import faiss
 
         home.mkdir(parents=True, exist_ok=True)
-        name = f"vectors-{generation}-{secrets.token_hex(4)}.faiss"
+        layout = Home.at(home)
+        prefix = layout.vectors_prefix_of(space)
+        name = f"{prefix}-{generation}-{secrets.token_hex(4)}.faiss"
         faiss.write_index(self.index, str(home / name))
-        _write_json_atomic(Home.at(home).vectors_meta, {"file": name, "generation": generation, "count": len(self),
-                                                  "dim": self.dim, "kind": self.kind})
-        for old in home.glob("vectors-*.faiss"):  # earlier versions; a reader that has one open keeps it
+        _write_json_atomic(layout.vectors_meta_of(space), {"file": name, "generation": generation, "count": len(self),
+                                                            "dim": self.dim, "kind": self.kind})
+        for old in home.glob(f"{prefix}-*.faiss"):  # earlier versions; a reader that has one open keeps it
             if old.name != name:
                 try:
                     old.unlink()
@@ -105,12 +107,12 @@ class VectorIndex:
                     pass
 
     @classmethod
-    def load(cls, home: Path, generation: int, dim: int) -> VectorIndex | None:
-        """The saved index if it matches this catalog generation, else None."""
+    def load(cls, home: Path, generation: int, dim: int, space: str = CLIPS) -> VectorIndex | None:
+        """The saved index of a vector space if it matches this catalog generation, else None."""
         import faiss
 
         try:
-            meta = json.loads(Home.at(home).vectors_meta.read_text())
+            meta = json.loads(Home.at(home).vectors_meta_of(space).read_text())
             if meta.get("generation") != generation or meta.get("dim") != dim:
                 return None
             raw = faiss.read_index(str(home / meta["file"]))
@@ -124,10 +126,10 @@ class VectorIndex:
         return index
 
 
-def current_file(home: Path) -> Path | None:
+def current_file(home: Path, space: str = CLIPS) -> Path | None:
     """The index file the pointer names, if any."""
     try:
-        return home / json.loads(Home.at(home).vectors_meta.read_text())["file"]
+        return home / json.loads(Home.at(home).vectors_meta_of(space).read_text())["file"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -139,54 +141,60 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def rebuild(catalog: Catalog, kind: str | None = None) -> VectorIndex:
-    """A fresh index from the embeddings in SQLite: exact while small, IVF once large."""
-    count = catalog.clip_count()
+def rebuild(catalog: Catalog, kind: str | None = None, space: str = CLIPS) -> VectorIndex:
+    """A fresh index from the vectors in SQLite: exact while small, IVF once large."""
+    count = catalog.clip_count(space)
     kind = kind or wanted_kind(count)
+    dim = catalog.dim_of(space)
     if kind == "flat":
-        index = VectorIndex(catalog.dim)
+        index = VectorIndex(dim)
     else:
         lists = ivf_lists(count)
-        index = VectorIndex(catalog.dim, "ivf", lists)
+        index = VectorIndex(dim, "ivf", lists)
         # Train on an even sample across the catalog: 40 vectors per list, as FAISS advises.
         step = max(1, count // (40 * lists))
-        sample = [vectors[::step] for _, vectors in catalog.iter_vectors()]
+        sample = [vectors[::step] for _, vectors in catalog.iter_vectors(space=space)]
         index.train(np.concatenate(sample))
-    for ids, vectors in catalog.iter_vectors():
+    for ids, vectors in catalog.iter_vectors(space=space):
         index.add(ids, vectors)
     return index
 
 
-def open_vectors(catalog: Catalog, save: bool = True) -> tuple[VectorIndex, bool]:
-    """The vector index in step with the catalog; (index, rebuilt?)."""
+def open_vectors(catalog: Catalog, save: bool = True, space: str = CLIPS) -> tuple[VectorIndex, bool]:
+    """The vector index of a space in step with the catalog; (index, rebuilt?)."""
     generation = catalog.generation
-    loaded = VectorIndex.load(catalog.home, generation, catalog.dim)
-    # The generation moves with every commit that adds or removes clips, so a matching one means
+    loaded = VectorIndex.load(catalog.home, generation, catalog.dim_of(space), space)
+    # The generation moves with every commit that adds or removes vectors, so a matching one means
     # the saved count is the catalog's: no need to count a million rows on every open.
     if loaded is not None and loaded.kind == wanted_kind(len(loaded), loaded.kind):
         return loaded, False
-    index = rebuild(catalog, wanted_kind(catalog.clip_count(), loaded.kind if loaded else None))
+    index = rebuild(catalog, wanted_kind(catalog.clip_count(space), loaded.kind if loaded else None), space)
     if save:
         # Only the holder of the writer lock saves: a search that rebuilt while an index run
         # writes keeps its copy in memory rather than race the run's own save.
         with catalog.layout.writer_lock_if_free() as locked:
             if locked:
                 try:
-                    index.save(catalog.home, generation)
+                    index.save(catalog.home, generation, space)
                 except OSError:
                     pass  # a read-only index still answers from the rebuilt copy in memory
     return index, True
 
 
-def check_vectors(catalog: Catalog, repair: bool = True) -> Finding:
-    """Is the saved FAISS index in step with SQLite? Rebuild and save it if not (for doctor)."""
-    if not catalog.dim:
-        return Finding("faiss index", True, "no vectors yet")
-    loaded = VectorIndex.load(catalog.home, catalog.generation, catalog.dim)
-    if loaded is not None and len(loaded) == catalog.clip_count():
-        return Finding("faiss index", True, f"{counted(len(loaded), 'vector')}, in step with SQLite")
+def check_vectors(catalog: Catalog, repair: bool = True, space: str = CLIPS) -> Finding:
+    """Is the saved FAISS index of a space in step with SQLite? Rebuild and save it if not (for doctor)."""
+    check = "faiss index" if space == CLIPS else "faiss scene index"
+    if not catalog.dim_of(space):
+        return Finding(check, True, "no vectors yet")
+    loaded = VectorIndex.load(catalog.home, catalog.generation, catalog.dim_of(space), space)
+    if loaded is not None and len(loaded) == catalog.clip_count(space):
+        return Finding(check, True, f"{counted(len(loaded), 'vector')}, in step with SQLite")
     detail = "missing, stale or corrupt"
     if repair:
-        rebuild(catalog).save(catalog.home, catalog.generation)
+        rebuild(catalog, space=space).save(catalog.home, catalog.generation, space)
         detail += "; rebuilt from SQLite"
-    return Finding("faiss index", False, detail, repaired=repair)
+    return Finding(check, False, detail, repaired=repair)
+
+
+def check_scene_vectors(catalog: Catalog, repair: bool = True) -> Finding:
+    return check_vectors(catalog, repair, SCENES)

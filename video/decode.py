@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,19 +204,28 @@ def _short(exc: BaseException) -> str:
     return text[:200]
 
 
+@dataclass(frozen=True)
+class Side:
+    """Frames wanted at another size than the model's, from the same decoded frames: the frame
+    indices, and (width, height) to scale them to."""
+
+    frames: frozenset[int]
+    size: tuple[int, int]
+
+
 class Reader:
     """Reads frames by index from one file, scaled to (width, height), RGB uint8.
 
-    With PyAV, the frames listed in `thumb_frames` are also scaled to `thumb_size` from the same
-    decoded frame (a second reformat, no second decode) and kept in `thumbs` by frame index.
+    With PyAV, the frames a `Side` lists are also scaled to its size from the same decoded frame
+    (a second reformat, no second decode) and kept in `side[name]` by frame index.
     """
 
     def __init__(self, path: str, info: VideoInfo, size: tuple[int, int], backend: str, threads: int,
-                 thumb_frames: frozenset[int] = frozenset(), thumb_size: tuple[int, int] = (0, 0)):
+                 sides: dict[str, Side] | None = None):
         self.path, self.info, self.size, self.threads = path, info, size, threads
         self.backend = backend
-        self.thumb_frames, self.thumb_size = thumb_frames, thumb_size
-        self.thumbs: dict[int, np.ndarray] = {}
+        self.sides = sides or {}
+        self.side: dict[str, dict[int, np.ndarray]] = {name: {} for name in self.sides}
         self._vr: Any = None  # decord.VideoReader, opened here for that backend
         self._av: Any = None  # av.InputContainer, opened on first read
         if backend == "decord":
@@ -279,8 +288,9 @@ class Reader:
                 image = self._to_array(frame, self.size)
                 while k < len(run) and times[k] <= t + half:
                     got[run[k]] = image
-                    if run[k] in self.thumb_frames:
-                        self.thumbs[run[k]] = self._to_array(frame, self.thumb_size)
+                    for name, side in self.sides.items():
+                        if run[k] in side.frames:
+                            self.side[name][run[k]] = self._to_array(frame, side.size)
                     k += 1
                 if k == len(run):
                     break
@@ -300,6 +310,23 @@ class Reader:
         self._vr = None
 
 
+@dataclass
+class Extras:
+    """What a decode gives beside the model's frames, from the frames it decodes anyway: a JPEG of
+    each window's middle frame (`thumbs`), and the scene model's frames of each window at its own
+    size (`scene`: spread over the window like the model's). Each chunk appends to the lists, one
+    entry per window; the caller reads and empties them."""
+
+    thumbs: bool = False
+    scene: FrameSpec | None = None
+    jpegs: list[bytes | None] = field(default_factory=list)  # None: no thumbnail without a second decode
+    scene_frames: list[np.ndarray] = field(default_factory=list)  # (frames, crop_h, crop_w, 3) each
+
+    def clear(self) -> None:
+        self.jpegs.clear()
+        self.scene_frames.clear()
+
+
 def read_windows(
     path: str,
     spec: FrameSpec,
@@ -307,28 +334,25 @@ def read_windows(
     backend: str = "auto",
     threads: int = 1,
     chunk: int = 4,
-    thumbs: list[bytes | None] | None = None,
+    extras: Extras | None = None,
 ) -> Iterator[tuple[VideoInfo, list[Window], np.ndarray]]:
     """Yield (info, windows, frames) in chunks of `chunk` windows.
 
     frames has shape (n, num_frames, crop_h, crop_w, 3), uint8 RGB, resized and centre-cropped
-    exactly as the model's processor would. Given a `thumbs` list, each chunk first appends a
-    JPEG of each window's middle frame to it, made from the frame already decoded (None where
-    that cannot be done without a second decode; those get theirs lazily); the caller empties
-    it. Raises DecodeError with a reason for bad files.
+    exactly as the model's processor would. Given `extras`, each chunk first appends its windows'
+    thumbnails and scene frames to it. Raises DecodeError with a reason for bad files.
     """
     info = probe(path)
     windows = plan_windows(info, spec.num_frames, sampling)
     size = spec.scaled_size(info.width, info.height)
-    tsize = thumb_size(info.width, info.height)
-    middle = frozenset(_middle(w) for w in windows) if thumbs is not None else frozenset()
+    sides = _sides(info, windows, extras)
     backends = ["pyav", "decord"] if backend == "auto" else [backend]
     if info.rotation and backend == "auto":
         backends = ["pyav"]  # decord ignores the display matrix (and decord2 returns mangled frames)
     errors = []
     for i, name in enumerate(backends):
         try:
-            reader = Reader(path, info, size, name, threads, middle, tsize)
+            reader = Reader(path, info, size, name, threads, sides)
         except DecodeError:
             raise
         except Exception as exc:  # decord raises bare RuntimeError/DECORDError for bad files
@@ -346,8 +370,8 @@ def read_windows(
                         raise _Fallback(exc) from exc
                     raise DecodeError(f"decoding failed at {part[0].start:.1f}s ({_short(exc)})") from None
                 frames = flat.reshape(len(part), spec.num_frames, *flat.shape[1:])
-                if thumbs is not None:
-                    thumbs += [_thumb(reader, w, frames[j], tsize) for j, w in enumerate(part)]
+                if extras is not None:
+                    _add_extras(extras, reader, sides, part, frames)
                 yield info, part, np.ascontiguousarray(center_crop(frames, spec.crop))
             return
         except _Fallback as fb:
@@ -355,6 +379,40 @@ def read_windows(
         finally:
             reader.close()
     raise DecodeError("cannot decode: " + "; ".join(errors))
+
+
+def _sides(info: VideoInfo, windows: list[Window], extras: Extras | None) -> dict[str, Side]:
+    sides = {}
+    if extras is not None and extras.thumbs:
+        sides["thumb"] = Side(frozenset(_middle(w) for w in windows), thumb_size(info.width, info.height))
+    if extras is not None and extras.scene is not None:
+        scene = extras.scene
+        sides["scene"] = Side(frozenset(f for w in windows for f in _scene_picks(w, scene.num_frames)),
+                              scene.scaled_size(info.width, info.height))
+    return sides
+
+
+def _scene_picks(window: Window, count: int) -> list[int]:
+    """The scene model's frames of a window: `count` of the model's own, spread the same way (both
+    ends included), so they come from frames decoded anyway."""
+    return [window.frames[i] for i in sample_indices(len(window.frames), count)]
+
+
+def _add_extras(extras: Extras, reader: Reader, sides: dict[str, Side], part: list[Window], frames: np.ndarray) -> None:
+    """A chunk's thumbnails and scene frames, from what was decoded for it."""
+    for j, w in enumerate(part):
+        if "thumb" in sides:
+            extras.jpegs.append(_thumb(reader, w, frames[j], sides["thumb"].size))
+        if "scene" in sides:
+            scene = extras.scene
+            assert scene is not None  # a scene side is made only for a scene spec
+            kept = reader.side["scene"]
+            # decord gives model-size frames only: the scene's are scaled from those
+            images = [kept[w.frames[i]] if w.frames[i] in kept else _rescaled(frames[j][i], sides["scene"].size)
+                      for i in sample_indices(len(w.frames), scene.num_frames)]
+            extras.scene_frames.append(np.ascontiguousarray(center_crop(np.stack(images), scene.crop)))
+    for table in reader.side.values():  # what the next chunk does not share with this one
+        table.clear()
 
 
 class _Fallback(Exception):
@@ -368,14 +426,19 @@ def _middle(window: Window) -> int:
 def _thumb(reader: Reader, window: Window, frames: np.ndarray, size: tuple[int, int]) -> bytes | None:
     """The window's thumbnail from what was decoded: PyAV kept a thumb-size copy of the middle
     frame; decord only has model-size frames, usable when at least as large as the thumbnail."""
-    image = reader.thumbs.pop(_middle(window), None)
+    image = reader.side["thumb"].get(_middle(window))
     if image is None:
         model_size = frames[len(frames) // 2]  # uncropped, (H, W, 3)
         if model_size.shape[1] < size[0] or model_size.shape[0] < size[1]:
             return None  # upscaling a 32 px frame would make a useless thumbnail: leave it lazy
-        import av
-
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(model_size), format="rgb24")
-        image = frame.reformat(width=size[0], height=size[1]).to_ndarray()
+        image = _rescaled(model_size, size)
     return encode_jpeg(image)
+
+
+def _rescaled(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) RGB scaled to (width, height) by FFmpeg's scaler, as the decoder's own frames are."""
+    import av
+
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    return frame.reformat(width=size[0], height=size[1]).to_ndarray()
 

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 import numpy as np
 
 from vsearch.core.errors import DecodeError
-from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window, read_windows
+from vsearch.video.decode import Extras, FrameSpec, Sampling, VideoInfo, Window, read_windows
 
 # read_windows' signature: a file, the model's frame spec and the sampling -> chunks of windows.
 ReadWindows = Callable[..., Iterator[tuple[VideoInfo, list[Window], np.ndarray]]]
@@ -42,6 +42,7 @@ class DecodeSettings:
     chunk: int = 4  # windows per message
     prefetch: int = 4  # decoded chunks allowed to wait for the model
     thumbs: bool = False  # also a JPEG of each window's middle frame, from the frames decoded anyway
+    scene: FrameSpec | None = None  # also the scene model's frames of each window, at its own size
     # The decoder, a part passed in: a test hands the workers one that hangs or crashes. It goes to
     # the worker processes by name, so it must be a module-level function.
     read: ReadWindows = read_windows
@@ -78,6 +79,7 @@ class Chunk:
     frames: np.ndarray  # (n, T, H, W, 3) uint8
     decode_seconds: float
     thumbs: list[bytes | None] = field(default_factory=list)  # JPEG per window, when asked for
+    scenes: np.ndarray | None = None  # (n, frames, H, W, 3) at the scene model's size, when asked for
 
 
 @dataclass
@@ -108,7 +110,7 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
     read = settings.read
     stream = None
     key = -1
-    thumbs: list[bytes | None] = []  # filled by the reader with each chunk, when asked for
+    extras = Extras(settings.thumbs, settings.scene) if settings.thumbs or settings.scene else None
     while True:
         try:
             request: Request = conn.recv()
@@ -121,21 +123,18 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
         try:
             if isinstance(request, Open):
                 key, stream = request.key, None
-                thumbs.clear()
-                stream = read(
-                    request.path,
-                    settings.spec,
-                    settings.sampling,
-                    backend=settings.backend,
-                    threads=settings.threads,
-                    chunk=settings.chunk,
-                    thumbs=thumbs if settings.thumbs else None,
-                )
+                if extras is not None:
+                    extras.clear()
+                stream = read(request.path, settings.spec, settings.sampling, backend=settings.backend,
+                              threads=settings.threads, chunk=settings.chunk, extras=extras)
             if stream is None:
                 continue
             info, windows, frames = next(stream)
-            reply = Chunk(key, info, windows, frames, time.perf_counter() - started, thumbs[:])
-            thumbs.clear()
+            reply = Chunk(key, info, windows, frames, time.perf_counter() - started)
+            if extras is not None:
+                reply.thumbs = extras.jpegs[:] if settings.thumbs else []
+                reply.scenes = np.stack(extras.scene_frames) if extras.scene_frames else None
+                extras.clear()
         except StopIteration:
             stream, reply = None, Finished(key)
         except Exception as exc:  # any decoder failure is a property of this file
