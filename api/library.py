@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vsearch.core.errors import BadArgument, IndexMissing
+from vsearch.core.errors import BadArgument, IndexMissing, NotIndexed
 from vsearch.core.home import Home
 from vsearch.search.catalog import Catalog
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from vsearch.indexer.pipeline import IndexReport, Progress
     from vsearch.model.encoder import VideoEncoder
     from vsearch.search.doctor import DoctorReport
-    from vsearch.search.query import Hit, SearchResult, VideoLabels
+    from vsearch.search.query import Hit, Overview, SearchResult, VideoLabels, VideoMoments, VideoPage
 
 Log = Callable[[str], None]
 DECODERS = ("auto", "pyav", "decord")
@@ -308,6 +308,36 @@ class Index:
         from vsearch.search import query as q
 
         return q.vocabulary(self.catalog(), query, limit)
+
+    def overview(self, *, limit: int = 24, labels: int = 12) -> Overview:
+        """The library at a glance: videos, hours and failed files; the `limit` newest videos (with
+        the cursor of the older ones, for `videos`); the `labels` labels most videos carry."""
+        from vsearch.search import query as q
+
+        return q.overview(self.catalog(), limit, labels)
+
+    def videos(self, *, before: int | None = None, limit: int = 24) -> VideoPage:
+        """Searchable videos, most recently indexed first: `limit` of them older than the video id
+        `before` (the cursor the previous page returned), however many the index holds."""
+        from vsearch.search import query as q
+
+        if limit < 1:
+            raise BadArgument("limit must be at least 1")
+        return q.recent_videos(self.catalog(), before, limit)
+
+    def moments(self, video: int | str | Path) -> VideoMoments:
+        """One video (a catalog id or a path) as moments: adjacent windows whose best label is the
+        same merge into one; windows whose best label is below the search floor are left out.
+        NotIndexed if the index does not hold it."""
+        from vsearch.search import query as q
+
+        catalog = self.catalog()
+        if isinstance(video, int):
+            return q.video_moments(catalog, video)
+        row = catalog.video(q.locate(catalog, video))
+        if row is None:
+            raise NotIndexed(f"{video} is not in the index")
+        return q.video_moments(catalog, row.id)
 
     def stats(self) -> dict:
         """What is in the index, and which files failed and why."""
