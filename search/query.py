@@ -602,10 +602,10 @@ def video_moments(catalog: Catalog, video_id: int, floor: float = MOMENT_FLOOR, 
     return VideoMoments(row.id, row.path, row.status, row.error, row.duration, [(n, s) for n, s in labels], moments)
 
 
-def health(catalog: Catalog) -> dict:
-    """The index in one line: searchable videos, their hours, and files that failed."""
+def library_size(catalog: Catalog) -> dict:
+    """How many videos can be searched, and how many hours they play."""
     videos, seconds = catalog.db.execute("SELECT count(*), sum(duration) FROM videos WHERE status = 'ok'").fetchone()
-    return {"videos": videos, "hours": round((seconds or 0) / 3600, 3), "failed": catalog.failed_count()}
+    return {"videos": videos, "hours": round((seconds or 0) / 3600, 3)}
 
 
 def label_cards(catalog: Catalog, limit: int) -> list[dict]:
@@ -617,13 +617,9 @@ def label_cards(catalog: Catalog, limit: int) -> list[dict]:
 class Overview:
     """The library at a glance: its health, its newest videos and the labels it holds."""
 
-    health: dict
+    health: dict  # videos, hours, failed (files that could not be indexed)
     videos: VideoPage
-    labels: list[dict]
+    labels: list[dict]  # label, videos, clip_id
 
     def to_json(self) -> dict:
         return {"health": self.health, **self.videos.to_json(), "labels": self.labels}
-
-
-def overview(catalog: Catalog, limit: int = 24, labels: int = 12) -> Overview:
-    return Overview(health(catalog), recent_videos(catalog, None, limit), label_cards(catalog, labels))

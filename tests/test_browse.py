@@ -144,3 +144,27 @@ def test_a_video_whose_labels_are_all_below_the_floor_still_lists(tmp_path: Path
     card = q.recent_videos(catalog).videos[0]
     assert (card.label, card.clip_start) == (None, 4.0)
     assert q.video_moments(catalog, vid).labels == []
+
+
+def test_label_counts_are_made_once_per_change_of_the_index(library: Path, vsearch_home: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting labels reads every video's labels: a home page view reuses the last count until
+    a video becomes searchable or leaves; failed files show at once."""
+    counted = []
+    real = q.vocabulary
+    monkeypatch.setattr(q, "vocabulary", lambda *a, **k: counted.append(a) or real(*a, **k))
+    idx = Index(vsearch_home)
+    first = idx.overview()
+    assert idx.overview() == first and idx.labels() == idx.labels() and len(counted) == 2  # one each
+    idx.labels()[0]["videos"] = -1  # a caller's change stays its own
+    assert idx.labels()[0]["videos"] > 0
+
+    (library / "broken.mp4").write_bytes(b"not a video")
+    index(vsearch_home, [library])
+    assert idx.overview().health == {**first.health, "failed": 1} and len(counted) == 2  # nothing new to count
+
+    write_video(library / "more.mp4", noisy([BUSY, BUSY], seed=9), fps=8)
+    index(vsearch_home, [library])
+    after = idx.overview()
+    assert after.health["videos"] == first.health["videos"] + 1 and len(counted) == 3
+    assert sum(r["videos"] for r in after.labels) == sum(r["videos"] for r in first.labels) + 1
