@@ -166,8 +166,7 @@ def test_similar_labels_and_video_pages_render(server: str, page) -> None:
     watch_seeks(page)
     last = items.nth(items.count() - 1)
     last.locator("img").click()
-    page.wait_for_function("() => window.seekedAt.length > 0", timeout=20_000)
-    assert abs(page.evaluate("() => window.seekedAt[0]") - float(last.get_attribute("data-start"))) < 0.5
+    assert abs(seeked_to(page, 1) - float(last.get_attribute("data-start"))) < 0.5
     assert not page.errors
 
 
@@ -220,7 +219,7 @@ def test_home_shows_the_library_at_a_glance(server: str, page) -> None:
     page.goto(server + "/")
     page.get_by_role("link", name="1 failed file").click()
     page.wait_for_url("**/stats")
-    assert "not a video" in page.locator(".failures").inner_text() or page.locator(".failures tr").count() == 2
+    assert "broken.mp4" in page.locator(".failures").inner_text()
     page.goto(server + "/")
     cards.first.locator("a").click()
     page.wait_for_url("**/videos/*")
@@ -309,6 +308,8 @@ def test_keys_search_move_play_and_stop(server: str, page) -> None:
     assert "playing" in target.get_attribute("class")
     page.keyboard.press("Escape")
     page.wait_for_function("() => document.getElementById('player').paused", timeout=5_000)
+    page.keyboard.press("/")  # from a hit too
+    assert focused(page) == "q"
 
     # a video's page: the same keys walk its strip, Enter plays the focused moment
     open_video(page, server, "street")
@@ -332,10 +333,9 @@ def test_keys_search_move_play_and_stop(server: str, page) -> None:
 
 def audit(page) -> list[str]:
     """axe-core's serious and critical violations of the page, one line each."""
-    found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+    return page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']})).violations
         .filter(v => v.impact === 'serious' || v.impact === 'critical')
         .map(v => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.map(n => n.target.join(' ')).join(', ')}`)""")
-    return found
 
 
 @pytest.fixture
@@ -359,7 +359,7 @@ def test_axe_is_the_pinned_test_only_copy_and_sees_a_fault(server: str, audited)
 
 @pytest.mark.parametrize("url", ["/", "/?before=999999", "/?q=bright", "video", "similar", "/labels", "/stats",
                                  "/videos/999999"])
-def test_every_page_passes_axe(server: str, audited, url: str) -> None:
+def test_every_page_passes_axe_and_fits_a_phone(server: str, audited, url: str) -> None:
     page = audited
     if url in ("video", "similar"):
         page.goto(f"{server}/?q=street")
@@ -374,4 +374,7 @@ def test_every_page_passes_axe(server: str, audited, url: str) -> None:
         page.locator(".hit").first.click()  # the player as it plays, with its moment bar
         page.wait_for_function("() => !document.getElementById('player-box').hidden", timeout=10_000)
         assert audit(page) == []
-    assert [e for e in page.errors if "/videos/999999" not in e and "404" not in e] == []
+    no_sideways_scroll(page, 390)  # a phone held upright
+    if url == "/videos/999999":  # the error page's own 404, as the response and as Chromium's console line
+        page.errors = [e for e in page.errors if e != f"404 {server}{url}" and "status of 404" not in e]
+    assert not page.errors
