@@ -8,9 +8,10 @@
         print(hit.path, hit.start, hit.end, hit.label)
 
 `Index` is one index folder and every action on it (index, search, similar, show, labels, stats,
-doctor, clip); `load_model` and `classify` need no index. Every front end (the `vsearch` command,
-the web page, live recognition, the Ray driver, the benchmarks) is built on these calls. Errors
-are `VsearchError` subclasses, each one a thing a caller can act on (see vsearch.core.errors).
+overview, videos, moments, doctor, clip); `load_model` and `classify` need no index. Every front
+end (the `vsearch` command, the web page, live recognition, the Ray driver, the benchmarks) is
+built on these calls. Errors are `VsearchError` subclasses, each one a thing a caller can act on
+(see vsearch.core.errors).
 
 Importing vsearch is cheap: the parts behind these names load when first used.
 """
@@ -45,13 +46,14 @@ if TYPE_CHECKING:
     from vsearch.indexer.pipeline import IndexReport, Progress
     from vsearch.library import Index, IndexOptions, classify, load_model
     from vsearch.model.runtimes import Choice
-    from vsearch.search.query import Hit, SearchResult, VideoLabels
+    from vsearch.search.query import Hit, Moment, Overview, SearchResult, VideoCard, VideoLabels, VideoMoments, VideoPage
 
 __all__ = [
     "BadArgument", "BadInput", "Choice", "Classification", "DecodeError", "Hit", "Index", "IndexBusy", "IndexMissing",
     "IndexOptions", "IndexReport", "IndexUnusable", "LiveError", "MediaBusy", "MediaError", "ModelError",
-    "ModelMismatch", "NotIndexed", "Progress", "RayIndexError", "RuntimeUnavailable", "SearchResult", "SidecarError",
-    "ThumbError", "TrainError", "VideoLabels", "VsearchError", "classify", "load_model",
+    "ModelMismatch", "Moment", "NotIndexed", "Overview", "Progress", "RayIndexError", "RuntimeUnavailable",
+    "SearchResult", "SidecarError", "ThumbError", "TrainError", "VideoCard", "VideoLabels", "VideoMoments", "VideoPage",
+    "VsearchError", "classify", "load_model",
 ]
 
 # Where each lazily loaded name lives.
@@ -60,7 +62,8 @@ _LAZY = {
     "load_model": "vsearch.library", "Choice": "vsearch.model.runtimes.base",
     "Classification": "vsearch.indexer.one_file", "IndexReport": "vsearch.indexer.pipeline",
     "Progress": "vsearch.indexer.pipeline", "Hit": "vsearch.search.query", "SearchResult": "vsearch.search.query",
-    "VideoLabels": "vsearch.search.query",
+    "VideoLabels": "vsearch.search.query", "Moment": "vsearch.search.query", "Overview": "vsearch.search.query",
+    "VideoCard": "vsearch.search.query", "VideoMoments": "vsearch.search.query", "VideoPage": "vsearch.search.query",
 }
 
 

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from vsearch.core.errors import BadArgument, IndexMissing
+from vsearch.core.errors import BadArgument, IndexMissing, NotIndexed
 from vsearch.core.home import Home
 from vsearch.search.catalog import Catalog
 
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from vsearch.indexer.pipeline import IndexReport, Progress
     from vsearch.model.encoder import VideoEncoder
     from vsearch.search.doctor import DoctorReport
-    from vsearch.search.query import Hit, SearchResult, VideoLabels
+    from vsearch.search.query import Hit, Overview, SearchResult, VideoLabels, VideoMoments, VideoPage
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 DECODERS = ("auto", "pyav", "decord")
 
 
@@ -131,6 +132,8 @@ class Index:
     def __init__(self, home: str | Path | Home | None = None):
         self.home = Home.at(home)
         self._local = threading.local()
+        self._settled_answers: dict[tuple, tuple[int, Any]] = {}  # see _settled
+        self._settled_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Index({str(self.home.root)!r})"
@@ -313,7 +316,44 @@ class Index:
         """The labels videos carry with video counts; with `query`, the vocabulary ranked by meaning."""
         from vsearch.search import query as q
 
-        return q.vocabulary(self.catalog(), query, limit)
+        catalog = self.catalog()
+        if query:
+            return q.vocabulary(catalog, query, limit)
+        return [dict(r) for r in self._settled(catalog, ("labels", limit), lambda: q.vocabulary(catalog, None, limit))]
+
+    def overview(self, *, limit: int = 24, labels: int = 12) -> Overview:
+        """The library at a glance: videos, hours and failed files; the `limit` newest videos (with
+        the cursor of the older ones, for `videos`); the `labels` labels most videos carry."""
+        from vsearch.search import query as q
+
+        catalog = self.catalog()
+        size = self._settled(catalog, ("size",), lambda: q.library_size(catalog))
+        cards = self._settled(catalog, ("label cards", labels), lambda: q.label_cards(catalog, labels))
+        return q.Overview({**size, "failed": catalog.failed_count()}, q.recent_videos(catalog, None, limit),
+                          [dict(c) for c in cards])
+
+    def videos(self, *, before: int | None = None, limit: int = 24) -> VideoPage:
+        """Searchable videos, most recently indexed first: `limit` of them older than the video id
+        `before` (the cursor the previous page returned), however many the index holds."""
+        from vsearch.search import query as q
+
+        if limit < 1:
+            raise BadArgument("limit must be at least 1")
+        return q.recent_videos(self.catalog(), before, limit)
+
+    def moments(self, video: int | str | Path) -> VideoMoments:
+        """One video (a catalog id or a path) as moments: adjacent windows whose best label is the
+        same merge into one; windows whose best label is below the search floor are left out.
+        NotIndexed if the index does not hold it."""
+        from vsearch.search import query as q
+
+        catalog = self.catalog()
+        if isinstance(video, int):
+            return q.video_moments(catalog, video)
+        row = catalog.video(q.locate(catalog, video))
+        if row is None:
+            raise NotIndexed(f"{video} is not in the index")
+        return q.video_moments(catalog, row.id)
 
     def stats(self) -> dict:
         """What is in the index, and which files failed and why."""
@@ -332,6 +372,20 @@ class Index:
         if end <= start:
             raise BadArgument(f"the end ({end:g} s) must come after the start ({start:g} s)")
         return export_clip(str(source.resolve()), start, end, Path(out or clip_name(str(source), start, end)))
+
+    def _settled(self, catalog: Catalog, key: tuple, compute: Callable[[], T]) -> T:
+        """An answer that changes only when a video becomes searchable or leaves (each bumps the
+        catalog's generation), kept until then. Counting the labels of 100,000 videos reads
+        millions of rows: a home page must not do that on every view, only after the index changed."""
+        generation = catalog.generation
+        with self._settled_lock:
+            kept = self._settled_answers.get(key)
+        if kept is not None and kept[0] == generation:
+            return kept[1]
+        answer = compute()
+        with self._settled_lock:
+            self._settled_answers[key] = (generation, answer)
+        return answer
 
     def _filled(self) -> Catalog:
         catalog = self.catalog()

@@ -127,6 +127,51 @@ def test_pages_render_the_same_hits_in_the_same_order(client: TestClient, indexe
     assert client.get("/api/search", params={"min_score": "nan", "q": "x"}).status_code == 400
 
 
+def test_home_lists_the_library_a_page_at_a_time(client: TestClient, indexed: tuple[Path, Path]) -> None:
+    from vsearch import Index
+
+    home = client.get("/")
+    assert home.status_code == 200 and client.get("/", params={"q": " "}).text == home.text  # an empty search
+    assert re.search(r"4 videos · under a minute ·\s*<a href=\"/stats\">1 failed file</a>", home.text)
+    listed = client.get("/api/videos").json()
+    assert [v["page"] for v in listed["videos"]] == re.findall(r'<li class="video-card"><a href="([^"]+)"', home.text)
+    assert listed == {
+        "videos": [{**c.to_json(), "thumbnail": f"/thumbs/{c.clip_id}.jpg", "page": f"/videos/{c.id}"}
+                   for c in Index(indexed[0]).videos().videos], "before": None}
+    pages, before = [], None
+    while True:  # two at a time, by the cursor each page hands on
+        page = client.get("/api/videos", params={"limit": 2, **({"before": before} if before else {})}).json()
+        pages.append([v["id"] for v in page["videos"]])
+        before = page["before"]
+        if before is None:
+            break
+    assert pages == [[v["id"] for v in listed["videos"]][i : i + 2] for i in (0, 2)]
+    older = client.get("/", params={"before": pages[0][1]})
+    assert older.status_code == 200 and "Older videos" in older.text
+    assert re.findall(r'<li class="video-card"><a href="/videos/(\d+)"', older.text) == [str(i) for i in pages[1]]
+    for bad in ("soon", "0", "-3", "1e99"):
+        assert client.get("/", params={"before": bad}).status_code == 400, bad
+
+
+def test_video_page_strip_contract(client: TestClient, indexed: tuple[Path, Path]) -> None:
+    from vsearch import Index
+
+    vid = client.get("/api/search", params={"q": "clip_0"}).json()[0]["video_id"]
+    moments = client.get(f"/api/videos/{vid}/moments").json()
+    shown = Index(indexed[0]).moments(vid)
+    assert {k: v for k, v in moments.items() if k != "video"} == {
+        **shown.to_json(), "moments": [{**m.to_json(), "thumbnail": f"/thumbs/{m.clip_id}.jpg"} for m in shown.moments]}
+    page = client.get(f"/videos/{vid}").text
+    strip = re.search(r"<div class=\"strip\" data-strip (.*?)</div>", page, re.S)
+    assert strip is not None
+    segments = re.findall(r'data-start="([^"]+)" data-end="([^"]+)"\s+data-label="([^"]+)" data-kind="label"',
+                          strip.group(1))
+    assert [(float(a), float(b), c) for a, b, c in segments] == [(m.start, m.end, m.label) for m in shown.moments]
+    assert shown.moments and all(f"{m.score:.2f}" != "0.00" for m in shown.moments)
+    assert " 0.00" not in page  # no label is listed as if it meant something
+    assert client.get("/api/videos/99999/moments").status_code == 404
+
+
 def test_new_results_show_without_a_restart(tmp_path: Path) -> None:
     home, library = tmp_path / "home", tmp_path / "library"
     make_video(library / "first.mp4", "growing", seed=1, seconds=2)
@@ -147,9 +192,11 @@ def test_every_text_is_escaped_and_inline_script_is_forbidden(client: TestClient
     assert "&lt;img src=x onerror=alert(1)&gt;" in found.text
     vid = client.get("/api/search", params={"q": "onerror"}).json()[0]["video_id"]
     for page in (client.get(f"/videos/{vid}"), client.get("/stats"), client.get(f"/similar?video={vid}"),
-                 client.get("/", params={"q": HOSTILE}), client.get("/labels", params={"q": HOSTILE})):
+                 client.get("/", params={"q": HOSTILE}), client.get("/labels", params={"q": HOSTILE}),
+                 client.get("/"), client.get("/", params={"before": 99999})):
         assert page.status_code == 200
         assert HOSTILE not in page.text and "<script>" not in page.text
+        assert " style=" not in page.text  # the CSP forbids style attributes: the strip is laid out by app.js
         csp = page.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
         assert page.headers["x-content-type-options"] == "nosniff"
@@ -331,8 +378,9 @@ def test_the_server_writes_nothing_but_its_caches(indexed: tuple[Path, Path], tm
         client.get(h["video"], headers={"range": "bytes=0-10"})
         client.get(f"/api/similar?video={h['video_id']}")
         client.get(f"/videos/{h['video_id']}")
-    for url in ("/labels", "/stats", "/?q=growing"):
-        client.get(url)
+    for url in ("/labels", "/stats", "/?q=growing", "/", "/?before=99999", "/api/videos",
+                f"/api/videos/{hits[0]['video_id']}/moments"):
+        assert client.get(url).status_code == 200, url
     assert state() == before
     assert list((home / "thumbs").rglob("*.jpg"))
 

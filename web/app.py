@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ from vsearch.web.ranges import mime_type, ranged
 HERE = Path(__file__).parent
 HOVER_FRAMES = 6  # thumbnails shown across a moment on hover
 MAX_LIMIT = 500
+HOME_VIDEOS = 24  # videos per page of the library: a page stays light however many the index holds
+HOME_LABELS = 12  # the labels the home page shows; /labels lists them all
+HUES = 8  # colours of the strip's segments (style.css .hue-0 ... .hue-7)
 LAZY_THUMBS = 2  # thumbnails decoded at once on first view: a page of 20 must not start 20 decoders
 NO_TEXT_MODEL = "no sentence model installed: matching label and file names by their words only"
 
@@ -64,6 +68,19 @@ def status_of(exc: VsearchError) -> int:
     return next(status for kind, status in STATUSES if isinstance(exc, kind))
 
 
+def hue(label: str) -> str:
+    """A label's colour class on a video's strip: the same label has the same colour on every page."""
+    return f"hue-{zlib.crc32(label.encode()) % HUES}"
+
+
+def hours(value: float) -> str:
+    """How long a library plays, as a person says it: "40 minutes", "2.5 hours"."""
+    if value >= 1:
+        return f"{value:.1f} hours"
+    minutes = round(value * 60)
+    return "under a minute" if minutes < 1 else f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
 class Site:
     """What the handlers share: the index, the vector index kept in memory, the templates."""
 
@@ -75,6 +92,8 @@ class Site:
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
         self.templates.filters["time"] = seconds_label
         self.templates.filters["name"] = lambda path: Path(path).name
+        self.templates.filters["hue"] = hue
+        self.templates.filters["hours"] = hours
 
     @property
     def home(self) -> Path:
@@ -156,6 +175,27 @@ def hit_json(catalog: Catalog, hit: q.Hit) -> dict:
     }
 
 
+def card_json(card: q.VideoCard) -> dict:
+    """A video of the library's listing, plus the URLs the page needs for it."""
+    thumbnail = thumb_url(card.clip_id) if card.clip_id is not None else None
+    return {**card.to_json(), "thumbnail": thumbnail, "page": f"/videos/{card.id}"}
+
+
+def page_json(page: q.VideoPage) -> dict:
+    return {"videos": [card_json(c) for c in page.videos], "before": page.before}
+
+
+def label_json(row: dict) -> dict:
+    return {**row, "thumbnail": thumb_url(row["clip_id"]) if row["clip_id"] is not None else None}
+
+
+def moments_json(shown: q.VideoMoments) -> dict:
+    """A video's moments (Index.moments), plus its video URL and a thumbnail per moment."""
+    answer = shown.to_json()
+    answer["moments"] = [{**m, "thumbnail": thumb_url(m["clip_id"])} for m in answer["moments"]]
+    return {**answer, "video": f"/media/{shown.id}"}
+
+
 def show_json(site: Site, row: VideoRow) -> dict:
     """`vsearch show --json` of one video, plus its video URL and a thumbnail per window."""
     shown = site.index.show(row.path).to_json()
@@ -202,6 +242,12 @@ def do_similar(site: Site, request: Request) -> tuple[VideoRow, float | None, li
     return row, at, [hit_json(catalog, h) for h in hits]
 
 
+def do_videos(site: Site, request: Request) -> dict:
+    before = number(request, "before", None, 1, 2**63 - 1)
+    limit = int(number(request, "limit", HOME_VIDEOS, 1, MAX_LIMIT) or HOME_VIDEOS)
+    return page_json(site.index.videos(before=None if before is None else int(before), limit=limit))
+
+
 def do_labels(site: Site, request: Request) -> tuple[str, list[dict]]:
     text = request.query_params.get("q", "")
     limit = int(number(request, "limit", 50, 1, MAX_LIMIT) or 50)
@@ -237,8 +283,23 @@ def _error(site: Site, api: bool, status: int, message: str) -> Response:
 
 
 def search_page(site: Site, request: Request) -> Response:
+    """`/?q=...` searches; `/` alone is the library at a glance, `/?before=ID` its older videos."""
+    if not request.query_params.get("q", "").strip():
+        return home_page(site, request)
     text, hits, note = do_search(site, request)
     return site.page("search.html", q=text, hits=hits, note=note, params=request.query_params)
+
+
+def home_page(site: Site, request: Request) -> Response:
+    if "before" in request.query_params:
+        return site.page("older.html", page=do_videos(site, request))
+    seen = site.index.overview(limit=HOME_VIDEOS, labels=HOME_LABELS)
+    return site.page("home.html", health=seen.health, page=page_json(seen.videos),
+                     labels=[label_json(r) for r in seen.labels], focus_search=True)
+
+
+def videos_api(site: Site, request: Request) -> Response:
+    return JSONResponse(do_videos(site, request))
 
 
 def search_api(site: Site, request: Request) -> Response:
@@ -268,7 +329,12 @@ def labels_api(site: Site, request: Request) -> Response:
 
 
 def video_page(site: Site, request: Request) -> Response:
-    return site.page("video.html", v=show_json(site, video_row(site.catalog(), request.path_params["video_id"])))
+    return site.page("video.html", v=moments_json(site.index.moments(request.path_params["video_id"])),
+                     floor=q.MOMENT_FLOOR)
+
+
+def moments_api(site: Site, request: Request) -> Response:
+    return JSONResponse(moments_json(site.index.moments(request.path_params["video_id"])))
 
 
 def video_api(site: Site, request: Request) -> Response:
@@ -360,7 +426,9 @@ def create_app(index: Index | str | Path, host: str = "127.0.0.1", port: int = 8
         Route("/api/similar", handler(site, similar_api)),
         Route("/api/labels", handler(site, labels_api)),
         Route("/api/stats", handler(site, stats_api)),
+        Route("/api/videos", handler(site, videos_api)),
         Route("/api/videos/{video_id:int}", handler(site, video_api)),
+        Route("/api/videos/{video_id:int}/moments", handler(site, moments_api)),
         Route("/api/play/{video_id:int}", handler(site, play)),
         Route("/media/{video_id:int}", handler(site, video_bytes)),
         Route("/moments/{video_id:int}", handler(site, moment_bytes)),

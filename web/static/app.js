@@ -1,5 +1,7 @@
-// vsearch's page script: play a hit's moment, show its frames on hover, seek on the timeline.
-// Served as a file (the Content-Security-Policy forbids inline script); no framework, no build.
+// vsearch's page script: play a hit's moment, show its frames on hover, the moments strip under a
+// video, and the keys (/ search, j/k or arrows move, Enter plays, Escape stops).
+// Served as a file (the Content-Security-Policy forbids inline script and style attributes: the
+// strip is positioned through element.style, which the policy allows); no framework, no build.
 "use strict";
 
 const player = document.getElementById("player");
@@ -26,8 +28,9 @@ async function playHit(hit) {
   moment = {start, end, offset: where.offset, stop: true};
   box.hidden = false;
   if (player.getAttribute("src") !== where.video) player.src = where.video;
-  document.getElementById("now-playing").textContent =
-    `${hit.dataset.path.split(/[\\/]/).pop()}: ${clock(start)} – ${clock(end)}`;
+  const said = `${hit.dataset.path.split(/[\\/]/).pop()}: ${clock(start)} – ${clock(end)}`;
+  document.getElementById("now-playing").textContent = said;
+  player.setAttribute("aria-label", `Playing ${said}`);
   for (const h of document.querySelectorAll(".hit.playing")) h.classList.remove("playing");
   hit.classList.add("playing");
   seekTo(start);
@@ -60,7 +63,8 @@ for (const hit of document.querySelectorAll(".hit")) {
     if (event.target.closest("a")) return; // links keep their own meaning
     playHit(hit);
   });
-  hit.addEventListener("keydown", (event) => { if (event.key === "Enter") playHit(hit); });
+  // Enter on the card itself: a link inside the card keeps its own Enter
+  hit.addEventListener("keydown", (event) => { if (event.key === "Enter" && event.target === hit) playHit(hit); });
   // Hover: step through thumbnails of the moment's windows (cached images, never a transcode).
   const img = hit.querySelector("img"), frames = (hit.dataset.frames || "").split(" ").filter(Boolean);
   if (!img || frames.length < 2) continue;
@@ -72,12 +76,100 @@ for (const hit of document.querySelectorAll(".hit")) {
   hit.addEventListener("mouseleave", () => { clearInterval(timer); img.src = frames[0]; });
 }
 
-// A video's page: each window seeks the player to its start and plays on.
-for (const w of document.querySelectorAll(".window")) {
-  w.addEventListener("click", (event) => {
-    if (event.target.closest("a")) return;
-    moment = {start: +w.dataset.start, end: +w.dataset.end, offset: 0, stop: false};
-    seekTo(moment.start);
-    player.play().catch(() => {});
+// -- a video's page: the moments strip --------------------------------------------------------
+
+const strip = document.querySelector("[data-strip]");
+const segments = strip ? [...strip.querySelectorAll("[data-start]")] : [];
+const items = [...document.querySelectorAll(".moment-item")];
+
+// Play the video from a moment's start and on past its end (the whole video is the user's).
+function playFrom(start, end) {
+  moment = {start, end, offset: 0, stop: false};
+  seekTo(start);
+  player.play().catch(() => {});
+}
+
+// Each segment covers its share of the timeline; one segment is in the Tab order at a time
+// (the keys below move between them), so a long video's strip is one stop, not dozens.
+function layOut() {
+  const total = +strip.dataset.duration || Math.max(...segments.map((s) => +s.dataset.end));
+  segments.forEach((seg, i) => {
+    const start = +seg.dataset.start, end = +seg.dataset.end;
+    seg.style.left = `${100 * start / total}%`;
+    seg.style.width = `${100 * (end - start) / total}%`;
+    seg.tabIndex = i === 0 ? 0 : -1;
+    seg.addEventListener("click", () => playFrom(start, end));
+  });
+  strip.classList.add("ready");
+}
+
+// Highlight the moment under the playhead: on the strip and in the list below it.
+function markCurrent() {
+  const t = player.currentTime;
+  segments.forEach((seg, i) => {
+    const now = +seg.dataset.start <= t && t < +seg.dataset.end;
+    seg.classList.toggle("current", now);
+    if (now) seg.setAttribute("aria-current", "true"); else seg.removeAttribute("aria-current");
+    if (items[i]) items[i].classList.toggle("current", now);
   });
 }
+
+if (strip && player) {
+  layOut();
+  player.addEventListener("timeupdate", markCurrent);
+  player.addEventListener("seeked", markCurrent);
+}
+
+// The list under the strip: a moment's picture plays it too.
+for (const item of items) {
+  item.addEventListener("click", (event) => {
+    if (event.target.closest("a")) return;
+    playFrom(+item.dataset.start, +item.dataset.end);
+  });
+}
+
+// -- keys -------------------------------------------------------------------------------------
+
+const STEPS = {j: 1, ArrowDown: 1, ArrowRight: 1, k: -1, ArrowUp: -1, ArrowLeft: -1};
+
+// What j/k and the arrows move between: the hits of a results page, else a video's segments.
+function stops() {
+  const hits = [...document.querySelectorAll(".hit")];
+  return hits.length ? hits : segments;
+}
+
+function move(step, from) {
+  const list = stops();
+  const at = list.indexOf(from);
+  const next = list[at < 0 ? 0 : Math.min(list.length - 1, Math.max(0, at + step))];
+  if (!next) return;
+  for (const seg of segments) seg.tabIndex = seg === next ? 0 : -1;
+  next.focus();
+  next.scrollIntoView({block: "nearest"});
+}
+
+function stopPlaying() {
+  if (!player) return;
+  player.pause();
+  if (moment) moment.stop = false;
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target instanceof Element ? event.target : document.body;
+  if (target.closest("input, textarea, select, [contenteditable]")) return; // typing
+  if (event.key === "/") {
+    const search = document.querySelector("header input[name=q]");
+    event.preventDefault(); // the slash is a key here, not a character to type
+    search.focus();
+    search.select();
+  } else if (event.key === "Escape") {
+    stopPlaying();
+  } else if (event.key in STEPS && target !== player) { // the player's own arrows seek
+    const on = stops().includes(target);
+    // Arrows scroll the page as usual until a hit or segment has the focus; j and k start there.
+    if (!on && event.key.startsWith("Arrow")) return;
+    event.preventDefault();
+    move(STEPS[event.key], on ? target : null);
+  }
+});
