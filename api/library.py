@@ -11,25 +11,28 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vsearch.core.errors import BadArgument, IndexMissing, NotIndexed
+from vsearch.core.errors import BadArgument, BadInput, IndexMissing, ModelError, NotIndexed
 from vsearch.core.home import Home
-from vsearch.search.catalog import Catalog
+from vsearch.search.catalog import CLIPS, SCENES, Catalog
 
 if TYPE_CHECKING:
     from vsearch.indexer.one_file import Classification
-    from vsearch.indexer.pipeline import IndexReport, Progress
+    from vsearch.indexer.pipeline import IndexReport, Progress, ScenePart
     from vsearch.model.encoder import VideoEncoder
+    from vsearch.model.scene import SceneModel
     from vsearch.search.doctor import DoctorReport
     from vsearch.search.query import Hit, Overview, SearchResult, VideoLabels, VideoMoments, VideoPage
 
 Log = Callable[[str], None]
 T = TypeVar("T")
 DECODERS = ("auto", "pyav", "decord")
+# What find-similar compares: what happens (the video model's vectors), what is seen, or both.
+SIMILAR_BY = {"action": (CLIPS,), "scene": (SCENES,), "both": (CLIPS, SCENES)}
 
 
 def _quiet(message: str) -> None:
@@ -85,6 +88,36 @@ def load_model(
     return encoder
 
 
+def load_scene(
+    name: str,
+    *,
+    device: str = "auto",
+    runtime: str = "auto",
+    precision: str = "auto",
+    home: str | Path | Home | None = None,
+    measure: bool = False,
+    batch_size: int | None = None,
+    clip_source: Callable[[Any], Any] | None = None,
+    log: Log = _quiet,
+) -> SceneModel:
+    """The scene model (an image-text or video-text model: CLIP, SigLIP, SigLIP 2, X-CLIP), its vision
+    tower in the runtime, precision and batch measured fastest here, as load_model does for the video
+    model. Raises ModelError when it cannot be loaded."""
+    from vsearch.model.calibrate import reuse, tune
+    from vsearch.model.scene import load_scene_model
+
+    layout = Home.at(home)
+    scene = load_scene_model(name, device=device, runtime=runtime, precision=precision, home=layout,
+                             clip_source=clip_source)
+    if not measure:
+        reuse(scene, layout)
+        return scene
+    calibration = tune(scene, layout, batch_size,
+                       on_measure=lambda: log("measuring the scene model's fastest runtime here (once per machine)..."))
+    log(f"scene model: {scene.name} on {scene.device}, {calibration.describe()}")
+    return scene
+
+
 def classify(file: str | Path, *, model: str | None = None, top: int = 5, device: str = "auto",
              runtime: str = "auto", precision: str = "auto", home: str | Path | Home | None = None,
              log: Log = _quiet) -> Classification:
@@ -116,6 +149,9 @@ class IndexOptions:
     decoder: str = "auto"
     exclude: tuple[str, ...] = ()  # more patterns left out, beside the defaults
     thumbnails: bool = True
+    # The scene model, for searching by any description: a hub id or a folder; None: the index's
+    # own, else DEFAULT_SCENE_MODEL where it can be had (cached, or downloadable); "none": off.
+    text_model: str | None = None
 
 
 class Index:
@@ -132,6 +168,8 @@ class Index:
     def __init__(self, home: str | Path | Home | None = None):
         self.home = Home.at(home)
         self._local = threading.local()
+        self._scene: SceneModel | None = None  # the scene model for queries, once loaded
+        self._scene_lock = threading.Lock()
         self._settled_answers: dict[tuple, tuple[int, Any]] = {}  # see _settled
         self._settled_lock = threading.Lock()
 
@@ -213,9 +251,10 @@ class Index:
             catalog = Catalog(self.home, create=True)
             try:
                 model = index_model(catalog, o.model)
+                scene = self._scene_part(catalog, o, roots, settings, pickles=bool(ray), log=log)
                 if ray:
                     indexer: Indexer = self._ray_indexer(catalog, model, o, settings, ray, gpus_per_actor,
-                                                         on_progress, stop)
+                                                         on_progress, stop, scene)
                 else:
                     clips = functools.partial(first_clips, roots, sampling=settings.sampling, exclude=settings.exclude,
                                               timeout=o.timeout)
@@ -223,7 +262,7 @@ class Index:
                     load = functools.cache(lambda: load_model(
                         model, device=o.device, runtime=o.runtime, precision=o.precision, home=self.home,
                         measure=True, batch_size=o.batch_size, clip_source=clips, log=log))
-                    indexer = Indexer(catalog, load, settings, on_progress=on_progress, should_stop=stop)
+                    indexer = Indexer(catalog, load, settings, on_progress=on_progress, should_stop=stop, scene=scene)
                 if not watch:
                     return indexer.run(roots)
                 from vsearch.indexer.watch import WatchSettings
@@ -241,9 +280,46 @@ class Index:
             finally:
                 catalog.close()
 
+    def _scene_part(self, catalog: Catalog, o: IndexOptions, roots: list[Path], settings: Any, pickles: bool,
+                    log: Log) -> ScenePart | None:
+        """The scene model this run gives windows vectors of, per `IndexOptions.text_model`; None for
+        none. The default is used only where it can be had: offline and not in the cache, the run
+        goes on without it and says so (a model asked for by name that cannot load is an error)."""
+        from vsearch.indexer.pipeline import ScenePart, first_clips
+        from vsearch.model.checkpoint import cache_only, model_name
+        from vsearch.model.scene import DEFAULT_SCENE_MODEL, load_scene_model
+
+        if o.text_model == "none":
+            if not catalog.scene_off:
+                with catalog.transaction():
+                    gone = catalog.unbind_scene_model()
+                if gone:
+                    log(f"searching by description turned off for this index ({gone} scene vectors removed)")
+            return None
+        name = model_name(o.text_model or catalog.scene_model or DEFAULT_SCENE_MODEL)
+        if o.text_model is None and (catalog.scene_model is None or catalog.scene_off):
+            if catalog.scene_off:
+                return None  # turned off on purpose: stays off until a model is named
+            try:
+                cache_only(name)
+            except ModelError as exc:
+                log(f"note: searching by description is off: {exc} To turn it on, index with --text-model "
+                    "NAME|FOLDER; to not be told again, --text-model none.")
+                return None
+        if pickles:  # Ray's model actors load it themselves: a picklable loader, no calibration
+            return ScenePart(name, functools.partial(load_scene_model, name, device=o.device, runtime=o.runtime,
+                                                     precision=o.precision, home=self.home))
+
+        def clips(spec: Any) -> Any:
+            return first_clips(roots, spec, settings.sampling, exclude=settings.exclude, timeout=o.timeout)
+
+        return ScenePart(name, functools.cache(lambda: load_scene(
+            name, device=o.device, runtime=o.runtime, precision=o.precision, home=self.home, measure=True,
+            batch_size=o.batch_size, clip_source=clips, log=log)))
+
     def _ray_indexer(self, catalog: Catalog, model: str | None, o: IndexOptions, settings: Any, ray: bool | str,
                      gpus_per_actor: float, on_progress: Callable[[Progress], None] | None,
-                     should_stop: Callable[[], bool]) -> Any:
+                     should_stop: Callable[[], bool], scene: ScenePart | None) -> Any:
         """The Ray indexer: its model actors load the model themselves, with the runtime and precision
         asked for (no calibration across a cluster's mixed nodes), so the loader must pickle."""
         from vsearch.indexer.distributed import RayIndexer, RaySettings
@@ -254,7 +330,7 @@ class Index:
                                  home=self.home)
         return RayIndexer(catalog, load, settings,
                           RaySettings(address=address, gpus_per_actor=gpus_per_actor, decode_tasks=o.workers),
-                          on_progress=on_progress, should_stop=should_stop)
+                          on_progress=on_progress, should_stop=should_stop, scene=scene)
 
     def doctor(self, repair: bool = False) -> DoctorReport:
         """Check the whole index (SQLite, FAISS, thumbnails, files on disk); with `repair`, fix what
@@ -269,23 +345,60 @@ class Index:
     # -- reading ------------------------------------------------------------------------------
 
     def search(self, query: str, *, limit: int = 20, under: str | None = None, min_score: float | None = None,
-               min_duration: float | None = None, max_duration: float | None = None) -> SearchResult:
-        """Moments whose labels (by name, words or meaning) or file names match `query`, best first."""
+               min_duration: float | None = None, max_duration: float | None = None,
+               scene_vectors: Any = None) -> SearchResult:
+        """Moments that match `query`, best first, each saying why: its labels (by name, words or
+        meaning), what its windows show (the index's scene model, for any description), or its file
+        name. A query that is a label's very name is answered from the labels alone, without loading
+        any model. A long-running caller passes the scene vector index it keeps (`scene_vectors`)."""
         from vsearch.search import query as q
 
         catalog = self._filled()
         floor = q.SEARCH_MIN_SCORE if min_score is None else min_score
-        return q.search(catalog, query, limit, q.Filters(under, min_duration, max_duration, floor))
+        filters = q.Filters(under, min_duration, max_duration, floor)
+        more: list[Hit] = []
+        if not catalog.scene_model:
+            scenes = False if catalog.scene_off else None
+        else:
+            scenes = bool(query.strip()) and not q.names_a_label(catalog, query)
+        if scenes:
+            more = self._scene_hits(catalog, query, filters, limit, scene_vectors)
+        result = q.search(catalog, query, limit, filters, more=more)
+        result.scenes = scenes
+        return result
 
-    def similar(self, file: str | Path, *, at: float | None = None, limit: int = 10, under: str | None = None,
-                min_score: float = 0.0, min_duration: float | None = None, max_duration: float | None = None,
-                device: str = "auto", runtime: str = "auto", precision: str = "auto", vectors: Any = None,
-                log: Log = _quiet) -> list[Hit]:
+    def _scene_hits(self, catalog: Catalog, query: str, filters: Any, limit: int, vectors: Any) -> list[Hit]:
+        from vsearch.search.scenes import SceneQuery, scene_hits
+        from vsearch.search.vectors import open_vectors
+
+        scene = self.scene_model()
+        found = SceneQuery(scene.embed_text([query])[0], scene.score, scene.min_score)
+        if vectors is None:
+            vectors = open_vectors(catalog, space=SCENES)[0]
+        return scene_hits(catalog, vectors, found, filters, limit)
+
+    def scene_model(self) -> SceneModel:
+        """The index's scene model, for queries: loaded once per Index (the web page keeps one)."""
+        name = self.catalog().scene_model
+        if name is None:
+            raise BadInput("this index has no scene model: index it with --text-model to search by description")
+        with self._scene_lock:
+            if self._scene is None or self._scene.name != name:
+                self._scene = load_scene(name, runtime="torch", precision="fp32", home=self.home)
+            return self._scene
+
+    def similar(self, file: str | Path, *, at: float | None = None, by: str | None = None, limit: int = 10,
+                under: str | None = None, min_score: float = 0.0, min_duration: float | None = None,
+                max_duration: float | None = None, device: str = "auto", runtime: str = "auto",
+                precision: str = "auto", vectors: Mapping[str, Any] | None = None, log: Log = _quiet) -> list[Hit]:
         """Videos with moments like `file` (or like its window at `at` seconds), one hit per video.
 
-        An indexed file is compared by its stored vectors; any other file is cut into the index's
-        own windows and run through the index's model (loaded only then). A long-running caller
-        passes the vector index it keeps (`vectors`)."""
+        `by`: "action" compares what happens (the video model's embeddings), "scene" what is seen
+        (the scene model's), "both" averages the two (default where the index has scene vectors: a
+        clip like this one shows the same thing happening to the same kind of thing). An indexed file
+        is compared by its stored vectors; any other file is cut into the index's own windows and
+        run through the index's models (loaded only then). A long-running caller passes the vector
+        indexes it keeps (`vectors`, by space)."""
         from vsearch.indexer.one_file import file_embedder
         from vsearch.search import query as q
         from vsearch.video.decode import Sampling
@@ -300,11 +413,16 @@ class Index:
         row = catalog.video(q.locate(catalog, file))
         if (row is None or row.status != "ok") and not exists:  # an indexed file gone from disk still has its vectors
             raise BadArgument(f"{file}: no such file")
+        way = by or ("both" if catalog.scene_model else "action")
+        if way not in SIMILAR_BY:
+            raise BadArgument(f"--by {way!r}: choose {', '.join(SIMILAR_BY)}")
+        spaces = SIMILAR_BY[way]
         sampling = Sampling(*catalog.sampling) if catalog.sampling else None
         embed = file_embedder(lambda: load_model(catalog.model, device=device, runtime=runtime, precision=precision,
-                                                 home=self.home, log=log), sampling)
+                                                 home=self.home, log=log), sampling,
+                              self.scene_model if SCENES in spaces else None)
         return q.similar_to_file(catalog, file, at, limit, q.Filters(under, min_duration, max_duration, min_score),
-                                 embed, vectors)
+                                 embed, vectors, spaces)
 
     def show(self, path: str | Path) -> VideoLabels:
         """One video's labels, moment by moment (NotIndexed if the index does not hold it)."""

@@ -63,6 +63,12 @@ def index(
                                         "stop growing, forget deleted ones.")] = False,
     rescan: Annotated[float | None, typer.Option("--rescan", min=1, help="With --watch: rescan every SECONDS "
                                                  "instead of using file events (network shares).")] = None,
+    text_model: Annotated[str | None, typer.Option(
+        "--text-model", metavar="NAME|FOLDER|none",
+        help="The image-text model that lets you search by any description (CLIP, SigLIP, SigLIP 2, X-CLIP; a hub "
+             "id or a folder). Default: the index's own, else google/siglip2-base-patch16-224 where it can be had "
+             "(downloaded once, about 1.5 GB). 'none' turns it off. Changing it re-embeds every window without "
+             "running the video model again.")] = None,
 ) -> None:
     """Index videos: decode, classify and embed every clip; re-runs only do what changed.
 
@@ -73,7 +79,8 @@ def index(
     address, paths = _ray_address(paths) if ray else (None, paths)
     options = IndexOptions(model=model, device=device, runtime=runtime, precision=precision, batch_size=batch_size,
                            workers=workers, window=window, max_windows=max_windows, timeout=timeout,
-                           retry_failed=retry_failed, decoder=decoder, exclude=tuple(exclude or ()))
+                           retry_failed=retry_failed, decoder=decoder, exclude=tuple(exclude or ()),
+                           text_model=text_model)
     stop = {"asked": False}
 
     def on_sigint(signum: int, frame: object) -> None:

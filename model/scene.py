@@ -106,6 +106,8 @@ SCENE_MODEL_TYPES: dict[str, tuple[str, str, str]] = {
     "siglip2": ("Siglip2Model", "image", "max_length"),
     "xclip": ("XCLIPModel", "video", "longest"),
 }
+# What a user gets without asking (see the module docstring): SigLIP 2 base, Apache-2.0.
+DEFAULT_SCENE_MODEL = "google/siglip2-base-patch16-224"
 IMAGE_FRAMES = 3  # frames per window for image-text models: see the module docstring
 # The floor of a CLIP-type model's score: the query describes the window better than a caption that
 # says nothing (see `score`). SceneModel.min_score is this test for any model.

@@ -284,6 +284,7 @@ class Catalog:
         if self.get_meta("scene_model_id") == model_id:
             return False
         replaced = self.get_meta("scene_model_id") is not None
+        self.db.execute("DELETE FROM meta WHERE key = 'scene_off'")
         self.db.execute("DELETE FROM scene_vectors")
         self.set_meta("scene_model", name)
         self.set_meta("scene_model_id", model_id)
@@ -297,8 +298,15 @@ class Catalog:
         count = self.db.execute("SELECT count(*) FROM scene_vectors").fetchone()[0]
         self.db.execute("DELETE FROM scene_vectors")
         self.db.execute("DELETE FROM meta WHERE key IN ('scene_model', 'scene_model_id', 'scene_dim')")
-        self._bump()
+        self.set_meta("scene_off", "1")  # the user's choice: searches need not suggest a scene model
+        if count:
+            self._bump()
         return count
+
+    @property
+    def scene_off(self) -> bool:
+        """Open-vocabulary search was turned off for this index on purpose (--text-model none)."""
+        return self.get_meta("scene_off") == "1"
 
     def add_scene_vectors(self, clip_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store the scene vectors of these clips (a clip's earlier one is replaced)."""
@@ -306,14 +314,16 @@ class Catalog:
                                  [(i, to_blob(v)) for i, v in zip(clip_ids, vectors)])
         self._bump()
 
-    def scene_vectors_of(self, clip_ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
-        """(clip ids, vectors) of those of these clips that have a scene vector."""
+    def vectors_of(self, space: str, clip_ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """(clip ids, vectors) in a vector space of those of these clips that have one."""
+        select = ("SELECT id, embedding FROM clips WHERE id IN" if space == CLIPS else
+                  "SELECT clip_id, vector FROM scene_vectors WHERE clip_id IN")
         found: list[tuple[int, bytes]] = []
         for start in range(0, len(clip_ids), 500):
             part = list(clip_ids[start : start + 500])
-            found += self.db.execute(f"SELECT clip_id, vector FROM scene_vectors WHERE clip_id IN "
-                                     f"({','.join('?' * len(part))}) ORDER BY clip_id", part).fetchall()
-        return [r[0] for r in found], from_blobs([r[1] for r in found], self.dim_of(SCENES))
+            found += self.db.execute(f"{select} ({','.join('?' * len(part))})", part).fetchall()
+        found.sort()
+        return [r[0] for r in found], from_blobs([r[1] for r in found], self.dim_of(space))
 
     def videos_without_scenes(self) -> list[VideoRow]:
         """Indexed videos with windows the scene model has not seen (indexed before it was chosen)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vsearch.core.errors import BadInput, IndexMissing, NotIndexed
-from vsearch.search.catalog import Catalog
+from vsearch.search.catalog import CLIPS, SCENES, Catalog
 from vsearch.search.vectors import VectorIndex, open_vectors
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Hit:
     end: float
     score: float
     label: str | None = None
-    match: str = "label"  # label | text | file name | similar
+    match: str = "label"  # label | text | file name | similar | scene
     label_score: float | None = None  # the model's confidence in `label` for the clip
     query_similarity: float | None = None  # how well the query matches `label` (1 = exact)
     video_id: int = field(default=0, repr=False)
@@ -241,6 +241,12 @@ def file_name_hits(catalog: Catalog, text: str, filters: Filters, limit: int) ->
 class SearchResult:
     hits: list[Hit]
     semantic: bool | None  # True: matched by meaning too; False: exact label, not needed; None: no model
+    scenes: bool | None = None  # True: by what windows show too; False: not needed; None: no scene model
+
+
+def names_a_label(catalog: Catalog, text: str) -> bool:
+    """The query is a label's very name (any case): a search for it needs no model at all."""
+    return catalog.db.execute("SELECT 1 FROM labels WHERE name = ? COLLATE NOCASE", [text.strip()]).fetchone() is not None
 
 
 def search(
@@ -249,8 +255,10 @@ def search(
     limit: int = 20,
     filters: Filters | None = None,
     semantic: bool = True,
+    more: Sequence[Hit] = (),
 ) -> SearchResult:
-    """Label names (exact, FTS5 words and prefixes, and by meaning) and file names, best first.
+    """Label names (exact, FTS5 words and prefixes, and by meaning) and file names, best first, with
+    `more` hits the caller found by other means (scene matches) ranked among them.
 
     An exact label name skips the sentence model altogether: the common case stays fast.
     """
@@ -269,6 +277,7 @@ def search(
             matches[m.label_id] = m
     hits = clips_for_labels(catalog, list(matches.values()), filters, limit)
     hits += file_name_hits(catalog, text, filters, limit)
+    hits += more
     hits.sort(key=lambda h: (-h.score, h.path, h.start))
     return SearchResult(_existing(hits, limit), used)
 
@@ -295,7 +304,6 @@ def similar(
     filters: Filters | None = None,
 ) -> list[Hit]:
     """Videos whose clips are nearest to any query clip, one hit per video at its best moment."""
-    filters = filters or Filters()
     if len(vectors) == 0:
         return []
     excluded = 0
@@ -308,6 +316,13 @@ def similar(
         for s, i in zip(row_scores, row_ids):
             if i >= 0 and s > best.get(int(i), -2.0):
                 best[int(i)] = float(s)
+    return hits_for_clips(catalog, best, exclude_video, limit, filters)
+
+
+def hits_for_clips(catalog: Catalog, best: dict[int, float], exclude_video: int | None = None, limit: int = 10,
+                   filters: Filters | None = None) -> list[Hit]:
+    """Clip id -> score as one "similar" hit per video, at its best clip, best first."""
+    filters = filters or Filters()
     if not best:
         return []
     where, args = filters.sql()
@@ -332,8 +347,45 @@ def similar(
     return _existing(hits, limit)
 
 
-# A video file -> (its window spans in seconds, one L2-normalised embedding per window).
-FileEmbedder = Callable[[str], tuple[list[tuple[float, float]], np.ndarray]]
+@dataclass
+class Probe:
+    """One vector space's part of a find-similar: its FAISS index and the query windows' vectors."""
+
+    space: str  # CLIPS (what happens) or SCENES (what is seen)
+    vectors: VectorIndex
+    queries: np.ndarray  # (windows, dim) L2-normalised
+
+
+def nearest_clips(catalog: Catalog, probes: list[Probe], exclude_video: int | None, limit: int) -> dict[int, float]:
+    """Clip id -> how like the query it is: the best cosine with any query window, in each space,
+    averaged over the spaces. With one space, FAISS's own scores; with two, the candidates either
+    space found are scored exactly in both (a clip near in one space only is not near overall)."""
+    excluded = 0
+    if exclude_video is not None:
+        excluded = catalog.db.execute("SELECT count(*) FROM clips WHERE video_id = ?", [exclude_video]).fetchone()[0]
+    found: dict[int, float] = {}
+    for probe in probes:
+        if len(probe.vectors) == 0:
+            continue
+        scores, ids = probe.vectors.search(probe.queries, min(len(probe.vectors), limit * 8 + excluded))
+        for row_scores, row_ids in zip(scores, ids):
+            for s, i in zip(row_scores, row_ids):
+                if i >= 0 and s > found.get(int(i), -2.0):
+                    found[int(i)] = float(s)
+    if len(probes) < 2 or not found:
+        return found
+    candidates = sorted(found)
+    total = dict.fromkeys(candidates, 0.0)
+    for probe in probes:
+        have, vecs = catalog.vectors_of(probe.space, candidates)
+        best = (vecs @ probe.queries.T).max(axis=1) if have else np.zeros(0)
+        for i, s in zip(have, best):
+            total[i] += float(s) / len(probes)
+    return total
+
+
+# A video file -> (its window spans in seconds, and per vector space one L2-normalised vector per window).
+FileEmbedder = Callable[[str], tuple[list[tuple[float, float]], dict[str, np.ndarray]]]
 
 
 def similar_to_file(
@@ -343,33 +395,47 @@ def similar_to_file(
     limit: int = 10,
     filters: Filters | None = None,
     embed: FileEmbedder | None = None,
-    vectors: VectorIndex | None = None,
+    vectors: Mapping[str, VectorIndex] | None = None,
+    spaces: Sequence[str] = (CLIPS,),
 ) -> list[Hit]:
-    """Videos with moments like this file (or like its window at `at` seconds), one hit per video.
+    """Videos with moments like this file (or like its window at `at` seconds), one hit per video,
+    by what happens in them (CLIPS), what they show (SCENES), or both.
 
     An indexed file is compared by its stored vectors, without a model, and left out of its own
-    results; any other file is embedded on the fly by `embed` (the indexer's
-    `single.file_embedder` builds one), whose own errors (DecodeError for a file that cannot be
-    read) reach the caller. A long-running caller (the web server) passes the vector index it
-    keeps in memory, rather than load it from disk on every call.
+    results; any other file is embedded on the fly by `embed` (indexer.one_file.file_embedder
+    builds one), whose own errors (DecodeError for a file that cannot be read) reach the caller.
+    A long-running caller (the web server) passes the vector indexes it keeps in memory.
     """
     if catalog.is_empty():
         raise IndexMissing("the index is empty; run `vsearch index FOLDER` first")
+    if SCENES in spaces and not catalog.scene_model:
+        raise BadInput("this index has no scene vectors (it was made without a text model): index again with "
+                       "--text-model, or compare by what happens (--by action)")
     located = locate(catalog, path)
     row = catalog.video(located)
     exclude: int | None = None
     if row is not None and row.status == "ok":
         exclude = row.id
-        _, queries, spans = catalog.clip_vectors(row.id)
+        ids, clips, spans = catalog.clip_vectors(row.id)
+        queries = {CLIPS: clips}
+        if SCENES in spaces:
+            with_scene, scenes = catalog.vectors_of(SCENES, ids)
+            if len(with_scene) < len(ids):
+                raise BadInput(f"{located} has no scene vectors yet: run `vsearch index` to give it some")
+            queries[SCENES] = scenes
     elif embed is None:
         raise NotIndexed(f"{located} is not indexed, and no model was given to embed it")
     else:
         spans, queries = embed(located)
     if at is not None:
-        queries = queries[[pick_window(spans, at)]]
-    if vectors is None:
-        vectors, _ = open_vectors(catalog)
-    return similar(catalog, vectors, queries, exclude, limit, filters)
+        window = pick_window(spans, at)
+        queries = {space: q[[window]] for space, q in queries.items()}
+    given = dict(vectors or {})
+    probes = [Probe(space, given[space] if space in given else open_vectors(catalog, space=space)[0], queries[space])
+              for space in spaces]
+    if len(probes) == 1:
+        return similar(catalog, probes[0].vectors, probes[0].queries, exclude, limit, filters)
+    return hits_for_clips(catalog, nearest_clips(catalog, probes, exclude, limit), exclude, limit, filters)
 
 
 def pick_window(spans: Sequence[tuple[float, float]], at: float) -> int:

@@ -77,6 +77,15 @@ def motion_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str]:
     return motion_dataset(tmp_path_factory.mktemp("videos"), per_label=2, seed=7, folders=False)
 
 
+@pytest.fixture(scope="session")
+def scene_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CLIP trained on generated captioned scenes (tests/scene_fixtures.py), once per session
+    (about a minute on two cores): the tests' image-text model, a folder as a user's would be."""
+    from tests.scene_fixtures import train_tiny_scene_model
+
+    return train_tiny_scene_model(tmp_path_factory.mktemp("scene") / "tiny-clip")
+
+
 @pytest.fixture
 def library(tmp_path: Path, motion_videos: dict[Path, str]) -> Path:
     """A fresh copy of the generated videos plus the broken files a real library holds."""

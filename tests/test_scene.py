@@ -19,7 +19,6 @@ from tests.scene_fixtures import (
     render_scene,
     save_word_tokenizer,
     scene_video,
-    train_tiny_scene_model,
 )
 from vsearch import ModelError
 from vsearch.model.scene import SCENE_MIN_SCORE, SceneModel, load_scene_model
@@ -161,9 +160,9 @@ def test_the_vision_tower_runs_in_openvino_and_the_calibration_measures_it(tmp_p
 # --- a tiny CLIP trained on generated scenes -------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> SceneModel:
-    """Trained once per module (about a minute on two shared cores), loaded as a user's folder."""
-    return load_scene_model(str(train_tiny_scene_model(tmp_path_factory.mktemp("scene") / "tiny-clip")))
+def trained(scene_model_dir: Path) -> SceneModel:
+    """Trained once per session (conftest), loaded as a user's folder."""
+    return load_scene_model(str(scene_model_dir), runtime="torch", precision="fp32")
 
 
 HELD_OUT_SCENES = [Scene(c, s, b) for c, s in sorted(HELD_OUT) for b in COLOURS if b != c]

@@ -37,7 +37,7 @@ from vsearch.core.errors import (
 )
 from vsearch.library import Index
 from vsearch.search import query as q
-from vsearch.search.catalog import Catalog, VideoRow
+from vsearch.search.catalog import CLIPS, SCENES, Catalog, VideoRow
 from vsearch.search.timecode import seconds_label
 from vsearch.video.thumbs import ensure_thumb, thumb_path
 from vsearch.web.files import FileRefused, check_file, verified_file
@@ -86,7 +86,7 @@ class Site:
 
     def __init__(self, index: Index):
         self.index = index
-        self._vectors: tuple[int, Any] | None = None
+        self._vectors: tuple[int, dict[str, Any]] | None = None
         self._vectors_lock = threading.Lock()
         self.decoding = threading.BoundedSemaphore(LAZY_THUMBS)
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
@@ -102,8 +102,9 @@ class Site:
     def catalog(self) -> Catalog:
         return self.index.catalog()  # never creates an index
 
-    def vectors(self, catalog: Catalog) -> Any:
-        """The FAISS index in step with the catalog, shared by all threads (searches are read-only).
+    def vectors(self, catalog: Catalog) -> dict[str, Any]:
+        """The FAISS indexes in step with the catalog, by vector space (clips, and scenes where the
+        index has a scene model), shared by all threads (searches are read-only).
 
         Kept in memory and never saved from here: the server writes nothing but its caches."""
         from vsearch.search.vectors import open_vectors
@@ -111,7 +112,8 @@ class Site:
         with self._vectors_lock:
             generation = catalog.generation
             if self._vectors is None or self._vectors[0] != generation:
-                self._vectors = (generation, open_vectors(catalog, save=False)[0])
+                spaces = [CLIPS, SCENES] if catalog.scene_model else [CLIPS]
+                self._vectors = (generation, {s: open_vectors(catalog, save=False, space=s)[0] for s in spaces})
             return self._vectors[1]
 
     def page(self, name: str, **context: Any) -> HTMLResponse:
@@ -212,9 +214,10 @@ def do_search(site: Site, request: Request) -> tuple[str, list[dict], str | None
     args = filters(request, q.SEARCH_MIN_SCORE)
     if not text.strip():
         return text, [], None
-    result = site.index.search(text, **args)
-    note = None if result.semantic is not None else NO_TEXT_MODEL
     catalog = site.catalog()
+    scenes = site.vectors(catalog).get(SCENES) if catalog.scene_model else None
+    result = site.index.search(text, scene_vectors=scenes, **args)
+    note = None if result.semantic is not None else NO_TEXT_MODEL
     return text, [hit_json(catalog, h) for h in result.hits], note
 
 

@@ -1,0 +1,205 @@
+"""Search by any description, end to end: videos whose scene changes mid-way are indexed with the
+demo video model and a tiny CLIP the tests trained (conftest.scene_model_dir), then found by a
+description, at the right moment; through the library, the command line and the web page.
+Also: what an index without a scene model says, a new scene model without running the video model
+again, find-similar by what happens, what is seen, or both."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import vsearch
+from tests.scene_fixtures import Scene, scene_video
+from vsearch import data
+from vsearch.cli.main import app
+
+pytestmark = pytest.mark.slow  # trains the tiny CLIP once per session (about a minute)
+
+SECONDS = 4.0  # per scene; the index cuts 2-s windows
+RED_CIRCLE, YELLOW_SQUARE = Scene("red", "circle", "blue"), Scene("yellow", "square", "green")
+WHITE_TRIANGLE, GREEN_SQUARE = Scene("white", "triangle", "black"), Scene("green", "square", "red")
+MOTION = str(data.path("motion-model"))
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("scenes")
+    return {
+        "changes": scene_video(root / "changes.mp4", [WHITE_TRIANGLE, RED_CIRCLE, YELLOW_SQUARE], SECONDS, seed=1),
+        "green": scene_video(root / "green.mp4", [GREEN_SQUARE, GREEN_SQUARE], SECONDS, seed=2),
+        "yellow": scene_video(root / "yellow.mp4", [YELLOW_SQUARE], 2 * SECONDS, seed=3),
+    }
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory, library: dict[str, Path], scene_model_dir: Path) -> vsearch.Index:
+    idx = vsearch.Index(tmp_path_factory.mktemp("home"))
+    report = idx.index([library["changes"].parent], model=MOTION, text_model=str(scene_model_dir), window=2.0,
+                       runtime="torch", precision="fp32")
+    assert report.indexed == 3 and not report.failed
+    return idx
+
+
+def scene_hits(idx: vsearch.Index, text: str) -> list[vsearch.Hit]:
+    return [h for h in idx.search(text, limit=20).hits if h.match == "scene"]
+
+
+def test_a_description_finds_the_video_and_the_moment_that_shows_it(indexed: vsearch.Index,
+                                                                    library: dict[str, Path]) -> None:
+    stats = indexed.stats()
+    assert stats["scene_model"] and stats["scene_clips"] == stats["clips"] == 2 * 3 + 4 + 4
+    for text in ("a red circle on a blue background", "red circle", "a circle that is red on blue"):
+        result = indexed.search(text)
+        assert result.scenes is True
+        best = scene_hits(indexed, text)[0]
+        # the red circle shows from 4 s to 8 s of changes.mp4, and nowhere else
+        assert (Path(best.path), best.start, best.end) == (library["changes"], SECONDS, 2 * SECONDS), best
+        assert 0 < best.score <= 1 and best.label is None
+    yellow = scene_hits(indexed, "a yellow square on green")
+    assert {(Path(h.path), h.start, h.end) for h in yellow[:2]} == {(library["changes"], 2 * SECONDS, 3 * SECONDS),
+                                                                    (library["yellow"], 0.0, 2 * SECONDS)}
+
+
+def test_something_absent_scores_below_the_floor(indexed: vsearch.Index) -> None:
+    assert scene_hits(indexed, "a blue triangle on a yellow background") == []
+    assert scene_hits(indexed, "a black circle") == []
+
+
+def test_a_label_name_needs_no_scene_model(indexed: vsearch.Index) -> None:
+    result = indexed.search("moving left")
+    assert result.scenes is False and all(h.match != "scene" for h in result.hits)
+
+
+def test_the_cli_and_the_web_page_show_scene_hits(indexed: vsearch.Index, library: dict[str, Path]) -> None:
+    from starlette.testclient import TestClient
+
+    from vsearch.web.app import create_app
+
+    home = str(indexed.home.root)
+    cli = CliRunner().invoke(app, ["search", "red circle", "--json", "--home", home])
+    assert cli.exit_code == 0, cli.output
+    first = next(h for h in json.loads(cli.stdout) if h["match"] == "scene")
+    assert (first["path"], first["start"], first["end"]) == (str(library["changes"]), SECONDS, 2 * SECONDS)
+    client = TestClient(create_app(indexed.home.root), base_url="http://127.0.0.1:8765")
+    api = client.get("/api/search", params={"q": "red circle"}).json()
+    assert next(h for h in api if h["match"] == "scene")["start"] == SECONDS
+    page = client.get("/", params={"q": "red circle"}).text
+    assert 'data-start="4.0"' in page or 'data-start="4"' in page
+
+
+def test_an_index_without_a_scene_model_says_how_to_add_one(tmp_path: Path, library: dict[str, Path]) -> None:
+    home = tmp_path / "plain"
+    result = CliRunner().invoke(app, ["index", str(library["green"]), "--model", MOTION, "--home", str(home),
+                                      "--runtime", "torch", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert "searching by description is off" in result.stderr and "--text-model" in result.stderr  # offline here
+    search = CliRunner().invoke(app, ["search", "a green square", "--home", str(home)])
+    assert "index it again with --text-model" in search.stderr
+    off = CliRunner().invoke(app, ["index", str(library["green"]), "--home", str(home), "--text-model", "none"])
+    assert off.exit_code == 0 and "searching by description is off" not in off.stderr
+    again = CliRunner().invoke(app, ["search", "a green square", "--home", str(home)])
+    assert "--text-model" not in again.stderr  # turned off on purpose: no more advice
+
+
+def test_a_new_scene_model_embeds_again_without_the_video_model(tmp_path: Path, library: dict[str, Path],
+                                                                scene_model_dir: Path) -> None:
+    from tests.test_scene import _save  # a small random CLIP, another vector space
+
+    other = tmp_path / "other-clip"
+    _save(other, "clip")
+    idx = vsearch.Index(tmp_path / "home")
+    idx.index([library["yellow"]], model=MOTION, text_model=str(scene_model_dir), window=2.0, runtime="torch")
+    before = idx.catalog().db.execute("SELECT id, embedding FROM clips ORDER BY id").fetchall()
+    report = idx.index([library["yellow"]], model=MOTION, text_model=str(other), window=2.0, runtime="torch")
+    assert (report.indexed, report.rescened) == (0, 1) and "model" not in report.timings  # VideoMAE never ran
+    catalog = idx.catalog()
+    assert catalog.scene_model == str(other) and catalog.clip_count(vsearch_spaces()[1]) == 4
+    assert catalog.db.execute("SELECT id, embedding FROM clips ORDER BY id").fetchall() == before
+    assert idx.index([library["yellow"]], model=MOTION).rescened == 0  # the index's own now: nothing to do
+
+
+def vsearch_spaces() -> tuple[str, str]:
+    from vsearch.search.catalog import CLIPS, SCENES
+
+    return CLIPS, SCENES
+
+
+def test_similar_by_what_is_seen(indexed: vsearch.Index, library: dict[str, Path]) -> None:
+    """The yellow-square video: by what is seen, its twin is a window of changes.mp4 with a yellow
+    square (8-12 s), not the green squares."""
+    hits = indexed.similar(library["yellow"], by="scene")
+    assert Path(hits[0].path) == library["changes"] and 2 * SECONDS <= hits[0].start < 3 * SECONDS
+    with pytest.raises(vsearch.BadArgument, match="--by"):
+        indexed.similar(library["yellow"], by="colour")
+
+
+def test_similar_by_both_finds_the_same_thing_happening_to_the_same_thing(tmp_path: Path) -> None:
+    """Fakes that see only motion (the action space) and only colour (the scene space), on four
+    videos: a red and a blue square, each moving left and right. Asked with a new red square moving
+    left, by action ties the two that move left, by scene the two red ones; both finds the one."""
+    from tests.conftest import FakeEncoder
+    from vsearch.bench.synthetic import write_video
+    from vsearch.indexer.one_file import file_embedder
+    from vsearch.indexer.pipeline import Indexer, IndexSettings, ScenePart
+    from vsearch.search import query as q
+    from vsearch.search.catalog import CLIPS, SCENES, Catalog
+    from vsearch.video.decode import FrameSpec, Sampling
+
+    class Motion(FakeEncoder):
+        dim = 2
+
+        def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            probs, _ = super().encode(frames)
+            columns = frames.astype(np.float32).mean(axis=(2, 4))  # (B, T, W): where the square is
+            xs = (columns * np.arange(columns.shape[-1])).sum(-1) / np.maximum(columns.sum(-1), 1e-6)
+            step = np.sign(xs[:, -1] - xs[:, 0])
+            return probs, np.stack([step, np.ones_like(step) * 0.1], axis=1) / np.hypot(step, 0.1)[:, None]
+
+    class Colour:
+        name, dim, model_id = "fake-colour", 3, "fake-colour|3"
+        frame_spec = FrameSpec(3, ("shortest_edge", 16), (16, 16))
+
+        def embed_frames(self, frames: np.ndarray) -> np.ndarray:
+            rgb = frames.astype(np.float32).max(axis=(1, 2, 3))
+            return rgb / np.linalg.norm(rgb, axis=1, keepdims=True)
+
+    def moving(path: Path, colour: tuple[int, int, int], direction: int) -> Path:
+        frames = np.zeros((32, 48, 64, 3), np.uint8)
+        for i in range(32):
+            x = 8 + (i if direction > 0 else 31 - i)
+            frames[i, 16:32, x : x + 16] = colour
+        return write_video(path, frames)
+
+    root = tmp_path / "lib"
+    for name, colour, direction in [("red_left", (220, 30, 30), -1), ("red_right", (220, 30, 30), 1),
+                                    ("blue_left", (30, 30, 220), -1), ("blue_right", (30, 30, 220), 1)]:
+        moving(root / f"{name}.mp4", colour, direction)
+    query = moving(tmp_path / "query.mp4", (230, 40, 40), -1)
+    catalog = Catalog(tmp_path / "home")
+    Indexer(catalog, Motion, IndexSettings(workers=1), scene=ScenePart("fake-colour", Colour)).run([root])
+    embed = file_embedder(Motion, Sampling(), Colour)
+
+    def ranked(spaces: tuple[str, ...]) -> list[str]:
+        hits = q.similar_to_file(catalog, query, embed=embed, spaces=spaces)
+        return [Path(h.path).stem for h in hits]
+
+    assert set(ranked((CLIPS,))[:2]) == {"red_left", "blue_left"}
+    assert set(ranked((SCENES,))[:2]) == {"red_left", "red_right"}
+    assert ranked((CLIPS, SCENES))[0] == "red_left"
+    catalog.close()
+
+
+def test_scene_model_loading_is_lazy_for_label_searches(indexed: vsearch.Index) -> None:
+    """A search by a label's name in a fresh process imports no torch, even with a scene model."""
+    import subprocess
+
+    code = ("import sys, vsearch; idx = vsearch.Index(sys.argv[1]); idx.search('moving left'); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(indexed.home.root)], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
