@@ -44,22 +44,24 @@ from vsearch.core.errors import (
 if TYPE_CHECKING:
     from vsearch.indexer.one_file import Classification
     from vsearch.indexer.pipeline import IndexReport, Progress
-    from vsearch.library import Index, IndexOptions, classify, load_model
+    from vsearch.library import Index, IndexOptions, classify, load_model, load_scene
     from vsearch.model.runtimes import Choice
     from vsearch.search.query import Hit, Moment, Overview, SearchResult, VideoCard, VideoLabels, VideoMoments, VideoPage
+    from vsearch.tag.tagger import TagReport, TagResult, TagRule
 
 __all__ = [
     "BadArgument", "BadInput", "Choice", "Classification", "DecodeError", "Hit", "Index", "IndexBusy", "IndexMissing",
     "IndexOptions", "IndexReport", "IndexUnusable", "LiveError", "MediaBusy", "MediaError", "ModelError",
     "ModelMismatch", "Moment", "NotIndexed", "Overview", "Progress", "RayIndexError", "RuntimeUnavailable",
     "SearchResult", "SidecarError", "ThumbError", "TrainError", "VideoCard", "VideoLabels", "VideoMoments", "VideoPage",
-    "VsearchError", "classify", "load_model",
+    "VsearchError", "classify", "load_model", "load_scene", "TagRule", "TagReport", "TagResult",
 ]
 
 # Where each lazily loaded name lives.
 _LAZY = {
     "Index": "vsearch.library", "IndexOptions": "vsearch.library", "classify": "vsearch.library",
-    "load_model": "vsearch.library", "Choice": "vsearch.model.runtimes.base",
+    "load_model": "vsearch.library", "load_scene": "vsearch.library", "TagRule": "vsearch.tag.tagger",
+    "TagReport": "vsearch.tag.tagger", "TagResult": "vsearch.tag.tagger", "Choice": "vsearch.model.runtimes.base",
     "Classification": "vsearch.indexer.one_file", "IndexReport": "vsearch.indexer.pipeline",
     "Progress": "vsearch.indexer.pipeline", "Hit": "vsearch.search.query", "SearchResult": "vsearch.search.query",
     "VideoLabels": "vsearch.search.query", "Moment": "vsearch.search.query", "Overview": "vsearch.search.query",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from vsearch.model.scene import SceneModel
     from vsearch.search.doctor import DoctorReport
     from vsearch.search.query import Hit, Overview, SearchResult, VideoLabels, VideoMoments, VideoPage
+    from vsearch.tag.tagger import TagReport, TagResult, TagRule
 
 Log = Callable[[str], None]
 T = TypeVar("T")
@@ -204,6 +205,7 @@ class Index:
         *,
         ray: bool | str = False,
         gpus_per_actor: float = 1.0,
+        tag: TagRule | None = None,
         watch: bool = False,
         rescan: float | None = None,
         on_progress: Callable[[Progress], None] | None = None,
@@ -218,6 +220,7 @@ class Index:
 
         How to decode and run the model comes as `options`, or as its fields by name
         (`idx.index(paths, model="data/motion-model", window=2)`).
+        `tag`: also write the XMP sidecars of the videos this run indexed, moved or copied (see `tag`).
         `ray`: False runs here; True starts a local Ray, "auto" joins this machine's cluster,
         "ray://host:port" that one. `watch` keeps running until `should_stop()`, indexing files
         as they settle and forgetting deleted ones; each batch of changes goes to `on_report`,
@@ -264,7 +267,9 @@ class Index:
                         measure=True, batch_size=o.batch_size, clip_source=clips, log=log))
                     indexer = Indexer(catalog, load, settings, on_progress=on_progress, should_stop=stop, scene=scene)
                 if not watch:
-                    return indexer.run(roots)
+                    report = indexer.run(roots)
+                    self._tag_changed(catalog, report, tag, log)
+                    return report
                 from vsearch.indexer.watch import WatchSettings
                 from vsearch.indexer.watch import watch as watch_loop
 
@@ -272,6 +277,7 @@ class Index:
 
                 def add(report: IndexReport) -> None:
                     total.absorb(report)
+                    self._tag_changed(catalog, report, tag, log)
                     if on_report is not None:
                         on_report(report)
 
@@ -279,6 +285,38 @@ class Index:
                 return total
             finally:
                 catalog.close()
+
+    def _tag_changed(self, catalog: Catalog, report: IndexReport, rule: TagRule | None, log: Log) -> None:
+        """Sidecars for what an index run changed; a sidecar that fails is told, the index stays."""
+        if rule is None or not report.changed:
+            return
+        from vsearch.tag.tagger import tag_videos
+
+        rows = [catalog.video(path) for path in report.changed]
+        tagged = tag_videos(catalog, [r for r in rows if r is not None and r.status == "ok"], rule)
+        for line in tagged.summary_lines():
+            log(f"tags: {line}")
+
+    def tag(self, paths: str | Path | Sequence[str | Path] | None = None, rule: TagRule | None = None, *,
+            dry_run: bool = False,
+            on_result: Callable[[TagResult], None] | None = None, **fields: Any) -> TagReport:
+        """Write each indexed video's tags and moments below `paths` (all without) into its XMP sidecar,
+        which gallery apps read: merged into what is there, only vsearch's own entries replaced, the
+        video never touched. `rule` (or its fields by name: min_score, min_windows, top, prefix,
+        sidecar, markers) says which labels are tags. With `dry_run`, nothing is written."""
+        from vsearch.tag.tagger import TagRule, indexed_videos, tag_videos
+
+        try:
+            rule = replace(rule or TagRule(), **fields)
+        except TypeError as exc:
+            raise BadArgument(f"unknown tag option: {exc}") from None
+        given = [paths] if isinstance(paths, (str, Path)) else list(paths or [])
+        roots = [Path(p).expanduser().resolve() for p in given] or None
+        for named, root in zip(given, roots or []):
+            if not root.exists():
+                raise BadArgument(f"{named}: no such file or folder")
+        catalog = self._filled()
+        return tag_videos(catalog, indexed_videos(catalog, roots), rule, dry_run, on_result)
 
     def _scene_part(self, catalog: Catalog, o: IndexOptions, roots: list[Path], settings: Any, pickles: bool,
                     log: Log) -> ScenePart | None:

@@ -63,6 +63,8 @@ def index(
                                         "stop growing, forget deleted ones.")] = False,
     rescan: Annotated[float | None, typer.Option("--rescan", min=1, help="With --watch: rescan every SECONDS "
                                                  "instead of using file events (network shares).")] = None,
+    tag: Annotated[bool, typer.Option("--tag", help="Also write the XMP sidecars of what this run indexed (as "
+                                      "`vsearch tag` does, with its defaults); with --watch, as files arrive.")] = False,
     text_model: Annotated[str | None, typer.Option(
         "--text-model", metavar="NAME|FOLDER|none",
         help="The image-text model that lets you search by any description (CLIP, SigLIP, SigLIP 2, X-CLIP; a hub "
@@ -75,6 +77,7 @@ def index(
     Example: vsearch index ~/Videos --exclude 'raw'  (--watch to stay current; on a cluster: --ray auto)
     """
     from vsearch.library import IndexOptions
+    from vsearch.tag.tagger import TagRule
 
     address, paths = _ray_address(paths) if ray else (None, paths)
     options = IndexOptions(model=model, device=device, runtime=runtime, precision=precision, batch_size=batch_size,
@@ -96,7 +99,8 @@ def index(
             if watch:
                 how = f"rescanning every {rescan:g}s" if rescan else "on file events (or a rescan every 30s without watchfiles)"
                 info(f"watching {counted(len(paths), 'folder')}, {how}; Ctrl-C stops")
-            report = idx.index(paths, options, ray=(address or True) if ray else False, gpus_per_actor=gpus_per_actor,
+            rule = TagRule() if tag else None
+            report = idx.index(paths, options, ray=(address or True) if ray else False, gpus_per_actor=gpus_per_actor, tag=rule,
                                watch=watch, rescan=rescan, on_progress=on_progress, on_report=_watch_line,
                                should_stop=lambda: stop["asked"], log=info)
         except KeyboardInterrupt:

@@ -79,6 +79,7 @@ class IndexReport:
     failed_before: int = 0  # files that failed in earlier runs and were not tried again
     interrupted: bool = False
     rescened: int = 0  # indexed videos given scene vectors without running the video model again
+    changed: list[str] = field(default_factory=list)  # paths whose results are new: indexed, moved or copied
     model: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -87,6 +88,8 @@ class IndexReport:
         for name in ("found", "unchanged", "indexed", "moved", "copied", "removed", "clips"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed += other.failed
+        self.changed += other.changed
+        self.rescened += other.rescened
         self.interrupted = self.interrupted or other.interrupted
         self.model = other.model or self.model
 
@@ -417,6 +420,7 @@ class BatchStore:
                 self.vectors.scenes.add(video.scene_ids, np.stack(video.scenes))
             self.report.indexed += 1
             self.report.clips += len(video.clip_ids)
+            self.report.changed.append(self.jobs[key].file.path)
         self.report.failed += [(self.jobs[key].file.path, reason) for key, reason in failed]
         self.settled += len(done) + len(failed)
         if time.perf_counter() - self._saved_at > self.save_every:
@@ -515,6 +519,7 @@ class Indexer:
         report.found, report.unchanged, report.removed = plan.found, plan.unchanged, len(plan.removed)
         report.moved, report.copied = plan.moved, plan.copied
         report.failed = [(f.file.path, f.reason) for f in plan.failed]
+        report.changed = [step.file.path for step in plan.reused]
 
         if not self.should_stop():
             vectors = self._bind_scene(vectors, bool(plan.to_index))
