@@ -591,9 +591,11 @@ class Indexer:
             while True:
                 t = time.perf_counter()
                 event = next(events, None)
+                waited = time.perf_counter() - t
+                timings["wait"] = timings.get("wait", 0.0) + waited  # the model's thread idle, waiting for frames
                 if event is None:
                     break
-                if starving.check(time.perf_counter() - t) and pool.grow(max_workers):
+                if starving.check(waited) and pool.grow(max_workers):
                     timings["workers_added"] = timings.get("workers_added", 0) + 1
                 if isinstance(event, Chunk):
                     timings["decode"] += event.decode_seconds

@@ -35,6 +35,7 @@ REFERENCE = Choice("torch", "fp32", 1)
 BATCHES = (1, 2, 4, 8)
 GPU_BATCHES = (1, 2, 4, 8, 16, 32)  # a GPU keeps gaining from bigger batches long after a CPU stops
 MARGIN = 0.05  # a configuration must beat the one it replaces by this much: timings are noisy
+MIN_CLIPS = 8  # of the user's own clips, for a choice to stand once more are at hand
 
 
 @dataclass(frozen=True)
@@ -69,18 +70,22 @@ def search(
     batches: Sequence[int] = BATCHES,
     margin: float = MARGIN,
 ) -> tuple[Choice, dict[Choice, float]]:
-    """Time every configuration at the first batch size, then grow the batch of the fastest while it pays.
+    """Time every configuration at the first batch size, then the fastest at every bigger batch until
+    one is clearly slower than the best so far.
 
-    `measure(choice)` returns seconds per clip. Returns the choice and all timings.
+    A batch that gains less than `margin` does not stop the search: batch 2 may gain 3% where batch
+    4 gains 12% (fewer, bigger products keep AMX busier), and `pick` still prefers the smaller of
+    two batches within the margin. `measure(choice)` returns seconds per clip. Returns the choice
+    and all timings.
     """
     timings = {c.at(batches[0]): measure(c.at(batches[0])) for c in configs}
     best = pick(timings, margin)
-    previous = timings[best]
+    fastest = timings[best]
     for batch in batches[1:]:
         seconds = timings[best.at(batch)] = measure(best.at(batch))
-        if seconds > previous * (1 - margin):
-            break  # bigger batches stopped paying; on small CPUs they cost (cache misses)
-        previous = seconds
+        if seconds > fastest * (1 + margin):
+            break  # bigger batches cost here (small CPUs: cache misses); bigger still will not pay
+        fastest = min(fastest, seconds)
     return pick(timings, margin), timings
 
 
@@ -154,16 +159,23 @@ def time_encode(encoder: RuntimeModel, choice: Choice, repeats: int = 2) -> floa
 
 def candidates(encoder: RuntimeModel) -> list[Choice]:
     """Configurations worth timing: what was asked for, and under `auto` every available runtime in
-    every precision this device runs natively (bf16 only where the hardware has it)."""
+    every precision this device runs natively (bf16 only where the hardware has it).
+
+    Where the hardware runs bf16 natively, fp32 cannot win in a runtime that also runs bf16 (half
+    the memory traffic, twice the products per cycle): only the reference, torch fp32, is timed in
+    fp32 then, which saves the first run a conversion and a compilation."""
     found = []
+    reference = Choice(REFERENCE.runtime, REFERENCE.precision)
     for runtime in runtimes.RUNTIMES:
         if encoder.runtime_asked not in ("auto", runtime.name) or not runtime.available():
             continue
         fast = runtime.fast_precisions(encoder.device)
         asked = [encoder.precision_asked] if encoder.precision_asked != "auto" else []
         for precision in asked or fast:
-            if precision in runtime.precisions(encoder.device):
-                found.append(Choice(runtime.name, precision))
+            choice = Choice(runtime.name, precision)
+            outrun = not asked and precision == "fp32" and "bf16" in fast and choice != reference
+            if precision in runtime.precisions(encoder.device) and not outrun:
+                found.append(choice)
     return found
 
 
@@ -203,7 +215,7 @@ def tune(
         key = _key(encoder, configs, batch_size)
         cache = Home.at(home).calibration
         stored = _read_cache(cache).get(key)
-        if stored is not None:
+        if stored is not None and not _too_few_clips(stored, encoder):
             calibration = _cached(stored)
         else:
             if on_measure:
@@ -213,10 +225,18 @@ def tune(
             choice, timings = search(measure or (lambda c: time_encode(encoder, c)), kept, batches)
             calibration = Calibration(choice, "calibrated", {str(c): round(s, 4) for c, s in timings.items()},
                                       tuple(c.label for c in configs if c not in kept))
-            _write_cache(cache, key, calibration)
+            _write_cache(cache, key, calibration, len(encoder.sample_clips()))
     encoder.use(calibration.choice)
     encoder.forget_others()
     return calibration
+
+
+def _too_few_clips(stored: dict, encoder: RuntimeModel) -> bool:
+    """A choice made on fewer than MIN_CLIPS of the user's clips (the first folder indexed held only a
+    few) is made again once more are at hand: agreement on two clips says little, and int8 was
+    quantized on them."""
+    made_on = int(stored.get("clips", MIN_CLIPS))
+    return made_on < MIN_CLIPS and len(encoder.sample_clips()) > made_on
 
 
 def _cached(stored: dict) -> Calibration:
@@ -236,10 +256,10 @@ def _read_cache(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(path: Path, key: str, calibration: Calibration) -> None:
+def _write_cache(path: Path, key: str, calibration: Calibration, clips: int) -> None:
     data = _read_cache(path)
     data[key] = {"config": calibration.choice.label, "batch_size": calibration.choice.batch,
-                 "timings": calibration.timings, "differed": list(calibration.differed),
+                 "timings": calibration.timings, "differed": list(calibration.differed), "clips": clips,
                  "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
