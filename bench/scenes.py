@@ -1,0 +1,110 @@
+"""`vsearch bench`'s part on searching by description: what the scene model adds to indexing.
+
+Random weights in the published vision configurations of the default scene model (SigLIP 2 base,
+patch 16 at 224 px) and a small one (CLIP ViT-B/32): compute does not depend on weight values,
+and no weights can be downloaded where this runs. Each is measured as vsearch runs it (its vision
+tower in the runtime and precision the calibration picks here), alone per window and end to end
+beside VideoMAE-base.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vsearch.bench.indexing import Result, table, vsearch_index
+from vsearch.video.decode import Sampling
+
+# Vision towers as published (hidden, layers, heads, mlp, patch, image); text towers kept small:
+# only the vision tower runs per window.
+SCENE_MODELS: dict[str, dict[str, Any]] = {
+    "SigLIP 2 base/16 at 224 (the default)": {"type": "siglip", "hidden": 768, "layers": 12, "heads": 12, "mlp": 3072,
+                                              "patch": 16, "image": 224, "mean": 0.5, "std": 0.5},
+    "CLIP ViT-B/32 at 224": {"type": "clip", "hidden": 768, "layers": 12, "heads": 12, "mlp": 3072, "patch": 32,
+                             "image": 224, "projection": 512, "mean": 0.48, "std": 0.27},
+}
+WORDS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]", "a", "red", "car", "at", "night"]
+
+
+def make_scene_checkpoint(out: Path, spec: dict[str, Any]) -> Path:
+    """A random-weight image-text checkpoint with a word-level tokenizer, loadable by load_scene_model."""
+    if (out / "config.json").exists():
+        return out
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast, SiglipConfig, SiglipModel
+
+    torch.manual_seed(0)
+    vision = {"hidden_size": spec["hidden"], "num_hidden_layers": spec["layers"], "num_attention_heads": spec["heads"],
+              "intermediate_size": spec["mlp"], "patch_size": spec["patch"], "image_size": spec["image"]}
+    text = {"vocab_size": len(WORDS), "hidden_size": 256, "num_hidden_layers": 1, "num_attention_heads": 4,
+            "intermediate_size": 512, "max_position_embeddings": 16}
+    if spec["type"] == "siglip":
+        model: Any = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+        resize = {"height": spec["image"], "width": spec["image"]}  # SigLIP squeezes to its size
+    else:
+        model = CLIPModel(CLIPConfig(text_config={**text, "bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 0},
+                                     vision_config=vision, projection_dim=spec["projection"]))
+        resize = {"shortest_edge": spec["image"]}
+    model.save_pretrained(out)
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                            model_max_length=16).save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "do_resize": True, "size": resize, "do_center_crop": spec["type"] == "clip",
+        "crop_size": {"height": spec["image"], "width": spec["image"]}, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [spec["mean"]] * 3,
+        "image_std": [spec["std"]] * 3}))
+    return out
+
+
+def _same(scene: Any) -> Any:
+    return scene
+
+
+def scene_seconds(scene: Any, repeats: int = 3) -> float:
+    """Best seconds per window of the vision tower at its calibrated batch, frames already decoded."""
+    import time
+
+    spec = scene.frame_spec
+    h, w = spec.crop or (224, 224)
+    batch = scene.batch_size or 8
+    frames = np.random.default_rng(0).integers(0, 256, (batch, spec.num_frames, h, w, 3), dtype=np.uint8)
+    scene.embed_frames(frames)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        scene.embed_frames(frames)
+        best = min(best, (time.perf_counter() - started) / batch)
+    return best
+
+
+def scene_cost(work: Path, videos: list[Path], video_model: Path, sampling: Sampling, batch: int, config: str,
+               model_seconds: float, log: Callable[[str], None]) -> list[str]:
+    """The table of what each scene model adds to indexing with VideoMAE-base, and its notes."""
+    from vsearch.indexer.pipeline import ScenePart
+    from vsearch.library import load_scene
+
+    without = vsearch_index(videos, video_model, sampling, batch, config)
+    rows: list[list[object]] = [["VideoMAE-base alone", "", "", "", f"{without.seconds:.1f}",
+                                 f"{without.clips_per_s * 4:.1f}", ""]]
+    for name, spec in SCENE_MODELS.items():
+        log(f"scene model {name}: measuring its fastest runtime, then indexing with it...")
+        folder = make_scene_checkpoint(work / ("scene-" + spec["type"]), spec)
+        scene = load_scene(str(folder), home=work, measure=True)
+        alone = scene_seconds(scene)
+        part = ScenePart(scene.name, functools.partial(_same, scene))
+        both: Result = vsearch_index(videos, video_model, sampling, batch, config, scene=part)
+        rows.append([name, f"{scene.choice.label}, batch {scene.batch_size}", f"{alone:.3f}",
+                     f"{alone / model_seconds:.0%}", f"{both.seconds:.1f}", f"{both.clips_per_s * 4:.1f}",
+                     f"{both.seconds / without.seconds - 1:+.0%}"])
+    return ["### Searching by description: what the scene model adds to indexing (VideoMAE-base in its chosen "
+            "configuration, the short clips; random weights in the published vision configurations)",
+            table(rows, ["scene model", "runtime, precision", "s/window alone", "vs VideoMAE's s/clip",
+                         "end to end s", "hours of video per hour", "added to indexing time"]), ""]
