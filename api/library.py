@@ -250,6 +250,7 @@ class Index:
             workers=o.workers, timeout=o.timeout, retry_failed=o.retry_failed, backend=o.decoder,
             exclude=DEFAULT_EXCLUDES + tuple(o.exclude), thumbnails=o.thumbnails)
         stop = should_stop or (lambda: False)
+        self._notes: list[str] = []  # what the run's report should end with
         with self.home.writer_lock():
             catalog = Catalog(self.home, create=True)
             try:
@@ -269,6 +270,7 @@ class Index:
                 if not watch:
                     report = indexer.run(roots)
                     self._tag_changed(catalog, report, tag, log)
+                    report.notes += self._notes if report.indexed else []
                     return report
                 from vsearch.indexer.watch import WatchSettings
                 from vsearch.indexer.watch import watch as watch_loop
@@ -281,6 +283,8 @@ class Index:
                     if on_report is not None:
                         on_report(report)
 
+                for note in self._notes:
+                    log(note)
                 watch_loop(indexer, roots, WatchSettings(rescan=rescan), should_stop=stop, on_report=add)
                 return total
             finally:
@@ -340,9 +344,10 @@ class Index:
                 return None  # turned off on purpose: stays off until a model is named
             try:
                 cache_only(name)
-            except ModelError as exc:
-                log(f"note: searching by description is off: {exc} To turn it on, index with --text-model "
-                    "NAME|FOLDER; to not be told again, --text-model none.")
+            except ModelError:
+                self._notes.append(f"note: searching by description is off: {name} is not in the Hugging Face cache "
+                                   "and cannot be downloaded now; index with --text-model NAME|FOLDER to turn it on, "
+                                   "or --text-model none to not be told again")
                 return None
         if pickles:  # Ray's model actors load it themselves: a picklable loader, no calibration
             return ScenePart(name, functools.partial(load_scene_model, name, device=o.device, runtime=o.runtime,

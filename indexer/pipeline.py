@@ -80,6 +80,7 @@ class IndexReport:
     interrupted: bool = False
     rescened: int = 0  # indexed videos given scene vectors without running the video model again
     changed: list[str] = field(default_factory=list)  # paths whose results are new: indexed, moved or copied
+    notes: list[str] = field(default_factory=list)  # what a person should know about the run, last
     model: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -110,7 +111,7 @@ class IndexReport:
         lines += [f"skipped {path}: {reason}" for path, reason in self.failed]
         if self.interrupted:
             lines.append("stopped early: everything above is saved; run the same command to finish")
-        return lines
+        return lines + self.notes
 
 
 # -- planning: what changed since the last run ---------------------------------------------

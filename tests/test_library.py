@@ -20,7 +20,7 @@ from vsearch.core.home import Home
 from vsearch.indexer.one_file import classify, file_embedder
 from vsearch.indexer.pipeline import Indexer, IndexSettings, embed_file
 from vsearch.search import query as q
-from vsearch.search.catalog import Catalog
+from vsearch.search.catalog import CLIPS, Catalog
 from vsearch.video.decode import DecodeError, Sampling
 
 TWO_SECONDS = Sampling(window_seconds=2)
@@ -52,13 +52,13 @@ def day_and_night(tmp_path: Path, vsearch_home: Path) -> Path:
     return root
 
 
-def never_embed(path: str) -> tuple[list[tuple[float, float]], np.ndarray]:
+def never_embed(path: str) -> tuple[list[tuple[float, float]], dict[str, np.ndarray]]:
     raise AssertionError(f"an indexed file was embedded again: {path}")
 
 
-def fake_embedder(path: str) -> tuple[list[tuple[float, float]], np.ndarray]:
+def fake_embedder(path: str) -> tuple[list[tuple[float, float]], dict[str, np.ndarray]]:
     windows, _, embeddings = embed_file(FakeEncoder(), path, TWO_SECONDS)
-    return [(w.start, w.end) for w in windows], embeddings
+    return [(w.start, w.end) for w in windows], {CLIPS: embeddings}
 
 
 def test_similar_to_an_indexed_file_uses_its_stored_vectors_and_leaves_it_out(day_and_night: Path,
@@ -128,8 +128,8 @@ def test_file_embedder_loads_the_model_once_and_only_when_called(tiny_model: Pat
     spans_again, _ = embed(str(day_and_night / "night.mp4"))
     assert len(loaded) == 1 and loaded[0].name == str(tiny_model)
     assert spans == [(0.0, 4.0), (4.0, 8.0), (8.0, 12.0)] and spans_again == [(0.0, 4.0)]
-    assert vectors.shape == (3, loaded[0].dim)
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    assert set(vectors) == {CLIPS} and vectors[CLIPS].shape == (3, loaded[0].dim)  # no scene model: one space
+    assert np.allclose(np.linalg.norm(vectors[CLIPS], axis=1), 1.0, atol=1e-3)
 
 
 def test_classify_averages_every_window_and_ranks(tmp_path: Path) -> None:
