@@ -98,7 +98,7 @@ def thumbnail_report(videos: list[Path], models: dict[str, Path], sampling: Samp
             f"{size / clips / 1024:.1f} KiB per clip ({blocks / clips / 1024:.1f} KiB in 4 KiB blocks).", ""]
 
 
-if __name__ == "__main__":  # python -m vsearch.bench.thumbs WORK: the figures quoted in the README
+if __name__ == "__main__":  # python -m vsearch.bench.thumbs WORK: the figures quoted in docs/commands.md
     import sys
 
     from vsearch.bench.indexing import make_base_checkpoint, sample_videos, variants_720p

@@ -25,7 +25,7 @@ from tests.test_web import index, make_video  # noqa: E402
 from vsearch.bench.synthetic import write_video  # noqa: E402
 from vsearch.web.app import create_app  # noqa: E402
 
-# A folder for the README's pictures (VSEARCH_SCREENSHOTS=docs): serve.png, home.png, video.png
+# A folder for the pictures of the README and docs/ (VSEARCH_SCREENSHOTS=docs): serve.png, home.png, video.png
 SCREENSHOTS = os.environ.get("VSEARCH_SCREENSHOTS")
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"  # axe-core, for the tests only (see vendor/README.md)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

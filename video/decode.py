@@ -2,7 +2,7 @@
 
 Two backends sit behind one function, `read_windows`: PyAV and decord (the `decord2` fork, which
 keeps decord's API with a current FFmpeg). Measured on real files and on seeking through a long
-one, they are within 10% of each other (README, "Decoding"); PyAV is tried first because it is
+one, they are within 10% of each other (docs/speed.md, "Decoding"); PyAV is tried first because it is
 the more robust: it honours rotation metadata, which decord ignores or mangles, and has no
 open reports of hangs. decord is the fallback for files PyAV rejects.
 Nothing here imports torch: this module runs inside the decode worker processes.

@@ -15,7 +15,7 @@ VIDEO_EXTENSIONS = frozenset(
 )
 # Folders nobody wants indexed: NAS preview caches (Synology's @eaDir holds transcoded copies of
 # every video, which would be indexed as copies), recycle bins, repositories and desktop
-# thumbnail caches. Hidden folders are skipped anyway; the hidden ones are named for the README.
+# thumbnail caches. Hidden folders are skipped anyway; the hidden ones are named for the docs.
 DEFAULT_EXCLUDES = ("@eaDir", "#recycle", "node_modules", ".git", ".Trash-*", ".thumbnails")
 
 _SAMPLE = 256 * 1024

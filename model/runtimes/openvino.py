@@ -1,7 +1,7 @@
 """OpenVINO: the same VideoMAE, converted once and compiled for the CPU, a runtime beside torch.
 
 Why: on a 2-core AVX-512 BF16 EPYC, VideoMAE-base ran 2.17 s/clip in torch fp32, 1.36 in torch
-bf16, 1.00 in OpenVINO bf16 and 0.59 in OpenVINO int8 (README "Indexing speed"), and on an AVX2-only
+bf16, 1.00 in OpenVINO bf16 and 0.59 in OpenVINO int8 (docs/speed.md), and on an AVX2-only
 CPU OpenVINO fp32 ran 1.18x torch fp32. It is a plain wheel (60 MB) on Linux, macOS
 and Windows, so a dependency wherever it ships one; NNCF, which int8 needs, is the `int8` extra.
 The calibration times it beside torch and keeps it only where it wins and agrees with torch fp32.
