@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from vsearch.indexer.one_file import Classification
     from vsearch.indexer.pipeline import IndexReport, Progress, ScenePart
     from vsearch.model.encoder import VideoEncoder
+    from vsearch.model.runner import RuntimeModel
     from vsearch.model.scene import SceneModel
     from vsearch.search.doctor import DoctorReport
     from vsearch.search.query import Hit, Overview, SearchResult, VideoLabels, VideoMoments, VideoPage
@@ -61,32 +62,42 @@ def load_model(
     clips: measuring would cost more than it saves). `clip_source` gives the user's own clips to
     check and quantize on. Raises ModelError (RuntimeUnavailable) when it cannot be loaded or run.
     """
-    from vsearch.model.calibrate import reuse, tune
     from vsearch.model.encoder import load_encoder
-    from vsearch.model.runtimes import RUNTIMES
 
     layout = Home.at(home)
     encoder = load_encoder(name, device=device, precision=precision, runtime=runtime, home=layout,
                            clip_source=clip_source)
-    if not measure:
-        found = reuse(encoder, layout)
-        log(f"model: {encoder.describe()}" + (" (measured fastest here by vsearch index)" if found else ""))
-        return encoder
-
-    def measuring() -> None:
-        log("measuring the fastest runtime, precision and batch size here (once per machine and model)...")
-        missing = [r for r in RUNTIMES if runtime in ("auto", r.name) and not r.available()]
-        for r in missing:
-            log(f"  (the {r.name} runtime is often faster here: {r.install_hint()})")
-        if runtime in ("auto", "openvino") and precision in ("auto", "int8") and encoder.device == "cpu":
-            from vsearch.model.runtimes.openvino import INT8_HINT, can_quantize
-
-            if not missing and not can_quantize():
-                log(f"  (OpenVINO int8 is often the fastest on CPUs: {INT8_HINT})")
-
-    calibration = tune(encoder, layout, batch_size, on_measure=measuring)
-    log(f"model: {encoder.name} on {encoder.device}, {calibration.describe()}")
+    _at_its_fastest(encoder, layout, measure, batch_size, "model", log)
     return encoder
+
+
+def _at_its_fastest(model: RuntimeModel, layout: Home, measure: bool, batch_size: int | None, what: str,
+                    log: Log) -> None:
+    """Put a loaded model in the runtime, precision and batch measured fastest here: measured now
+    (once per machine and model, cached in the home) with `measure`, else as measured before, if ever."""
+    from vsearch.model.calibrate import reuse, tune
+
+    if not measure:
+        found = reuse(model, layout)
+        log(f"{what}: {model.describe()}" + (" (measured fastest here by vsearch index)" if found else ""))
+        return
+    calibration = tune(model, layout, batch_size, on_measure=lambda: _measuring(model, what, log))
+    log(f"{what}: {model.name} on {model.device}, {calibration.describe()}")
+
+
+def _measuring(model: RuntimeModel, what: str, log: Log) -> None:
+    """What a person sees before the first run's measurement, and what could make it faster."""
+    from vsearch.model.runtimes import RUNTIMES
+
+    log(f"measuring the {what}'s fastest runtime, precision and batch size here (once per machine and model)...")
+    missing = [r for r in RUNTIMES if model.runtime_asked in ("auto", r.name) and not r.available()]
+    for r in missing:
+        log(f"  (the {r.name} runtime is often faster here: {r.install_hint()})")
+    if model.runtime_asked in ("auto", "openvino") and model.precision_asked in ("auto", "int8") and model.device == "cpu":
+        from vsearch.model.runtimes.openvino import INT8_HINT, can_quantize
+
+        if not missing and not can_quantize():
+            log(f"  (OpenVINO int8 is often the fastest on CPUs: {INT8_HINT})")
 
 
 def load_scene(
@@ -104,18 +115,12 @@ def load_scene(
     """The scene model (an image-text or video-text model: CLIP, SigLIP, SigLIP 2, X-CLIP), its vision
     tower in the runtime, precision and batch measured fastest here, as load_model does for the video
     model. Raises ModelError when it cannot be loaded."""
-    from vsearch.model.calibrate import reuse, tune
     from vsearch.model.scene import load_scene_model
 
     layout = Home.at(home)
     scene = load_scene_model(name, device=device, runtime=runtime, precision=precision, home=layout,
                              clip_source=clip_source)
-    if not measure:
-        reuse(scene, layout)
-        return scene
-    calibration = tune(scene, layout, batch_size,
-                       on_measure=lambda: log("measuring the scene model's fastest runtime here (once per machine)..."))
-    log(f"scene model: {scene.name} on {scene.device}, {calibration.describe()}")
+    _at_its_fastest(scene, layout, measure, batch_size, "scene model", log)
     return scene
 
 

@@ -165,8 +165,6 @@ class VideoEncoder(RuntimeModel):
         e32, e = (torch.nn.functional.normalize(o[1], dim=-1).cpu().numpy() for o in (reference, other))
         return bool(same_top_label(p32, p).all()) and float((e32 * e).sum(1).min()) >= min_cosine(choice)
 
-    def describe(self) -> str:
-        return f"{self.name} on {self.device} ({self.choice.label})"
 
 
 def load_encoder(model: str | None, device: str | None = None, precision: str | None = None,

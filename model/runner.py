@@ -117,6 +117,9 @@ class RuntimeModel:
         """Decoded clips (uint8 RGB at frame_spec's size) -> the traceable module's input."""
         raise NotImplementedError
 
+    def describe(self) -> str:
+        return f"{self.name} on {self.device} ({self.choice.label})"
+
     def agrees(self, reference: tuple[torch.Tensor, ...], other: tuple[torch.Tensor, ...], choice: Choice) -> bool:
         """Whether `other` (in `choice`) answers as `reference` (torch fp32) does on the same clips."""
         raise NotImplementedError
