@@ -31,6 +31,7 @@ from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window, read_wi
 from vsearch.video.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
 from vsearch.video.thumbs import copy_thumbs, delete_thumbs, write_thumb
 from vsearch.video.workers import (
+    Ahead,
     Chunk,
     DecodePool,
     DecodeSettings,
@@ -585,34 +586,44 @@ class Indexer:
         # The cores split themselves: when the model spends over a quarter of its time waiting for
         # frames (expensive files: 4K, long GOPs), another decode worker starts, up to one per core.
         max_workers = max(decode.workers, min(len(jobs), os.cpu_count() or 1))
-        starving = _Starving(s.rebalance_every)
-        pending = Batch()
         with DecodePool(decode) as pool:
-            events = pool.run((i, job.file.path) for i, job in enumerate(jobs))
-            while True:
-                t = time.perf_counter()
-                event = next(events, None)
-                waited = time.perf_counter() - t
-                timings["wait"] = timings.get("wait", 0.0) + waited  # the model's thread idle, waiting for frames
-                if event is None:
-                    break
-                if starving.check(waited) and pool.grow(max_workers):
-                    timings["workers_added"] = timings.get("workers_added", 0) + 1
-                if isinstance(event, Chunk):
-                    timings["decode"] += event.decode_seconds
-                pending.add(event)
-                # Whole batches only: a long video's chunks may overfill the batch a little.
-                while len(pending.clips) >= batch_size:
-                    self._store(pending.take(batch_size), encoder, store, report)
-                if self.should_stop():
-                    report.interrupted = True
-                    break
-            self._store(pending, encoder, store, report)
+            events = Ahead(pool.run((i, job.file.path) for i, job in enumerate(jobs)), 2 * batch_size)
+            try:
+                self._run_batches(events, pool, max_workers, batch_size, encoder, store, report)
+            finally:
+                events.close()
             timings["workers"] = pool.target
         if report.interrupted:
             # videos cut off mid-way are redone whole by the next run
             delete_thumbs(self.catalog.home, self.catalog.drop_incomplete())
         return vectors
+
+    def _run_batches(self, events: Ahead, pool: DecodePool, max_workers: int, batch_size: int, encoder: Encoder,
+                     store: BatchStore, report: IndexReport) -> None:
+        """Decoded clips in, batches through the models, one transaction each, until the files end or
+        the caller asks to stop."""
+        timings = report.timings
+        starving = _Starving(self.settings.rebalance_every)
+        pending = Batch()
+        while True:
+            t = time.perf_counter()
+            event = next(events, None)
+            waited = time.perf_counter() - t
+            timings["wait"] = timings.get("wait", 0.0) + waited  # the model's thread idle, waiting for frames
+            if event is None:
+                break
+            if starving.check(waited) and pool.grow(max_workers):
+                timings["workers_added"] = timings.get("workers_added", 0) + 1
+            if isinstance(event, Chunk):
+                timings["decode"] += event.decode_seconds
+            pending.add(event)
+            # Whole batches only: a long video's chunks may overfill the batch a little.
+            while len(pending.clips) >= batch_size:
+                self._store(pending.take(batch_size), encoder, store, report)
+            if self.should_stop():
+                report.interrupted = True
+                break
+        self._store(pending, encoder, store, report)
 
     def _rescene(self, vectors: Vectors, report: IndexReport) -> None:
         """Scene vectors for indexed windows that have none (indexed before this scene model was

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from vsearch.bench.synthetic import write_video
 from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window
 from vsearch.video.workers import (
+    Ahead,
     Chunk,
     DecodePool,
     DecodeSettings,
@@ -86,3 +91,53 @@ def test_the_pool_hands_on_the_workers_replies_for_every_file(tmp_path: Path) ->
     assert sorted(finished) == [0, 1, 2]
     [failed] = [e for e in events if isinstance(e, Failed)]
     assert failed.key == 3 and "not a readable video" in failed.reason
+
+
+def _chunks(made: list[float], n: int, fail: bool = False) -> Iterator[Chunk | Finished]:
+    """One-window chunks, noting when each was made."""
+    info = VideoInfo(fps=4, frames=4, width=16, height=16)
+    for i in range(n):
+        made.append(time.perf_counter())
+        yield Chunk(0, info, [Window(i, i, i + 1, (0, 1, 2, 3))], np.zeros((1, 4, 16, 16, 3), np.uint8), 0.01)
+    if fail:
+        raise OSError("disk went away")
+    yield Finished(0)
+
+
+def test_frames_are_decoded_ahead_while_the_model_runs_and_no_further_than_asked() -> None:
+    made: list[float] = []
+    ahead = Ahead(_chunks(made, 10), windows=3)
+    try:
+        time.sleep(0.3)  # the model busy with its first batch
+        assert len(made) == 4  # three decoded meanwhile, a fourth waiting for room, and no more
+        taken = [next(ahead) for _ in range(3)]
+        assert [c.windows[0].index for c in taken] == [0, 1, 2]  # in the order the decoder made them
+        time.sleep(0.3)
+        assert len(made) == 7
+        rest = list(ahead)
+    finally:
+        ahead.close()
+    assert [type(e).__name__ for e in rest] == ["Chunk"] * 7 + ["Finished"]
+
+
+def test_a_decoder_error_reaches_the_model_after_what_was_decoded_before_it() -> None:
+    ahead = Ahead(_chunks([], 2, fail=True), windows=8)
+    try:
+        assert len([next(ahead), next(ahead)]) == 2
+        with pytest.raises(OSError, match="disk went away"):
+            next(ahead)
+    finally:
+        ahead.close()
+
+
+def test_stopping_early_lets_go_of_the_pool_and_its_workers(tmp_path: Path) -> None:
+    videos = [_video(tmp_path / f"v{i}.mp4", 4) for i in range(3)]
+    settings = DecodeSettings(spec=SPEC, sampling=Sampling(window_seconds=1), workers=2, chunk=1)
+    with DecodePool(settings) as pool:
+        ahead = Ahead(pool.run((i, str(p)) for i, p in enumerate(videos)), windows=2)
+        first = next(ahead)
+        t = time.perf_counter()
+        ahead.close()
+        assert time.perf_counter() - t < 5
+        assert isinstance(first, Chunk)
+        assert "vsearch-decode-ahead" not in {t.name for t in threading.enumerate()}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -306,3 +307,72 @@ def default_workers(device: str = "cpu") -> int:
     if device.startswith("cuda"):
         return max(1, cores - 1)
     return max(1, cores // 8)
+
+
+class Ahead:
+    """A pool's events, decoded ahead by a thread of their own while the caller runs the model.
+
+    The pool only sends its workers new requests while someone iterates it; iterated by the model's
+    thread, it would wait each time the model runs, and the model would then wait for frames at
+    every batch. Here a thread keeps the workers busy until `windows` decoded windows wait (the
+    model's next batch or two), so decoding overlaps the model and memory stays bounded. The model
+    releases the interpreter while it computes (torch and OpenVINO both do), so the thread runs.
+    """
+
+    def __init__(self, events: Iterator[Event], windows: int):
+        self._events, self._limit = events, max(1, windows)
+        self._queue: deque[Event] = deque()
+        self._held = 0  # windows in the queue
+        self._cond = threading.Condition()
+        self._done = self._stopped = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vsearch-decode-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self._events:
+                with self._cond:
+                    while self._held >= self._limit and not self._stopped:
+                        self._cond.wait()
+                    if self._stopped:
+                        break
+                    self._queue.append(event)
+                    self._held += _windows(event)
+                    self._cond.notify_all()
+        except BaseException as exc:  # handed to the caller, who sees it on its next call
+            self._error = exc
+        finally:
+            close = getattr(self._events, "close", None)
+            if close is not None:
+                close()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def __iter__(self) -> Ahead:
+        return self
+
+    def __next__(self) -> Event:
+        with self._cond:
+            while not self._queue and not self._done:
+                self._cond.wait()
+            if self._queue:
+                event = self._queue.popleft()
+                self._held -= _windows(event)
+                self._cond.notify_all()
+                return event
+        if self._error is not None:
+            raise self._error
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop decoding ahead; returns once the thread has let go of the pool."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join()
+
+
+def _windows(event: Event) -> int:
+    return len(event.windows) if isinstance(event, Chunk) else 0
