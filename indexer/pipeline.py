@@ -610,6 +610,7 @@ class Indexer:
             event = next(events, None)
             waited = time.perf_counter() - t
             timings["wait"] = timings.get("wait", 0.0) + waited  # the model's thread idle, waiting for frames
+            timings.setdefault("first_frames", waited)  # the decoders starting: paid once per run
             if event is None:
                 break
             if starving.check(waited) and pool.grow(max_workers):

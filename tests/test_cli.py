@@ -54,7 +54,8 @@ def test_index_reports_failures_and_exits_zero(library: Path, tiny_model: Path) 
     assert "16 videos found: 12 indexed (12 clips)" in result.stderr
     assert result.stderr.count("skipped ") == 4 and "empty file" in result.stderr
     # The precision and batch size chosen by measuring, with the measurements
-    assert re.search(r"model: .* on cpu, (openvino )?(fp32|bf16|int8), batch \d+ \(calibrated in \d+ s: s/clip fp32@1 ", result.stderr)
+    chosen = r"model: .* on cpu, (openvino )?(fp32|bf16|int8), batch \d+ \(calibrated in \d+ s: s/clip fp32@1 "
+    assert re.search(chosen, result.stderr)
     stats = json.loads(invoke("stats", "--json").stdout)
     assert (stats["videos"], stats["clips"], stats["failed"]) == (12, 12, 4)
     assert stats["model"] == str(tiny_model.resolve())
