@@ -42,7 +42,9 @@ def make_scene_checkpoint(out: Path, spec: dict[str, Any]) -> Path:
     torch.manual_seed(0)
     vision = {"hidden_size": spec["hidden"], "num_hidden_layers": spec["layers"], "num_attention_heads": spec["heads"],
               "intermediate_size": spec["mlp"], "patch_size": spec["patch"], "image_size": spec["image"]}
-    text = {"vocab_size": len(WORDS), "hidden_size": 256, "num_hidden_layers": 1, "num_attention_heads": 4,
+    # SigLIP has no projections: its text tower must be as wide as its vision tower
+    text_width = spec["hidden"] if spec["type"] == "siglip" else 256
+    text = {"vocab_size": len(WORDS), "hidden_size": text_width, "num_hidden_layers": 1, "num_attention_heads": 4,
             "intermediate_size": 512, "max_position_embeddings": 16}
     if spec["type"] == "siglip":
         model: Any = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))

@@ -33,8 +33,8 @@ def bench(
     With --ray: indexing locally against a local Ray.
     Example: vsearch bench --work /tmp/vsearch-bench
     """
-    from vsearch.bench.indexing import run_benchmark
     from vsearch.bench.live import run_live_benchmark
+    from vsearch.bench.report import run_benchmark
     from vsearch.bench.scale import run_scale
 
     try:

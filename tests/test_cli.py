@@ -30,13 +30,13 @@ def test_every_command_has_help_with_an_example(monkeypatch: pytest.MonkeyPatch)
     import typer.core
     import typer.main
 
-    import vsearch.bench.indexing
+    import vsearch.bench.report
     import vsearch.bench.scale
 
     def started(*args: object, **kwargs: object) -> str:
         raise AssertionError("the benchmark started")
 
-    monkeypatch.setattr(vsearch.bench.indexing, "run_benchmark", started)
+    monkeypatch.setattr(vsearch.bench.report, "run_benchmark", started)
     monkeypatch.setattr(vsearch.bench.scale, "run_scale", started)
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
