@@ -45,12 +45,12 @@ def make_scene_checkpoint(out: Path, spec: dict[str, Any]) -> Path:
     # SigLIP has no projections: its text tower must be as wide as its vision tower
     text_width = spec["hidden"] if spec["type"] == "siglip" else 256
     text = {"vocab_size": len(WORDS), "hidden_size": text_width, "num_hidden_layers": 1, "num_attention_heads": 4,
-            "intermediate_size": 512, "max_position_embeddings": 16}
+            "intermediate_size": 512, "max_position_embeddings": 16, "bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 0}
     if spec["type"] == "siglip":
         model: Any = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
         resize = {"height": spec["image"], "width": spec["image"]}  # SigLIP squeezes to its size
     else:
-        model = CLIPModel(CLIPConfig(text_config={**text, "bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 0},
+        model = CLIPModel(CLIPConfig(text_config=text,
                                      vision_config=vision, projection_dim=spec["projection"]))
         resize = {"shortest_edge": spec["image"]}
     model.save_pretrained(out)
