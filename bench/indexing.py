@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vsearch.bench.synthetic import render_motion, write_video
+from vsearch.model.runtimes import Choice
 from vsearch.video.decode import FrameSpec, Sampling, plan_windows, probe, read_windows
 
 if TYPE_CHECKING:
@@ -139,7 +140,6 @@ def op_seconds(m: int, k: int, n: int, config: str, heads: int | None = None, ba
     """
     import torch
 
-    from vsearch.model.runtimes import Choice
     from vsearch.model.runtimes.pytorch import quantize_int8
 
     runtime, precision = Choice.from_label(config).runtime, Choice.from_label(config).precision
@@ -160,14 +160,15 @@ def op_seconds(m: int, k: int, n: int, config: str, heads: int | None = None, ba
 def openvino_op(module: Any, x: Any, precision: str) -> Callable[[], object]:
     import openvino as ov
 
-    from vsearch.model.runtimes.openvino import compile_options
+    from vsearch.model.runtimes.openvino import compile_options, silenced
 
     converted = ov.convert_model(module, example_input=x, input=[tuple(x.shape)])  # static, as in use
     if precision == "int8":
         import nncf
 
-        converted = nncf.quantize(converted, nncf.Dataset([x.numpy()]), subset_size=1,
-                                  model_type=nncf.ModelType.TRANSFORMER)
+        with silenced():
+            converted = nncf.quantize(converted, nncf.Dataset([x.numpy()]), subset_size=1,
+                                      model_type=nncf.ModelType.TRANSFORMER)
     request = ov.Core().compile_model(converted, "CPU", compile_options(precision)).create_infer_request()
     inputs = [x.numpy()]
     return lambda: request.infer(inputs)
@@ -243,7 +244,6 @@ def index_peak_memory(videos: list[Path], model_dir: Path, batch_size: int, conf
     import subprocess
     import sys
 
-    from vsearch.model.runtimes import Choice
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-mem-"))
     folder = home / "videos"
@@ -298,26 +298,29 @@ def reference_recipe(videos: list[Path], model_dir: Path, sampling: Sampling) ->
 
 
 def load_config(model_dir: Path, config: str | None, cache: Path | None = None,
-                videos: Sequence[Path] = ()) -> VideoEncoder:
-    """The model in one runtime and precision ("int8", "openvino bf16"; None: the default); int8 for
-    OpenVINO quantized on the first clips of `videos`, as the indexer does with the user's."""
+                videos: Sequence[Path] = (), streams: int = 1, batch: int | None = None) -> VideoEncoder:
+    """The model in one runtime and precision ("int8", "openvino bf16"; None: the default), and in
+    `streams` requests side by side at `batch` when given; int8 for OpenVINO quantized on the first
+    clips of `videos`, as the indexer does with the user's."""
     from vsearch.indexer.pipeline import first_clips
     from vsearch.model.encoder import load_encoder
-    from vsearch.model.runtimes import Choice
 
     asked = Choice.from_label(config) if config else Choice("auto", "auto")
     source = (lambda spec: first_clips(list(videos), spec, Sampling())) if videos else None
-    return load_encoder(str(model_dir), precision=asked.precision, runtime=asked.runtime, home=cache or model_dir.parent,
-                        clip_source=source)
+    encoder = load_encoder(str(model_dir), precision=asked.precision, runtime=asked.runtime,
+                           home=cache or model_dir.parent, clip_source=source)
+    if batch is not None:
+        encoder.use(encoder.choice.at(batch).in_streams(streams))
+    return encoder
 
 
 def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch_size: int,
-                  config: str | None = None, workers: int | None = None, scene: Any = None) -> Result:
+                  config: str | None = None, workers: int | None = None, scene: Any = None, streams: int = 1) -> Result:
     """vsearch's own indexer, end to end, into a throwaway index (with a scene model's ScenePart, both models)."""
     from vsearch.indexer.pipeline import Indexer, IndexSettings
     from vsearch.search.catalog import Catalog
 
-    encoder = load_config(model_dir, config)
+    encoder = load_config(model_dir, config, streams=streams, batch=batch_size)
     home = Path(tempfile.mkdtemp(prefix="vsearch-bench-"))
     try:
         catalog = Catalog(home)
@@ -337,18 +340,22 @@ def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch
               "store": t.get("store", 0.0), "waiting for frames": t.get("wait", 0.0),
               "of which the decoders' start": t.get("first_frames", 0.0)}
     stages = {k: v for k, v in stages.items() if v or k != "scene"}
-    return Result(f"vsearch index ({encoder.choice.label}, batch {batch_size})", report.clips, seconds, stages)
+    return Result(f"vsearch index ({_named(encoder.choice)})", report.clips, seconds, stages)
 
 
-def model_only(model_dir: Path, batch_size: int, config: str | None, repeats: int = 3) -> Result:
+def _named(choice: Choice) -> str:
+    return f"{choice.label}, batch {choice.batch}" + (f" in {choice.streams} streams" if choice.streams > 1 else "")
+
+
+def model_only(model_dir: Path, batch_size: int, config: str | None, repeats: int = 3, streams: int = 1) -> Result:
     """The model stage alone, on decoded clips already in memory."""
-    encoder = load_config(model_dir, config)
+    encoder = load_config(model_dir, config, streams=streams, batch=batch_size)
     spec = encoder.frame_spec
     h, w = spec.crop or (224, 224)
     frames = np.random.default_rng(0).integers(0, 256, (batch_size, spec.num_frames, h, w, 3), dtype=np.uint8)
     # best batch, like the best product: noise on a shared machine only adds
     best = best_seconds(lambda: encoder.encode(frames), repeats)
-    return Result(f"model only ({encoder.choice.label}, batch {batch_size}, best of {repeats})", batch_size, best)
+    return Result(f"model only ({_named(encoder.choice)}, best of {repeats})", batch_size, best)
 
 
 def precision_agreement(model_dir: Path, videos: list[Path], sampling: Sampling, config: str,

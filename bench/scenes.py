@@ -88,12 +88,12 @@ def scene_seconds(scene: Any, repeats: int = 3) -> float:
 
 
 def scene_cost(work: Path, videos: list[Path], video_model: Path, sampling: Sampling, batch: int, config: str,
-               model_seconds: float, log: Callable[[str], None]) -> list[str]:
+               model_seconds: float, log: Callable[[str], None], streams: int = 1) -> list[str]:
     """The table of what each scene model adds to indexing with VideoMAE-base, and its notes."""
     from vsearch.indexer.pipeline import ScenePart
     from vsearch.library import load_scene
 
-    without = vsearch_index(videos, video_model, sampling, batch, config)
+    without = vsearch_index(videos, video_model, sampling, batch, config, streams=streams)
     rows: list[list[object]] = [["VideoMAE-base alone", "", "", "", f"{without.seconds:.1f}",
                                  f"{without.clips_per_s * 4:.1f}", ""]]
     for name, spec in SCENE_MODELS.items():
@@ -102,7 +102,7 @@ def scene_cost(work: Path, videos: list[Path], video_model: Path, sampling: Samp
         scene = load_scene(str(folder), home=work, measure=True)
         alone = scene_seconds(scene)
         part = ScenePart(scene.name, functools.partial(_same, scene))
-        both: Result = vsearch_index(videos, video_model, sampling, batch, config, scene=part)
+        both: Result = vsearch_index(videos, video_model, sampling, batch, config, scene=part, streams=streams)
         rows.append([name, f"{scene.choice.label}, batch {scene.batch_size}", f"{alone:.3f}",
                      f"{alone / model_seconds:.0%}", f"{both.seconds:.1f}", f"{both.clips_per_s * 4:.1f}",
                      f"{both.seconds / without.seconds - 1:+.0%}"])

@@ -46,7 +46,7 @@ class RuntimeModel:
             runtimes.get(self.runtime_asked)
         if self.precision_asked not in ("auto", *runtimes.PRECISIONS):
             raise ModelError(f"unknown precision {precision!r}; choose from auto, {', '.join(runtimes.PRECISIONS)}")
-        self._prepared: dict[tuple[str, str], Forward] = {}
+        self._prepared: dict[tuple[str, str, int], Forward] = {}
 
     def first_choice(self) -> Choice:
         """Before anything is measured: what was asked, else torch in the first precision this
@@ -60,9 +60,9 @@ class RuntimeModel:
     def use(self, choice: Choice) -> None:
         """Run as `choice` from now on, preparing it the first time (the calibration tries several on
         one loaded model). Raises RuntimeUnavailable when this machine cannot run it."""
-        key = (choice.runtime, choice.precision)
+        key = choice.prepared_as
         if key not in self._prepared:
-            self._prepared[key] = runtimes.check(choice, self.device).prepare(self, choice.precision)
+            self._prepared[key] = runtimes.check(choice, self.device).prepare(self, choice.precision, choice.streams)
         self._forward = self._prepared[key]
         self.choice = choice
 
@@ -71,7 +71,7 @@ class RuntimeModel:
         copy the chosen runtime never uses holds memory for nothing). OpenVINO's compiled models
         stay: with OpenVINO 2026.4, freeing one compiled in another precision hint while its sibling
         runs made the process die of SIGSEGV at the next signal (Ctrl-C), seen on an AMX Xeon."""
-        key = (self.choice.runtime, self.choice.precision)
+        key = self.choice.prepared_as
         self._prepared = {k: v for k, v in self._prepared.items() if k == key or k[0] != "torch"}
 
     @property

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.model.calibrate import REFERENCE, Timer, calibration_clips, candidates, pick, reuse, search, tune
+from vsearch.model.calibrate import REFERENCE, Timer, calibration_clips, candidates, in_streams, pick, reuse, search, tune
 from vsearch.model.hardware import cpu_supports_bf16
 from vsearch.model.runtimes import Choice
 from vsearch.model.runtimes.openvino import can_quantize
@@ -22,11 +22,12 @@ def c(label: str, batch: int | None = None) -> Choice:
     return Choice.from_label(label, batch)
 
 
-def fake(table: dict[tuple[str, int], float], calls: list[tuple[str, int]]):
-    """A measure() from a table of (label, batch) -> seconds per clip, noting what was asked."""
+def fake(table: dict[tuple[str, int], float], calls: list[tuple[str, int]], streams: float = 1.0):
+    """A measure() from a table of (label, batch) -> seconds per clip, noting what was asked; a
+    choice in streams takes `streams` times its batch's time."""
     def measure(choice: Choice) -> float:
         calls.append((choice.label, choice.batch or 1))
-        return table[(choice.label, choice.batch or 1)]
+        return table[(choice.label, choice.batch or 1)] * (streams if choice.streams > 1 else 1.0)
 
     return measure
 
@@ -72,6 +73,22 @@ def test_bf16_machine_grows_the_batch_while_it_pays() -> None:
     assert timings[c("bf16", 8)] == 1.19 and len(timings) == 6
 
 
+def test_streams_are_kept_when_no_slower_alone_and_get_a_clip_each() -> None:
+    """Two requests side by side run level with one alone, and faster beside decoding: kept within
+    the margin, at a batch of at least one clip per stream, never where the user asked for batch 1."""
+    table = {("openvino bf16", 1): 0.352, ("openvino bf16", 2): 0.351, ("openvino bf16", 4): 0.36}
+    best = c("openvino bf16", 1)
+    for slower, kept in ((1.0, True), (1.04, True), (1.2, False)):
+        calls: list[tuple[str, int]] = []
+        timings = {best: 0.352}
+        chosen = in_streams(fake(table, calls, slower), best, timings, 2)
+        assert calls == [("openvino bf16", 2)]
+        assert chosen == (best.at(2).in_streams(2) if kept else best) and len(timings) == 2
+    assert in_streams(fake(table, []), c("openvino bf16", 4), {c("openvino bf16", 4): 0.36}, 2).batch == 4
+    assert in_streams(lambda _: pytest.fail("measured"), best, {best: 0.352}, 2, batch_size=1) == best
+    assert in_streams(lambda _: pytest.fail("measured"), best, {best: 0.352}, 1) == best
+
+
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory):
     from tests.conftest import save_tiny_videomae
@@ -89,8 +106,11 @@ def test_tune_measures_once_then_uses_the_cache(tiny_encoder, tmp_path: Path) ->
     choice = tune(tiny_encoder, tmp_path, measure=fake(table, calls))
     if ("bf16", 1) in calls:  # a CPU with native bf16 (AVX-512 BF16 or AMX)
         assert choice.choice == c("bf16", 8)
-    else:  # then openvino int8 (0.7) beats torch int8 (0.8), where it is installed
-        assert choice.choice == c("openvino int8" if can_quantize() else "int8", 1)
+    elif can_quantize():  # then openvino int8 (0.7) beats torch int8 (0.8), in two streams as fast as one
+        assert choice.choice == c("openvino int8", 2).in_streams(2) and "openvino int8@2 in 2 streams" in choice.timings
+        assert "batch 2 in 2 streams" in choice.describe()
+    else:
+        assert choice.choice == c("int8", 1)
     assert choice.how == "calibrated" and tiny_encoder.choice == choice.choice
     assert tiny_encoder.batch_size == choice.choice.batch
     cached = json.loads((tmp_path / CACHE_FILE).read_text())
@@ -238,6 +258,7 @@ def test_openvino_wins_only_where_it_is_faster_and_the_index_records_it(
     # classify, live and similar take the index's measured choice without measuring
     other = load_encoder(str(tiny_model), device="cpu", precision="fp32", home=tmp_path / "b")
     assert reuse(other, tmp_path / "b") is not None and other.choice.label == "openvino fp32"
+    assert other.choice.streams == 1  # a few clips, one at a time: every core on one request
     assert reuse(load_encoder(str(tiny_model), device="cpu", precision="fp32"), tmp_path / "a") is not None
     catalog.close()
 
@@ -261,6 +282,24 @@ def test_openvino_gives_torch_fp32_answers(tiny_model: Path, tmp_path: Path, pre
     stamp = xml.stat().st_mtime_ns
     again = load_encoder(str(tiny_model), device="cpu", precision=precision, runtime="openvino", home=tmp_path)
     assert np.allclose(again.encode(clips)[0], p, atol=1e-5) and xml.stat().st_mtime_ns == stamp  # not converted again
+
+
+def test_openvino_in_two_streams_gives_the_answers_of_one(tiny_model: Path, tmp_path: Path) -> None:
+    """A batch split over two requests side by side, put back together in order, any batch size."""
+    pytest.importorskip("openvino")
+    from vsearch import RuntimeUnavailable
+    from vsearch.model.encoder import load_encoder
+    from vsearch.model.runtimes import check
+
+    ov = load_encoder(str(tiny_model), device="cpu", precision="fp32", runtime="openvino", home=tmp_path)
+    clips = calibration_clips(ov, 5)
+    p1, e1 = ov.encode(clips)
+    ov.use(Choice("openvino", "fp32", 5, streams=2))
+    for n in (5, 2, 1):
+        p, e = ov.encode(clips[:n])
+        assert np.allclose(p, p1[:n], atol=1e-5) and np.allclose(e, e1[:n], atol=1e-5)
+    with pytest.raises(RuntimeUnavailable, match="torch runs one request at a time on cpu here, not 2"):
+        check(Choice("torch", "fp32", 2, streams=2), "cpu")
 
 
 def test_openvino_asked_for_but_missing_or_impossible_says_what_to_do(tiny_model: Path, tmp_path: Path,

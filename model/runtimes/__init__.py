@@ -41,4 +41,9 @@ def check(choice: Choice, device: str) -> Runtime:
     if choice.precision not in can:
         raise RuntimeUnavailable(f"--runtime {runtime.name} runs {' or '.join(can)} on {device}, "
                                  f"not {choice.precision}")
+    if choice.streams not in runtime.streams(device):
+        raise RuntimeUnavailable(f"{runtime.name} runs one request at a time on {device} here, not {choice.streams}"
+                                 if runtime.streams(device) == (1,) else
+                                 f"{runtime.name} runs up to {max(runtime.streams(device))} requests side by side "
+                                 f"on {device} here, not {choice.streams}")
     return runtime

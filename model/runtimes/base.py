@@ -23,11 +23,13 @@ Forward = Callable[["torch.Tensor"], tuple["torch.Tensor", ...]]
 
 @dataclass(frozen=True)
 class Choice:
-    """How the model runs: a runtime, a precision, and the clips per batch (None: not measured)."""
+    """How the model runs: a runtime, a precision, the clips per batch (None: not measured), and
+    how many requests of a batch run side by side (`streams`, each on its share of the cores)."""
 
     runtime: str
     precision: str
     batch: int | None = None
+    streams: int = 1
 
     @property
     def label(self) -> str:
@@ -35,15 +37,24 @@ class Choice:
         return self.precision if self.runtime == "torch" else f"{self.runtime} {self.precision}"
 
     @classmethod
-    def from_label(cls, label: str, batch: int | None = None) -> Choice:
+    def from_label(cls, label: str, batch: int | None = None, streams: int = 1) -> Choice:
         runtime, _, precision = label.rpartition(" ")
-        return cls(runtime or "torch", precision, batch)
+        return cls(runtime or "torch", precision, batch, streams)
 
     def at(self, batch: int) -> Choice:
         return replace(self, batch=batch)
 
+    def in_streams(self, streams: int) -> Choice:
+        return replace(self, streams=streams)
+
+    @property
+    def prepared_as(self) -> tuple[str, str, int]:
+        """What a prepared model depends on (the batch size does not: one model serves every batch)."""
+        return self.runtime, self.precision, self.streams
+
     def __str__(self) -> str:
-        return f"{self.label}@{self.batch}" if self.batch else self.label
+        text = f"{self.label}@{self.batch}" if self.batch else self.label
+        return f"{text} in {self.streams} streams" if self.streams > 1 else text
 
 
 class Loaded(Protocol):
@@ -90,7 +101,11 @@ class Runtime(Protocol):
         """What is worth timing on `device`: its precisions that this hardware runs natively."""
         ...
 
-    def prepare(self, model: Loaded, precision: str) -> Forward:
+    def streams(self, device: str) -> tuple[int, ...]:
+        """How many requests it can run side by side on `device`: (1,) where it runs one at a time."""
+        ...
+
+    def prepare(self, model: Loaded, precision: str, streams: int = 1) -> Forward:
         """The model made ready to run in `precision` (converted, quantized, compiled: slow the
-        first time, cached where it can be)."""
+        first time, cached where it can be), a batch split over `streams` requests."""
         ...

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,12 +79,18 @@ class OpenVINO:
             return ()
         return ("fp32", *(["bf16"] if cpu_supports_bf16() else []), *(["int8"] if can_quantize() else []))
 
-    def prepare(self, model: Loaded, precision: str) -> Forward:
+    def streams(self, device: str) -> tuple[int, ...]:
+        # Two requests side by side, each on half the cores: when decoding takes a core for a moment,
+        # one request slows and the other runs on, where one request on every core stalls whole at
+        # each layer's join. Two suffice for that; more would need bigger batches, for nothing.
+        return (1, 2) if device == "cpu" and (os.cpu_count() or 1) >= 2 else (1,)
+
+    def prepare(self, model: Loaded, precision: str, streams: int = 1) -> Forward:
         import torch
 
         # quantized on every other sample clip; the calibration checks agreement on the rest
         compiled = Compiled(model.traceable(), model.model_id, model.input_shape, precision, model.home.openvino,
-                            lambda: model.calibration_pixels()[::2])
+                            lambda: model.calibration_pixels()[::2], streams=streams)
 
         def forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
             return tuple(torch.from_numpy(out) for out in compiled(x.numpy()))
@@ -110,12 +116,23 @@ def _save(ov: Any, model: Any, xml: Path) -> None:
     tmp.replace(xml)  # the .xml last: its presence means the pair is complete
 
 
-def compile_options(precision: str) -> dict[str, str]:
-    """The precision hint, and LATENCY: every core on one request, which is how the indexer calls
-    it (one batch at a time). int8 models run what is not quantized (softmax, norms) in bf16 where
-    the CPU has it natively; elsewhere OpenVINO runs bf16 as fp32."""
+def compile_options(precision: str, streams: int = 1) -> dict[str, str]:
+    """The precision hint, and LATENCY (every core on one request: one batch at a time) or
+    `streams` requests side by side, the cores shared among them. int8 models run what is not
+    quantized (softmax, norms) in bf16 where the CPU has it natively; elsewhere OpenVINO runs bf16
+    as fp32."""
     hint = {"fp32": "f32", "bf16": "bf16", "int8": "bf16" if cpu_supports_bf16() else "f32"}[precision]
+    if streams > 1:
+        return {"INFERENCE_PRECISION_HINT": hint, "NUM_STREAMS": str(streams)}
     return {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """NNCF's progress bars ("Statistics collection", "Applying Smooth Quant") mean nothing to a
+    person indexing videos, who was told the model is being measured; stdout is for results."""
+    with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere), contextlib.redirect_stderr(nowhere):
+        yield
 
 
 def ir_path(cache: Path, model_id: str, input_shape: tuple[int, ...]) -> Path:
@@ -130,7 +147,8 @@ class Compiled:
     """A torch module (pixels in, a tuple of tensors out) compiled by OpenVINO for one precision."""
 
     def __init__(self, module: Any, model_id: str, input_shape: tuple[int, ...], precision: str,
-                 cache: Path, clips: Callable[[], np.ndarray] | None = None, device: str = "CPU"):
+                 cache: Path, clips: Callable[[], np.ndarray] | None = None, device: str = "CPU",
+                 streams: int = 1):
         """`input_shape` is one item's (VideoMAE: frames, 3, height, width); the batch dimension stays
         dynamic, so one compiled model serves every batch size the calibration tries. For int8,
         `clips` gives inputs to measure activation ranges on, when no quantized model of this one is
@@ -148,9 +166,9 @@ class Compiled:
                 self._quantize(ov, fp32, clips(), xml)
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(cache / "compiled")})
-        self._compiled = core.compile_model(str(xml), device, compile_options(precision))
-        self._request = self._compiled.create_infer_request()
-        self._lock = threading.Lock()  # one infer request: live and serve may call from threads
+        self._compiled = core.compile_model(str(xml), device, compile_options(precision, streams))
+        self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
+        self._lock = threading.Lock()  # one set of requests: live and serve may call from threads
 
     @staticmethod
     def _convert(ov: Any, module: Any, input_shape: tuple[int, ...], xml: Path) -> None:
@@ -174,9 +192,7 @@ class Compiled:
         # TRANSFORMER: the products in int8, what quantizes badly (softmax, norms) in float. The patch
         # embedding (a convolution over raw pixels, 1.5% of the FLOPs) stays in float too: quantizing
         # the input pixels cost the trained demo model its embedding cosine (0.956 -> 0.982 without).
-        # Its progress bars ("Statistics collection", "Applying Smooth Quant") mean nothing to a person
-        # indexing videos, who was told the model is being measured; stdout is for results anyway.
-        with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere), contextlib.redirect_stderr(nowhere):
+        with silenced():
             quantized = nncf.quantize(ov.Core().read_model(str(fp32)), dataset, subset_size=len(clips),
                                       model_type=nncf.ModelType.TRANSFORMER,
                                       ignored_scope=nncf.IgnoredScope(types=["Convolution"]))
@@ -185,6 +201,18 @@ class Compiled:
     def __call__(self, pixel_values: np.ndarray) -> tuple[np.ndarray, ...]:
         """Inputs (batch first) -> the module's outputs, float32 numpy arrays (copies: the request's
         buffers are reused by the next call)."""
+        x = np.ascontiguousarray(pixel_values, dtype=np.float32)
         with self._lock:
-            out = self._request.infer({0: np.ascontiguousarray(pixel_values, dtype=np.float32)})
-            return tuple(np.array(out[i]) for i in range(len(out)))
+            if len(self._requests) == 1 or len(x) == 1:
+                out = self._requests[0].infer({0: x})
+                return tuple(np.array(out[i]) for i in range(len(out)))
+            # The batch split over the streams, run side by side, put back together in order.
+            parts = np.array_split(x, min(len(self._requests), len(x)))
+            requests = self._requests[:len(parts)]
+            for request, part in zip(requests, parts):
+                request.start_async({0: np.ascontiguousarray(part)})
+            outs = []
+            for request in requests:
+                request.wait()
+                outs.append([np.array(t.data) for t in request.output_tensors])
+            return tuple(np.concatenate([o[i] for o in outs]) for i in range(len(outs[0])))

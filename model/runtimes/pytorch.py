@@ -45,7 +45,10 @@ class Torch:
             return ("fp32", "bf16" if torch.cuda.is_bf16_supported() else "fp16")
         return ("fp32", "fp16")
 
-    def prepare(self, model: Loaded, precision: str) -> Forward:
+    def streams(self, device: str) -> tuple[int, ...]:
+        return (1,)
+
+    def prepare(self, model: Loaded, precision: str, streams: int = 1) -> Forward:
         import torch
 
         half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
