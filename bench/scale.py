@@ -23,7 +23,7 @@ from vsearch import data
 from vsearch.core.home import Home
 from vsearch.search import query as q
 from vsearch.search.catalog import CLIPS, SCENES, Catalog, ClipResult
-from vsearch.search.vectors import EXACT_MAX, current_file, open_vectors
+from vsearch.search.vectors import EXACT_MAX, NPROBE, VectorIndex, current_file, open_vectors
 
 
 def kinetics_labels() -> list[str]:
@@ -101,20 +101,24 @@ def scene_rows(catalog: Catalog, centres: np.ndarray, rng: np.random.Generator) 
     scenes, _ = open_vectors(catalog, space=SCENES)
     queries = _unit(centres[rng.integers(len(centres), size=40)] +
                     0.8 * _unit(rng.standard_normal((40, centres.shape[1])).astype(np.float32)))
-    exact = _exact_top10(catalog, queries, space=SCENES)
-    rows = []
-    ivf = scenes.kind == "ivf"
-    for nprobe in ([16, 32, 48, 64] if ivf else [0]):
-        scenes.set_nprobe(nprobe)
-        found = scenes.search(queries, 10)[1]
-        recall = np.mean([len(set(found[i]) & set(exact[i])) / 10 for i in range(len(queries))])
-        ms = statistics.median([median_ms(partial(scenes.search, queries[i : i + 1], 10), 1) for i in range(len(queries))])
-        rows.append([scenes.kind + (f", nprobe {nprobe}" if ivf else ""), f"{ms:.2f}", f"{recall:.3f}"])
-    from vsearch.search.vectors import NPROBE
-
-    scenes.set_nprobe(NPROBE)
+    rows = recall_rows(scenes, queries, _exact_top10(catalog, queries, space=SCENES))
     file = current_file(catalog.home, SCENES)
     return rows, file.stat().st_size if file and file.exists() else 0, scenes.kind
+
+
+def recall_rows(index: VectorIndex, queries: np.ndarray, exact: list[list[int]]) -> list[list[str]]:
+    """Per nprobe (IVF) or once (exact): median ms of one query and recall@10 against `exact`; the
+    index is left at the default nprobe."""
+    rows = []
+    ivf = index.kind == "ivf"
+    for nprobe in ([16, 32, 48, 64] if ivf else [0]):
+        index.set_nprobe(nprobe)
+        found = index.search(queries, 10)[1]
+        recall = np.mean([len(set(found[i]) & set(exact[i])) / 10 for i in range(len(queries))])
+        ms = statistics.median([median_ms(partial(index.search, queries[i : i + 1], 10), 1) for i in range(len(queries))])
+        rows.append([index.kind + (f", nprobe {nprobe}" if ivf else ""), f"{ms:.2f}", f"{recall:.3f}"])
+    index.set_nprobe(NPROBE)
+    return rows
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -182,20 +186,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     from vsearch.search.catalog import from_blobs
 
     queries = from_blobs([r[1] for r in rows], catalog.dim)
-    exact = _exact_top10(catalog, queries)
-    similar_rows = []
-    ivf = vectors.kind == "ivf"
-    for nprobe in ([16, 32, 48, 64] if ivf else [0]):
-        vectors.set_nprobe(nprobe)
-        found = vectors.search(queries, 10)[1]
-        recall = np.mean([len(set(found[i]) & set(exact[i])) / 10 for i in range(len(queries))])
-        ms = statistics.median([median_ms(partial(vectors.search, queries[i : i + 1], 10), 1)
-                                for i in range(len(queries))])
-        similar_rows.append([vectors.kind + (f", nprobe {nprobe}" if ivf else ""),
-                             f"{ms:.2f}", f"{recall:.3f}"])
-    from vsearch.search.vectors import NPROBE
-
-    vectors.set_nprobe(NPROBE)
+    similar_rows = recall_rows(vectors, queries, _exact_top10(catalog, queries))
     whole = statistics.median([median_ms(partial(q.similar, catalog, vectors, queries[i : i + 1], None, 10), 1)
                                for i in range(len(queries))])
 
