@@ -347,6 +347,45 @@ def _named(choice: Choice) -> str:
     return f"{choice.label}, batch {choice.batch}" + (f" in {choice.streams} streams" if choice.streams > 1 else "")
 
 
+@dataclass
+class Ratio:
+    """End to end against the model stage alone, in rounds: each round's end-to-end run between two
+    timings of the model alone, so that both sides see the machine as it is in that minute (on a
+    shared machine the model alone drifts by 10% from one minute to the next)."""
+
+    runs: list[Result]
+    ratios: list[float]  # per round: end-to-end seconds / (clips x the model alone's s/clip)
+    after_start: list[float]  # the same without the decoders' start-up
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.ratios))
+
+    @property
+    def run(self) -> Result:
+        """The round whose ratio is the median."""
+        return self.runs[int(np.argsort(self.ratios)[len(self.ratios) // 2])]
+
+    def describe(self) -> str:
+        return (f"end to end / model stage alone: {self.median:.2f}x, median of {len(self.ratios)} rounds "
+                f"({', '.join(f'{r:.2f}' for r in self.ratios)}); {float(np.median(self.after_start)):.2f}x after "
+                "the decoders' start (worker processes starting, paid once per run)")
+
+
+def end_to_end_ratio(videos: list[Path], model_dir: Path, sampling: Sampling, batch_size: int, config: str,
+                     streams: int = 1, rounds: int = 3) -> Ratio:
+    ratio = Ratio([], [], [])
+    for _ in range(rounds):
+        before = 1 / model_only(model_dir, batch_size, config, repeats=2, streams=streams).clips_per_s
+        run = vsearch_index(videos, model_dir, sampling, batch_size, config, streams=streams)
+        after = 1 / model_only(model_dir, batch_size, config, repeats=2, streams=streams).clips_per_s
+        model = run.clips * (before + after) / 2
+        ratio.runs.append(run)
+        ratio.ratios.append(run.seconds / model)
+        ratio.after_start.append((run.seconds - run.stages["of which the decoders' start"]) / model)
+    return ratio
+
+
 def model_only(model_dir: Path, batch_size: int, config: str | None, repeats: int = 3, streams: int = 1) -> Result:
     """The model stage alone, on decoded clips already in memory."""
     encoder = load_config(model_dir, config, streams=streams, batch=batch_size)

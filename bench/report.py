@@ -16,6 +16,7 @@ from vsearch.bench.indexing import (
     SMALL_CONFIG,
     compare_decoders,
     decode_only,
+    end_to_end_ratio,
     env_summary,
     index_peak_memory,
     load_config,
@@ -116,17 +117,13 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
 
     log("short clips: the Hugging Face reference recipe vs vsearch (base, then small)...")
     reference = reference_recipe(shorts, model_dir=models["base"], sampling=sampling)
-    ours = vsearch_index(shorts, models["base"], sampling, batch, config, streams=streams["base"])
-    # The model alone again, right after: the ratio's two sides measured under the same conditions,
-    # against the faster of the two measurements.
-    model_s = min(model_s, 1 / model_only(models["base"], batch, config, repeats=repeats,
-                                          streams=streams["base"]).clips_per_s)
+    short_ratio = end_to_end_ratio(shorts, models["base"], sampling, batch, config, streams["base"], repeats)
+    ours = short_ratio.run
     runs = [reference, ours]
     if streams["base"] > 1:  # what the streams bring end to end: the same choice in one request
         one = vsearch_index(shorts, models["base"], sampling, batch, config)
         one.name += ": one request on every core, for comparison"
         runs.append(one)
-    startup = ours.stages["of which the decoders' start"]
     for name in models:
         if name != "base":
             run = vsearch_index(shorts, models[name], sampling, chosen[name][1], chosen[name][0], streams=streams[name])
@@ -148,11 +145,8 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     lines += ["### Short clips (320x240, 4 s windows): decoding is cheap; VideoMAE-base unless named",
               table(short_rows, ["run", "clips", "seconds", "clips/s", "hours of video per hour",
                                  "vs reference", "time split"]),
-              f"speed-up: {ours.clips_per_s / reference.clips_per_s:.2f}x the Hugging Face reference recipe; "
-              f"end to end / model stage (the model alone at the same batch, {model_s:.3f} s/clip, in this run): "
-              f"{ours.seconds / (ours.clips * model_s):.2f}x; "
-              f"{(ours.seconds - startup) / (ours.clips * model_s):.2f}x after the decoders' start "
-              f"(the first frames came {startup:.2f} s after the start: worker processes starting, paid once per run)", "",
+              f"speed-up: {ours.clips_per_s / reference.clips_per_s:.2f}x the Hugging Face reference recipe "
+              f"(vsearch: the median round); {short_ratio.describe()}", "",
               "### Models x runtimes x precision, model stage alone (random weights of the published configs; "
               "Kinetics-400 top-1 from the model cards; an hour of video = 900 windows of 4 s)",
               table(speed_table, ["model (K400 top-1)", "runtime, precision", "batch", "s/clip",
@@ -186,7 +180,8 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
 
     spec = read_preprocessing(str(models["base"]), BASE_CONFIG).frame_spec
     dec = min((decode_only(hd, spec, hd_sampling, "auto") for _ in range(2)), key=lambda r: r.seconds)
-    e2e = vsearch_index(hd, models["base"], hd_sampling, batch, config, streams=streams["base"])
+    hd_ratio = end_to_end_ratio(hd, models["base"], hd_sampling, batch, config, streams["base"], repeats)
+    e2e = hd_ratio.run
     one_hd = vsearch_index(hd, models["base"], hd_sampling, batch, config) if streams["base"] > 1 else None
     reference_hd = reference_recipe(hd, models["base"], hd_sampling)
     stage_model = e2e.clips * model_s
@@ -200,8 +195,7 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
                      [reference_hd.name, reference_hd.clips, f"{reference_hd.seconds:.1f}", f"{reference_hd.clips_per_s:.3f}"]],
                     ["stage", "clips", "seconds", "clips/s"]),
               "reference recipe time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in reference_hd.stages.items()),
-              f"end to end / model stage: {e2e.seconds / stage_model:.2f}x; end to end / slower stage: "
-              f"{e2e.seconds / slower:.2f}x "
+              f"{hd_ratio.describe()}; end to end / slower stage: {e2e.seconds / slower:.2f}x "
               f"(sum of stages would be {(dec.seconds + stage_model) / slower:.2f}x); "
               f"speed-up on 720p: {e2e.clips_per_s / reference_hd.clips_per_s:.2f}x the Hugging Face reference recipe", ""]
 

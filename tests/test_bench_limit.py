@@ -24,3 +24,13 @@ def test_model_limit_times_each_product(precision: str) -> None:
     seconds, rows = model_limit(tiny, precision, batch=2, repeats=2)
     assert seconds > 0 and len(rows) == 5  # attention's two products are one fused kernel
     assert seconds == pytest.approx(sum(float(r[-1]) for r in rows), rel=0.05, abs=0.01)
+
+
+def test_the_end_to_end_ratio_is_the_median_round_and_names_its_run() -> None:
+    from vsearch.bench.indexing import Ratio, Result
+
+    runs = [Result(f"run {i}", 24, s) for i, s in enumerate((9.0, 8.0, 10.0))]
+    ratio = Ratio(runs, [1.20, 1.10, 1.35], [1.15, 1.05, 1.30])
+    assert ratio.median == 1.20 and ratio.run.name == "run 0"
+    assert ratio.describe().startswith("end to end / model stage alone: 1.20x, median of 3 rounds (1.20, 1.10, 1.35); "
+                                       "1.15x after")
