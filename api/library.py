@@ -41,6 +41,15 @@ def _quiet(message: str) -> None:
     pass
 
 
+def _existing(paths: Sequence[str | Path]) -> list[Path]:
+    """The files and folders a person named, resolved; BadArgument for one that is not there."""
+    roots = [Path(p).expanduser().resolve() for p in paths]
+    for given, root in zip(paths, roots):
+        if not root.exists():
+            raise BadArgument(f"{given}: no such file or folder")
+    return roots
+
+
 def load_model(
     name: str | None = None,
     *,
@@ -240,12 +249,9 @@ class Index:
             o = replace(options or IndexOptions(), **fields)
         except TypeError as exc:
             raise BadArgument(f"unknown index option: {exc}") from None
-        roots = [Path(p).expanduser().resolve() for p in paths]
+        roots = _existing(paths)
         if not roots:
             raise BadArgument("no folders or files to index")
-        for given, root in zip(paths, roots):
-            if not root.exists():
-                raise BadArgument(f"{given}: no such file or folder")
         if o.decoder not in DECODERS:
             raise BadArgument(f"unknown decoder {o.decoder!r}; choose {', '.join(DECODERS[:-1])} or {DECODERS[-1]}")
         if ray and watch:
@@ -255,12 +261,12 @@ class Index:
             workers=o.workers, timeout=o.timeout, retry_failed=o.retry_failed, backend=o.decoder,
             exclude=DEFAULT_EXCLUDES + tuple(o.exclude), thumbnails=o.thumbnails)
         stop = should_stop or (lambda: False)
-        self._notes: list[str] = []  # what the run's report should end with
+        notes: list[str] = []  # what the run's report should end with
         with self.home.writer_lock():
             catalog = Catalog(self.home, create=True)
             try:
                 model = index_model(catalog, o.model)
-                scene = self._scene_part(catalog, o, roots, settings, pickles=bool(ray), log=log)
+                scene = self._scene_part(catalog, o, roots, settings, pickles=bool(ray), log=log, notes=notes)
                 if ray:
                     indexer: Indexer = self._ray_indexer(catalog, model, o, settings, ray, gpus_per_actor,
                                                          on_progress, stop, scene)
@@ -275,7 +281,7 @@ class Index:
                 if not watch:
                     report = indexer.run(roots)
                     self._tag_changed(catalog, report, tag, log)
-                    report.notes += self._notes if report.indexed else []
+                    report.notes += notes if report.indexed else []
                     return report
                 from vsearch.indexer.watch import WatchSettings
                 from vsearch.indexer.watch import watch as watch_loop
@@ -288,7 +294,7 @@ class Index:
                     if on_report is not None:
                         on_report(report)
 
-                for note in self._notes:
+                for note in notes:
                     log(note)
                 watch_loop(indexer, roots, WatchSettings(rescan=rescan), should_stop=stop, on_report=add)
                 return total
@@ -299,10 +305,9 @@ class Index:
         """Sidecars for what an index run changed; a sidecar that fails is told, the index stays."""
         if rule is None or not report.changed:
             return
-        from vsearch.tag.tagger import tag_videos
+        from vsearch.tag.tagger import indexed_videos, tag_videos
 
-        rows = [catalog.video(path) for path in report.changed]
-        tagged = tag_videos(catalog, [r for r in rows if r is not None and r.status == "ok"], rule)
+        tagged = tag_videos(catalog, indexed_videos(catalog, [Path(p) for p in report.changed]), rule)
         for line in tagged.summary_lines():
             log(f"tags: {line}")
 
@@ -320,15 +325,12 @@ class Index:
         except TypeError as exc:
             raise BadArgument(f"unknown tag option: {exc}") from None
         given = [paths] if isinstance(paths, (str, Path)) else list(paths or [])
-        roots = [Path(p).expanduser().resolve() for p in given] or None
-        for named, root in zip(given, roots or []):
-            if not root.exists():
-                raise BadArgument(f"{named}: no such file or folder")
+        roots = _existing(given) or None
         catalog = self._filled()
         return tag_videos(catalog, indexed_videos(catalog, roots), rule, dry_run, on_result)
 
     def _scene_part(self, catalog: Catalog, o: IndexOptions, roots: list[Path], settings: Any, pickles: bool,
-                    log: Log) -> ScenePart | None:
+                    log: Log, notes: list[str]) -> ScenePart | None:
         """The scene model this run gives windows vectors of, per `IndexOptions.text_model`; None for
         none. The default is used only where it can be had: offline and not in the cache, the run
         goes on without it and says so (a model asked for by name that cannot load is an error)."""
@@ -350,7 +352,7 @@ class Index:
             try:
                 cache_only(name)
             except ModelError:
-                self._notes.append(f"note: searching by description is off: {name} is not in the Hugging Face cache "
+                notes.append(f"note: searching by description is off: {name} is not in the Hugging Face cache "
                                    "and cannot be downloaded now; index with --text-model NAME|FOLDER to turn it on, "
                                    "or --text-model none to not be told again")
                 return None

@@ -57,10 +57,6 @@ class Home:
     def db(self) -> Path:
         return self.root / "vsearch.db"
 
-    @property
-    def vectors_meta(self) -> Path:
-        return self.vectors_meta_of("clips")
-
     def vectors_meta_of(self, space: str) -> Path:
         """The pointer to the current FAISS file of a vector space ("clips" or "scenes")."""
         return self.root / ("vectors.json" if space == "clips" else f"{space}.json")
