@@ -340,11 +340,7 @@ def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch
               "store": t.get("store", 0.0), "waiting for frames": t.get("wait", 0.0),
               "of which the decoders' start": t.get("first_frames", 0.0)}
     stages = {k: v for k, v in stages.items() if v or k != "scene"}
-    return Result(f"vsearch index ({_named(encoder.choice)})", report.clips, seconds, stages)
-
-
-def _named(choice: Choice) -> str:
-    return f"{choice.label}, batch {choice.batch}" + (f" in {choice.streams} streams" if choice.streams > 1 else "")
+    return Result(f"vsearch index ({encoder.choice.described})", report.clips, seconds, stages)
 
 
 @dataclass
@@ -354,35 +350,46 @@ class Ratio:
     shared machine the model alone drifts by 10% from one minute to the next)."""
 
     runs: list[Result]
-    ratios: list[float]  # per round: end-to-end seconds / (clips x the model alone's s/clip)
-    after_start: list[float]  # the same without the decoders' start-up
+    model_seconds: list[float]  # per round: the run's clips x the model alone's s/clip around it
+
+    @property
+    def ratios(self) -> list[float]:
+        return [run.seconds / model for run, model in zip(self.runs, self.model_seconds)]
+
+    @property
+    def after_start(self) -> list[float]:
+        """The ratios without the decoders' start-up."""
+        return [(run.seconds - run.stages["of which the decoders' start"]) / model
+                for run, model in zip(self.runs, self.model_seconds)]
 
     @property
     def median(self) -> float:
         return float(np.median(self.ratios))
 
     @property
-    def run(self) -> Result:
+    def middle(self) -> int:
         """The round whose ratio is the median."""
-        return self.runs[int(np.argsort(self.ratios)[len(self.ratios) // 2])]
+        return int(np.argsort(self.ratios)[len(self.runs) // 2])
+
+    @property
+    def run(self) -> Result:
+        return self.runs[self.middle]
 
     def describe(self) -> str:
-        return (f"end to end / model stage alone: {self.median:.2f}x, median of {len(self.ratios)} rounds "
+        return (f"end to end / model stage alone: {self.median:.2f}x, median of {len(self.runs)} rounds "
                 f"({', '.join(f'{r:.2f}' for r in self.ratios)}); {float(np.median(self.after_start)):.2f}x after "
                 "the decoders' start (worker processes starting, paid once per run)")
 
 
 def end_to_end_ratio(videos: list[Path], model_dir: Path, sampling: Sampling, batch_size: int, config: str,
                      streams: int = 1, rounds: int = 3) -> Ratio:
-    ratio = Ratio([], [], [])
+    ratio = Ratio([], [])
     for _ in range(rounds):
         before = 1 / model_only(model_dir, batch_size, config, repeats=2, streams=streams).clips_per_s
         run = vsearch_index(videos, model_dir, sampling, batch_size, config, streams=streams)
         after = 1 / model_only(model_dir, batch_size, config, repeats=2, streams=streams).clips_per_s
-        model = run.clips * (before + after) / 2
         ratio.runs.append(run)
-        ratio.ratios.append(run.seconds / model)
-        ratio.after_start.append((run.seconds - run.stages["of which the decoders' start"]) / model)
+        ratio.model_seconds.append(run.clips * (before + after) / 2)
     return ratio
 
 
@@ -394,7 +401,7 @@ def model_only(model_dir: Path, batch_size: int, config: str | None, repeats: in
     frames = np.random.default_rng(0).integers(0, 256, (batch_size, spec.num_frames, h, w, 3), dtype=np.uint8)
     # best batch, like the best product: noise on a shared machine only adds
     best = best_seconds(lambda: encoder.encode(frames), repeats)
-    return Result(f"model only ({_named(encoder.choice)}, best of {repeats})", batch_size, best)
+    return Result(f"model only ({encoder.choice.described}, best of {repeats})", batch_size, best)
 
 
 def precision_agreement(model_dir: Path, videos: list[Path], sampling: Sampling, config: str,

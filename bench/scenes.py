@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vsearch.bench.indexing import Result, table, vsearch_index
+from vsearch.bench.indexing import Result, best_seconds, table, vsearch_index
 from vsearch.video.decode import Sampling
 
 # Vision towers as published (hidden, layers, heads, mlp, patch, image); text towers kept small:
@@ -72,19 +72,11 @@ def _same(scene: Any) -> Any:
 
 def scene_seconds(scene: Any, repeats: int = 3) -> float:
     """Best seconds per window of the vision tower at its calibrated batch, frames already decoded."""
-    import time
-
     spec = scene.frame_spec
     h, w = spec.crop or (224, 224)
     batch = scene.batch_size or 8
     frames = np.random.default_rng(0).integers(0, 256, (batch, spec.num_frames, h, w, 3), dtype=np.uint8)
-    scene.embed_frames(frames)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        scene.embed_frames(frames)
-        best = min(best, (time.perf_counter() - started) / batch)
-    return best
+    return best_seconds(lambda: scene.embed_frames(frames), repeats) / batch
 
 
 def scene_cost(work: Path, videos: list[Path], video_model: Path, sampling: Sampling, batch: int, config: str,
@@ -103,7 +95,7 @@ def scene_cost(work: Path, videos: list[Path], video_model: Path, sampling: Samp
         alone = scene_seconds(scene)
         part = ScenePart(scene.name, functools.partial(_same, scene))
         both: Result = vsearch_index(videos, video_model, sampling, batch, config, scene=part, streams=streams)
-        rows.append([name, f"{scene.choice.label}, batch {scene.batch_size}", f"{alone:.3f}",
+        rows.append([name, scene.choice.described, f"{alone:.3f}",
                      f"{alone / model_seconds:.0%}", f"{both.seconds:.1f}", f"{both.clips_per_s * 4:.1f}",
                      f"{both.seconds / without.seconds - 1:+.0%}"])
     return ["### Searching by description: what the scene model adds to indexing (VideoMAE-base in its chosen "

@@ -52,9 +52,7 @@ class Calibration:
         measured = ", ".join(f"{k} {v:.3g}" for k, v in self.timings.items())
         left = f"; left out, answers differ from fp32: {', '.join(self.differed)}" if self.differed else ""
         took = f" in {self.took:.0f} s" if self.took else ""
-        streams = f" in {self.choice.streams} streams" if self.choice.streams > 1 else ""
-        return (f"{self.choice.label}, batch {self.choice.batch}{streams} "
-                f"({self.how}{took}{': s/clip ' + measured if measured else ''}{left})")
+        return (f"{self.choice.described} ({self.how}{took}{': s/clip ' + measured if measured else ''}{left})")
 
 
 def pick(timings: Mapping[Choice, float], margin: float = MARGIN) -> Choice:

@@ -29,8 +29,10 @@ def test_model_limit_times_each_product(precision: str) -> None:
 def test_the_end_to_end_ratio_is_the_median_round_and_names_its_run() -> None:
     from vsearch.bench.indexing import Ratio, Result
 
-    runs = [Result(f"run {i}", 24, s) for i, s in enumerate((9.0, 8.0, 10.0))]
-    ratio = Ratio(runs, [1.20, 1.10, 1.35], [1.15, 1.05, 1.30])
-    assert ratio.median == 1.20 and ratio.run.name == "run 0"
+    runs = [Result(f"run {i}", 24, s, {"of which the decoders' start": 0.4}) for i, s in enumerate((9.0, 8.8, 10.8))]
+    ratio = Ratio(runs, [7.5, 8.0, 8.0])
+    assert ratio.ratios == pytest.approx([1.20, 1.10, 1.35])
+    assert ratio.after_start == pytest.approx([1.1467, 1.05, 1.30], abs=1e-3)
+    assert ratio.median == pytest.approx(1.20) and ratio.run.name == "run 0" and ratio.middle == 0
     assert ratio.describe().startswith("end to end / model stage alone: 1.20x, median of 3 rounds (1.20, 1.10, 1.35); "
                                        "1.15x after")

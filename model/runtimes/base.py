@@ -52,6 +52,12 @@ class Choice:
         """What a prepared model depends on (the batch size does not: one model serves every batch)."""
         return self.runtime, self.precision, self.streams
 
+    @property
+    def described(self) -> str:
+        """"openvino bf16, batch 2 in 2 streams": the whole choice, as people read it."""
+        streams = f" in {self.streams} streams" if self.streams > 1 else ""
+        return f"{self.label}, batch {self.batch}{streams}"
+
     def __str__(self) -> str:
         text = f"{self.label}@{self.batch}" if self.batch else self.label
         return f"{text} in {self.streams} streams" if self.streams > 1 else text
