@@ -39,6 +39,7 @@ from vsearch.core.errors import (
     ThumbError,
     TrainError,
     VsearchError,
+    WorkerError,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ __all__ = [
     "IndexOptions", "IndexReport", "IndexUnusable", "LiveError", "MediaBusy", "MediaError", "ModelError",
     "ModelMismatch", "Moment", "NotIndexed", "Overview", "Progress", "RayIndexError", "RuntimeUnavailable",
     "SearchResult", "SidecarError", "ThumbError", "TrainError", "VideoCard", "VideoLabels", "VideoMoments", "VideoPage",
-    "VsearchError", "classify", "load_model", "load_scene", "TagRule", "TagReport", "TagResult",
+    "VsearchError", "WorkerError", "classify", "load_model", "load_scene", "TagRule", "TagReport", "TagResult",
 ]
 
 # Where each lazily loaded name lives.

@@ -176,8 +176,12 @@ class Index:
     >>> idx.index(["~/Videos"])                  # doctest: +SKIP
     >>> idx.search("eating spaghetti").hits      # doctest: +SKIP
 
-    Reads open the catalog once per thread and see what a running index commits; an index run
-    holds the writer lock, so a second one is refused with IndexBusy.
+    Safe to share between threads (the web page serves every request from one): each thread reads
+    through its own connection and sees what a running index commits; the models a query loads are
+    loaded once, under a lock. An index run holds the index's writer lock, so a second one, from
+    this process or another, is refused with IndexBusy. It can be called from anywhere Python
+    runs (a script, standard input, a notebook, a web server's thread): its worker processes never
+    re-import the caller's main module.
     """
 
     def __init__(self, home: str | Path | Home | None = None):

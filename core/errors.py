@@ -88,3 +88,9 @@ class TrainError(VsearchError):
 
 class RayIndexError(VsearchError):
     """The Ray run cannot start or go on; what was stored is kept."""
+
+
+class WorkerError(VsearchError):
+    """Worker processes cannot start, were stopped from outside, or fail whatever file they are
+    given (out of memory, a broken install): the run stops, what it stored is kept, and no file is
+    recorded as failed. CLI: exit 1. Web: 500."""

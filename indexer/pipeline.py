@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vsearch.core.errors import WorkerError
 from vsearch.core.words import counted
 from vsearch.model.checkpoint import model_name
 from vsearch.model.encoder import Encoder
@@ -590,6 +591,9 @@ class Indexer:
             events = Ahead(pool.run((i, job.file.path) for i, job in enumerate(jobs)), 2 * batch_size)
             try:
                 self._run_batches(events, pool, max_workers, batch_size, encoder, store, report)
+            except WorkerError:
+                vectors.save(self.catalog)  # what was stored before the workers failed stays searchable
+                raise
             finally:
                 events.close()
             timings["workers"] = pool.target
@@ -607,7 +611,11 @@ class Indexer:
         pending = Batch()
         while True:
             t = time.perf_counter()
-            event = next(events, None)
+            try:
+                event = next(events, None)
+            except WorkerError:
+                self._store(pending, encoder, store, report)  # the videos decoded whole before it
+                raise
             waited = time.perf_counter() - t
             timings["wait"] = timings.get("wait", 0.0) + waited  # the model's thread idle, waiting for frames
             timings.setdefault("first_frames", waited)  # the decoders starting: paid once per run

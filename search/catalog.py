@@ -132,12 +132,22 @@ def _m005_scene_vectors(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_retry_lost_workers(db: sqlite_utils.Database) -> None:
+    # Earlier versions recorded a file as failed whenever its decode worker was lost, even when the
+    # workers could not start at all (a script on standard input): such files get one more try by
+    # the next index run, under the rule that blames a file only for a fault that follows it. Status
+    # 'retry' is not settled: plan_changes indexes such a file as if it were new.
+    db.execute("UPDATE videos SET status = 'retry' WHERE status = 'failed' AND (error LIKE 'decoder exited unexpectedly%' "
+               "OR error LIKE 'decoder crashed%' OR error LIKE 'decoder hung%')")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_label_vectors", _m002_label_vectors),
     ("003_content_hash_and_model_id", _m003_content_hash_and_model_id),
     ("004_unique_clip_window", _m004_unique_clip_window),
     ("005_scene_vectors", _m005_scene_vectors),
+    ("006_retry_lost_workers", _m006_retry_lost_workers),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import time
 
 from vsearch.video.decode import read_windows as real_read_windows
@@ -38,4 +39,33 @@ def slow_read_windows(path: str, *args, **kwargs):
     """Decoding that costs 0.3 s per chunk, like 4K files with long keyframe intervals."""
     for chunk in real_read_windows(path, *args, **kwargs):
         time.sleep(0.3)
+        yield chunk
+
+
+def killed_once_read_windows(path: str, *args, **kwargs):
+    """The first file any worker reads gets that worker killed (SIGKILL, as the kernel's OOM killer
+    or a person would); the marker file VSEARCH_TEST_MARKER names remembers it across workers."""
+    marker = os.environ["VSEARCH_TEST_MARKER"]
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return real_read_windows(path, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def signalled_read_windows(path: str, *args, **kwargs):
+    """Every worker is stopped by the signal VSEARCH_TEST_SIGNAL names as it starts on a file, as
+    when the whole run is killed from outside or memory runs out for everyone."""
+    os.kill(os.getpid(), getattr(signal, os.environ["VSEARCH_TEST_SIGNAL"]))
+    time.sleep(60)  # a signal that is handled late must not let the file decode meanwhile
+
+
+def killed_after_first_chunk_read_windows(path: str, *args, **kwargs):
+    """The first worker to read a file is killed after handing on its first chunk; the marker file
+    VSEARCH_TEST_MARKER names lets the next worker read the file whole."""
+    marker = os.environ["VSEARCH_TEST_MARKER"]
+    for i, chunk in enumerate(real_read_windows(path, *args, **kwargs)):
+        if i == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
         yield chunk

@@ -219,7 +219,7 @@ def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Pa
     db.close()
 
     cat = Catalog(home)
-    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 5
+    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 6
     assert cat.get_meta("migration_003") == "003_content_hash_and_model_id"
     assert cat.get_meta("model_fingerprint") is None and cat.get_meta("model_id") == "m|fp"
     assert cat.video("/v/a.mp4").content_hash == "hash-a"

@@ -149,7 +149,7 @@ def test_a_decoder_that_hangs_or_crashes_on_a_ray_worker_loses_only_its_file(lib
                         read=faulty.read_windows).run([library])
     failed = {Path(p).name: r for p, r in report.failed}
     assert "decoder hung" in failed["hang.mp4"]
-    assert failed["crash.mp4"] == "decoder crashed (SIGSEGV)"  # the reason a local run stores
+    assert failed["crash.mp4"] == "decoder crashed (SIGSEGV), again in a second worker"  # as a local run stores it
     assert report.indexed == 12, report.failed
     cat.close()
 

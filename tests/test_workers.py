@@ -22,6 +22,7 @@ from vsearch.video.workers import (
     Finished,
     Next,
     Open,
+    Ready,
     Stop,
     worker_main,
 )
@@ -43,6 +44,7 @@ def test_a_worker_answers_each_typed_request_with_a_typed_reply(tmp_path: Path) 
     worker = mp.get_context("spawn").Process(target=worker_main, args=(child, settings), daemon=True)
     worker.start()
     try:
+        hello = parent.recv()
         parent.send(Open(7, str(video)))
         first = parent.recv()
         parent.send(Next())
@@ -57,6 +59,7 @@ def test_a_worker_answers_each_typed_request_with_a_typed_reply(tmp_path: Path) 
     finally:
         if worker.is_alive():
             worker.kill()
+    assert isinstance(hello, Ready) and hello.pid == worker.pid  # said first, before any request
     assert isinstance(first, Chunk) and isinstance(second, Chunk)
     assert (first.key, second.key) == (7, 7)
     assert isinstance(first.info, VideoInfo) and first.info.frames == 12

@@ -5,30 +5,55 @@ request. The parent asks a worker for one chunk of windows at a time, so that
   - at most `prefetch` decoded chunks wait in memory, whatever the size of the library;
   - the time limit measures decoding alone, never time spent waiting for the model;
   - a worker that hangs (decord's get_batch can spin forever) or crashes (a segfault in FFmpeg)
-    is killed or replaced, its file is reported as failed, and the run goes on.
+    is killed and replaced, and the run goes on.
 A pipe per worker, rather than one shared queue, means killing a worker cannot corrupt the
 channel the others use.
+
+Whose fault a lost worker is. A file is recorded as failed only for a fault that follows it: the
+decoder gave an error reading it, or it took down two workers in a row while workers are otherwise
+healthy (other files decode, or a fresh worker decodes a tiny video made on the spot). Anything else
+is no file's fault, and stops the run with a WorkerError that records nothing against any file:
+workers that cannot start, workers stopped from outside (SIGTERM, SIGHUP), several killed at once
+(the machine out of memory), workers that die whatever they are given (a broken install).
+
+How a worker starts. It is `python -c <entry>` of the caller's own interpreter, handed its end of
+a socket pair. Unlike multiprocessing's spawn it never re-imports the caller's main module, so
+indexing works the same from a script, standard input, `python -c`, the interactive prompt, a
+notebook or a web server's thread, with or without an `if __name__ == "__main__"` guard. A frozen
+application (which has no interpreter to run) and Windows use multiprocessing's spawn, which
+their `multiprocessing.freeze_support()` serves.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.spawn
 import os
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
+from typing import IO
 
 import numpy as np
 
-from vsearch.core.errors import DecodeError
+from vsearch.core.errors import DecodeError, WorkerError
 from vsearch.video.decode import Extras, FrameSpec, Sampling, VideoInfo, Window, read_windows
 
 # read_windows' signature: a file, the model's frame spec and the sampling -> chunks of windows.
 ReadWindows = Callable[..., Iterator[tuple[VideoInfo, list[Window], np.ndarray]]]
+
+START_TIMEOUT = 60.0  # seconds a new worker may take to import and say it is ready (a loaded machine)
+# Signals that come from outside (a shell's kill, a service manager, a closed terminal), never from
+# a decoder's own fault: a worker they stop says nothing about the file it was reading.
+OUTSIDE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT})
 
 
 @dataclass(frozen=True)
@@ -64,14 +89,31 @@ class Next:
 
 
 @dataclass(frozen=True)
+class Canary:
+    """Decode a tiny video made on the spot: can a fresh worker decode at all?"""
+
+
+@dataclass(frozen=True)
 class Stop:
     """Exit."""
 
 
-Request = Open | Next | Stop
+Request = Open | Next | Canary | Stop
 
 
-# Replies, worker -> parent; the pool hands them on as they are.
+@dataclass(frozen=True)
+class Ready:
+    """The first thing a worker sends: it started, and waits for requests."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class Healthy:
+    """The answer to Canary: the tiny video decoded."""
+
+
+# Replies about files, worker -> parent; the pool hands them on as they are.
 @dataclass
 class Chunk:
     key: int
@@ -81,6 +123,18 @@ class Chunk:
     decode_seconds: float
     thumbs: list[bytes | None] = field(default_factory=list)  # JPEG per window, when asked for
     scenes: np.ndarray | None = None  # (n, frames, H, W, 3) at the scene model's size, when asked for
+
+    def from_window(self, index: int) -> Chunk | None:
+        """This chunk without its windows before `index` (None if nothing is left): a file decoded
+        again after its worker was lost must not deliver a window twice."""
+        keep = [i for i, w in enumerate(self.windows) if w.index >= index]
+        if len(keep) == len(self.windows):
+            return self
+        if not keep:
+            return None
+        return replace(self, windows=[self.windows[i] for i in keep], frames=self.frames[keep],
+                       thumbs=[self.thumbs[i] for i in keep] if self.thumbs else [],
+                       scenes=self.scenes[keep] if self.scenes is not None else None)
 
 
 @dataclass
@@ -98,7 +152,7 @@ Event = Chunk | Finished | Failed
 
 
 def worker_main(conn: Connection, settings: DecodeSettings) -> None:
-    """A decode worker process: answers Open, Next and Stop requests on `conn` until told to stop."""
+    """A decode worker process: says Ready, then answers requests on `conn` until told to stop."""
     # Ctrl-C reaches the whole process group; the parent decides when to stop, not the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if settings.memory_limit > 0:
@@ -112,6 +166,10 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
     stream = None
     key = -1
     extras = Extras(settings.thumbs, settings.scene) if settings.thumbs or settings.scene else None
+    try:
+        conn.send(Ready(os.getpid()))
+    except (BrokenPipeError, OSError):
+        return
     while True:
         try:
             request: Request = conn.recv()
@@ -120,22 +178,27 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
         if isinstance(request, Stop):
             return
         started = time.perf_counter()
-        reply: Event
+        reply: Event | Healthy
         try:
-            if isinstance(request, Open):
-                key, stream = request.key, None
+            if isinstance(request, Canary):
+                stream = None
+                _decode_canary(settings)
+                reply = Healthy()
+            else:
+                if isinstance(request, Open):
+                    key, stream = request.key, None
+                    if extras is not None:
+                        extras.clear()
+                    stream = read(request.path, settings.spec, settings.sampling, backend=settings.backend,
+                                  threads=settings.threads, chunk=settings.chunk, extras=extras)
+                if stream is None:
+                    continue
+                info, windows, frames = next(stream)
+                reply = Chunk(key, info, windows, frames, time.perf_counter() - started)
                 if extras is not None:
+                    reply.thumbs = extras.jpegs[:] if settings.thumbs else []
+                    reply.scenes = np.stack(extras.scene_frames) if extras.scene_frames else None
                     extras.clear()
-                stream = read(request.path, settings.spec, settings.sampling, backend=settings.backend,
-                              threads=settings.threads, chunk=settings.chunk, extras=extras)
-            if stream is None:
-                continue
-            info, windows, frames = next(stream)
-            reply = Chunk(key, info, windows, frames, time.perf_counter() - started)
-            if extras is not None:
-                reply.thumbs = extras.jpegs[:] if settings.thumbs else []
-                reply.scenes = np.stack(extras.scene_frames) if extras.scene_frames else None
-                extras.clear()
         except StopIteration:
             stream, reply = None, Finished(key)
         except Exception as exc:  # any decoder failure is a property of this file
@@ -144,6 +207,35 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
             conn.send(reply)
         except (BrokenPipeError, OSError):
             return
+
+
+def child_main(fd: int) -> None:
+    """The entry of a worker started as `python -c`: its settings are the first message on `fd`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(fd)
+    try:
+        settings = conn.recv()
+    except (EOFError, OSError):
+        return
+    worker_main(conn, settings)
+
+
+def _decode_canary(settings: DecodeSettings) -> None:
+    """Write a second of a small moving picture and read it back with the workers' own decoder."""
+    import av
+
+    with tempfile.TemporaryDirectory(prefix="vsearch-canary-") as folder:
+        path = os.path.join(folder, "canary.mkv")
+        with av.open(path, "w") as container:
+            stream = container.add_stream("mpeg4", rate=8)  # FFmpeg's own encoder: in every build
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+            for i in range(8):
+                image = np.full((48, 64, 3), 30 * i, np.uint8)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(stream.encode(None))
+        for _ in settings.read(path, settings.spec, settings.sampling, backend=settings.backend, threads=1,
+                               chunk=settings.chunk):
+            pass
 
 
 def _failure_reason(exc: Exception, settings: DecodeSettings) -> str:
@@ -158,35 +250,213 @@ def _failure_reason(exc: Exception, settings: DecodeSettings) -> str:
     return f"decoder error: {type(exc).__name__}: {exc}"[:300]
 
 
+# -- starting a worker ---------------------------------------------------------------------
+
+# Ctrl-C reaches the whole process group: a worker ignores it from its first line, imports included.
+_ENTRY = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+          "from vsearch.video.workers import child_main; child_main(int(sys.argv[1]))")
+
+
+class _Child:
+    """A worker started as `python -c`: its process, and a file with what it printed (the cause
+    when it cannot start)."""
+
+    def __init__(self, settings: DecodeSettings):
+        executable = mp.spawn.get_executable()  # honours multiprocessing.set_executable, as spawn does
+        ours, theirs = socket.socketpair()
+        self.output: IO[bytes] | None = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                [executable, "-c", _ENTRY, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL, stdout=self.output, stderr=self.output, env=_child_env())
+        except OSError as exc:
+            ours.close()
+            self.close()
+            raise WorkerError(f"decode workers cannot start: {executable}: {exc.strerror or exc}") from None
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        try:
+            self.conn.send(settings)
+        except (BrokenPipeError, OSError):
+            pass  # it died at once: the wait for Ready says why
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.poll()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def join(self, timeout: float) -> None:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def said(self) -> str:
+        """The last line the process printed (a traceback's last line names the cause)."""
+        if self.output is None:
+            return ""
+        self.output.seek(0)
+        lines = [line for line in self.output.read()[-4000:].decode(errors="replace").splitlines() if line.strip()]
+        return lines[-1].strip()[:300] if lines else ""
+
+    def close(self) -> None:
+        if self.output is not None:
+            self.output.close()
+            self.output = None
+
+
+class _SpawnedChild:
+    """A worker started by multiprocessing's spawn: frozen applications and Windows."""
+
+    def __init__(self, settings: DecodeSettings):
+        ctx = mp.get_context("spawn")
+        ours, theirs = ctx.Pipe()
+        self.process = ctx.Process(target=worker_main, args=(theirs, settings), daemon=True)
+        try:
+            self.process.start()
+        except OSError as exc:
+            raise WorkerError(f"decode workers cannot start: {exc.strerror or exc}") from None
+        finally:
+            theirs.close()
+        self.conn = ours
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+
+    def join(self, timeout: float) -> None:
+        self.process.join(timeout)
+
+    def said(self) -> str:
+        return ""  # its output went to the parent's own stderr
+
+    def close(self) -> None:
+        pass
+
+
+def _child_env() -> dict[str, str]:
+    """The caller's environment, with the folders its imports come from: a worker must import what
+    the caller imported (a vsearch found through sys.path, a test's decoder) however it was started."""
+    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
+    seen = [p for i, p in enumerate(paths) if os.path.isdir(p) and p not in paths[:i]]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(seen)}
+
+
+def through_multiprocessing() -> bool:
+    """Whether workers start through multiprocessing's spawn: in a frozen application, which has no
+    interpreter to run `-c` with, and on Windows, which has no socket pairs to hand down."""
+    return bool(getattr(sys, "frozen", False)) or sys.platform == "win32"
+
+
+def _start_child(settings: DecodeSettings) -> _Child | _SpawnedChild:
+    return _SpawnedChild(settings) if through_multiprocessing() else _Child(settings)
+
+
 class _Worker:
-    def __init__(self, ctx: mp.context.SpawnContext, settings: DecodeSettings):
-        parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, settings), daemon=True)
-        self.process.start()
-        child.close()
-        self.conn = parent
+    def __init__(self, settings: DecodeSettings):
+        self.child = _start_child(settings)
+        self.conn = self.child.conn
+        self.ready = False
+        self.started_at = time.monotonic()
         self.key: int | None = None
         self.path = ""
         self.asked_at: float | None = None  # when the outstanding request was sent
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Block until the worker says it is ready; WorkerError (nothing blamed) if it cannot start."""
+        deadline = self.started_at + timeout
+        while not self.ready:
+            left = deadline - time.monotonic()
+            reply: object = None
+            try:
+                if self.conn.poll(max(0.0, left)):
+                    reply = self.conn.recv()
+            except (EOFError, OSError):
+                pass
+            if isinstance(reply, Ready):
+                self.ready = True
+                return
+            self.child.join(1 if reply is None and left > 0 else 0)
+            code = self.child.exitcode
+            said = self.child.said()
+            self.kill()
+            if code is None:
+                why = f"no answer within {timeout:g} s"
+            else:
+                why = _exit_words(code) + (f": {said}" if said else "")
+            raise WorkerError(f"decode workers cannot start ({why}); no file was recorded as failed")
 
     def ask(self, request: Request) -> None:
         self.conn.send(request)
         self.asked_at = time.monotonic()
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=5)
+        self.child.kill()
+        self.child.join(5)
         self.conn.close()
+        self.child.close()
+
+
+def _exit_words(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@dataclass
+class _Faults:
+    """What lost workers say about the files they were reading.
+
+    A file whose worker was lost is read again by another worker; lost a second time, it is a
+    suspect, blamed once a worker answers about another file (or decodes the canary), which shows
+    that workers in general are fine."""
+
+    strikes: dict[int, int] = field(default_factory=dict)
+    suspects: dict[int, tuple[str, int]] = field(default_factory=dict)  # key -> (reason, answers when suspected)
+    answers: int = 0  # replies from workers about files: each shows a worker alive and reading
+    lost_in_a_row: int = 0  # workers lost since the last answer
+
+    def lost(self, key: int, reason: str) -> bool:
+        """Count a worker lost on this file; True when the file should be read again."""
+        self.lost_in_a_row += 1
+        self.strikes[key] = self.strikes.get(key, 0) + 1
+        if self.strikes[key] < 2:
+            return True
+        self.suspects[key] = (f"{reason}, again in a second worker", self.answers)
+        return False
+
+    def answered(self) -> list[Failed]:
+        """A worker answered about a file: the suspects lost before it are to blame."""
+        self.answers += 1
+        self.lost_in_a_row = 0
+        return self.blame(lambda at: at < self.answers)
+
+    def blame(self, when: Callable[[int], bool] = lambda at: True) -> list[Failed]:
+        blamed = [Failed(key, reason) for key, (reason, at) in self.suspects.items() if when(at)]
+        for failed in blamed:
+            del self.suspects[failed.key]
+        return blamed
 
 
 class DecodePool:
-    """Decode many files in worker processes; iterate `run(jobs)` for Chunk/Finished/Failed."""
+    """Decode many files in worker processes; iterate `run(jobs)` for Chunk/Finished/Failed.
+
+    Raises WorkerError when the workers themselves fail (see the module's docstring); files that
+    failed before that are reported, and no other file is."""
 
     def __init__(self, settings: DecodeSettings):
         self.settings = settings
-        # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
-        self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
         self.target = max(1, settings.workers)
 
@@ -211,7 +481,7 @@ class DecodePool:
                 pass
         deadline = time.monotonic() + 2
         for w in self._workers:
-            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            w.child.join(max(0.0, deadline - time.monotonic()))
             w.kill()
         self._workers = []
 
@@ -221,71 +491,131 @@ class DecodePool:
         pending = iter(jobs)
         exhausted = False
         ready: deque[Event] = deque()
+        again: deque[tuple[int, str]] = deque()  # files whose worker was lost, to be read by another
+        delivered: dict[int, int] = {}  # windows handed on per file: a file read again skips them
+        faults = _Faults()
         while True:
-            while len(self._workers) < self.target:
-                self._workers.append(_Worker(self._ctx, s))
+            self._start_workers()
             for i, w in enumerate(self._workers):
-                if w.key is None and not exhausted:
-                    job = next(pending, None)
-                    if job is None:
-                        exhausted = True
-                    else:
+                if w.key is None:
+                    job = again.popleft() if again else None
+                    if job is None and not exhausted:
+                        job = next(pending, None)
+                        exhausted = job is None
+                    if job is not None:
                         w.key, w.path = job
-                        self._send(i, Open(w.key, w.path), ready)
-                elif w.key is not None and w.asked_at is None and len(ready) < s.prefetch:
-                    self._send(i, Next(), ready)
+                        self._send(i, Open(*job), faults, again)
+                elif w.asked_at is None and len(ready) < s.prefetch:
+                    self._send(i, Next(), faults, again)
             if ready:
                 yield ready.popleft()
                 continue
             busy = [w for w in self._workers if w.asked_at is not None]
             if not busy:
-                if exhausted:
-                    return
-                continue
+                if again or not exhausted:
+                    continue
+                if faults.suspects:  # nothing else left to show that workers are fine
+                    self._canary(faults)
+                    ready.extend(faults.blame())
+                    continue
+                return
+            if faults.lost_in_a_row > 2 * len(self._workers) + 2:  # lost on every file: are workers fine?
+                self._canary(faults)
+                ready.extend(faults.blame())
+                faults.lost_in_a_row = 0
             oldest = min(w.asked_at for w in busy if w.asked_at is not None)
-            timeout = max(0.0, oldest + s.timeout - time.monotonic())
-            handles = [w.conn for w in busy] + [w.process.sentinel for w in busy]
-            wait(handles, timeout=timeout)
+            wait([w.conn for w in busy], timeout=max(0.0, oldest + s.timeout - time.monotonic()))
+            killed_at_once = 0
             for i, w in enumerate(self._workers):
                 if w.asked_at is None:
                     continue
+                reply: object = None
+                gone = False
                 if w.conn.poll():
                     try:
                         reply = w.conn.recv()
                     except (EOFError, OSError):
-                        self._replace(i, ready, _death_reason(w))
-                        continue
+                        gone = True
+                if isinstance(reply, (Chunk, Finished, Failed)):
                     w.asked_at = None
-                    self._handle(i, reply, ready)
-                elif not w.process.is_alive():
-                    self._replace(i, ready, _death_reason(w))
+                    ready.extend(faults.answered())
+                    self._handle(i, reply, ready, delivered)
+                    continue
+                if gone or w.child.exitcode is not None:
+                    reason = _death_reason(w)
+                    killed_at_once += _killed(w)
                 elif time.monotonic() - w.asked_at > s.timeout:
-                    self._replace(i, ready, f"decoder hung (no progress in {s.timeout:g}s); killed")
+                    reason = f"decoder hung (no progress in {s.timeout:g}s); killed"
+                else:
+                    continue  # still decoding
+                self._lose(i, reason, faults, again)
+            if killed_at_once > 1:
+                raise WorkerError(f"{killed_at_once} decode workers were killed at once (SIGKILL): the machine may be "
+                                  "out of memory; no file was recorded as failed")
 
-    def _send(self, i: int, request: Request, ready: deque[Event]) -> None:
+    def _start_workers(self) -> None:
+        started = []
+        while len(self._workers) < self.target:
+            self._workers.append(_Worker(self.settings))
+            started.append(self._workers[-1])
+        for w in started:
+            w.wait_ready()
+
+    def _send(self, i: int, request: Request, faults: _Faults, again: deque[tuple[int, str]]) -> None:
         w = self._workers[i]
         try:
             w.ask(request)
         except (BrokenPipeError, OSError):
-            self._replace(i, ready, _death_reason(w))
+            self._lose(i, _death_reason(w), faults, again)
 
-    def _handle(self, i: int, reply: Event, ready: deque[Event]) -> None:
+    def _handle(self, i: int, reply: Event, ready: deque[Event], delivered: dict[int, int]) -> None:
+        if isinstance(reply, Chunk):
+            kept = reply.from_window(delivered.get(reply.key, 0))
+            if kept is not None:
+                delivered[reply.key] = kept.windows[-1].index + 1
+                ready.append(kept)
+            return
         ready.append(reply)
-        if not isinstance(reply, Chunk):  # the file is done with: the worker is free
-            self._workers[i].key = None
+        self._workers[i].key = None  # the file is done with: the worker is free
 
-    def _replace(self, i: int, ready: deque[Event], reason: str) -> None:
-        """Kill worker i, report its file as failed, and start a fresh worker in its place."""
+    def _lose(self, i: int, reason: str, faults: _Faults, again: deque[tuple[int, str]]) -> None:
+        """Worker i is gone or hung: kill it, start another in its place, and read its file again
+        (or hold it as a suspect); a worker stopped from outside stops the run."""
         w = self._workers[i]
-        if w.key is not None:
-            ready.append(Failed(w.key, reason))
         w.kill()
-        self._workers[i] = _Worker(self._ctx, self.settings)
+        code = w.child.exitcode
+        if code is not None and code < 0 and -code in OUTSIDE_SIGNALS:
+            raise WorkerError(f"a decode worker was stopped from outside vsearch ({_exit_words(code)}); "
+                              "no file was recorded as failed: run again to finish")
+        self._workers[i] = _Worker(self.settings)
+        self._workers[i].wait_ready()
+        if w.key is not None and faults.lost(w.key, reason):
+            again.append((w.key, w.path))
+
+    def _canary(self, faults: _Faults) -> None:
+        """A fresh worker decodes a tiny video made on the spot: files are blamed only if it can."""
+        w = _Worker(self.settings)
+        try:
+            w.wait_ready()
+            w.ask(Canary())
+            reply: object = None
+            try:
+                if w.conn.poll(self.settings.timeout):
+                    reply = w.conn.recv()
+            except (EOFError, OSError):
+                pass
+            if not isinstance(reply, Healthy):
+                why = reply.reason if isinstance(reply, Failed) else _death_reason(w) if w.child.exitcode is not None \
+                    else f"no answer in {self.settings.timeout:g}s"
+                raise WorkerError(f"decode workers fail whatever they read, even a tiny test video ({why}); "
+                                  "no file was recorded as failed")
+        finally:
+            w.kill()
 
 
 def _death_reason(w: _Worker) -> str:
-    w.process.join(timeout=1)
-    code = w.process.exitcode
+    w.child.join(1)
+    code = w.child.exitcode
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -293,6 +623,11 @@ def _death_reason(w: _Worker) -> str:
             name = str(-code)
         return f"decoder crashed ({name})"
     return f"decoder exited unexpectedly (exit code {code})"
+
+
+def _killed(w: _Worker) -> int:
+    """1 if the worker was killed by SIGKILL, which is how the kernel ends a process when memory runs out."""
+    return int(w.child.exitcode == -signal.SIGKILL)
 
 
 def default_workers(device: str = "cpu") -> int:
