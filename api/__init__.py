@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from vsearch.indexer.pipeline import IndexReport, Progress
     from vsearch.library import Index, IndexOptions, classify, load_model, load_scene
     from vsearch.model.runtimes import Choice
-    from vsearch.search.query import Hit, Moment, Overview, SearchResult, VideoCard, VideoLabels, VideoMoments, VideoPage
+    from vsearch.search.browse import Moment, Overview, VideoCard, VideoLabels, VideoMoments, VideoPage
+    from vsearch.search.hits import Hit, SearchResult
     from vsearch.tag.tagger import TagReport, TagResult, TagRule
 
 __all__ = [
@@ -64,9 +65,9 @@ _LAZY = {
     "load_model": "vsearch.library", "load_scene": "vsearch.library", "TagRule": "vsearch.tag.tagger",
     "TagReport": "vsearch.tag.tagger", "TagResult": "vsearch.tag.tagger", "Choice": "vsearch.model.runtimes.base",
     "Classification": "vsearch.indexer.one_file", "IndexReport": "vsearch.indexer.pipeline",
-    "Progress": "vsearch.indexer.pipeline", "Hit": "vsearch.search.query", "SearchResult": "vsearch.search.query",
-    "VideoLabels": "vsearch.search.query", "Moment": "vsearch.search.query", "Overview": "vsearch.search.query",
-    "VideoCard": "vsearch.search.query", "VideoMoments": "vsearch.search.query", "VideoPage": "vsearch.search.query",
+    "Progress": "vsearch.indexer.pipeline", "Hit": "vsearch.search.hits", "SearchResult": "vsearch.search.hits",
+    "VideoLabels": "vsearch.search.browse", "Moment": "vsearch.search.browse", "Overview": "vsearch.search.browse",
+    "VideoCard": "vsearch.search.browse", "VideoMoments": "vsearch.search.browse", "VideoPage": "vsearch.search.browse",
 }
 
 

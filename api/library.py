@@ -11,30 +11,30 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vsearch.core.errors import BadArgument, BadInput, IndexMissing, ModelError, NotIndexed
+from vsearch.core.errors import BadArgument, BadInput, IndexMissing, NotIndexed
 from vsearch.core.home import Home
-from vsearch.search.catalog import CLIPS, SCENES, Catalog
+from vsearch.search.catalog import Catalog, VectorSpace
 
 if TYPE_CHECKING:
+    from vsearch.evidence.base import Kind, Part
     from vsearch.indexer.one_file import Classification
-    from vsearch.indexer.pipeline import IndexReport, Progress, ScenePart
+    from vsearch.indexer.pipeline import IndexReport, Progress
     from vsearch.model.encoder import VideoEncoder
-    from vsearch.model.runner import RuntimeModel
     from vsearch.model.scene import SceneModel
+    from vsearch.search.browse import Overview, VideoLabels, VideoMoments, VideoPage
     from vsearch.search.doctor import DoctorReport
-    from vsearch.search.query import Hit, Overview, SearchResult, VideoLabels, VideoMoments, VideoPage
+    from vsearch.search.hits import Hit, SearchResult
+    from vsearch.search.vectors import KeptVectors, VectorIndex
     from vsearch.tag.tagger import TagReport, TagResult, TagRule
 
 Log = Callable[[str], None]
 T = TypeVar("T")
 DECODERS = ("auto", "pyav", "decord")
-# What find-similar compares: what happens (the video model's vectors), what is seen, or both.
-SIMILAR_BY = {"action": (CLIPS,), "scene": (SCENES,), "both": (CLIPS, SCENES)}
 
 
 def _quiet(message: str) -> None:
@@ -71,42 +71,14 @@ def load_model(
     clips: measuring would cost more than it saves). `clip_source` gives the user's own clips to
     check and quantize on. Raises ModelError (RuntimeUnavailable) when it cannot be loaded or run.
     """
+    from vsearch.model.calibrate import at_its_fastest
     from vsearch.model.encoder import load_encoder
 
     layout = Home.at(home)
     encoder = load_encoder(name, device=device, precision=precision, runtime=runtime, home=layout,
                            clip_source=clip_source)
-    _at_its_fastest(encoder, layout, measure, batch_size, "model", log)
+    at_its_fastest(encoder, layout, measure, batch_size, "model", log)
     return encoder
-
-
-def _at_its_fastest(model: RuntimeModel, layout: Home, measure: bool, batch_size: int | None, what: str,
-                    log: Log) -> None:
-    """Put a loaded model in the runtime, precision and batch measured fastest here: measured now
-    (once per machine and model, cached in the home) with `measure`, else as measured before, if ever."""
-    from vsearch.model.calibrate import reuse, tune
-
-    if not measure:
-        found = reuse(model, layout)
-        log(f"{what}: {model.describe()}" + (" (measured fastest here by vsearch index)" if found else ""))
-        return
-    calibration = tune(model, layout, batch_size, on_measure=lambda: _measuring(model, what, log))
-    log(f"{what}: {model.name} on {model.device}, {calibration.describe()}")
-
-
-def _measuring(model: RuntimeModel, what: str, log: Log) -> None:
-    """What a person sees before the first run's measurement, and what could make it faster."""
-    from vsearch.model.runtimes import RUNTIMES
-
-    log(f"measuring the {what}'s fastest runtime, precision and batch size here (once per machine and model)...")
-    missing = [r for r in RUNTIMES if model.runtime_asked in ("auto", r.name) and not r.available()]
-    for r in missing:
-        log(f"  (the {r.name} runtime is often faster here: {r.install_hint()})")
-    if model.runtime_asked in ("auto", "openvino") and model.precision_asked in ("auto", "int8") and model.device == "cpu":
-        from vsearch.model.runtimes.openvino import INT8_HINT, can_quantize
-
-        if not missing and not can_quantize():
-            log(f"  (OpenVINO int8 is often the fastest on CPUs: {INT8_HINT})")
 
 
 def load_scene(
@@ -124,12 +96,13 @@ def load_scene(
     """The scene model (an image-text or video-text model: CLIP, SigLIP, SigLIP 2, X-CLIP), its vision
     tower in the runtime, precision and batch measured fastest here, as load_model does for the video
     model. Raises ModelError when it cannot be loaded."""
+    from vsearch.model.calibrate import at_its_fastest
     from vsearch.model.scene import load_scene_model
 
     layout = Home.at(home)
     scene = load_scene_model(name, device=device, runtime=runtime, precision=precision, home=layout,
                              clip_source=clip_source)
-    _at_its_fastest(scene, layout, measure, batch_size, "scene model", log)
+    at_its_fastest(scene, layout, measure, batch_size, "scene model", log)
     return scene
 
 
@@ -187,8 +160,10 @@ class Index:
     def __init__(self, home: str | Path | Home | None = None):
         self.home = Home.at(home)
         self._local = threading.local()
-        self._scene: SceneModel | None = None  # the scene model for queries, once loaded
-        self._scene_lock = threading.Lock()
+        self._models: dict[str, tuple[str, Any]] = {}  # kind -> (model name, its query model), once loaded
+        self._models_lock = threading.Lock()
+        self._vectors: dict[str, KeptVectors] = {}  # vector space -> its FAISS index, kept in step
+        self._vectors_lock = threading.Lock()
         self._settled_answers: dict[tuple, tuple[int, Any]] = {}  # see _settled
         self._settled_lock = threading.Lock()
 
@@ -270,10 +245,10 @@ class Index:
             catalog = Catalog(self.home, create=True)
             try:
                 model = index_model(catalog, o.model)
-                scene = self._scene_part(catalog, o, roots, settings, pickles=bool(ray), log=log, notes=notes)
+                parts = self._parts(catalog, o, roots, settings, pickles=bool(ray), log=log, notes=notes)
                 if ray:
                     indexer: Indexer = self._ray_indexer(catalog, model, o, settings, ray, gpus_per_actor,
-                                                         on_progress, stop, scene)
+                                                         on_progress, stop, parts)
                 else:
                     clips = functools.partial(first_clips, roots, sampling=settings.sampling, exclude=settings.exclude,
                                               timeout=o.timeout)
@@ -281,7 +256,7 @@ class Index:
                     load = functools.cache(lambda: load_model(
                         model, device=o.device, runtime=o.runtime, precision=o.precision, home=self.home,
                         measure=True, batch_size=o.batch_size, clip_source=clips, log=log))
-                    indexer = Indexer(catalog, load, settings, on_progress=on_progress, should_stop=stop, scene=scene)
+                    indexer = Indexer(catalog, load, settings, on_progress=on_progress, should_stop=stop, parts=parts)
                 if not watch:
                     report = indexer.run(roots)
                     self._tag_changed(catalog, report, tag, log)
@@ -333,49 +308,24 @@ class Index:
         catalog = self._filled()
         return tag_videos(catalog, indexed_videos(catalog, roots), rule, dry_run, on_result)
 
-    def _scene_part(self, catalog: Catalog, o: IndexOptions, roots: list[Path], settings: Any, pickles: bool,
-                    log: Log, notes: list[str]) -> ScenePart | None:
-        """The scene model this run gives windows vectors of, per `IndexOptions.text_model`; None for
-        none. The default is used only where it can be had: offline and not in the cache, the run
-        goes on without it and says so (a model asked for by name that cannot load is an error)."""
-        from vsearch.indexer.pipeline import ScenePart, first_clips
-        from vsearch.model.checkpoint import cache_only, model_name
-        from vsearch.model.scene import DEFAULT_SCENE_MODEL, load_scene_model
-
-        if o.text_model == "none":
-            if not catalog.scene_off:
-                with catalog.transaction():
-                    gone = catalog.unbind_scene_model()
-                if gone:
-                    log(f"searching by description turned off for this index ({gone} scene vectors removed)")
-            return None
-        name = model_name(o.text_model or catalog.scene_model or DEFAULT_SCENE_MODEL)
-        if o.text_model is None and (catalog.scene_model is None or catalog.scene_off):
-            if catalog.scene_off:
-                return None  # turned off on purpose: stays off until a model is named
-            try:
-                cache_only(name)
-            except ModelError:
-                notes.append(f"note: searching by description is off: {name} is not in the Hugging Face cache "
-                                   "and cannot be downloaded now; index with --text-model NAME|FOLDER to turn it on, "
-                                   "or --text-model none to not be told again")
-                return None
-        if pickles:  # Ray's model actors load it themselves: a picklable loader, no calibration
-            return ScenePart(name, functools.partial(load_scene_model, name, device=o.device, runtime=o.runtime,
-                                                     precision=o.precision, home=self.home))
+    def _parts(self, catalog: Catalog, o: IndexOptions, roots: list[Path], settings: Any, pickles: bool,
+               log: Log, notes: list[str]) -> list[Part]:
+        """What each kind of evidence adds to this run, per its option (see vsearch.evidence)."""
+        from vsearch.evidence import kinds
+        from vsearch.evidence.base import Setup
+        from vsearch.indexer.pipeline import first_clips
 
         def clips(spec: Any) -> Any:
             return first_clips(roots, spec, settings.sampling, exclude=settings.exclude, timeout=o.timeout)
 
-        return ScenePart(name, functools.cache(lambda: load_scene(
-            name, device=o.device, runtime=o.runtime, precision=o.precision, home=self.home, measure=True,
-            batch_size=o.batch_size, clip_source=clips, log=log)))
+        setup = Setup(catalog, o, self.home, clips, pickles, log, notes)
+        return [part for kind in kinds() if (part := kind.part(setup)) is not None]
 
     def _ray_indexer(self, catalog: Catalog, model: str | None, o: IndexOptions, settings: Any, ray: bool | str,
                      gpus_per_actor: float, on_progress: Callable[[Progress], None] | None,
-                     should_stop: Callable[[], bool], scene: ScenePart | None) -> Any:
-        """The Ray indexer: its model actors load the model themselves, with the runtime and precision
-        asked for (no calibration across a cluster's mixed nodes), so the loader must pickle."""
+                     should_stop: Callable[[], bool], parts: list[Part]) -> Any:
+        """The Ray indexer: its model actors load the models themselves, with the runtime and precision
+        asked for (no calibration across a cluster's mixed nodes), so the loaders must pickle."""
         from vsearch.indexer.distributed import RayIndexer, RaySettings
         from vsearch.model.encoder import load_encoder
 
@@ -384,77 +334,82 @@ class Index:
                                  home=self.home)
         return RayIndexer(catalog, load, settings,
                           RaySettings(address=address, gpus_per_actor=gpus_per_actor, decode_tasks=o.workers),
-                          on_progress=on_progress, should_stop=should_stop, scene=scene)
+                          on_progress=on_progress, should_stop=should_stop, parts=parts)
 
     def doctor(self, repair: bool = False) -> DoctorReport:
-        """Check the whole index (SQLite, FAISS, thumbnails, files on disk); with `repair`, fix what
-        can be fixed. Holds the writer lock: IndexBusy while an index run writes."""
+        """Check the whole index (SQLite, FAISS, thumbnails, files on disk, each kind of evidence's own
+        checks); with `repair`, fix what can be fixed. Holds the writer lock: IndexBusy while an index
+        run writes."""
+        from vsearch.evidence import kinds
         from vsearch.search.doctor import doctor
-        from vsearch.search.vectors import check_scene_vectors, check_vectors
         from vsearch.video.thumbs import check_thumbs
 
         self.close()  # doctor opens its own connection under the lock
-        return doctor(self.home, repair=repair, checks=[check_vectors, check_scene_vectors, check_thumbs])
+        return doctor(self.home, repair=repair, checks=[*(c for k in kinds() for c in k.checks()), check_thumbs])
 
     # -- reading ------------------------------------------------------------------------------
 
     def search(self, query: str, *, limit: int = 20, under: str | None = None, min_score: float | None = None,
-               min_duration: float | None = None, max_duration: float | None = None,
-               scene_vectors: Any = None) -> SearchResult:
-        """Moments that match `query`, best first, each saying why: its labels (by name, words or
-        meaning), what its windows show (the index's scene model, for any description), or its file
-        name. A query that is a label's very name is answered from the labels alone, without loading
-        any model. A long-running caller passes the scene vector index it keeps (`scene_vectors`)."""
-        from vsearch.search import query as q
+               min_duration: float | None = None, max_duration: float | None = None) -> SearchResult:
+        """Moments that match `query`, best first, one hit per moment: every kind of evidence the
+        index holds is asked (its labels by name, words or meaning; what its windows show, by the
+        index's scene model; ...) and a moment several kinds found is one hit that says each of them
+        (`also`); file names match too. A query that is a label's very name is answered without
+        loading any model."""
+        from vsearch.evidence import kinds
+        from vsearch.evidence.base import Ask
+        from vsearch.search.hits import SEARCH_MIN_SCORE, Filters, SearchResult, existing, merge_hits
+        from vsearch.search.keyword import file_name_hits, names_a_label
 
+        if not query.strip():
+            raise BadInput("the query is empty")
         catalog = self._filled()
-        floor = q.SEARCH_MIN_SCORE if min_score is None else min_score
-        filters = q.Filters(under, min_duration, max_duration, floor)
-        more: list[Hit] = []
-        if not catalog.scene_model:
-            scenes = False if catalog.scene_off else None
-        else:
-            scenes = bool(query.strip()) and not q.names_a_label(catalog, query)
-        if scenes:
-            more = self._scene_hits(catalog, query, filters, limit, scene_vectors)
-        result = q.search(catalog, query, limit, filters, more=more)
-        result.scenes = scenes
-        return result
+        floor = SEARCH_MIN_SCORE if min_score is None else min_score
+        filters = Filters(under, min_duration, max_duration, floor)
+        ask = Ask(catalog, query, filters, limit, not names_a_label(catalog, query), self.vectors, self._query_model)
+        hits: list[Hit] = []
+        for kind in kinds():
+            if kind.model_of(catalog) is None:
+                kind.absent(catalog, ask)
+            else:
+                hits += kind.hits(ask)
+        hits += file_name_hits(catalog, query, filters, limit)
+        return SearchResult(existing(merge_hits(hits), limit), ask.used, ask.notes)
 
-    def _scene_hits(self, catalog: Catalog, query: str, filters: Any, limit: int, vectors: Any) -> list[Hit]:
-        from vsearch.search.scenes import SceneQuery, scene_hits
-        from vsearch.search.vectors import open_vectors
+    def vectors(self, space: VectorSpace) -> VectorIndex:
+        """A vector space's FAISS index in step with the catalog, kept for this Index's life: loaded
+        once, then brought up to date as videos are indexed or leave (never rebuilt per video)."""
+        from vsearch.search.vectors import KeptVectors
 
-        scene = self.scene_model()
-        found = SceneQuery(scene.embed_text([query])[0], scene.score, scene.min_score)
-        if vectors is None:
-            vectors = open_vectors(catalog, space=SCENES)[0]
-        return scene_hits(catalog, vectors, found, filters, limit)
+        with self._vectors_lock:
+            kept = self._vectors.setdefault(space.name, KeptVectors(space))
+            return kept.current(self.catalog())
 
-    def scene_model(self) -> SceneModel:
-        """The index's scene model, for queries: loaded once per Index (the web page keeps one)."""
-        name = self.catalog().scene_model
-        if name is None:
-            raise BadInput("this index has no scene model: index it with --text-model to search by description")
-        with self._scene_lock:
-            if self._scene is None or self._scene.name != name:
-                self._scene = load_scene(name, runtime="torch", precision="fp32", home=self.home)
-            return self._scene
+    def _query_model(self, kind: Kind) -> Any:
+        """A kind's model for queries (a text tower), loaded once per Index and shared by its threads."""
+        name = kind.model_of(self.catalog())
+        with self._models_lock:
+            loaded = self._models.get(kind.name)
+            if loaded is None or loaded[0] != name:
+                loaded = self._models[kind.name] = (str(name), kind.query_model(self.catalog()))
+            return loaded[1]
 
     def similar(self, file: str | Path, *, at: float | None = None, by: str | None = None, limit: int = 10,
                 under: str | None = None, min_score: float = 0.0, min_duration: float | None = None,
                 max_duration: float | None = None, device: str = "auto", runtime: str = "auto",
-                precision: str = "auto", vectors: Mapping[str, Any] | None = None, log: Log = _quiet) -> list[Hit]:
+                precision: str = "auto", log: Log = _quiet) -> list[Hit]:
         """Videos with moments like `file` (or like its window at `at` seconds), one hit per video.
 
-        `by`: "action" compares what happens (the video model's embeddings), "scene" what is seen
-        (the scene model's), "both" averages the two (default where the index has scene vectors: a
-        clip like this one shows the same thing happening to the same kind of thing). An indexed file
-        is compared by its stored vectors; any other file is cut into the index's own windows and
-        run through the index's models (loaded only then). A long-running caller passes the vector
-        indexes it keeps (`vectors`, by space)."""
+        `by` names what is compared: "action" what happens (the video model's vectors), "scene" what
+        is seen (the scene model's), or "both", averaged (the default where the index has scene
+        vectors: a clip like this one shows the same thing happening to the same kind of thing). An
+        indexed file is compared by its stored vectors; any other file is cut into the index's own
+        windows and run through the index's models (loaded only then)."""
+        from vsearch.evidence import kinds
         from vsearch.indexer.one_file import file_embedder
-        from vsearch.search import query as q
+        from vsearch.search.browse import locate
+        from vsearch.search.hits import Filters
+        from vsearch.search.similar import similar_to_file
         from vsearch.video.decode import Sampling
 
         exists = Path(file).exists()
@@ -464,29 +419,36 @@ class Index:
             if not exists:  # the more useful of the two things wrong
                 raise BadArgument(f"{file}: no such file") from None
             raise
-        row = catalog.video(q.locate(catalog, file))
+        row = catalog.video(locate(catalog, file))
         if (row is None or row.status != "ok") and not exists:  # an indexed file gone from disk still has its vectors
             raise BadArgument(f"{file}: no such file")
-        way = by or ("both" if catalog.scene_model else "action")
-        if way not in SIMILAR_BY:
-            raise BadArgument(f"--by {way!r}: choose {', '.join(SIMILAR_BY)}")
-        spaces = SIMILAR_BY[way]
+        ways = {k.similar_by: k for k in kinds() if k.similar_by and k.space is not None}
+        present = [k for k in ways.values() if k.model_of(catalog) is not None]
+        way = by or ("both" if len(present) > 1 else "action")
+        if way != "both" and way not in ways:
+            raise BadArgument(f"--by {way!r}: choose {', '.join([*ways, 'both'])}")
+        chosen = present if way == "both" else [ways[way]]
+        for kind in chosen:
+            if kind.model_of(catalog) is None:
+                raise BadInput(f"this index has no {kind.name} vectors (it was made without that model): index again "
+                               f"with --{(kind.option or '').replace('_', '-')}, or compare by what happens (--by action)")
         sampling = Sampling(*catalog.sampling) if catalog.sampling else None
+        others = {k.space.name: functools.partial(self._query_model, k) for k in chosen
+                  if k.space is not None and k.similar_by != "action"}
         embed = file_embedder(lambda: load_model(catalog.model, device=device, runtime=runtime, precision=precision,
-                                                 home=self.home, log=log), sampling,
-                              self.scene_model if SCENES in spaces else None)
-        return q.similar_to_file(catalog, file, at, limit, q.Filters(under, min_duration, max_duration, min_score),
-                                 embed, vectors, spaces)
+                                                 home=self.home, log=log), sampling, others)
+        return similar_to_file(catalog, file, [k.space for k in chosen if k.space is not None], self.vectors, at,
+                               limit, Filters(under, min_duration, max_duration, min_score), embed)
 
     def show(self, path: str | Path) -> VideoLabels:
         """One video's labels, moment by moment (NotIndexed if the index does not hold it)."""
-        from vsearch.search import query as q
+        from vsearch.search import browse as q
 
         return q.show(self.catalog(), q.resolve(path))
 
     def labels(self, query: str | None = None, limit: int = 50) -> list[dict]:
         """The labels videos carry with video counts; with `query`, the vocabulary ranked by meaning."""
-        from vsearch.search import query as q
+        from vsearch.search import browse as q
 
         catalog = self.catalog()
         if query:
@@ -496,7 +458,7 @@ class Index:
     def overview(self, *, limit: int = 24, labels: int = 12) -> Overview:
         """The library at a glance: videos, hours and failed files; the `limit` newest videos (with
         the cursor of the older ones, for `videos`); the `labels` labels most videos carry."""
-        from vsearch.search import query as q
+        from vsearch.search import browse as q
 
         catalog = self.catalog()
         size = self._settled(catalog, ("size",), lambda: q.library_size(catalog))
@@ -507,7 +469,7 @@ class Index:
     def videos(self, *, before: int | None = None, limit: int = 24) -> VideoPage:
         """Searchable videos, most recently indexed first: `limit` of them older than the video id
         `before` (the cursor the previous page returned), however many the index holds."""
-        from vsearch.search import query as q
+        from vsearch.search import browse as q
 
         if limit < 1:
             raise BadArgument("limit must be at least 1")
@@ -517,7 +479,7 @@ class Index:
         """One video (a catalog id or a path) as moments: adjacent windows whose best label is the
         same merge into one; windows whose best label is below the search floor are left out.
         NotIndexed if the index does not hold it."""
-        from vsearch.search import query as q
+        from vsearch.search import browse as q
 
         catalog = self.catalog()
         if isinstance(video, int):
@@ -528,10 +490,16 @@ class Index:
         return q.video_moments(catalog, row.id)
 
     def stats(self) -> dict:
-        """What is in the index, and which files failed and why."""
-        from vsearch.search import query as q
+        """What is in the index, and which files failed and why; per kind of evidence, the model it
+        was made with, how many videos it ran on and what it found (`evidence`)."""
+        from vsearch.evidence import kinds
+        from vsearch.search import browse as q
 
-        return q.stats(self.catalog())
+        catalog = self.catalog()
+        runs = catalog.runs_summary()
+        evidence = {k.name: {"model": k.model_of(catalog), **runs.get(k.name, {"videos": 0, "found": 0, "failed": 0})}
+                    for k in kinds() if k.model_of(catalog) is not None or k.name in runs}
+        return {**q.stats(catalog), "evidence": evidence}
 
     def clip(self, path: str | Path, start: float, end: float, out: str | Path | None = None) -> Path:
         """Cut [start, end) seconds of a video into an MP4 that plays anywhere (H.264 + AAC).

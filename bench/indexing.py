@@ -315,8 +315,9 @@ def load_config(model_dir: Path, config: str | None, cache: Path | None = None,
 
 
 def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch_size: int,
-                  config: str | None = None, workers: int | None = None, scene: Any = None, streams: int = 1) -> Result:
-    """vsearch's own indexer, end to end, into a throwaway index (with a scene model's ScenePart, both models)."""
+                  config: str | None = None, workers: int | None = None, parts: Sequence[Any] = (),
+                  streams: int = 1) -> Result:
+    """vsearch's own indexer, end to end, into a throwaway index (with other kinds' parts: all their models)."""
     from vsearch.indexer.pipeline import Indexer, IndexSettings
     from vsearch.search.catalog import Catalog
 
@@ -330,16 +331,16 @@ def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch
         for i, v in enumerate(videos):  # links, so copies of one file are not deduplicated
             (folder / f"{i:03d}-{v.name}").symlink_to(v.resolve())
         started = time.perf_counter()
-        report = Indexer(catalog, lambda: encoder, settings, scene=scene).run([folder])
+        report = Indexer(catalog, lambda: encoder, settings, parts=parts).run([folder])
         seconds = time.perf_counter() - started
         catalog.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
     t = report.timings
-    stages = {"decode (workers)": t.get("decode", 0.0), "model": t.get("model", 0.0), "scene": t.get("scene", 0.0),
+    stages = {"decode (workers)": t.get("decode", 0.0), "model": t.get("model", 0.0),
+              **{p.kind.name: t.get(p.kind.name, 0.0) for p in parts},
               "store": t.get("store", 0.0), "waiting for frames": t.get("wait", 0.0),
               "of which the decoders' start": t.get("first_frames", 0.0)}
-    stages = {k: v for k, v in stages.items() if v or k != "scene"}
     return Result(f"vsearch index ({encoder.choice.described})", report.clips, seconds, stages)
 
 

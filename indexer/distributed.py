@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from vsearch.core.errors import RayIndexError
+from vsearch.evidence.base import Part, WindowModel
 from vsearch.indexer.pipeline import (
     BatchStore,
     EncodedClip,
@@ -43,12 +44,10 @@ from vsearch.indexer.pipeline import (
     IndexReport,
     IndexSettings,
     Progress,
-    ScenePart,
     Vectors,
     clip_results,
 )
 from vsearch.model.encoder import Encoder
-from vsearch.model.scene import SceneEncoder
 from vsearch.search.catalog import Catalog
 from vsearch.video.decode import FrameSpec, VideoInfo, Window, plan_windows, read_windows
 from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Failed, ReadWindows
@@ -151,45 +150,51 @@ def decode_file(row: dict[str, Any], settings: DecodeSettings) -> Iterator[dict[
     for event in pool.run([(key, path)]):
         if isinstance(event, Chunk):
             info = event.info
+            assert settings.spec is not None  # decode tasks always have the video model's frame spec
             total = len(plan_windows(info, settings.spec.num_frames, settings.sampling))
             meta = {"video_frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height}
-            scenes = list(event.scenes) if event.scenes is not None else [None] * len(event.windows)
-            for w, clip, scene in zip(event.windows, event.frames, scenes):
+            for i, (w, clip) in enumerate(zip(event.windows, event.frames)):
                 yield {"key": key, "idx": w.index, "start": w.start, "end": w.end, "windows": total,
-                       "reason": "", "frames": clip, **meta, **({"scene": scene} if scene is not None else {})}
+                       "reason": "", "frames": clip, **meta, **{_side(n): f[i] for n, f in event.sides.items()}}
         elif isinstance(event, Failed):
-            blank = {"scene": _blank(settings.scene)} if settings.scene is not None else {}
+            blank = {_side(name): _blank(spec) for name, spec in settings.sides}
             yield {"key": key, "idx": -1, "start": 0.0, "end": 0.0, "windows": 0, "reason": event.reason,
                    "frames": _blank(settings.spec), "video_frames": 0, "fps": 0.0, "width": 0, "height": 0, **blank}
 
 
-def _blank(spec: FrameSpec) -> np.ndarray:
+def _side(kind: str) -> str:
+    """The column of a window kind's frames, and then of its values, in the pipeline's rows."""
+    return f"kind:{kind}"
+
+
+def _blank(spec: FrameSpec | None) -> np.ndarray:
     # Rows of one column share a shape; a failure row carries empty frames of the model's size.
+    assert spec is not None  # decode tasks always have the video model's frame spec
     h, w = spec.crop or (1, 1)
     return np.zeros((spec.num_frames, h, w, 3), dtype=np.uint8)
 
 
 class _Encode:
     """A model actor: loads the models once, then labels and embeds batches of windows (and gives
-    each its scene vector, where the index has a scene model)."""
+    each its vector of every window kind of the run)."""
 
-    def __init__(self, load_encoder: Callable[[], Encoder], load_scene: Callable[[], SceneEncoder] | None):
+    def __init__(self, load_encoder: Callable[[], Encoder], loaders: dict[str, Callable[[], WindowModel]]):
         self.encoder = load_encoder()
-        self.scene = load_scene() if load_scene is not None else None
+        self.models = {name: load() for name, load in loaders.items()}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = batch.pop("frames")
-        scene_frames = batch.pop("scene", None)
         ok = batch["reason"] == ""
         n, e = len(ok), self.encoder
         batch["probs"] = np.zeros((n, len(e.labels)), dtype=np.float32)
         batch["embedding"] = np.zeros((n, e.dim), dtype=np.float32)
         if ok.any():
             batch["probs"][ok], batch["embedding"][ok] = e.encode(np.stack(list(frames[ok])))
-        if self.scene is not None and scene_frames is not None:
-            batch["scene"] = np.zeros((n, self.scene.dim), dtype=np.float32)
+        for name, model in self.models.items():
+            sides = batch.pop(_side(name))
+            batch[_side(name)] = np.zeros((n, model.dim), dtype=np.float32)
             if ok.any():
-                batch["scene"][ok] = self.scene.embed_frames(np.stack(list(scene_frames[ok])))
+                batch[_side(name)][ok] = model.embed_frames(np.stack(list(sides[ok])))
         return batch
 
 
@@ -209,16 +214,16 @@ class RayIndexer(Indexer):
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         read: ReadWindows = read_windows,
-        scene: ScenePart | None = None,
+        parts: Sequence[Part] = (),
     ):
-        super().__init__(catalog, load_encoder, settings, on_progress, should_stop, read, scene)
+        super().__init__(catalog, load_encoder, settings, on_progress, should_stop, read, parts)
         self.ray_settings = ray_settings or RaySettings()
 
     def run(self, roots: Sequence[Any]) -> IndexReport:
         with ray_session(self.ray_settings.address):
             return super().run(roots)
 
-    def _index(self, jobs: Sequence[IndexJob], vectors: Vectors | None, report: IndexReport) -> Vectors:
+    def _index(self, jobs: Sequence[IndexJob], vectors: Vectors, report: IndexReport) -> None:
         import ray
 
         s, rs, cat = self.settings, self.ray_settings, self.catalog
@@ -227,8 +232,9 @@ class RayIndexer(Indexer):
         t0 = time.perf_counter()
         encoder = self.encoder = self.load_encoder()
         batch_size = s.batch_size or encoder.batch_size or 8  # no calibration across a cluster's mixed nodes
-        vectors = self.bind(encoder, batch_size, vectors)
-        results = RayResults(BatchStore(cat, vectors, jobs, report, s.save_every), encoder.labels)
+        self.bind(encoder, batch_size, vectors)
+        results = RayResults(BatchStore(cat, vectors, jobs, report, s.save_every, self.window_parts), encoder.labels,
+                             [p.kind.name for p in self.window_parts])
         timings["load_model"] = time.perf_counter() - t0
         timings.setdefault("store", 0.0)
 
@@ -247,17 +253,17 @@ class RayIndexer(Indexer):
             cores = min(int(n["Resources"].get("CPU", 1)) for n in nodes) if nodes else 1
             placement = {"num_cpus": max(1, cores // 2)}
 
-        scene = self.scene
         decode = DecodeSettings(spec=encoder.frame_spec, sampling=s.sampling, threads=s.decode_threads,
                                 timeout=s.timeout, memory_limit=s.memory_limit, backend=s.backend, read=self.read,
-                                chunk=max(1, min(4, batch_size)), scene=scene.frame_spec if scene is not None else None)
-        load_scene = self.scene_part.load if self.scene_part is not None and scene is not None else None
+                                chunk=max(1, min(4, batch_size)),
+                                sides=tuple((name, model.frame_spec) for name, model in self.models.items()))
+        loaders = {p.kind.name: p.load for p in self.window_parts}
         items = [{"key": i, "path": job.file.path} for i, job in enumerate(jobs)]
         dataset = (
             ray.data.from_items(items, override_num_blocks=len(items))  # one file per decode task
             .flat_map(partial(decode_file, settings=decode), num_cpus=1,
                       compute=ray.data.TaskPoolStrategy(size=rs.decode_tasks))
-            .map_batches(_Encode, fn_constructor_args=(self.load_encoder, load_scene), batch_size=batch_size,
+            .map_batches(_Encode, fn_constructor_args=(self.load_encoder, loaders), batch_size=batch_size,
                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                          **placement)
         )
@@ -284,7 +290,6 @@ class RayIndexer(Indexer):
             cat.drop_incomplete()  # videos cut off mid-way are redone whole by the next run
         else:
             results.fail_unfinished(LOST_REASON)
-        return vectors
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -301,9 +306,10 @@ class RayResults:
     a video already settled (stored whole, or failed) are dropped. The catalog's unique
     (video, window) index is the last guard."""
 
-    def __init__(self, store: BatchStore, labels: Sequence[str]):
+    def __init__(self, store: BatchStore, labels: Sequence[str], kinds: Sequence[str] = ()):
         self.batch_store = store
         self.labels = labels
+        self.kinds = kinds  # the window kinds whose values come with each row
         self._windows: dict[int, set[int]] = {}  # key -> windows received
         self._settled: set[int] = set()
 
@@ -330,8 +336,8 @@ class RayResults:
                 self._settled.add(key)
         windows = [Window(int(batch["idx"][i]), float(batch["start"][i]), float(batch["end"][i]), ()) for i in rows]
         results = clip_results(self.labels, windows, batch["probs"][rows], batch["embedding"][rows])
-        scenes = batch.get("scene")
-        clips = [EncodedClip(int(batch["key"][i]), _info(batch, i), r, scene=scenes[i] if scenes is not None else None)
+        clips = [EncodedClip(int(batch["key"][i]), _info(batch, i), r,
+                             values={name: batch[_side(name)][i] for name in self.kinds})
                  for i, r in zip(rows, results)]
         for key, _ in failed:
             self._windows.pop(key, None)

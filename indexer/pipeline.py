@@ -23,10 +23,10 @@ import numpy as np
 
 from vsearch.core.errors import WorkerError
 from vsearch.core.words import counted
+from vsearch.evidence.base import FilePart, Part, WindowModel, WindowPart
 from vsearch.model.checkpoint import model_name
 from vsearch.model.encoder import Encoder
-from vsearch.model.scene import SceneEncoder
-from vsearch.search.catalog import SCENES, TOP_K, Catalog, ClipResult
+from vsearch.search.catalog import CLIPS, TOP_K, Catalog, ClipResult, VectorSpace
 from vsearch.search.vectors import VectorIndex, open_vectors
 from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window, read_windows
 from vsearch.video.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
@@ -36,6 +36,7 @@ from vsearch.video.workers import (
     Chunk,
     DecodePool,
     DecodeSettings,
+    Done,
     Event,
     Failed,
     Finished,
@@ -80,7 +81,9 @@ class IndexReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     failed_before: int = 0  # files that failed in earlier runs and were not tried again
     interrupted: bool = False
-    rescened: int = 0  # indexed videos given scene vectors without running the video model again
+    # kind of evidence -> indexed videos given it without running the video model again (a kind, or
+    # a model of it, chosen after they were indexed)
+    filled: dict[str, int] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)  # paths whose results are new: indexed, moved or copied
     notes: list[str] = field(default_factory=list)  # what a person should know about the run, last
     model: str | None = None
@@ -92,7 +95,8 @@ class IndexReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed += other.failed
         self.changed += other.changed
-        self.rescened += other.rescened
+        for kind, n in other.filled.items():
+            self.filled[kind] = self.filled.get(kind, 0) + n
         self.interrupted = self.interrupted or other.interrupted
         self.model = other.model or self.model
 
@@ -110,6 +114,7 @@ class IndexReport:
             workers = counted(int(t.get("workers", 1)), "worker process", "worker processes")
             lines.append(f"time: decode {t['decode']:.1f}s (in {workers}), model {t['model']:.1f}s, "
                          f"store {t['store']:.1f}s")
+        lines += [f"filled in {kind} for {counted(n, 'indexed video')}" for kind, n in self.filled.items() if n]
         lines += [f"skipped {path}: {reason}" for path, reason in self.failed]
         if self.interrupted:
             lines.append("stopped early: everything above is saved; run the same command to finish")
@@ -157,7 +162,7 @@ class VectorChanges:
     """Clip ids that left the catalog and (ids, vectors) that joined it, for FAISS."""
 
     removed: list[int] = field(default_factory=list)
-    added: list[tuple[list[int], np.ndarray]] = field(default_factory=list)
+    added: list[int] = field(default_factory=list)  # clip ids, whose vectors are read back for each space
     copied: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (source clip ids, copies' ids)
 
 
@@ -194,10 +199,10 @@ class ChangePlan:
             if isinstance(step, Move):
                 catalog.move_video(step.video_id, step.file.path, step.file.size, step.file.mtime)
             else:
-                source_ids = catalog.clip_vectors(step.source_id)[0]
-                changes.added.append(catalog.copy_video(step.source_id, step.file.path, step.file.size,
-                                                        step.file.mtime))
-                changes.copied.append((source_ids, changes.added[-1][0]))
+                source_ids = [cid for cid, _, _ in catalog.clip_spans(step.source_id)]
+                copies = catalog.copy_video(step.source_id, step.file.path, step.file.size, step.file.mtime)
+                changes.added += copies
+                changes.copied.append((source_ids, copies))
         if self.removed:
             changes.removed += catalog.remove_videos(self.removed)
         for failure in self.failed:
@@ -272,7 +277,7 @@ class DecodedClip:
     window: Window
     frames: np.ndarray  # (T, H, W, 3) uint8
     thumb: bytes | None = None  # JPEG of the window's middle frame, made by the decode worker
-    scene: np.ndarray | None = None  # the scene model's frames of the window, when there is one
+    sides: dict[str, np.ndarray] = field(default_factory=dict)  # by kind of evidence: its frames of the window
 
 
 @dataclass(frozen=True)
@@ -283,7 +288,7 @@ class EncodedClip:
     info: VideoInfo
     clip: ClipResult
     thumb: bytes | None = None
-    scene: np.ndarray | None = None  # the scene model's vector of the window
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # by window kind: its vector of the window
 
 
 @dataclass
@@ -297,9 +302,9 @@ class Batch:
     def add(self, event: Event) -> None:
         if isinstance(event, Chunk):
             thumbs = event.thumbs or [None] * len(event.windows)
-            scenes = list(event.scenes) if event.scenes is not None else [None] * len(event.windows)
-            self.clips += [DecodedClip(event.key, event.info, w, f, j, sc)
-                           for w, f, j, sc in zip(event.windows, event.frames, thumbs, scenes)]
+            self.clips += [DecodedClip(event.key, event.info, w, f, j, {name: frames[i] for name, frames in
+                                                                       event.sides.items()})
+                           for i, (w, f, j) in enumerate(zip(event.windows, event.frames, thumbs))]
         elif isinstance(event, Finished):
             self.finished.append(event.key)
         elif isinstance(event, Failed):
@@ -331,44 +336,61 @@ class _Storing:
 
     video_id: int
     clip_ids: list[int] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)
-    scene_ids: list[int] = field(default_factory=list)
-    scenes: list[np.ndarray] = field(default_factory=list)
+    vectors: dict[str, list[tuple[int, np.ndarray]]] = field(default_factory=dict)  # by space: (id, vector)
 
 
 @dataclass
 class Vectors:
-    """The FAISS indexes an index run keeps in step with the catalog: the clip embeddings', and the
-    scene vectors' where the index has a scene model. Both are keyed by clip id."""
+    """The FAISS indexes an index run keeps in step with the catalog, one per vector space: the clip
+    embeddings', and each window kind's that keeps vectors. All are keyed by clip id."""
 
-    clips: VectorIndex
-    scenes: VectorIndex | None = None
+    spaces: dict[str, tuple[VectorSpace, VectorIndex]] = field(default_factory=dict)
+
+    def open(self, catalog: Catalog, space: VectorSpace) -> None:
+        self.spaces[space.name] = (space, open_vectors(catalog, space=space)[0])
 
     def remove(self, ids: list[int]) -> None:
-        self.clips.remove(ids)
-        if self.scenes is not None:
-            self.scenes.remove(ids)
+        for _, index in self.spaces.values():
+            index.remove(ids)
+
+    def add(self, name: str, ids: list[int], vectors: np.ndarray) -> None:
+        if name in self.spaces and ids:
+            self.spaces[name][1].add(ids, vectors)
+
+    def replace(self, name: str, ids: list[int], vectors: np.ndarray) -> None:
+        """These clips' vectors in one space, instead of what it held for them."""
+        if name in self.spaces:
+            self.spaces[name][1].remove(ids)
+            self.spaces[name][1].add(ids, vectors)
+
+    def add_stored(self, catalog: Catalog, clip_ids: list[int]) -> None:
+        """Add these clips' vectors as the catalog holds them, in every space (copies of indexed files)."""
+        for space, index in self.spaces.values():
+            ids, vectors = catalog.vectors_of(space, clip_ids)
+            if ids:
+                index.add(ids, vectors)
 
     def save(self, catalog: Catalog) -> None:
-        self.clips.save(catalog.home, catalog.generation)
-        if self.scenes is not None:
-            self.scenes.save(catalog.home, catalog.generation, SCENES)
+        for space, index in self.spaces.values():
+            index.save(catalog.home, catalog.generation, space)
 
 
 class BatchStore:
     """Stores the models' results for a plan's jobs: one transaction per batch, FAISS kept in step.
 
     A video is marked 'ok' only in the transaction that stores its last clip, and its vectors go
-    into FAISS only then; a video that fails part-way leaves only the record of its failure.
+    into FAISS only then; a video that fails part-way leaves only the record of its failure. Each
+    window kind's values are stored with the clips, and its run on the video recorded when it ends.
     """
 
-    def __init__(self, catalog: Catalog, vectors: Vectors | VectorIndex, jobs: Sequence[IndexJob], report: IndexReport,
-                 save_every: float = 120.0):
+    def __init__(self, catalog: Catalog, vectors: Vectors, jobs: Sequence[IndexJob], report: IndexReport,
+                 save_every: float = 120.0, parts: Sequence[WindowPart] = ()):
         self.catalog = catalog
-        self.vectors = vectors if isinstance(vectors, Vectors) else Vectors(vectors)
+        self.vectors = vectors
         self.jobs = jobs
         self.report = report
         self.save_every = save_every
+        self.parts = {p.kind.name: p for p in parts}
         self.settled = 0  # jobs indexed or failed so far
         self._storing: dict[int, _Storing] = {}
         self._saved_at = time.perf_counter()
@@ -393,20 +415,26 @@ class BatchStore:
                     video_id = cat.start_video(f.path, f.size, f.mtime, self.jobs[c.key].content_hash, meta)
                     video = self._storing[c.key] = _Storing(video_id)
                 ids = cat.add_clips(video.video_id, [c.clip])
-                if ids:  # a window delivered twice (a retried Ray task) is stored once
-                    video.clip_ids += ids
-                    video.vectors.append(c.clip.embedding)
-                    if c.thumb is not None:
-                        thumbs.append((ids[-1], c.thumb))
-                    if c.scene is not None:
-                        cat.add_scene_vectors(ids, c.scene[None])
-                        video.scene_ids += ids
-                        video.scenes.append(c.scene)
+                if not ids:  # a window delivered twice (a retried Ray task) is stored once
+                    continue
+                video.clip_ids += ids
+                video.vectors.setdefault(CLIPS.name, []).append((ids[0], c.clip.embedding))
+                if c.thumb is not None:
+                    thumbs.append((ids[-1], c.thumb))
+                for name, value in c.values.items():
+                    kind = self.parts[name].kind
+                    kind.store(cat, ids, value[None])
+                    if kind.space is not None:
+                        video.vectors.setdefault(kind.space.name, []).append((ids[0], value))
             for key in finished:
                 if key not in self._storing:
                     failed.append((key, "no frames could be decoded"))
                     continue
-                cat.finish_video(self._storing[key].video_id)
+                video = self._storing[key]
+                cat.finish_video(video.video_id)
+                cat.record_run(video.video_id, "labels", cat.model or "", len(video.clip_ids))
+                for part in self.parts.values():
+                    cat.record_run(video.video_id, part.kind.name, part.model, len(video.clip_ids))
                 done.append(key)
             for key, reason in failed:
                 job = self.jobs[key]
@@ -418,9 +446,8 @@ class BatchStore:
         delete_thumbs(cat.home, gone)  # after writing: a file that failed part-way wrote some
         for key in done:
             video = self._storing.pop(key)
-            self.vectors.clips.add(video.clip_ids, np.stack(video.vectors))
-            if video.scenes and self.vectors.scenes is not None:
-                self.vectors.scenes.add(video.scene_ids, np.stack(video.scenes))
+            for name, rows in video.vectors.items():
+                self.vectors.add(name, [i for i, _ in rows], np.stack([v for _, v in rows]))
             self.report.indexed += 1
             self.report.clips += len(video.clip_ids)
             self.report.changed.append(self.jobs[key].file.path)
@@ -465,19 +492,11 @@ def index_model(catalog: Catalog, requested: str | None) -> str | None:
     return name
 
 
-@dataclass(frozen=True)
-class ScenePart:
-    """The scene model an index run gives every window a vector of: its name as the index records
-    it (to tell whether the index already has it), and how to load it (only when needed)."""
-
-    name: str
-    load: Callable[[], SceneEncoder]
-
-
 class Indexer:
-    """Index folders into a catalog. `load_encoder` is called only if some file needs the model,
-    `scene.load` only if some window needs a scene vector (new files, or all of them for a new
-    scene model: those are embedded again without running the video model)."""
+    """Index folders into a catalog. `load_encoder` is called only if some file needs the video model,
+    and each part's model only if some video needs its kind of evidence: new files, and videos indexed
+    before the kind (or this model of it) was chosen, which get it without running the video model
+    again."""
 
     def __init__(
         self,
@@ -487,11 +506,12 @@ class Indexer:
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         read: ReadWindows = read_windows,
-        scene: ScenePart | None = None,
+        parts: Sequence[Part] = (),
     ):
         self.catalog = catalog
-        self.scene_part = scene
-        self.scene: SceneEncoder | None = None
+        self.window_parts = [p for p in parts if isinstance(p, WindowPart)]
+        self.file_parts = [p for p in parts if isinstance(p, FilePart)]
+        self.models: dict[str, WindowModel] = {}  # window kind -> its model, once some window needed it
         self.load_encoder = load_encoder
         self.settings = settings or IndexSettings()
         self.on_progress = on_progress or (lambda p: None)
@@ -513,60 +533,62 @@ class Indexer:
         for source_ids, copy_ids in changes.copied:  # before the removals: a source may be among them
             copy_thumbs(cat.home, source_ids, copy_ids)
         delete_thumbs(cat.home, changes.removed)
-        if vectors is not None:  # a new index has no vectors to change
-            vectors.remove(changes.removed)
-            for ids, vecs in changes.added:
-                vectors.clips.add(ids, vecs)
-                if vectors.scenes is not None:
-                    vectors.scenes.add(*cat.vectors_of(SCENES, ids))
+        vectors.remove(changes.removed)
+        vectors.add_stored(cat, changes.added)
         report.found, report.unchanged, report.removed = plan.found, plan.unchanged, len(plan.removed)
         report.moved, report.copied = plan.moved, plan.copied
         report.failed = [(f.file.path, f.reason) for f in plan.failed]
         report.changed = [step.file.path for step in plan.reused]
 
         if not self.should_stop():
-            vectors = self._bind_scene(vectors, bool(plan.to_index))
+            self._bind_parts(vectors, bool(plan.to_index))
         if plan.to_index and not self.should_stop():
-            vectors = self._index(plan.to_index, vectors, report)
-        if self.scene is not None and vectors is not None and not self.should_stop():
-            self._rescene(vectors, report)
-        if vectors is not None:
-            vectors.save(cat)
+            self._index(plan.to_index, vectors, report)
+        if cat.model is not None and not self.should_stop():
+            self._fill_windows(vectors, report)
+        if cat.model is not None and not self.should_stop():
+            self._fill_files(report)
+        vectors.save(cat)
         report.model = cat.model
         report.failed_before = max(0, cat.failed_count() - len(report.failed))
         report.timings["wall"] = time.perf_counter() - started
         return report
 
-    def _open_vectors(self) -> Vectors | None:
-        cat = self.catalog
-        if not cat.dim:
-            return None
-        return Vectors(open_vectors(cat)[0], open_vectors(cat, space=SCENES)[0] if cat.dim_of(SCENES) else None)
-
-    def _bind_scene(self, vectors: Vectors | None, new_clips: bool) -> Vectors | None:
-        """Load the scene model if some window needs its vector, and tie the index to it: another one
-        than the index had replaces it, and its vectors are made again for every window."""
-        cat, part = self.catalog, self.scene_part
-        if part is None:
-            return vectors
-        if cat.scene_model == part.name and not new_clips and not cat.videos_without_scenes():
-            return vectors
-        scene = self.scene = part.load()
-        with cat.transaction():
-            replaced = cat.bind_scene_model(scene.name, scene.model_id, scene.dim)
-        if vectors is not None and (replaced or vectors.scenes is None):
-            vectors.scenes = open_vectors(cat, space=SCENES)[0]
+    def _open_vectors(self) -> Vectors:
+        """The FAISS indexes of the spaces this index has vectors in (none for a new index)."""
+        cat, vectors = self.catalog, Vectors()
+        for space in [CLIPS, *(p.kind.space for p in self.window_parts if p.kind.space is not None)]:
+            if cat.dim and cat.dim_of(space):
+                vectors.open(cat, space)
         return vectors
 
-    def _index(self, jobs: Sequence[IndexJob], vectors: Vectors | None, report: IndexReport) -> Vectors:
+    def _bind_parts(self, vectors: Vectors, new_clips: bool) -> None:
+        """Load each window kind's model if some window needs it, and tie the index to it: another one
+        than the index had replaces it, and its evidence is made again for every window."""
+        cat = self.catalog
+        for part in self.window_parts:
+            kind = part.kind
+            assert kind.prefix is not None  # a kind with a model of its own records it under its prefix
+            if not new_clips and kind.model_of(cat) == part.model and not cat.videos_missing(kind.name, part.model):
+                continue
+            model = self.models[kind.name] = part.load()
+            cat.ensure_part(kind.name, kind.tables)
+            with cat.transaction():
+                replaced = cat.bind_kind_model(kind.prefix, part.model, model.model_id, model.dim)
+                if replaced:
+                    kind.clear(cat)
+                    cat.forget_runs(kind.name)
+            if kind.space is not None and cat.dim and (replaced or kind.space.name not in vectors.spaces):
+                vectors.open(cat, kind.space)
+
+    def _index(self, jobs: Sequence[IndexJob], vectors: Vectors, report: IndexReport) -> None:
         s = self.settings
         timings = report.timings
         t0 = time.perf_counter()
         encoder = self.encoder = self.load_encoder()
         batch_size = s.batch_size or encoder.batch_size or 8
-        vectors = self.bind(encoder, batch_size, vectors)
-        store = BatchStore(self.catalog, vectors, jobs, report, s.save_every)
-        scene = self.scene
+        self.bind(encoder, batch_size, vectors)
+        store = BatchStore(self.catalog, vectors, jobs, report, s.save_every, self.window_parts)
         timings["load_model"] = time.perf_counter() - t0
         for key in ("decode", "model", "store"):
             timings.setdefault(key, 0.0)
@@ -580,7 +602,7 @@ class Indexer:
             backend=s.backend,
             read=self.read,
             thumbs=s.thumbnails,
-            scene=scene.frame_spec if scene is not None else None,
+            sides=tuple((name, model.frame_spec) for name, model in self.models.items()),
             chunk=max(1, min(4, batch_size)),
             prefetch=max(2, 2 * batch_size // max(1, min(4, batch_size))),
         )
@@ -600,7 +622,6 @@ class Indexer:
         if report.interrupted:
             # videos cut off mid-way are redone whole by the next run
             delete_thumbs(self.catalog.home, self.catalog.drop_incomplete())
-        return vectors
 
     def _run_batches(self, events: Ahead, pool: DecodePool, max_workers: int, batch_size: int, encoder: Encoder,
                      store: BatchStore, report: IndexReport) -> None:
@@ -634,95 +655,143 @@ class Indexer:
                 break
         self._store(pending, encoder, store, report)
 
-    def _rescene(self, vectors: Vectors, report: IndexReport) -> None:
-        """Scene vectors for indexed windows that have none (indexed before this scene model was
-        chosen): decoded again, by the same guarded workers and with the index's own windows, and
-        run through the scene model only; the video model's results stay as they are."""
-        cat, scene, s = self.catalog, self.scene, self.settings
-        assert scene is not None  # called only with a scene model
-        videos = cat.videos_without_scenes()
-        if not videos or cat.model is None:
-            return
-        t0 = time.perf_counter()
-        window, most = cat.sampling or (s.sampling.window_seconds, s.sampling.max_windows)
-        decode = DecodeSettings(spec=self._video_spec(), sampling=Sampling(window, most), timeout=s.timeout,
-                                memory_limit=s.memory_limit, backend=s.backend, read=self.read, scene=scene.frame_spec,
-                                workers=min(s.workers or default_workers("cpu"), len(videos)))
-        batch_size = s.batch_size or 8
-        waiting: list[tuple[int, np.ndarray]] = []  # (clip id, scene frames)
-        spans = {v.id: {round(start, 3): cid for cid, start, _ in cat.clip_spans(v.id)} for v in videos}
-        with DecodePool(decode) as pool:
-            for event in pool.run((i, v.path) for i, v in enumerate(videos)):
-                if isinstance(event, Chunk) and event.scenes is not None:
-                    by_start = spans[videos[event.key].id]
-                    # a window of the index's own plan, matched by where it starts
-                    waiting += [(by_start[round(w.start, 3)], f) for w, f in zip(event.windows, event.scenes)
-                                if round(w.start, 3) in by_start]
-                elif isinstance(event, Finished):
-                    report.rescened += 1
-                elif isinstance(event, Failed):
-                    report.failed.append((videos[event.key].path, f"scene vectors: {event.reason}"))
-                while len(waiting) >= batch_size or (waiting and isinstance(event, Finished)):
-                    self._store_scenes(waiting[:batch_size], vectors)
-                    del waiting[:batch_size]
-                if self.should_stop():
-                    report.interrupted = True
-                    break
-        self._store_scenes(waiting, vectors)
-        report.timings["rescene"] = time.perf_counter() - t0
+    def _fill_windows(self, vectors: Vectors, report: IndexReport) -> None:
+        """Each window kind's evidence for indexed windows that lack it (indexed before the kind, or
+        this model of it, was chosen): decoded again by the same guarded workers with the index's own
+        windows, and run through that kind's model only; the video model's results stay as they are."""
+        cat, s = self.catalog, self.settings
+        for part in self.window_parts:
+            model = self.models.get(part.kind.name)
+            if model is None:  # no window needed it: nothing to fill in
+                continue
+            videos = cat.videos_missing(part.kind.name, part.model)
+            if not videos or self.should_stop():
+                continue
+            t0 = time.perf_counter()
+            window, most = cat.sampling or (s.sampling.window_seconds, s.sampling.max_windows)
+            decode = DecodeSettings(spec=self._video_spec(), sampling=Sampling(window, most), timeout=s.timeout,
+                                    memory_limit=s.memory_limit, backend=s.backend, read=self.read,
+                                    sides=((part.kind.name, model.frame_spec),),
+                                    workers=min(s.workers or default_workers("cpu"), len(videos)))
+            spans = {v.id: {round(start, 3): cid for cid, start, _ in cat.clip_spans(v.id)} for v in videos}
+            waiting: list[tuple[int, np.ndarray]] = []  # (clip id, frames)
+            done = 0
+            with DecodePool(decode) as pool:
+                for event in pool.run((i, v.path) for i, v in enumerate(videos)):
+                    if isinstance(event, Chunk) and part.kind.name in event.sides:
+                        by_start = spans[videos[event.key].id]
+                        # a window of the index's own plan, matched by where it starts
+                        waiting += [(by_start[round(w.start, 3)], f) for w, f in
+                                    zip(event.windows, event.sides[part.kind.name]) if round(w.start, 3) in by_start]
+                    elif isinstance(event, Finished):
+                        self._store_windows(part, model, waiting, vectors)
+                        waiting = []
+                        video = videos[event.key]
+                        with cat.transaction():
+                            cat.record_run(video.id, part.kind.name, part.model, len(spans[video.id]))
+                        done += 1
+                    elif isinstance(event, Failed):
+                        report.failed.append((videos[event.key].path, f"{part.kind.name}: {event.reason}"))
+                    if len(waiting) >= (s.batch_size or 8):
+                        self._store_windows(part, model, waiting, vectors)
+                        waiting = []
+                    if self.should_stop():
+                        report.interrupted = True
+                        break
+            report.filled[part.kind.name] = report.filled.get(part.kind.name, 0) + done
+            report.timings[f"fill {part.kind.name}"] = time.perf_counter() - t0
 
-    def _store_scenes(self, clips: list[tuple[int, np.ndarray]], vectors: Vectors) -> None:
-        if not clips or self.scene is None or vectors.scenes is None:
+    def _store_windows(self, part: WindowPart, model: WindowModel, clips: list[tuple[int, np.ndarray]],
+                       vectors: Vectors) -> None:
+        if not clips:
             return
         ids = [cid for cid, _ in clips]
-        embedded = self.scene.embed_frames(np.stack([f for _, f in clips]))
+        values = model.embed_frames(np.stack([f for _, f in clips]))
         with self.catalog.transaction():
-            self.catalog.add_scene_vectors(ids, embedded)
-        vectors.scenes.remove(ids)
-        vectors.scenes.add(ids, embedded)
+            part.kind.store(self.catalog, ids, values)
+        if part.kind.space is not None:
+            vectors.replace(part.kind.space.name, ids, values)
+
+    def _fill_files(self, report: IndexReport) -> None:
+        """Each file kind's evidence (what is said, the subtitles) for every indexed video that lacks it
+        with this model, its work run per file in guarded workers: a bad audio stream that hangs or
+        crashes costs that file's evidence, recorded with the reason, and the video stays indexed."""
+        cat, s = self.catalog, self.settings
+        fresh = set(report.changed)
+        for part in self.file_parts:
+            kind = part.kind
+            assert kind.prefix is not None  # a kind with a model of its own records it under its prefix
+            cat.ensure_part(kind.name, kind.tables)
+            with cat.transaction():
+                if cat.bind_kind_model(kind.prefix, part.model, part.model):
+                    kind.clear(cat)
+                    cat.forget_runs(kind.name)
+            videos = cat.videos_missing(kind.name, part.model)
+            if not videos or self.should_stop():
+                continue
+            t0 = time.perf_counter()
+            settings = DecodeSettings(work=part.work, timeout=s.timeout, memory_limit=s.memory_limit,
+                                      workers=min(s.workers or default_workers("cpu"), len(videos)))
+            done = 0
+            with DecodePool(settings) as pool:
+                for event in pool.run((i, v.path) for i, v in enumerate(videos)):
+                    video = videos[event.key]
+                    with cat.transaction():
+                        if isinstance(event, Done):
+                            cat.record_run(video.id, kind.name, part.model, kind.store(cat, video.id, event.result))
+                        elif isinstance(event, Failed):
+                            cat.record_run(video.id, kind.name, part.model, 0, event.reason)
+                            report.notes.append(f"{kind.name} of {video.path}: {event.reason}")
+                    done += video.path not in fresh
+                    self.on_progress(Progress(event.key + 1, len(videos), report.clips, video.path))
+                    if self.should_stop():
+                        report.interrupted = True
+                        break
+            if done:
+                report.filled[kind.name] = report.filled.get(kind.name, 0) + done
+            report.timings[kind.name] = time.perf_counter() - t0
 
     def _video_spec(self) -> FrameSpec:
         """The video model's frames, as the index was decoded: from the loaded model, else from its
-        files (a scene-only run does not load it)."""
+        files (a run that only fills in another kind does not load it)."""
         if self.encoder is not None:
             return self.encoder.frame_spec
         from vsearch.model.checkpoint import read_model_json, read_preprocessing
 
         name = self.catalog.model
-        assert name is not None  # a scene-only run follows an index run, which recorded the model
+        assert name is not None  # a fill-in follows an index run, which recorded the model
         return read_preprocessing(name, read_model_json(name, "config.json") or {}).frame_spec
 
-    def bind(self, encoder: Encoder, batch_size: int, vectors: Vectors | None) -> Vectors:
+    def bind(self, encoder: Encoder, batch_size: int, vectors: Vectors) -> None:
         """Tie the index to the model (refusing another one), and record how this run makes its
-        vectors: the windows, the runtime and precision, the batch. Returns the vector indexes (a
-        new index learns its dimension here)."""
+        vectors: the windows, the runtime and precision, the batch. Opens the vector indexes a new
+        index learns the dimensions of here."""
         s, cat = self.settings, self.catalog
         cat.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
         cat.record_sampling(s.sampling.window_seconds, s.sampling.max_windows)
         if encoder.choice is not None:
             cat.record_precision(encoder.choice.label)
         cat.set_run_meta("batch_size", str(batch_size))
-        if vectors is None:
-            vectors = Vectors(open_vectors(cat)[0])
-        if self.scene is not None and vectors.scenes is None:
-            vectors.scenes = open_vectors(cat, space=SCENES)[0]
-        return vectors
+        for space in [CLIPS, *(p.kind.space for p in self.window_parts if p.kind.name in self.models)]:
+            if space is not None and space.name not in vectors.spaces:
+                vectors.open(cat, space)
 
     def _store(self, batch: Batch, encoder: Encoder, store: BatchStore, report: IndexReport) -> None:
-        """Run the model on one batch and store the results."""
+        """Run the models on one batch and store the results."""
         encoded: list[EncodedClip] = []
         if batch.clips:
             t = time.perf_counter()
             probs, embs = encoder.encode(np.stack([c.frames for c in batch.clips]))
             report.timings["model"] += time.perf_counter() - t
-            scenes: list[np.ndarray | None] = [None] * len(batch.clips)
-            frames = [c.scene for c in batch.clips if c.scene is not None]
-            if self.scene is not None and len(frames) == len(batch.clips):
+            values: dict[str, np.ndarray] = {}
+            for part in self.window_parts:
+                name = part.kind.name
                 t = time.perf_counter()
-                scenes = list(self.scene.embed_frames(np.stack(frames)))
-                report.timings["scene"] = report.timings.get("scene", 0.0) + time.perf_counter() - t
+                values[name] = self.models[name].embed_frames(np.stack([c.sides[name] for c in batch.clips]))
+                report.timings[name] = report.timings.get(name, 0.0) + time.perf_counter() - t
             results = clip_results(encoder.labels, [c.window for c in batch.clips], probs, embs)
-            encoded = [EncodedClip(c.key, c.info, r, c.thumb, sc) for c, r, sc in zip(batch.clips, results, scenes)]
+            encoded = [EncodedClip(c.key, c.info, r, c.thumb, {name: v[i] for name, v in values.items()})
+                       for i, (c, r) in enumerate(zip(batch.clips, results))]
         t = time.perf_counter()
         settled = store.store(encoded, batch.finished, batch.failed)
         report.timings["store"] += time.perf_counter() - t
@@ -751,48 +820,3 @@ def first_clips(roots: Sequence[Path], spec: FrameSpec, sampling: Sampling, coun
             if len(clips) >= count:
                 break
     return np.stack(clips) if clips else np.zeros((0, spec.num_frames, h, w, 3), np.uint8)
-
-
-@dataclass
-class FileVectors:
-    """One file's windows and what the models made of each: label probabilities, clip embeddings,
-    and scene vectors when a scene model was given."""
-
-    windows: list[Window]
-    probs: np.ndarray
-    embeddings: np.ndarray
-    scenes: np.ndarray | None = None
-
-
-def embed_windows(encoder: Encoder, path: str, sampling: Sampling | None = None, timeout: float = 120.0,
-                  scene: SceneEncoder | None = None) -> FileVectors:
-    """Decode one file (in a worker, like indexing) and run the models on all its windows.
-
-    Raises DecodeError with the reason for a bad file."""
-    from vsearch.core.errors import DecodeError
-
-    settings = DecodeSettings(spec=encoder.frame_spec, sampling=sampling or Sampling(), timeout=timeout,
-                              scene=scene.frame_spec if scene is not None else None)
-    windows: list[Window] = []
-    probs, embs, scenes = [], [], []
-    with DecodePool(settings) as pool:
-        for event in pool.run([(0, path)]):
-            if isinstance(event, Failed):
-                raise DecodeError(f"{path}: {event.reason}")
-            if isinstance(event, Chunk):
-                p, e = encoder.encode(event.frames)
-                windows += event.windows
-                probs.append(p)
-                embs.append(e)
-                if scene is not None and event.scenes is not None:
-                    scenes.append(scene.embed_frames(event.scenes))
-    return FileVectors(windows, np.concatenate(probs), np.concatenate(embs),
-                       np.concatenate(scenes) if scenes else None)
-
-
-def embed_file(
-    encoder: Encoder, path: str, sampling: Sampling | None = None, timeout: float = 120.0
-) -> tuple[list[Window], np.ndarray, np.ndarray]:
-    """(windows, probabilities, embeddings) of one file: embed_windows without a scene model."""
-    found = embed_windows(encoder, path, sampling, timeout)
-    return found.windows, found.probs, found.embeddings

@@ -318,3 +318,30 @@ def _write_cache(path: Path, key: str, calibration: Calibration, clips: int) -> 
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
+
+
+def at_its_fastest(model: RuntimeModel, home: Path | Home, measure: bool, batch_size: int | None, what: str,
+                   log: Callable[[str], None]) -> None:
+    """Put a loaded model in the runtime, precision and batch measured fastest here: measured now
+    (once per machine and model, cached in the home) with `measure`, else as measured before, if ever."""
+    if not measure:
+        found = reuse(model, home)
+        log(f"{what}: {model.describe()}" + (" (measured fastest here by vsearch index)" if found else ""))
+        return
+    calibration = tune(model, home, batch_size, on_measure=lambda: _measuring(model, what, log))
+    log(f"{what}: {model.name} on {model.device}, {calibration.describe()}")
+
+
+def _measuring(model: RuntimeModel, what: str, log: Callable[[str], None]) -> None:
+    """What a person sees before the first run's measurement, and what could make it faster."""
+    from vsearch.model.runtimes import RUNTIMES
+
+    log(f"measuring the {what}'s fastest runtime, precision and batch size here (once per machine and model)...")
+    missing = [r for r in RUNTIMES if model.runtime_asked in ("auto", r.name) and not r.available()]
+    for r in missing:
+        log(f"  (the {r.name} runtime is often faster here: {r.install_hint()})")
+    if model.runtime_asked in ("auto", "openvino") and model.precision_asked in ("auto", "int8") and model.device == "cpu":
+        from vsearch.model.runtimes.openvino import INT8_HINT, can_quantize
+
+        if not missing and not can_quantize():
+            log(f"  (OpenVINO int8 is often the fastest on CPUs: {INT8_HINT})")

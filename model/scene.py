@@ -26,17 +26,23 @@ ends inside the window. X-CLIP: its config's num_frames (8 for the published che
 
 Scores. SigLIP models were trained to say, pair by pair, whether a caption belongs to an image:
 sigmoid(scale * cos + bias), with their own learnt scale and bias, is that probability. CLIP-type
-models (CLIP, X-CLIP) learnt only a scale, inside a softmax that picks an image's caption among
-others: a cosine means something only next to another caption's. Their score is that softmax
-over two captions, the query and one that says nothing: sigmoid(scale * (cos - baseline)), where
-`baseline` is the cosine of a content-free caption ("", "something", ...), measured once at load
-on generated pictures: content-free captions sit near the centre of the text cone, at about the
-same cosine with any picture (0.60 on generated stripes, 0.52-0.56 on its own scenes for the
-tiny test model; unverified on published weights). 0.5 means the query
-says no more about the window than nothing; OpenAI's ViT-B/32 (scale 100) needs about 0.03 of
-cosine above the baseline for 0.95. `min_score` is the same test for every model: the score a
-content-free caption gets (0.5 = SCENE_MIN_SCORE for CLIP-type models, the model's own
+models (CLIP, X-CLIP) learnt only a scale, inside a softmax that picks an image's caption among a
+whole batch of others: a cosine means something only next to other captions'. Their score is how
+far the query's cosine stands above that of a caption that says nothing (the `baseline`: "",
+"something", ...), in units of how far unrelated captions' cosines spread (the `spread`: the
+standard deviation over random captions drawn from the model's own vocabulary):
+sigmoid(SLOPE * (cos - baseline) / spread). Both are measured once at load on generated pictures:
+content-free captions sit near the centre of the text cone, at about the same cosine with any
+picture. The learnt scale is left out on purpose: as a sigmoid against one caption, CLIP's scale
+of 100 puts every caption 0.1 of cosine above the baseline at 0.99995, a match and a near miss
+alike, and a search could then neither rank them nor tell where a moment ends. 0.5 means the query
+says no more about the window than nothing. `min_score` is the same test for every model: the score
+a content-free caption gets (0.5 = SCENE_MIN_SCORE for CLIP-type models, the model's own
 probability for SigLIP ones); a window that scores below it does not show the query.
+
+Moments. A description's moment in a video is the run of windows whose cosine is within
+`moment_margin` (MOMENT_SPREADS spreads) of the video's best window for it, not every window above
+the floor: a video that shows a red car for 4 s of 12 answers "a red car" with those 4 s.
 
 Default model for users (unverified where marked; no weights can be fetched from this machine):
 
@@ -114,7 +120,11 @@ IMAGE_FRAMES = 3  # frames per window for image-text models: see the module docs
 SCENE_MIN_SCORE = 0.5
 # Captions that say nothing about any picture: their cosine is the baseline of CLIP-type scores.
 CONTENT_FREE = ("", "something", "anything", "a thing")
-PROBE_WINDOWS = 4  # generated windows the baseline is measured on
+PROBE_WINDOWS = 4  # generated windows the baseline and the spread are measured on
+SPREAD_CAPTIONS = 48  # random captions from the model's vocabulary whose cosines give the spread
+# A CLIP-type score's steepness: 1.5 spreads above the baseline score 0.9, 3 spreads 0.99.
+SLOPE = 1.5
+MOMENT_SPREADS = 0.5  # windows this many spreads below a video's best for a query still belong to its moment
 
 
 class SceneEncoder(Protocol):
@@ -166,11 +176,15 @@ class SceneModel(RuntimeModel):
         self._shift = (torch.tensor(p.mean, dtype=torch.float32) / std).view(1, 3, 1, 1).to(self.device)
         self.choice: Choice = self.first_choice()
         self.use(self.choice)
-        self.logit_scale = float(module.logit_scale.detach().float().exp())
-        self.baseline_cosine = self._baseline_cosine()
+        self.baseline_cosine, self.spread = self._calibrate()
         bias = getattr(module, "logit_bias", None)
-        # SigLIP: its own bias; CLIP-type: the bias that puts a content-free caption at even odds
-        self.logit_bias = float(bias.detach().float()) if bias is not None else -self.logit_scale * self.baseline_cosine
+        if bias is not None:  # SigLIP: its own probability
+            self.logit_scale = float(module.logit_scale.detach().float().exp())
+            self.logit_bias = float(bias.detach().float())
+        else:  # CLIP-type: a content-free caption at even odds, one spread above it at sigmoid(SLOPE)
+            self.logit_scale = SLOPE / self.spread
+            self.logit_bias = -self.logit_scale * self.baseline_cosine
+        self.moment_margin = MOMENT_SPREADS * self.spread
 
     @property
     def frame_spec(self) -> FrameSpec:
@@ -256,8 +270,8 @@ class SceneModel(RuntimeModel):
 
     def score(self, cosine: np.ndarray) -> np.ndarray:
         """Cosine of window and query vectors -> 0..1 relevance, sigmoid(scale * cos + bias): SigLIP's
-        own probability that the caption belongs to the window; for CLIP-type models, their softmax
-        between the query and a content-free caption (see the module docstring)."""
+        own probability that the caption belongs to the window; for CLIP-type models, how far the
+        query stands above a content-free caption, in spreads (see the module docstring)."""
         logits = self.logit_scale * np.asarray(cosine, dtype=np.float64) + self.logit_bias
         return (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)  # sigmoid without overflow
 
@@ -292,11 +306,23 @@ class SceneModel(RuntimeModel):
             inputs["attention_mask"] = tokens["attention_mask"].to(self.device)
         return inputs
 
-    def _baseline_cosine(self) -> float:
-        """Mean cosine of content-free captions with generated windows (any pictures serve: such
-        captions sit at about the same cosine with all of them)."""
-        windows = synthetic_clips(replace(self.frame_spec, num_frames=self.frames_per_window), PROBE_WINDOWS)
-        return float((self.embed_frames(windows) @ self.embed_text(CONTENT_FREE).T).mean())
+    def _calibrate(self) -> tuple[float, float]:
+        """(baseline, spread): the mean cosine of content-free captions with generated windows (any
+        pictures serve: such captions sit at about the same cosine with all of them), and the
+        standard deviation of random captions' cosines with the same windows."""
+        windows = self.embed_frames(synthetic_clips(replace(self.frame_spec, num_frames=self.frames_per_window),
+                                                    PROBE_WINDOWS))
+        baseline = float((windows @ self.embed_text(CONTENT_FREE).T).mean())
+        spread = float((windows @ self.embed_text(self._random_captions()).T).std())
+        return baseline, max(spread, 1e-3)
+
+    def _random_captions(self) -> list[str]:
+        """Captions of 2-6 tokens drawn from the model's own vocabulary, the same ones every time."""
+        special = set(getattr(self.tokenizer, "all_special_ids", []) or [])
+        ids = [i for i in sorted(set(self.tokenizer.get_vocab().values())) if i not in special]
+        rng = np.random.default_rng(0)
+        return [self.tokenizer.decode([int(i) for i in rng.choice(ids, int(rng.integers(2, 7)))]).strip() or "a"
+                for _ in range(SPREAD_CAPTIONS)]
 
 
 def naflex_patches(x: torch.Tensor, patch: int, max_patches: int) -> dict[str, torch.Tensor]:

@@ -23,9 +23,26 @@ from vsearch.core.errors import IndexMissing, IndexUnusable, ModelMismatch
 from vsearch.core.home import Home
 
 TOP_K = 5  # labels kept per clip and per video
-# An index's two vector spaces, each with its own FAISS index over clip ids: the video model's clip
-# embeddings (what happens) and the scene model's vectors (what is seen).
-CLIPS, SCENES = "clips", "scenes"
+
+
+@dataclass(frozen=True)
+class VectorSpace:
+    """Where a kind of evidence keeps one vector per item, each space with a FAISS index of its own:
+    `rows` lists them as (id, video_id, start, end, vector), and the meta key `dim_key` holds their
+    dimension. `per_clip`: the ids are clip ids (one vector per window); else the kind's own."""
+
+    name: str
+    rows: str
+    dim_key: str
+    per_clip: bool = True
+
+
+# The video model's clip embeddings (what happens), kept in the clips table itself.
+CLIPS = VectorSpace("clips", "SELECT c.id AS id, c.video_id AS video_id, c.start AS start, c.end AS end, "
+                             "c.embedding AS vector FROM clips c", "dim")
+# The image-text model's vector of each window (what it shows).
+SCENES = VectorSpace("scenes", "SELECT s.clip_id AS id, c.video_id AS video_id, c.start AS start, c.end AS end, "
+                               "s.vector AS vector FROM scene_vectors s JOIN clips c ON c.id = s.clip_id", "scene_dim")
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -141,6 +158,33 @@ def _m006_retry_lost_workers(db: sqlite_utils.Database) -> None:
                "OR error LIKE 'decoder crashed%' OR error LIKE 'decoder hung%')")
 
 
+def _m007_evidence_runs(db: sqlite_utils.Database) -> None:
+    # Which kind of evidence ran on which video with which model: a video the speech model heard
+    # nothing in differs from one it has not heard yet, and a new kind (or model) is filled in for
+    # exactly the videos that lack it. Filled here for what earlier versions stored.
+    db.execute(
+        """
+        CREATE TABLE evidence_runs (
+            video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,            -- the kind of evidence: labels, scenes, speech, ...
+            model TEXT NOT NULL,           -- the model (or reader) that made it
+            found INTEGER NOT NULL,        -- items it stored; 0: it ran and found nothing (a silent video)
+            error TEXT,                    -- why it could not run on this video; NULL when it ran
+            at REAL NOT NULL,
+            PRIMARY KEY (video_id, kind)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX evidence_runs_kind ON evidence_runs(kind, model)")
+    db.execute("INSERT INTO evidence_runs SELECT v.id, 'labels', m.value, count(c.id), NULL, v.indexed_at "
+               "FROM videos v JOIN clips c ON c.video_id = v.id JOIN meta m ON m.key = 'model' "
+               "WHERE v.status = 'ok' GROUP BY v.id")
+    db.execute("INSERT INTO evidence_runs SELECT v.id, 'scenes', m.value, count(s.clip_id), NULL, v.indexed_at "
+               "FROM videos v JOIN clips c ON c.video_id = v.id JOIN meta m ON m.key = 'scene_model' "
+               "LEFT JOIN scene_vectors s ON s.clip_id = c.id WHERE v.status = 'ok' GROUP BY v.id "
+               "HAVING count(s.clip_id) = count(c.id)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_label_vectors", _m002_label_vectors),
@@ -148,6 +192,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("004_unique_clip_window", _m004_unique_clip_window),
     ("005_scene_vectors", _m005_scene_vectors),
     ("006_retry_lost_workers", _m006_retry_lost_workers),
+    ("007_evidence_runs", _m007_evidence_runs),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -236,6 +281,27 @@ class Catalog:
                 self.set_meta("schema_version", str(number))
                 self.set_meta(f"migration_{number:03d}", name)
 
+    def ensure_part(self, part: str, migrations: Sequence[tuple[str, Callable[[sqlite_utils.Database], None]]]) -> None:
+        """Create or upgrade the tables a kind of evidence keeps of its own, by its named migrations,
+        counted apart from the core schema's (meta `part_<part>_version`). An index that a newer
+        vsearch gave a newer version of them is refused, untouched."""
+        key = f"part_{part}_version"
+        version = int(self.get_meta(key) or 0)
+        if version > len(migrations):
+            raise IndexUnusable(f"the index at {self.home} holds {part} data from a newer vsearch (version {version}, "
+                                f"this vsearch knows {len(migrations)}); upgrade vsearch. The index was left untouched.")
+        for number, (name, step) in enumerate(migrations, start=1):
+            if number <= version:
+                continue
+            with self.transaction():
+                step(self.db)
+                self.set_meta(key, str(number))
+                self.set_meta(f"part_{part}_{number:03d}", name)
+
+    def has_part(self, part: str) -> bool:
+        """Whether a kind of evidence has made its tables here (an index older than the kind has not)."""
+        return self.get_meta(f"part_{part}_version") is not None
+
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else default
@@ -279,44 +345,50 @@ class Catalog:
             self.set_meta("window_seconds", repr(float(window_seconds)))
             self.set_meta("max_windows", str(int(max_windows)))
 
-    @property
-    def scene_model(self) -> str | None:
-        """The image-text model whose vectors the index holds; None: no open-vocabulary search."""
-        return self.get_meta("scene_model")
+    # -- the model each kind of evidence was made with -------------------------------------
+    # Keys `<prefix>_model`, `<prefix>_model_id`, `<prefix>_dim` and `<prefix>_off` (the prefix is
+    # the kind's; "scene" for the image-text model). The video model keeps its own older keys.
 
-    def dim_of(self, space: str) -> int:
-        return self.dim if space == CLIPS else int(self.get_meta("scene_dim", "0") or 0)
+    def kind_model(self, prefix: str) -> str | None:
+        """The model a kind of evidence was made with here; None: that kind is not in this index."""
+        return self.get_meta(f"{prefix}_model")
 
-    def bind_scene_model(self, name: str, model_id: str, dim: int) -> bool:
-        """Record the index's scene model. Another one than before replaces it, and the vectors of
-        the old one go (their space is not the new one's); True when that happened. Call inside a
-        transaction."""
-        if self.get_meta("scene_model_id") == model_id:
+    def kind_off(self, prefix: str) -> bool:
+        """The kind was turned off for this index on purpose (`--text-model none`): searches need not
+        suggest turning it on."""
+        return self.get_meta(f"{prefix}_off") == "1"
+
+    def bind_kind_model(self, prefix: str, name: str, model_id: str, dim: int = 0) -> bool:
+        """Record the model a kind of evidence is made with. Another one than before replaces it (the
+        caller deletes what the old one stored, and its runs go: see forget_runs); True when that
+        happened. Call inside a transaction."""
+        if self.get_meta(f"{prefix}_model_id") == model_id:
             return False
-        replaced = self.get_meta("scene_model_id") is not None
-        self.db.execute("DELETE FROM meta WHERE key = 'scene_off'")
-        self.db.execute("DELETE FROM scene_vectors")
-        self.set_meta("scene_model", name)
-        self.set_meta("scene_model_id", model_id)
-        self.set_meta("scene_dim", str(dim))
+        replaced = self.get_meta(f"{prefix}_model_id") is not None
+        self.db.execute("DELETE FROM meta WHERE key = ?", [f"{prefix}_off"])
+        self.set_meta(f"{prefix}_model", name)
+        self.set_meta(f"{prefix}_model_id", model_id)
+        if dim:
+            self.set_meta(f"{prefix}_dim", str(dim))
         self._bump()
         return replaced
 
-    def unbind_scene_model(self) -> int:
-        """Turn open-vocabulary search off: forget the scene model and its vectors; returns how many
-        went. Call inside a transaction."""
-        count = self.db.execute("SELECT count(*) FROM scene_vectors").fetchone()[0]
-        self.db.execute("DELETE FROM scene_vectors")
-        self.db.execute("DELETE FROM meta WHERE key IN ('scene_model', 'scene_model_id', 'scene_dim')")
-        self.set_meta("scene_off", "1")  # the user's choice: searches need not suggest a scene model
-        if count:
-            self._bump()
-        return count
+    def unbind_kind_model(self, prefix: str) -> None:
+        """Turn a kind of evidence off for this index (the caller deletes what it stored). Call inside
+        a transaction."""
+        self.db.execute("DELETE FROM meta WHERE key IN (?, ?, ?)", [f"{prefix}_model", f"{prefix}_model_id",
+                                                                     f"{prefix}_dim"])
+        self.set_meta(f"{prefix}_off", "1")
+        self._bump()
+
+    @property
+    def scene_model(self) -> str | None:
+        """The image-text model whose vectors the index holds; None: no search by description."""
+        return self.kind_model("scene")
 
     @property
     def scene_off(self) -> bool:
-        """Open-vocabulary search was turned off for this index on purpose (--text-model none)."""
-        return self.get_meta("scene_off") == "1"
+        return self.kind_off("scene")
 
     def add_scene_vectors(self, clip_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store the scene vectors of these clips (a clip's earlier one is replaced)."""
@@ -324,24 +396,53 @@ class Catalog:
                                  [(i, to_blob(v)) for i, v in zip(clip_ids, vectors)])
         self._bump()
 
-    def vectors_of(self, space: str, clip_ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
-        """(clip ids, vectors) in a vector space of those of these clips that have one."""
-        select = ("SELECT id, embedding FROM clips WHERE id IN" if space == CLIPS else
-                  "SELECT clip_id, vector FROM scene_vectors WHERE clip_id IN")
+    # -- which evidence ran on which video -------------------------------------------------
+
+    def record_run(self, video_id: int, kind: str, model: str, found: int, error: str | None = None) -> None:
+        """A kind of evidence ran on a video with this model (found: items stored, 0 for none), or
+        could not (error). Call inside a transaction."""
+        self.db.execute("INSERT OR REPLACE INTO evidence_runs (video_id, kind, model, found, error, at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", [video_id, kind, model, found, error, time.time()])
+
+    def forget_runs(self, kind: str) -> None:
+        """Every video lacks this kind again (its model changed, or it was turned off)."""
+        self.db.execute("DELETE FROM evidence_runs WHERE kind = ?", [kind])
+
+    def runs_of(self, video_id: int) -> dict[str, tuple[str, int, str | None]]:
+        """kind -> (model, items found, error) of what ran on this video."""
+        return {k: (m, n, e) for k, m, n, e in self.db.execute(
+            "SELECT kind, model, found, error FROM evidence_runs WHERE video_id = ?", [video_id])}
+
+    def runs_summary(self) -> dict[str, dict[str, int]]:
+        """kind -> how many finished videos it ran on, the items it found in them, and how many it
+        could not run on."""
+        return {kind: {"videos": n, "found": found or 0, "failed": failed or 0} for kind, n, found, failed in self.db.execute(
+            "SELECT r.kind, count(*), sum(r.found), sum(r.error IS NOT NULL) FROM evidence_runs r JOIN videos v "
+            "ON v.id = r.video_id WHERE v.status = 'ok' GROUP BY r.kind")}
+
+    def videos_missing(self, kind: str, model: str) -> list[VideoRow]:
+        """Indexed videos this kind of evidence has not run on with this model: indexed before the kind
+        (or this model of it) was chosen, and to be filled in without running the other models again."""
+        rows = self.db.execute(
+            "SELECT v.id, v.path, v.size, v.mtime, v.content_hash, v.status, v.error, v.duration FROM videos v "
+            "WHERE v.status = 'ok' AND NOT EXISTS (SELECT 1 FROM evidence_runs r WHERE r.video_id = v.id "
+            "AND r.kind = ? AND r.model = ?) ORDER BY v.id", [kind, model]).fetchall()
+        return [VideoRow(*r) for r in rows]
+
+    # -- vector spaces ---------------------------------------------------------------------
+
+    def dim_of(self, space: VectorSpace) -> int:
+        return int(self.get_meta(space.dim_key, "0") or 0)
+
+    def vectors_of(self, space: VectorSpace, ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """(ids, vectors) in a vector space of those of these ids that have one, by id."""
         found: list[tuple[int, bytes]] = []
-        for start in range(0, len(clip_ids), 500):
-            part = list(clip_ids[start : start + 500])
-            found += self.db.execute(f"{select} ({','.join('?' * len(part))})", part).fetchall()
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            found += self.db.execute(f"SELECT r.id, r.vector FROM ({space.rows}) r WHERE r.id IN "
+                                     f"({','.join('?' * len(part))})", part).fetchall()
         found.sort()
         return [r[0] for r in found], from_blobs([r[1] for r in found], self.dim_of(space))
-
-    def videos_without_scenes(self) -> list[VideoRow]:
-        """Indexed videos with windows the scene model has not seen (indexed before it was chosen)."""
-        rows = self.db.execute(
-            "SELECT DISTINCT v.id, v.path, v.size, v.mtime, v.content_hash, v.status, v.error, v.duration "
-            "FROM videos v JOIN clips c ON c.video_id = v.id LEFT JOIN scene_vectors s ON s.clip_id = c.id "
-            "WHERE v.status = 'ok' AND s.clip_id IS NULL ORDER BY v.id").fetchall()
-        return [VideoRow(*r) for r in rows]
 
     @property
     def generation(self) -> int:
@@ -445,27 +546,26 @@ class Catalog:
         ).fetchall()
         return [r[0] for r in rows], from_blobs([r[1] for r in rows], self.dim), [(r[2], r[3]) for r in rows]
 
-    def iter_vectors(self, batch: int = 50_000, space: str = CLIPS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(clip ids, vectors) of every clip of a finished video, in batches, for rebuilding FAISS."""
+    def iter_vectors(self, space: VectorSpace = CLIPS, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of a space's items in finished videos, in batches, for rebuilding FAISS."""
         last = 0
-        select = ("SELECT c.id, c.embedding FROM clips c" if space == CLIPS else
-                  "SELECT c.id, s.vector FROM clips c JOIN scene_vectors s ON s.clip_id = c.id")
         while True:
             rows = self.db.execute(
-                f"{select} JOIN videos v ON v.id = c.video_id WHERE c.id > ? AND v.status = 'ok' ORDER BY c.id LIMIT ?",
-                [last, batch],
-            ).fetchall()
+                f"SELECT r.id, r.vector FROM ({space.rows}) r JOIN videos v ON v.id = r.video_id "
+                "WHERE r.id > ? AND v.status = 'ok' ORDER BY r.id LIMIT ?", [last, batch]).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
             yield np.array([r[0] for r in rows], dtype=np.int64), from_blobs([r[1] for r in rows], self.dim_of(space))
 
-    def clip_count(self, space: str = CLIPS) -> int:
-        """Clips of finished videos (with a scene vector, for SCENES)."""
-        join = "" if space == CLIPS else "JOIN scene_vectors s ON s.clip_id = c.id "
-        return self.db.execute(
-            f"SELECT count(*) FROM clips c {join}JOIN videos v ON v.id = c.video_id WHERE v.status = 'ok'"
-        ).fetchone()[0]
+    def count(self, space: VectorSpace = CLIPS) -> int:
+        """Items of a space in finished videos (for CLIPS: the searchable windows)."""
+        return self.db.execute(f"SELECT count(*) FROM ({space.rows}) r JOIN videos v ON v.id = r.video_id "
+                               "WHERE v.status = 'ok'").fetchone()[0]
+
+    def clip_count(self) -> int:
+        """Windows of finished videos."""
+        return self.count(CLIPS)
 
     @property
     def precision(self) -> str | None:
@@ -504,7 +604,7 @@ class Catalog:
             "labels": q("SELECT count(DISTINCT label_id) FROM video_labels WHERE top_clips > 0").fetchone()[0],
             "model": self.model,
             "scene_model": self.scene_model,
-            "scene_clips": self.clip_count(SCENES),
+            "scene_clips": self.count(SCENES),
             "precision": self.precision,
             "batch_size": int(self.get_meta("batch_size", "0") or 0) or None,
             "schema_version": int(self.get_meta("schema_version", "0") or 0),
@@ -625,8 +725,8 @@ class Catalog:
             [new_path, searchable_name(new_path), size, mtime, video_id],
         )
 
-    def copy_video(self, source_id: int, new_path: str, size: int, mtime: float) -> tuple[list[int], np.ndarray]:
-        """A copy of an indexed file reuses its results; returns the new clip ids and vectors."""
+    def copy_video(self, source_id: int, new_path: str, size: int, mtime: float) -> list[int]:
+        """A copy of an indexed file reuses its results, every kind of evidence's; returns the new clip ids."""
         self.forget(new_path)
         self.db.execute(
             "INSERT INTO videos (path, name, size, mtime, content_hash, duration, fps, width, height, status, "
@@ -643,17 +743,36 @@ class Catalog:
                 "INSERT INTO clips (video_id, idx, start, end, embedding) VALUES (?, ?, ?, ?, ?)",
                 [new_id, idx, start, end, blob],
             ).lastrowid
-            self.db.execute(
-                "INSERT INTO clip_labels (clip_id, label_id, score) SELECT ?, label_id, score "
-                "FROM clip_labels WHERE clip_id = ?",
-                [new_clip, clip_id],
-            )
             assert new_clip is not None  # an INSERT always sets it
-            self.db.execute("INSERT INTO scene_vectors (clip_id, vector) SELECT ?, vector FROM scene_vectors "
-                            "WHERE clip_id = ?", [new_clip, clip_id])
+            self._copy_rows_of("clips", clip_id, new_clip)
             ids.append(new_clip)
+        self._copy_rows_of("videos", source_id, new_id, skip={"clips"})
         self.finish_video(new_id)
-        return ids, self.clip_vectors(new_id)[1]
+        return ids
+
+    def _copy_rows_of(self, parent: str, old: int, new: int, skip: frozenset[str] | set[str] = frozenset()) -> None:
+        """Copy every row that belongs to row `old` of `parent` (a video, a clip) to row `new`: the rows of
+        every table whose foreign key points at `parent`, so that each kind of evidence's own tables
+        follow a copy without being named here."""
+        for table, column, columns in self._children(parent):
+            if table in skip:
+                continue
+            rest = ", ".join(c for c in columns if c != column)
+            self.db.execute(f"INSERT INTO [{table}] ([{column}], {rest}) SELECT ?, {rest} FROM [{table}] "
+                            f"WHERE [{column}] = ?", [new, old])
+
+    def _children(self, parent: str) -> list[tuple[str, str, list[str]]]:
+        """(table, its column that points at `parent`, the columns to copy) of the tables that belong to it;
+        an INTEGER PRIMARY KEY (a row's own id) is left for SQLite to give."""
+        found = []
+        for (table,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall():
+            keys = [row[3] for row in self.db.execute(f"PRAGMA foreign_key_list([{table}])") if row[2] == parent]
+            if not keys:
+                continue
+            info = self.db.execute(f"PRAGMA table_info([{table}])").fetchall()
+            own_id = [r[1] for r in info if r[5] == 1 and r[2].upper() == "INTEGER" and sum(x[5] > 0 for x in info) == 1]
+            found.append((table, keys[0], [r[1] for r in info if r[1] not in own_id]))
+        return found
 
     def remove_videos(self, video_ids: Sequence[int]) -> list[int]:
         """Forget these videos; returns the clip ids that left, for the vector index."""

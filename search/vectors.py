@@ -1,8 +1,9 @@
-"""The FAISS index over clip embeddings: derived data, rebuilt from SQLite whenever in doubt.
+"""FAISS indexes over a vector space's vectors: derived data, rebuilt from SQLite whenever in doubt.
 
-Vectors are L2-normalised, so inner product is cosine similarity. Ids are clip row ids. The file
-is written atomically (temp file + rename) with a sidecar that records the catalog generation it
-reflects; on open, a missing, stale or unreadable file is rebuilt from the embeddings in SQLite.
+Vectors are L2-normalised, so inner product is cosine similarity. Ids are the space's ids (clip
+row ids for per-window spaces). The file is written atomically (temp file + rename) with a sidecar
+that records the catalog generation it reflects; on open, a missing, stale or unreadable file is
+rebuilt from the vectors in SQLite.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from vsearch.core.home import Home
 from vsearch.core.words import counted
-from vsearch.search.catalog import CLIPS, SCENES, Catalog
+from vsearch.search.catalog import CLIPS, Catalog, VectorSpace, from_blobs
 from vsearch.search.doctor import Finding
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat
@@ -83,7 +84,7 @@ class VectorIndex:
         k = max(1, min(k, len(self)))
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
-    def save(self, home: Path, generation: int, space: str = CLIPS) -> None:
+    def save(self, home: Path, generation: int, space: VectorSpace = CLIPS) -> None:
         """Write the index under a fresh name, then switch the pointer file to it atomically.
 
         The pointer (vectors.json) names the index file and the catalog generation it reflects;
@@ -94,10 +95,10 @@ class VectorIndex:
 
         home.mkdir(parents=True, exist_ok=True)
         layout = Home.at(home)
-        prefix = layout.vectors_prefix_of(space)
+        prefix = layout.vectors_prefix_of(space.name)
         name = f"{prefix}-{generation}-{secrets.token_hex(4)}.faiss"
         faiss.write_index(self.index, str(home / name))
-        _write_json_atomic(layout.vectors_meta_of(space), {"file": name, "generation": generation, "count": len(self),
+        _write_json_atomic(layout.vectors_meta_of(space.name), {"file": name, "generation": generation, "count": len(self),
                                                             "dim": self.dim, "kind": self.kind})
         for old in home.glob(f"{prefix}-*.faiss"):  # earlier versions; a reader that has one open keeps it
             if old.name != name:
@@ -107,12 +108,12 @@ class VectorIndex:
                     pass
 
     @classmethod
-    def load(cls, home: Path, generation: int, dim: int, space: str = CLIPS) -> VectorIndex | None:
+    def load(cls, home: Path, generation: int, dim: int, space: VectorSpace = CLIPS) -> VectorIndex | None:
         """The saved index of a vector space if it matches this catalog generation, else None."""
         import faiss
 
         try:
-            meta = json.loads(Home.at(home).vectors_meta_of(space).read_text())
+            meta = json.loads(Home.at(home).vectors_meta_of(space.name).read_text())
             if meta.get("generation") != generation or meta.get("dim") != dim:
                 return None
             raw = faiss.read_index(str(home / meta["file"]))
@@ -126,10 +127,10 @@ class VectorIndex:
         return index
 
 
-def current_file(home: Path, space: str = CLIPS) -> Path | None:
+def current_file(home: Path, space: VectorSpace = CLIPS) -> Path | None:
     """The index file the pointer names, if any."""
     try:
-        return home / json.loads(Home.at(home).vectors_meta_of(space).read_text())["file"]
+        return home / json.loads(Home.at(home).vectors_meta_of(space.name).read_text())["file"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -141,9 +142,9 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def rebuild(catalog: Catalog, kind: str | None = None, space: str = CLIPS) -> VectorIndex:
+def rebuild(catalog: Catalog, kind: str | None = None, space: VectorSpace = CLIPS) -> VectorIndex:
     """A fresh index from the vectors in SQLite: exact while small, IVF once large."""
-    count = catalog.clip_count(space)
+    count = catalog.count(space)
     kind = kind or wanted_kind(count)
     dim = catalog.dim_of(space)
     if kind == "flat":
@@ -153,14 +154,14 @@ def rebuild(catalog: Catalog, kind: str | None = None, space: str = CLIPS) -> Ve
         index = VectorIndex(dim, "ivf", lists)
         # Train on an even sample across the catalog: 40 vectors per list, as FAISS advises.
         step = max(1, count // (40 * lists))
-        sample = [vectors[::step] for _, vectors in catalog.iter_vectors(space=space)]
+        sample = [vectors[::step] for _, vectors in catalog.iter_vectors(space)]
         index.train(np.concatenate(sample))
-    for ids, vectors in catalog.iter_vectors(space=space):
+    for ids, vectors in catalog.iter_vectors(space):
         index.add(ids, vectors)
     return index
 
 
-def open_vectors(catalog: Catalog, save: bool = True, space: str = CLIPS) -> tuple[VectorIndex, bool]:
+def open_vectors(catalog: Catalog, save: bool = True, space: VectorSpace = CLIPS) -> tuple[VectorIndex, bool]:
     """The vector index of a space in step with the catalog; (index, rebuilt?)."""
     generation = catalog.generation
     loaded = VectorIndex.load(catalog.home, generation, catalog.dim_of(space), space)
@@ -168,7 +169,7 @@ def open_vectors(catalog: Catalog, save: bool = True, space: str = CLIPS) -> tup
     # the saved count is the catalog's: no need to count a million rows on every open.
     if loaded is not None and loaded.kind == wanted_kind(len(loaded), loaded.kind):
         return loaded, False
-    index = rebuild(catalog, wanted_kind(catalog.clip_count(space), loaded.kind if loaded else None), space)
+    index = rebuild(catalog, wanted_kind(catalog.count(space), loaded.kind if loaded else None), space)
     if save:
         # Only the holder of the writer lock saves: a search that rebuilt while an index run
         # writes keeps its copy in memory rather than race the run's own save.
@@ -181,13 +182,13 @@ def open_vectors(catalog: Catalog, save: bool = True, space: str = CLIPS) -> tup
     return index, True
 
 
-def check_vectors(catalog: Catalog, repair: bool = True, space: str = CLIPS) -> Finding:
+def check_vectors(catalog: Catalog, space: VectorSpace, repair: bool = True) -> Finding:
     """Is the saved FAISS index of a space in step with SQLite? Rebuild and save it if not (for doctor)."""
-    check = "faiss index" if space == CLIPS else "faiss scene index"
+    check = "faiss index" if space == CLIPS else f"faiss index of {space.name}"
     if not catalog.dim_of(space):
         return Finding(check, True, "no vectors yet")
     loaded = VectorIndex.load(catalog.home, catalog.generation, catalog.dim_of(space), space)
-    if loaded is not None and len(loaded) == catalog.clip_count(space):
+    if loaded is not None and len(loaded) == catalog.count(space):
         return Finding(check, True, f"{counted(len(loaded), 'vector')}, in step with SQLite")
     detail = "missing, stale or corrupt"
     if repair:
@@ -196,5 +197,56 @@ def check_vectors(catalog: Catalog, repair: bool = True, space: str = CLIPS) -> 
     return Finding(check, False, detail, repaired=repair)
 
 
-def check_scene_vectors(catalog: Catalog, repair: bool = True) -> Finding:
-    return check_vectors(catalog, repair, SCENES)
+class KeptVectors:
+    """A space's FAISS index kept in memory by a long-running reader (the web page, a notebook): as
+    videos become searchable or leave, their vectors are added or removed, instead of the whole index
+    being rebuilt from SQLite at every video an index run finishes. A one-off search only loads it."""
+
+    def __init__(self, space: VectorSpace):
+        self.space = space
+        self.index: VectorIndex | None = None
+        self.generation = -1
+        self._ids_of: dict[int, list[int]] | None = None  # video id -> its ids in the index, from the first change
+
+    def current(self, catalog: Catalog) -> VectorIndex:
+        """The index in step with the catalog as it is now."""
+        if self.index is None:
+            self.generation = catalog.generation
+            self.index = open_vectors(catalog, space=self.space)[0]
+        elif catalog.generation != self.generation:
+            catalog.db.execute("BEGIN")  # one snapshot of the catalog for the whole update (WAL)
+            try:
+                self._update(catalog)
+            finally:
+                catalog.db.execute("COMMIT")
+        return self.index
+
+    def _update(self, catalog: Catalog) -> None:
+        self.generation = catalog.generation
+        if self._ids_of is None:  # which video each vector belongs to: read with the index it describes
+            self.index = rebuild(catalog, space=self.space)
+            self._ids_of = self._by_video(catalog)
+            return
+        assert self.index is not None  # loaded by current() first
+        ok = {r[0] for r in catalog.db.execute("SELECT id FROM videos WHERE status = 'ok'")}
+        for vid in [vid for vid in self._ids_of if vid not in ok]:
+            self.index.remove(self._ids_of.pop(vid))
+        new = sorted(ok - self._ids_of.keys())
+        for first in range(0, len(new), 500):
+            part = new[first : first + 500]
+            rows = catalog.db.execute(f"SELECT r.id, r.video_id, r.vector FROM ({self.space.rows}) r "
+                                      f"WHERE r.video_id IN ({','.join('?' * len(part))})", part).fetchall()
+            if rows:
+                self.index.add([r[0] for r in rows], from_blobs([r[2] for r in rows], catalog.dim_of(self.space)))
+                for cid, vid, _ in rows:
+                    self._ids_of.setdefault(vid, []).append(cid)
+        if len(self.index) != catalog.count(self.space):  # a video's vectors changed in place (a new model)
+            self.index = rebuild(catalog, space=self.space)
+            self._ids_of = self._by_video(catalog)
+
+    def _by_video(self, catalog: Catalog) -> dict[int, list[int]]:
+        found: dict[int, list[int]] = {}
+        for cid, vid in catalog.db.execute(f"SELECT r.id, r.video_id FROM ({self.space.rows}) r JOIN videos v "
+                                           "ON v.id = r.video_id WHERE v.status = 'ok'"):
+            found.setdefault(vid, []).append(cid)
+        return found

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vsearch.core.errors import BadArgument, SidecarError
+from vsearch.search.browse import video_moments
 from vsearch.search.catalog import Catalog, VideoRow
-from vsearch.search.query import video_moments
 from vsearch.tag.sidecar import NAMINGS, Marker, SidecarChange, Tags, sidecar_path, write_sidecar
 
 

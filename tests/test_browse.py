@@ -13,7 +13,7 @@ from tests.conftest import FakeEncoder
 from vsearch import BadArgument, Index, NotIndexed
 from vsearch.bench.synthetic import write_video
 from vsearch.indexer.pipeline import Indexer, IndexSettings
-from vsearch.search import query as q
+from vsearch.search import browse
 from vsearch.search.catalog import Catalog, ClipResult
 from vsearch.video.decode import Sampling
 
@@ -58,7 +58,7 @@ def test_moments_merge_adjacent_windows_of_one_best_label(library: Path, vsearch
     assert [spans[m.clip_id][0] for m in shown.moments] == [0.0, 4.0, 10.0]  # each moment's picture is its start
     assert all(0 < m.score <= 1 for m in shown.moments)
     assert Index(vsearch_home).moments(shown.id) == shown  # by catalog id, as the web page asks
-    assert shown.labels and all(score >= q.MOMENT_FLOOR for _, score in shown.labels)
+    assert shown.labels and all(score >= browse.MOMENT_FLOOR for _, score in shown.labels)
     every = catalog.db.execute("SELECT count(*) FROM video_labels WHERE video_id = ?", [shown.id]).fetchone()[0]
     assert len(shown.labels) < every  # the labels at 0.00 are not listed
 
@@ -66,9 +66,9 @@ def test_moments_merge_adjacent_windows_of_one_best_label(library: Path, vsearch
 def test_windows_whose_best_label_is_below_the_floor_are_left_blank(library: Path, vsearch_home: Path) -> None:
     catalog = Catalog(vsearch_home)
     vid = catalog.video(str(library / "day.mp4")).id
-    assert q.video_moments(catalog, vid, floor=1.01).moments == []
-    sure = q.video_moments(catalog, vid, floor=0.0)
-    strict = q.video_moments(catalog, vid, floor=max(m.score for m in sure.moments))
+    assert browse.video_moments(catalog, vid, floor=1.01).moments == []
+    sure = browse.video_moments(catalog, vid, floor=0.0)
+    strict = browse.video_moments(catalog, vid, floor=max(m.score for m in sure.moments))
     assert len(strict.moments) == 1 and strict.moments[0].score == max(m.score for m in sure.moments)
 
 
@@ -111,7 +111,7 @@ def test_a_changed_file_comes_back_to_the_top(library: Path, vsearch_home: Path)
 def test_a_page_is_a_seek_not_a_scan(library: Path, vsearch_home: Path) -> None:
     """Whatever the library's size, a page reads its own rows only: no OFFSET, no sort."""
     catalog = Catalog(vsearch_home)
-    plan = " | ".join(r[3] for r in catalog.db.execute("EXPLAIN QUERY PLAN " + q.RECENT, [q.NEWEST, 25]))
+    plan = " | ".join(r[3] for r in catalog.db.execute("EXPLAIN QUERY PLAN " + browse.RECENT, [browse.NEWEST, 25]))
     assert plan.startswith("SEARCH videos") and "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
 
 
@@ -141,9 +141,9 @@ def test_a_video_whose_labels_are_all_below_the_floor_still_lists(tmp_path: Path
         catalog.add_clips(vid, [ClipResult(i, 4.0 * i, 4.0 * i + 4, [("a", 0.01), ("b", 0.01)],
                                            np.ones(3, np.float32)) for i in range(3)])
         catalog.finish_video(vid)
-    card = q.recent_videos(catalog).videos[0]
+    card = browse.recent_videos(catalog).videos[0]
     assert (card.label, card.clip_start) == (None, 4.0)
-    assert q.video_moments(catalog, vid).labels == []
+    assert browse.video_moments(catalog, vid).labels == []
 
 
 def test_label_counts_are_made_once_per_change_of_the_index(library: Path, vsearch_home: Path,
@@ -151,8 +151,8 @@ def test_label_counts_are_made_once_per_change_of_the_index(library: Path, vsear
     """Counting labels reads every video's labels: a home page view reuses the last count until
     a video becomes searchable or leaves; failed files show at once."""
     counted = []
-    real = q.vocabulary
-    monkeypatch.setattr(q, "vocabulary", lambda *a, **k: counted.append(a) or real(*a, **k))
+    real = browse.vocabulary
+    monkeypatch.setattr(browse, "vocabulary", lambda *a, **k: counted.append(a) or real(*a, **k))
     idx = Index(vsearch_home)
     first = idx.overview()
     assert idx.overview() == first and idx.labels() == idx.labels() and len(counted) == 2  # one each

@@ -8,8 +8,9 @@ import pytest
 
 from vsearch import IndexMissing, IndexUnusable, ModelMismatch
 from vsearch.core.home import Home
-from vsearch.search import query as q
+from vsearch.search import keyword
 from vsearch.search.catalog import SCHEMA_VERSION, Catalog, ClipResult
+from vsearch.search.hits import Filters
 from vsearch.search.vectors import current_file, open_vectors
 
 
@@ -66,11 +67,11 @@ def test_keyword_search_merges_adjacent_windows_into_moments(cat: Catalog, tmp_p
     spag = [("eating spaghetti", 0.9), ("dancing", 0.1)]
     dance = [("dancing", 0.8), ("eating spaghetti", 0.2)]
     add_video(cat, str(path), [spag, spag, dance, spag], np.eye(4, dtype=np.float32))
-    hits = q.search(cat, "eating spaghetti", semantic=False).hits
+    hits = keyword.search(cat, "eating spaghetti", semantic=False).hits
     spaghetti = [(h.start, h.end) for h in hits if h.label == "eating spaghetti" and h.score > 0.5]
     assert spaghetti == [(0.0, 8.0), (12.0, 16.0)]
     assert hits[0].label == "eating spaghetti" and hits[0].query_similarity == 1.0
-    assert q.search(cat, "spagh", semantic=False).hits[0].label == "eating spaghetti"  # prefix match
+    assert keyword.search(cat, "spagh", semantic=False).hits[0].label == "eating spaghetti"  # prefix match
 
 
 @pytest.mark.parametrize("text", ['"', '*', 'NEAR', "' OR 1=1 --", 'label"*', "odd) OR (x", "a:b", "^", '"dan', "dan*"])
@@ -78,8 +79,8 @@ def test_query_syntax_is_matched_literally(cat: Catalog, tmp_path: Path, text: s
     path = tmp_path / "v.mp4"
     path.write_bytes(b"x")
     add_video(cat, str(path), [[("dancing", 0.9)]], np.eye(4, dtype=np.float32)[:1])
-    assert [h.label for h in q.search(cat, "dancing", semantic=False).hits] == ["dancing"]
-    hits = q.search(cat, text, semantic=False).hits  # raises if the text reached FTS5 as syntax
+    assert [h.label for h in keyword.search(cat, "dancing", semantic=False).hits] == ["dancing"]
+    hits = keyword.search(cat, text, semantic=False).hits  # raises if the text reached FTS5 as syntax
     # Only the word "dan" is there to match, as a prefix of "dancing"; FTS syntax matches nothing.
     assert [h.label for h in hits] == (["dancing"] if "dan" in text else [])
     assert cat.stats()["videos"] == 1
@@ -89,7 +90,7 @@ def test_odd_label_is_found_by_its_words(cat: Catalog, tmp_path: Path) -> None:
     path = tmp_path / "v.mp4"
     path.write_bytes(b"x")
     add_video(cat, str(path), [[('NEAR "odd" * label', 0.9)]], np.eye(4, dtype=np.float32)[:1])
-    assert q.search(cat, 'NEAR "odd"', semantic=False).hits[0].label == 'NEAR "odd" * label'
+    assert keyword.search(cat, 'NEAR "odd"', semantic=False).hits[0].label == 'NEAR "odd" * label'
 
 
 def test_filters(cat: Catalog, tmp_path: Path) -> None:
@@ -99,13 +100,13 @@ def test_filters(cat: Catalog, tmp_path: Path) -> None:
         p.write_bytes(b"x")
         add_video(cat, str(p), [[("dancing", 0.5 + 0.1 * clips)]] * clips, np.eye(4, dtype=np.float32)[:clips])
 
-    def folders(filters: q.Filters) -> set[str]:
-        return {Path(h.path).parent.name for h in q.search(cat, "dancing", filters=filters).hits}
+    def folders(filters: Filters) -> set[str]:
+        return {Path(h.path).parent.name for h in keyword.search(cat, "dancing", filters=filters).hits}
 
-    assert folders(q.Filters(under=str(tmp_path / "a"))) == {"a"}
-    assert folders(q.Filters(min_duration=8)) == {"b"}
-    assert folders(q.Filters(max_duration=8)) == {"a"}
-    assert folders(q.Filters(min_score=0.7)) == {"b"}
+    assert folders(Filters(under=str(tmp_path / "a"))) == {"a"}
+    assert folders(Filters(min_duration=8)) == {"b"}
+    assert folders(Filters(max_duration=8)) == {"a"}
+    assert folders(Filters(min_score=0.7)) == {"b"}
 
 
 def test_vectors_are_rebuilt_when_missing_stale_or_corrupt(cat: Catalog, tmp_path: Path) -> None:
@@ -146,7 +147,7 @@ def test_readers_see_the_last_commit_while_a_writer_holds_a_transaction(cat: Cat
     reader = Catalog(cat.home)
     with cat.transaction():
         cat.start_video(str(tmp_path / "half.mp4"), 1, 1.0, "fp", {})
-        assert len(q.search(reader, "dancing", semantic=False).hits) == 1  # WAL: the reader is not blocked
+        assert len(keyword.search(reader, "dancing", semantic=False).hits) == 1  # WAL: the reader is not blocked
         assert reader.stats()["incomplete"] == 0
     reader.close()
     assert sqlite3.connect(cat.db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -191,9 +192,9 @@ def test_one_long_video_does_not_crowd_out_the_others(cat: Catalog, tmp_path: Pa
         p = tmp_path / f"short{i}.mp4"
         p.write_bytes(b"x")
         add_video(cat, str(p), [[("dancing", 0.5)]], np.eye(4, dtype=np.float32)[:1])
-    hits = q.search(cat, "dancing", limit=25, semantic=False).hits
+    hits = keyword.search(cat, "dancing", limit=25, semantic=False).hits
     assert {Path(h.path).name for h in hits} >= {f"short{i}.mp4" for i in range(5)}
-    strong = q.search(cat, "dancing", filters=q.Filters(min_score=0.7), semantic=False).hits
+    strong = keyword.search(cat, "dancing", filters=Filters(min_score=0.7), semantic=False).hits
     assert {Path(h.path).name for h in strong} == {"long.mp4"} and all(h.score >= 0.7 for h in strong)
 
 
@@ -219,7 +220,7 @@ def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Pa
     db.close()
 
     cat = Catalog(home)
-    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 6
+    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 7
     assert cat.get_meta("migration_003") == "003_content_hash_and_model_id"
     assert cat.get_meta("model_fingerprint") is None and cat.get_meta("model_id") == "m|fp"
     assert cat.video("/v/a.mp4").content_hash == "hash-a"

@@ -11,7 +11,7 @@ from tests import faulty
 from tests.conftest import FakeEncoder
 from vsearch.bench.synthetic import render_motion, write_video
 from vsearch.indexer.pipeline import Batch, ChangePlan, Copy, Indexer, IndexSettings, Move, plan_changes
-from vsearch.search import query as q
+from vsearch.search import browse, keyword, similar
 from vsearch.search.catalog import Catalog
 from vsearch.search.vectors import open_vectors
 from vsearch.video.decode import Sampling, VideoInfo, Window, read_windows
@@ -81,19 +81,19 @@ def test_rerun_does_no_model_work_and_changes_are_picked_up(library: Path, vsear
     assert str(library / "copy.mp4") in paths and str(videos[2]) not in paths
     assert str(changed) in paths
     cat = Catalog(vsearch_home)
-    assert q.show(cat, str(library / "copy.mp4")).labels == q.show(cat, str(videos[1])).labels
+    assert browse.show(cat, str(library / "copy.mp4")).labels == browse.show(cat, str(videos[1])).labels
     assert len(open_vectors(cat)[0]) == cat.stats()["clips"] == len(paths)
 
 
 def test_search_finds_videos_by_label_and_moves_keep_them_findable(library: Path, vsearch_home: Path) -> None:
     run(vsearch_home, [library], FakeEncoder())
     cat = Catalog(vsearch_home)
-    hits = q.search(cat, "moving", limit=50).hits
+    hits = keyword.search(cat, "moving", limit=50).hits
     assert hits and all(h.label == "moving" for h in hits[:5])
     assert hits == sorted(hits, key=lambda h: -h.score)
     old = Path(hits[0].path)
     clip_ids, vectors, _ = cat.clip_vectors(cat.video(str(old)).id)
-    before = q.show(cat, str(old))
+    before = browse.show(cat, str(old))
     cat.close()
 
     new = library / "moved here" / "renamed.mp4"
@@ -104,11 +104,11 @@ def test_search_finds_videos_by_label_and_moves_keep_them_findable(library: Path
     assert (report.moved, report.copied, report.removed, report.indexed) == (1, 0, 0, 0)
     assert enc.clips == 0  # no model work for a move
     cat = Catalog(vsearch_home)
-    after = q.show(cat, str(new))
+    after = browse.show(cat, str(new))
     assert (after.labels, after.clips) == (before.labels, before.clips)
     ids, vecs, _ = cat.clip_vectors(cat.video(str(new)).id)
     assert ids == clip_ids and np.array_equal(vecs, vectors)  # the same clips, not copies
-    found = {h.path for h in q.search(cat, "moving", limit=50).hits}
+    found = {h.path for h in keyword.search(cat, "moving", limit=50).hits}
     assert str(new) in found and str(old) not in found
     assert cat.video(str(old)) is None
 
@@ -124,7 +124,7 @@ def test_similar_finds_the_same_kind_first_and_leaves_out_the_query(tmp_path: Pa
             write_video(root / f"{colour}{i}.mp4", frames, fps=8)
     run(vsearch_home, [root], FakeEncoder())
     cat = Catalog(vsearch_home)
-    hits = q.similar_to_file(cat, root / "red0.mp4", limit=5)  # stored vectors: no model needed
+    hits = similar.similar_to_file(cat, root / "red0.mp4", limit=5)  # stored vectors: no model needed
     names = [Path(h.path).stem for h in hits]
     assert "red0" not in names
     assert set(names[:2]) == {"red1", "red2"}
@@ -138,9 +138,9 @@ def test_long_video_is_cut_into_windows_and_moments(tmp_path: Path, vsearch_home
     write_video(tmp_path / "v" / "day.mp4", frames, fps=8)
     run(vsearch_home, [tmp_path / "v"], FakeEncoder(), IndexSettings(sampling=Sampling(window_seconds=2), workers=1))
     cat = Catalog(vsearch_home)
-    bright = [h for h in q.search(cat, "bright").hits if h.label == "bright"]
+    bright = [h for h in keyword.search(cat, "bright").hits if h.label == "bright"]
     assert [(h.start, h.end) for h in bright] == [(4.0, 12.0)]
-    assert len(q.show(cat, str(tmp_path / "v" / "day.mp4")).clips) == 6
+    assert len(browse.show(cat, str(tmp_path / "v" / "day.mp4")).clips) == 6
 
 
 @pytest.mark.parametrize("name, reason", [
@@ -175,7 +175,7 @@ def test_stop_request_saves_whole_batches_and_the_next_run_finishes(library: Pat
 
 def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, library: Path, tiny_model: Path) -> None:
     """Batches of 8 from two decode workers give what one clip at a time through the model gives."""
-    from vsearch.indexer.pipeline import embed_file
+    from vsearch.indexer.one_file import embed_windows
     from vsearch.model.encoder import load_encoder
 
     encoder = load_encoder(str(tiny_model), precision="bf16")
@@ -193,7 +193,7 @@ def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, l
         for path in sorted(library.glob("*.mp4")):
             vid = cat.video(str(path)).id
             _, vecs, _ = cat.clip_vectors(vid)
-            for i, c in enumerate(q.show(cat, str(path), top=1).clips):
+            for i, c in enumerate(browse.show(cat, str(path), top=1).clips):
                 out[(path.name, i)] = (c["labels"][0]["label"], vecs[i])
         cat.close()
         return out
@@ -205,7 +205,8 @@ def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, l
     assert agree >= 0.95 and cosine > 0.99
     # and the same as the model run directly on each clip of one file, one at a time
     path = sorted(library.glob("*.mp4"))[0]
-    windows, probs, embs = embed_file(encoder, str(path), Sampling(window_seconds=0.5))
+    found = embed_windows(encoder, str(path), Sampling(window_seconds=0.5))
+    windows, embs = found.windows, found.embeddings
     for i in range(len(windows)):
         assert float(embs[i] @ batched[(path.name, i)][1]) > 0.99
 
@@ -364,7 +365,7 @@ def test_a_file_in_a_newly_excluded_folder_leaves_the_index_like_a_deleted_one(l
     cat = Catalog(vsearch_home)
     vectors, rebuilt = open_vectors(cat)
     assert not rebuilt and len(vectors) == cat.clip_count() == 11
-    assert not [h for h in q.search(cat, "take1").hits]
+    assert not [h for h in keyword.search(cat, "take1").hits]
 
 
 # -- batches and the batch store -------------------------------------------------------------
@@ -394,16 +395,19 @@ def test_a_batch_keeps_a_video_open_until_its_last_clip_is_taken() -> None:
 
 
 def test_the_batch_store_marks_a_video_ok_only_with_its_last_clip(tmp_path: Path, vsearch_home: Path) -> None:
-    from vsearch.indexer.pipeline import BatchStore, EncodedClip, IndexJob, IndexReport, clip_results
+    from vsearch.indexer.pipeline import BatchStore, EncodedClip, IndexJob, IndexReport, Vectors, clip_results
+    from vsearch.search.catalog import CLIPS
     from vsearch.video.files import FoundFile
 
     cat = Catalog(vsearch_home)
     enc = FakeEncoder()
     cat.bind_model(enc.name, enc.model_id, enc.dim, enc.labels)
-    vectors = open_vectors(cat)[0]
+    kept = Vectors()
+    kept.open(cat, CLIPS)
+    vectors = kept.spaces[CLIPS.name][1]
     jobs = [IndexJob(FoundFile(str(tmp_path / f"{n}.mp4"), 10, 1.0), f"hash-{n}") for n in "abc"]
     report = IndexReport()
-    store = BatchStore(cat, vectors, jobs, report)
+    store = BatchStore(cat, kept, jobs, report)
     info = VideoInfo(frames=40, fps=10.0, width=32, height=32)
     probs, embs = enc.encode(np.random.default_rng(0).integers(0, 255, (4, 4, 16, 16, 3), dtype=np.uint8))
     results = clip_results(enc.labels, [_window(i) for i in range(4)], probs, embs)

@@ -4,6 +4,7 @@ through others, and no folder grows into a second engine.
     front ends   cli, web, bench         parse and present
     api          vsearch (api/)          one call per user action
     engine       indexer, live, tag      runs that use the parts
+    evidence     evidence                the kinds of evidence a moment carries, each over its parts
     parts        model > video           the model may use video's frame specs, not the reverse
     storage      search                  catalog, vectors, queries
     base         core, data              errors, the home layout, words; shipped data
@@ -28,6 +29,7 @@ RANK = {
     "vsearch.web": 5, "vsearch.bench": 5,
     "vsearch": 4,
     "vsearch.indexer": 3, "vsearch.live": 3, "vsearch.tag": 3,
+    "vsearch.evidence": 2.75,
     "vsearch.model": 2.5,
     "vsearch.video": 2,
     "vsearch.search": 1,

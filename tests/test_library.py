@@ -17,9 +17,9 @@ from vsearch import Index, IndexBusy, IndexMissing, NotIndexed
 from vsearch.bench.synthetic import write_video
 from vsearch.cli.main import app
 from vsearch.core.home import Home
-from vsearch.indexer.one_file import classify, file_embedder
-from vsearch.indexer.pipeline import Indexer, IndexSettings, embed_file
-from vsearch.search import query as q
+from vsearch.indexer.one_file import classify, embed_windows, file_embedder
+from vsearch.indexer.pipeline import Indexer, IndexSettings
+from vsearch.search import browse, similar
 from vsearch.search.catalog import CLIPS, Catalog
 from vsearch.video.decode import DecodeError, Sampling
 
@@ -57,14 +57,15 @@ def never_embed(path: str) -> tuple[list[tuple[float, float]], dict[str, np.ndar
 
 
 def fake_embedder(path: str) -> tuple[list[tuple[float, float]], dict[str, np.ndarray]]:
-    windows, _, embeddings = embed_file(FakeEncoder(), path, TWO_SECONDS)
-    return [(w.start, w.end) for w in windows], {CLIPS: embeddings}
+    found = embed_windows(FakeEncoder(), path, TWO_SECONDS)
+    windows, embeddings = found.windows, found.embeddings
+    return [(w.start, w.end) for w in windows], {CLIPS.name: embeddings}
 
 
 def test_similar_to_an_indexed_file_uses_its_stored_vectors_and_leaves_it_out(day_and_night: Path,
                                                                                vsearch_home: Path) -> None:
     cat = Catalog(vsearch_home)
-    hits = q.similar_to_file(cat, day_and_night / "night.mp4", embed=never_embed)
+    hits = similar.similar_to_file(cat, day_and_night / "night.mp4", embed=never_embed)
     assert [Path(h.path).name for h in hits] == ["day.mp4", "noon.mp4"]  # day has a dark start
     assert hits[0].score > 0.99 and (hits[0].start, hits[0].end) == (0.0, 2.0)
     assert all(h.match == "similar" for h in hits)
@@ -73,14 +74,14 @@ def test_similar_to_an_indexed_file_uses_its_stored_vectors_and_leaves_it_out(da
 def test_at_picks_the_window_of_that_moment(day_and_night: Path, vsearch_home: Path, tmp_path: Path) -> None:
     cat = Catalog(vsearch_home)
     day = day_and_night / "day.mp4"
-    assert [Path(h.path).name for h in q.similar_to_file(cat, day, at=1.0)] == ["night.mp4", "noon.mp4"]
-    assert [Path(h.path).name for h in q.similar_to_file(cat, day, at=9.5)] == ["noon.mp4", "night.mp4"]
-    assert Path(q.similar_to_file(cat, day, at=99.0)[0].path).name == "noon.mp4"  # past the end: the last window
+    assert [Path(h.path).name for h in similar.similar_to_file(cat, day, at=1.0)] == ["night.mp4", "noon.mp4"]
+    assert [Path(h.path).name for h in similar.similar_to_file(cat, day, at=9.5)] == ["noon.mp4", "night.mp4"]
+    assert Path(similar.similar_to_file(cat, day, at=99.0)[0].path).name == "noon.mp4"  # past the end: the last window
     outside = tmp_path / "copy of day.mp4"  # not indexed: embedded on the fly, same windows
     shutil.copy(day, outside)
-    dark = q.similar_to_file(cat, outside, at=1.0, embed=fake_embedder)
+    dark = similar.similar_to_file(cat, outside, at=1.0, embed=fake_embedder)
     assert [(Path(h.path).name, h.start < 4) for h in dark[:2]] == [("day.mp4", True), ("night.mp4", True)]
-    bright = q.similar_to_file(cat, outside, at=9.5, embed=fake_embedder)
+    bright = similar.similar_to_file(cat, outside, at=9.5, embed=fake_embedder)
     assert [(Path(h.path).name, h.start < 4) for h in bright[:2]] == [("day.mp4", False), ("noon.mp4", True)]
 
 
@@ -91,19 +92,19 @@ def test_a_file_outside_the_index_is_embedded_and_finds_its_twin(day_and_night: 
     outside.parent.mkdir()
     shutil.copy(day_and_night / "night.mp4", outside)
     with pytest.raises(NotIndexed, match="is not indexed, and no model was given"):
-        q.similar_to_file(cat, outside)
-    hits = q.similar_to_file(cat, outside, limit=2, embed=fake_embedder)
+        similar.similar_to_file(cat, outside)
+    hits = similar.similar_to_file(cat, outside, limit=2, embed=fake_embedder)
     assert Path(hits[0].path).name == "night.mp4" and hits[0].score > 0.99
     assert len(hits) == 2  # not indexed, so nothing is left out as "the query itself"
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     with pytest.raises(DecodeError):
-        q.similar_to_file(cat, broken, embed=fake_embedder)
+        similar.similar_to_file(cat, broken, embed=fake_embedder)
 
 
 def test_similar_on_an_empty_index_says_so(vsearch_home: Path, tmp_path: Path) -> None:
     with pytest.raises(IndexMissing, match="the index is empty"):
-        q.similar_to_file(Catalog(vsearch_home), plain(tmp_path / "a.mp4", 100), embed=never_embed)
+        similar.similar_to_file(Catalog(vsearch_home), plain(tmp_path / "a.mp4", 100), embed=never_embed)
 
 
 def test_file_embedder_loads_the_model_once_and_only_when_called(tiny_model: Path, day_and_night: Path,
@@ -128,8 +129,8 @@ def test_file_embedder_loads_the_model_once_and_only_when_called(tiny_model: Pat
     spans_again, _ = embed(str(day_and_night / "night.mp4"))
     assert len(loaded) == 1 and loaded[0].name == str(tiny_model)
     assert spans == [(0.0, 4.0), (4.0, 8.0), (8.0, 12.0)] and spans_again == [(0.0, 4.0)]
-    assert set(vectors) == {CLIPS} and vectors[CLIPS].shape == (3, loaded[0].dim)  # no scene model: one space
-    assert np.allclose(np.linalg.norm(vectors[CLIPS], axis=1), 1.0, atol=1e-3)
+    assert set(vectors) == {CLIPS.name} and vectors[CLIPS.name].shape == (3, loaded[0].dim)  # no scene model: one space
+    assert np.allclose(np.linalg.norm(vectors[CLIPS.name], axis=1), 1.0, atol=1e-3)
 
 
 def test_classify_averages_every_window_and_ranks(tmp_path: Path) -> None:
@@ -140,7 +141,7 @@ def test_classify_averages_every_window_and_ranks(tmp_path: Path) -> None:
     # Three 4 s windows, all still, one blue, two red: only the average of all three ranks
     # red second and blue third (the first window alone says blue, the last alone has no blue).
     assert [name for name, _ in result.labels] == ["still", "red", "blue"]
-    _, probs, _ = embed_file(FakeEncoder(), str(flag))
+    probs = embed_windows(FakeEncoder(), str(flag)).probs
     assert len(probs) == 3
     expected = probs.mean(axis=0)
     for name, score in result.labels:
@@ -167,10 +168,10 @@ def test_doctor_reports_clean_then_repairs_and_check_only_changes_nothing(day_an
     checked = doctor(vsearch_home, repair=False)
     assert [f.check for f in checked.unrepaired] == ["files still on disk"]
     assert not checked.sqlite_damaged
-    assert q.stats(Catalog(vsearch_home))["videos"] == 3  # --check-only left the row
+    assert browse.stats(Catalog(vsearch_home))["videos"] == 3  # --check-only left the row
     repaired = doctor(vsearch_home)
     assert not repaired.clean and not repaired.unrepaired
-    assert q.stats(Catalog(vsearch_home))["videos"] == 2
+    assert browse.stats(Catalog(vsearch_home))["videos"] == 2
     assert doctor(vsearch_home).clean
 
 
@@ -208,15 +209,16 @@ def test_doctor_refuses_while_an_index_run_writes_and_without_an_index(day_and_n
 def test_stats_and_show_are_what_the_cli_prints(library: Path, vsearch_home: Path) -> None:
     index(vsearch_home, [library], Sampling())
     cat = Catalog(vsearch_home)
-    data = q.stats(cat)
+    data = browse.stats(cat)
     assert (data["videos"], data["failed"]) == (12, 4)
     assert {Path(f["path"]).name for f in data["failures"]} == {"empty.mp4", "random.mp4", "notes.mkv",
                                                                  "truncated.mp4"}
     assert all(f["reason"] for f in data["failures"])
     runner = CliRunner()
-    assert json.loads(runner.invoke(app, ["stats", "--json"]).stdout) == data
+    assert json.loads(runner.invoke(app, ["stats", "--json"]).stdout) == Index(vsearch_home).stats() == {
+        **data, "evidence": {"labels": {"model": "fake-encoder", "videos": 12, "found": data["clips"], "failed": 0}}}
     video = sorted(library.glob("*.mp4"))[0]
-    shown = q.show(cat, str(video)).to_json()
+    shown = browse.show(cat, str(video)).to_json()
     assert set(shown) == {"path", "status", "error", "duration", "labels", "clips"}
     assert shown["path"] == str(video) and shown["status"] == "ok" and shown["labels"]
     assert json.loads(runner.invoke(app, ["show", str(video), "--json"]).stdout) == shown

@@ -79,7 +79,7 @@ def test_gpu_path_uses_the_gpu_in_half_precision(tiny_model: Path) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_indexing_agrees_with_the_cpu(tmp_path: Path, library: Path, tiny_model: Path) -> None:
     from vsearch.indexer.pipeline import Indexer, IndexSettings
-    from vsearch.search import query as q
+    from vsearch.search import browse
     from vsearch.search.catalog import Catalog
 
     tops = {}
@@ -87,7 +87,7 @@ def test_gpu_indexing_agrees_with_the_cpu(tmp_path: Path, library: Path, tiny_mo
         cat = Catalog(tmp_path / device)
         enc = load_encoder(str(tiny_model), device=device, precision=precision)
         Indexer(cat, lambda enc=enc: enc, IndexSettings(batch_size=8)).run([library])
-        tops[device] = {p.name: q.show(cat, str(p)).labels[0][0] for p in library.glob("*.mp4")}
+        tops[device] = {p.name: browse.show(cat, str(p)).labels[0][0] for p in library.glob("*.mp4")}
         cat.close()
     agree = np.mean([tops["cuda"][k] == tops["cpu"][k] for k in tops["cpu"]])
     assert agree >= 0.9

@@ -58,7 +58,7 @@ def test_nothing_imports_a_bare_folder_name() -> None:
 def test_a_local_module_named_like_ours_does_not_shadow_vsearch(tmp_path: Path) -> None:
     for name in ("search", "indexer", "cli"):
         (tmp_path / f"{name}.py").write_text("raise SystemExit('the local file was imported')\n")
-    code = "import vsearch.search.query, vsearch.video.decode, vsearch.cli.main; print('ok')"
+    code = "import vsearch.search.keyword, vsearch.video.decode, vsearch.cli.main; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

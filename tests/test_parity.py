@@ -63,7 +63,7 @@ def reference_model(tmp_path_factory: pytest.TempPathFactory):
 def test_classify_agrees_with_the_reference_recipe(reference_model, tmp_path: Path) -> None:
     import torch
 
-    from vsearch.indexer.pipeline import embed_file
+    from vsearch.indexer.one_file import embed_windows
     from vsearch.model.encoder import load_encoder
 
     model_dir, processor, model, trained_on = reference_model
@@ -75,7 +75,7 @@ def test_classify_agrees_with_the_reference_recipe(reference_model, tmp_path: Pa
         with torch.inference_mode():
             pixels = processor(list(reference_clip(path, 8)), return_tensors="pt")["pixel_values"]
             ref = torch.softmax(model(pixel_values=pixels).logits, -1)[0].numpy()
-        _, probs, _ = embed_file(encoder, str(path))
+        probs = embed_windows(encoder, str(path)).probs
         ours = probs.mean(axis=0)  # as `classify` averages its windows (one here: the clip is short)
         agree += int(ours.argmax() == ref.argmax())
         answers.add(int(ref.argmax()))

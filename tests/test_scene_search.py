@@ -18,6 +18,7 @@ import vsearch
 from tests.scene_fixtures import Scene, scene_video
 from vsearch import data
 from vsearch.cli.main import app
+from vsearch.search.catalog import SCENES
 
 pytestmark = pytest.mark.slow  # trains the tiny CLIP once per session (about a minute)
 
@@ -117,17 +118,11 @@ def test_a_new_scene_model_embeds_again_without_the_video_model(tmp_path: Path, 
     idx.index([library["yellow"]], model=MOTION, text_model=str(scene_model_dir), window=2.0, runtime="torch")
     before = idx.catalog().db.execute("SELECT id, embedding FROM clips ORDER BY id").fetchall()
     report = idx.index([library["yellow"]], model=MOTION, text_model=str(other), window=2.0, runtime="torch")
-    assert (report.indexed, report.rescened) == (0, 1) and "model" not in report.timings  # VideoMAE never ran
+    assert (report.indexed, report.filled) == (0, {"scenes": 1}) and "model" not in report.timings  # VideoMAE never ran
     catalog = idx.catalog()
-    assert catalog.scene_model == str(other) and catalog.clip_count(vsearch_spaces()[1]) == 4
+    assert catalog.scene_model == str(other) and catalog.count(SCENES) == 4
     assert catalog.db.execute("SELECT id, embedding FROM clips ORDER BY id").fetchall() == before
-    assert idx.index([library["yellow"]], model=MOTION).rescened == 0  # the index's own now: nothing to do
-
-
-def vsearch_spaces() -> tuple[str, str]:
-    from vsearch.search.catalog import CLIPS, SCENES
-
-    return CLIPS, SCENES
+    assert idx.index([library["yellow"]], model=MOTION).filled == {}  # the index's own now: nothing to do
 
 
 def test_similar_by_what_is_seen(indexed: vsearch.Index, library: dict[str, Path]) -> None:
@@ -145,9 +140,11 @@ def test_similar_by_both_finds_the_same_thing_happening_to_the_same_thing(tmp_pa
     left, by action ties the two that move left, by scene the two red ones; both finds the one."""
     from tests.conftest import FakeEncoder
     from vsearch.bench.synthetic import write_video
+    from vsearch.evidence import scenes
+    from vsearch.evidence.base import WindowPart
     from vsearch.indexer.one_file import file_embedder
-    from vsearch.indexer.pipeline import Indexer, IndexSettings, ScenePart
-    from vsearch.search import query as q
+    from vsearch.indexer.pipeline import Indexer, IndexSettings
+    from vsearch.search import similar
     from vsearch.search.catalog import CLIPS, SCENES, Catalog
     from vsearch.video.decode import FrameSpec, Sampling
 
@@ -182,11 +179,11 @@ def test_similar_by_both_finds_the_same_thing_happening_to_the_same_thing(tmp_pa
         moving(root / f"{name}.mp4", colour, direction)
     query = moving(tmp_path / "query.mp4", (230, 40, 40), -1)
     catalog = Catalog(tmp_path / "home")
-    Indexer(catalog, Motion, IndexSettings(workers=1), scene=ScenePart("fake-colour", Colour)).run([root])
-    embed = file_embedder(Motion, Sampling(), Colour)
+    Indexer(catalog, Motion, IndexSettings(workers=1), parts=[WindowPart(scenes.KIND, "fake-colour", Colour)]).run([root])
+    embed = file_embedder(Motion, Sampling(), {SCENES.name: Colour})
 
     def ranked(spaces: tuple[str, ...]) -> list[str]:
-        hits = q.similar_to_file(catalog, query, embed=embed, spaces=spaces)
+        hits = similar.similar_to_file(catalog, query, embed=embed, spaces=spaces)
         return [Path(h.path).stem for h in hits]
 
     assert set(ranked((CLIPS,))[:2]) == {"red_left", "blue_left"}

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from vsearch import data
 from vsearch.cli.main import app
-from vsearch.search import query as q
-from vsearch.search import text as sentence
+from vsearch.search import browse, keyword
+from vsearch.search import sentences as sentence
 from vsearch.search.catalog import Catalog, ClipResult
 
 KINETICS = [line.strip() for line in data.path("kinetics400.txt").read_text().splitlines()]
@@ -58,7 +58,7 @@ def test_numpy_forward_matches_transformers() -> None:
         hidden = ref_model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).float()
     ref = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
-    ours = sentence.load_text_model().embed(texts)
+    ours = sentence.load_sentence_model().embed(texts)
     assert np.abs(ours - ref).max() < 1e-4
 
 
@@ -69,30 +69,30 @@ def test_numpy_forward_matches_transformers() -> None:
     ("kids jumping on a trampoline", "bouncing on trampoline", 1),
 ])
 def test_labels_ranks_the_vocabulary_by_meaning(kinetics: Catalog, query: str, label: str, rank: int) -> None:
-    ranked = [r["label"] for r in q.vocabulary(kinetics, query, limit=10)]
+    ranked = [r["label"] for r in browse.vocabulary(kinetics, query, limit=10)]
     assert label in ranked[:rank], ranked[:5]
 
 
 def test_vocabulary_shows_video_counts_and_is_stored_once(kinetics: Catalog) -> None:
-    rows = q.vocabulary(kinetics, "trampoline", limit=3)
+    rows = browse.vocabulary(kinetics, "trampoline", limit=3)
     assert rows[0] == {"label": "bouncing on trampoline", "videos": 1, "similarity": rows[0]["similarity"]}
     assert kinetics.label_vectors(sentence.NAME)[1].shape == (400, 384)
 
 
 def test_free_text_finds_the_right_moments_and_explains_them(kinetics: Catalog) -> None:
-    result = q.search(kinetics, "slurping noodles")
+    result = keyword.search(kinetics, "slurping noodles")
     assert result.semantic is True
     top = result.hits[0]
     assert Path(top.path).name == "dinner.mp4" and top.label == "eating spaghetti"
     # the sure "gargling" clip (0.9) ranks below the likely "eating spaghetti" one (0.5)
     assert all(h.score < top.score for h in result.hits if h.label == "gargling")
     assert top.match == "text" and top.label_score == 0.5 and 0.3 < top.query_similarity < 0.9
-    garden = [h for h in q.search(kinetics, "kids jumping on a trampoline").hits if h.label == "bouncing on trampoline"]
+    garden = [h for h in keyword.search(kinetics, "kids jumping on a trampoline").hits if h.label == "bouncing on trampoline"]
     assert [(h.start, h.end) for h in garden] == [(0.0, 4.0), (8.0, 12.0)]  # two moments, not one
 
 
 def test_an_exact_label_needs_no_sentence_model(kinetics: Catalog) -> None:
-    result = q.search(kinetics, "Eating Spaghetti")
+    result = keyword.search(kinetics, "Eating Spaghetti")
     assert result.semantic is False and result.hits[0].query_similarity == 1.0
 
 
@@ -100,8 +100,8 @@ def test_without_a_sentence_model_search_falls_back_to_words(tmp_path: Path, kin
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VSEARCH_TEXT_MODEL", str(tmp_path / "no-such-model"))
     monkeypatch.setattr(sentence, "_MODEL", None)
-    assert q.search(kinetics, "pasta").semantic is None
-    assert q.search(kinetics, "spaghetti").hits[0].label == "eating spaghetti"  # FTS5 still works
+    assert keyword.search(kinetics, "pasta").semantic is None
+    assert keyword.search(kinetics, "spaghetti").hits[0].label == "eating spaghetti"  # FTS5 still works
     result = CliRunner().invoke(app, ["search", "spaghetti", "--home", str(kinetics.home)])
     assert result.exit_code == 0 and "no sentence model installed" in result.stderr
 

@@ -81,7 +81,7 @@ def top_label(home: Path) -> str:
     return cli_json(home, "labels")[0]["label"]
 
 
-URL_KEYS = {"video_id", "video", "thumbnail", "frames", "page"}
+URL_KEYS = {"video_id", "video", "thumbnail", "frames", "page", "reasons"}  # what the page adds to the CLI objects
 
 
 # -- the API is the CLI's --json -------------------------------------------------------------------

