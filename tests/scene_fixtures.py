@@ -11,6 +11,7 @@ Some colour-shape pairs are never shown in training (HELD_OUT): the trained mode
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,6 +173,8 @@ def train_tiny_scene_model(out: Path, steps: int = 1500, batch: int = 64, seed: 
                                           crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
         mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (processor.image_mean, processor.image_std))
         _fit(model, AutoTokenizer.from_pretrained(out), lambda x: (x / 255 - mean) / std, steps, batch, seed)
+        with torch.no_grad():  # exactly real CLIP's scale of 100, which a score must not saturate on
+            model.logit_scale.fill_(math.log(100.0))
         model.save_pretrained(out)
         processor.save_pretrained(out)
     finally:

@@ -200,3 +200,82 @@ def test_scene_model_loading_is_lazy_for_label_searches(indexed: vsearch.Index) 
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(indexed.home.root)], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_descriptions_find_their_scene_and_only_its_span(tmp_path_factory: pytest.TempPathFactory,
+                                                         scene_model_dir: Path) -> None:
+    """The descriptions check: 12 videos whose scene changes mid-way (two 6-s scenes on one background,
+    4-s windows), 48 descriptions, a tiny CLIP whose logit scale is real CLIP's (100). Each description's first scene
+    hit must be the right video, with a moment mostly (60%) inside its scene: not the whole video, and
+    not a score of 1.000 for a near miss."""
+    import random
+
+    from tests.scene_fixtures import HELD_OUT, TEMPLATES, all_scenes
+    from vsearch.model.scene import load_scene_model
+
+    model = load_scene_model(str(scene_model_dir), runtime="torch", precision="fp32")
+    assert float(model.module.logit_scale.exp()) == pytest.approx(100.0, rel=1e-4)
+    pool = [s for s in all_scenes() if (s.colour, s.shape) not in HELD_OUT]
+    random.Random(5).shuffle(pool)
+    pairs: list[tuple[Scene, Scene]] = []
+    while len(pairs) < 12:  # the same shape and colour on another background: each half a near miss of the other
+        a = pool.pop()
+        b = next(s for s in pool if s.colour == a.colour and s.shape == a.shape)
+        pool.remove(b)
+        pairs.append((a, b))
+    root = tmp_path_factory.mktemp("changes")
+    for i, scenes in enumerate(pairs):
+        scene_video(root / f"v{i:02d}.mp4", list(scenes), 6.0, seed=10 + i)
+    idx = vsearch.Index(tmp_path_factory.mktemp("home"))
+    idx.index([root], model=MOTION, text_model=str(scene_model_dir), window=4.0, runtime="torch", precision="fp32")
+    wordings = [t for t in TEMPLATES if "{b}" in t]
+    passed, scores, insides, seen = 0, [], [], []
+    for i, scenes in enumerate(pairs):
+        for half, scene in enumerate(scenes):
+            for template in random.Random(i * 2 + half).sample(wordings, 2):
+                text = template.format(c=scene.colour, s=scene.shape, b=scene.background)
+                hit = next((h for h in idx.search(text, limit=10).hits
+                            if "scene" in [h.match, *(a.match for a in h.also)]), None)
+                if hit is None:
+                    seen.append((text, None))
+                    continue
+                lo, hi = 6.0 * half, 6.0 * (half + 1)
+                inside = max(0.0, min(hit.end, hi) - max(hit.start, lo)) / (hit.end - hit.start)
+                passed += Path(hit.path).name == f"v{i:02d}.mp4" and inside >= 0.6
+                scores.append(hit.score)
+                insides.append(inside)
+                seen.append((text, (Path(hit.path).name, hit.start, hit.end, round(hit.score, 3))))
+    assert passed >= 0.9 * 48, (passed, float(np.mean(insides)), seen)
+    assert len(set(np.round(scores, 3))) > 24 and max(scores) < 0.9999, scores  # scores that discriminate
+
+
+def test_a_moment_is_the_windows_near_the_videos_best_not_all_above_the_floor(tmp_path: Path) -> None:
+    """Four windows all above the floor, the first two far better: the moment is those two. (Merging
+    every window above the floor made a description's moment the whole video.)"""
+    from tests.conftest import FakeEncoder
+    from vsearch.indexer.pipeline import clip_results
+    from vsearch.search.catalog import Catalog
+    from vsearch.search.hits import Filters
+    from vsearch.search.scenes import SceneQuery, scene_hits
+    from vsearch.search.vectors import open_vectors
+    from vsearch.video.decode import Window
+
+    catalog = Catalog(tmp_path / "home")
+    enc = FakeEncoder()
+    catalog.bind_model(enc.name, enc.model_id, enc.dim, enc.labels)
+    query = np.array([1.0, 0.0, 0.0])
+    cosines = [0.90, 0.88, 0.70, 0.66]
+    vectors = np.array([[c, np.sqrt(1 - c * c), 0.0] for c in cosines], dtype=np.float32)
+    probs, embs = enc.encode(np.zeros((4, 4, 16, 16, 3), np.uint8))
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    with catalog.transaction():
+        catalog.bind_kind_model("scene", "fake", "fake|3", 3)
+        vid = catalog.start_video(str(video), 1, 1.0, "h", {"duration": 16.0})
+        ids = catalog.add_clips(vid, clip_results(enc.labels, [Window(i, 4.0 * i, 4.0 * i + 4, ()) for i in range(4)],
+                                                  probs, embs))
+        catalog.add_scene_vectors(ids, vectors)
+        catalog.finish_video(vid)
+    found = scene_hits(catalog, open_vectors(catalog, space=SCENES)[0],
+                       SceneQuery(query, lambda c: np.asarray(c, dtype=np.float32), 0.5, 0.05), Filters(), 10)
+    assert [(h.start, h.end) for h in found] == [(0.0, 8.0)] and found[0].score == pytest.approx(0.9, abs=1e-3)  # float16 storage
