@@ -13,6 +13,7 @@ transaction that stores its last clip, and half-stored videos are redone by the 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -752,10 +753,16 @@ class Indexer:
             report.timings[kind.name] = time.perf_counter() - t0
 
     def _video_spec(self) -> FrameSpec:
-        """The video model's frames, as the index was decoded: from the loaded model, else from its
-        files (a run that only fills in another kind does not load it)."""
+        """The video model's frames, as the index was decoded: from the loaded model, else as the index
+        recorded them, else from the model's files (a run that only fills in another kind does not
+        load the video model)."""
         if self.encoder is not None:
             return self.encoder.frame_spec
+        recorded = self.catalog.get_meta("frame_spec")
+        if recorded:
+            num_frames, resize, crop = json.loads(recorded)
+            return FrameSpec(num_frames, (resize[0], resize[1] if isinstance(resize[1], int) else tuple(resize[1]))
+                             if resize else None, tuple(crop) if crop else None)
         from vsearch.model.checkpoint import read_model_json, read_preprocessing
 
         name = self.catalog.model
@@ -769,6 +776,8 @@ class Indexer:
         s, cat = self.settings, self.catalog
         cat.bind_model(encoder.name, encoder.model_id, encoder.dim, encoder.labels)
         cat.record_sampling(s.sampling.window_seconds, s.sampling.max_windows)
+        spec = encoder.frame_spec
+        cat.set_run_meta("frame_spec", json.dumps([spec.num_frames, spec.resize, spec.crop]))
         if encoder.choice is not None:
             cat.record_precision(encoder.choice.label)
         cat.set_run_meta("batch_size", str(batch_size))
