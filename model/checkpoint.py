@@ -134,29 +134,32 @@ def quiet_transformers() -> None:
 
 def load_videomae(name: str, **options: Any) -> Any:
     """VideoMAEForVideoClassification from a hub id or folder: no remote code, safetensors first."""
-    from transformers import VideoMAEForVideoClassification
-
-    quiet_transformers()
     local = Path(name).expanduser()
     if not local.is_dir():
         _refuse_missing_folder(name)
-        if cache_only(name):
-            options = {**options, "local_files_only": True}
+    return load_pretrained(str(local) if local.is_dir() else name, "VideoMAEForVideoClassification",
+                           "model", "a VideoMAE video classifier", cache_only(name) if not local.is_dir() else False,
+                           attn_implementation="sdpa", **options)
+
+
+def load_pretrained(name: str, class_name: str, what: str, kind: str, local_only: bool, **options: Any) -> Any:
+    """A transformers class's checkpoint (no remote code), every failure one ModelError line: missing
+    or offline, an unsafe pickle (torch.load(weights_only=True) refused one that would run code), or
+    a checkpoint of another kind (`kind` says what it should have been)."""
+    import transformers
+
+    quiet_transformers()
     try:
-        return VideoMAEForVideoClassification.from_pretrained(
-            str(local) if local.is_dir() else name,
-            attn_implementation="sdpa",
-            trust_remote_code=False,
-            **options,
-        )
+        return getattr(transformers, class_name).from_pretrained(name, trust_remote_code=False,
+                                                                 **({"local_files_only": True} if local_only else {}),
+                                                                 **options)
     except OSError as exc:
-        hint = "" if local.is_dir() else " " + OFFLINE_HINT
-        raise ModelError(f"cannot load model {name!r}: {first_line(exc)}{hint}") from None
+        hint = "" if Path(name).is_dir() else " " + OFFLINE_HINT
+        raise ModelError(f"cannot load {what} {name!r}: {first_line(exc)}{hint}") from None
     except pickle.UnpicklingError as exc:
-        # torch.load(weights_only=True) refused a pickle that would run code or build objects
         raise ModelError(f"refused to load the weights of {name!r}: unsafe pickle ({first_line(exc)})") from None
-    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise ModelError(f"{name!r} is not a VideoMAE video classifier: {first_line(exc)}") from None
+    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{name!r} is not {kind}: {first_line(exc)}") from None
 
 
 def first_line(exc: BaseException) -> str:

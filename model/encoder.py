@@ -75,7 +75,6 @@ class VideoEncoder(RuntimeModel):
         the calibration (model.calibrate) may move it. `home` keeps what a runtime converts
         (OpenVINO's IR). `clip_source` gives real clips at the model's input size (the indexer:
         the user's first clips) for the calibration's checks and for int8 to quantize on."""
-        import torch
 
         self.name = name
         self.module = module if module is not None else load_videomae(name, **load_options)
@@ -83,17 +82,7 @@ class VideoEncoder(RuntimeModel):
         self.labels: list[str] = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
         self.dim: int = int(cfg.hidden_size)
         self.preprocessing = read_preprocessing(name, cfg.to_dict())
-        self._setup_runtime(device, runtime, precision, home)
-        self.module.eval().to(self.device)
-        self._clip_source = clip_source
-        self._samples = None
-        p = self.preprocessing
-        # Fold rescale and normalise into one multiply-add: x * scale - shift.
-        std = torch.tensor(p.std, dtype=torch.float32)
-        self._scale = (p.rescale / std).view(1, 1, 3, 1, 1).to(self.device)
-        self._shift = (torch.tensor(p.mean, dtype=torch.float32) / std).view(1, 1, 3, 1, 1).to(self.device)
-        self.choice: Choice = self.first_choice()
-        self.use(self.choice)
+        self._start_runtime(device, runtime, precision, home, clip_source, (1, 1, 3, 1, 1))
 
     @property
     def frame_spec(self) -> FrameSpec:

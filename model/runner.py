@@ -24,6 +24,8 @@ from vsearch.video.decode import FrameSpec
 if TYPE_CHECKING:
     import torch
 
+    from vsearch.model.checkpoint import Preprocessing
+
 
 class RuntimeModel:
     """The runtime side of a model: what was asked, what runs (`choice`), and its prepared forms.
@@ -33,6 +35,7 @@ class RuntimeModel:
 
     name: str
     module: Any  # the torch model
+    preprocessing: Preprocessing
     _clip_source: Callable[[FrameSpec], np.ndarray] | None
     _samples: np.ndarray | None
 
@@ -47,6 +50,24 @@ class RuntimeModel:
         if self.precision_asked not in ("auto", *runtimes.PRECISIONS):
             raise ModelError(f"unknown precision {precision!r}; choose from auto, {', '.join(runtimes.PRECISIONS)}")
         self._prepared: dict[tuple[str, str, int], Forward] = {}
+
+    def _start_runtime(self, device: str | None, runtime: str | None, precision: str | None, home: Path | Home | None,
+                       clip_source: Callable[[FrameSpec], np.ndarray] | None, channels: tuple[int, ...]) -> None:
+        """What every model does once its module and preprocessing are known: the device and runtime
+        asked for, the module there in eval mode, rescale and normalise folded into one multiply-add
+        (x * scale - shift, shaped `channels` to broadcast over its pixels), the first choice in use."""
+        import torch
+
+        self._setup_runtime(device, runtime, precision, home)
+        self.module.eval().to(self.device)
+        self._clip_source = clip_source
+        self._samples = None
+        p = self.preprocessing
+        std = torch.tensor(p.std, dtype=torch.float32)
+        self._scale = (p.rescale / std).view(*channels).to(self.device)
+        self._shift = (torch.tensor(p.mean, dtype=torch.float32) / std).view(*channels).to(self.device)
+        self.choice: Choice = self.first_choice()
+        self.use(self.choice)
 
     def first_choice(self) -> Choice:
         """Before anything is measured: what was asked, else torch in the first precision this

@@ -76,7 +76,6 @@ imported on first use only: importing this module stays cheap.
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -91,8 +90,8 @@ from vsearch.model.checkpoint import (
     Preprocessing,
     cache_only,
     first_line,
+    load_pretrained,
     model_name,
-    quiet_transformers,
     read_model_json,
     read_preprocessing,
     synthetic_clips,
@@ -152,15 +151,10 @@ class SceneModel(RuntimeModel):
     def __init__(self, name: str, module: Any, tokenizer: Any, device: str | None = None, runtime: str | None = None,
                  precision: str | None = None, home: Path | Home | None = None,
                  clip_source: Callable[[FrameSpec], np.ndarray] | None = None):
-        import torch
 
         self.name = name
         self.module = module
         self.tokenizer = tokenizer
-        self._setup_runtime(device, runtime, precision, home)
-        self.module.eval().to(self.device)
-        self._clip_source = clip_source
-        self._samples = None
         cfg = module.config
         self.model_type: str = cfg.model_type
         _, self.kind, self._padding = SCENE_MODEL_TYPES[self.model_type]
@@ -169,13 +163,7 @@ class SceneModel(RuntimeModel):
         self.frames_per_window = int(cfg.vision_config.num_frames) if self.kind == "video" else IMAGE_FRAMES
         self.preprocessing = scene_preprocessing(name, cfg, self.frames_per_window)
         self._max_patches = max_patches(name, cfg) if self.model_type == "siglip2" else 0
-        p = self.preprocessing
-        std = torch.tensor(p.std, dtype=torch.float32)
-        # rescale and normalise folded into one multiply-add, as VideoEncoder does: x * scale - shift
-        self._scale = (p.rescale / std).view(1, 3, 1, 1).to(self.device)
-        self._shift = (torch.tensor(p.mean, dtype=torch.float32) / std).view(1, 3, 1, 1).to(self.device)
-        self.choice: Choice = self.first_choice()
-        self.use(self.choice)
+        self._start_runtime(device, runtime, precision, home, clip_source, (1, 3, 1, 1))
         self.baseline_cosine, self.spread = self._calibrate()
         bias = getattr(module, "logit_bias", None)
         if bias is not None:  # SigLIP: its own probability
@@ -375,7 +363,7 @@ def load_scene_model(name: str, device: str | None = None, runtime: str | None =
     local_only = cache_only(name)  # offline and not cached: fails now, before torch is imported
     model_type = _model_type(name)
     class_name = SCENE_MODEL_TYPES[model_type][0]
-    module = _load(name, class_name, local_only)
+    module = load_pretrained(name, class_name, "scene model", f"a {class_name} checkpoint", local_only)
     return SceneModel(name, module, _load_tokenizer(name, local_only), device=device, runtime=runtime,
                       precision=precision, home=home, clip_source=clip_source)
 
@@ -392,21 +380,6 @@ def _model_type(name: str) -> str:
         raise ModelError(f"{name!r} is a {model_type} model, not an image-text or video-text model; "
                          f"scene models are {', '.join(SCENE_MODEL_TYPES)} (CLIP, SigLIP, SigLIP 2, X-CLIP)")
     return model_type
-
-
-def _load(name: str, class_name: str, local_only: bool) -> Any:
-    import transformers
-
-    quiet_transformers()
-    try:
-        return getattr(transformers, class_name).from_pretrained(name, trust_remote_code=False, local_files_only=local_only)
-    except OSError as exc:
-        hint = "" if Path(name).is_dir() else " " + OFFLINE_HINT
-        raise ModelError(f"cannot load scene model {name!r}: {first_line(exc)}{hint}") from None
-    except pickle.UnpicklingError as exc:
-        raise ModelError(f"refused to load the weights of {name!r}: unsafe pickle ({first_line(exc)})") from None
-    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise ModelError(f"{name!r} is not a {class_name} checkpoint: {first_line(exc)}") from None
 
 
 def _load_tokenizer(name: str, local_only: bool) -> Any:

@@ -187,6 +187,7 @@ class Moment:
     score: float  # the label's score in its best window
     clip_id: int  # the moment's first window: its thumbnail is where the moment starts
     kind: str = "label"  # what found the stretch; "label": the model's own labels
+    windows: int = 1  # how many windows it spans
 
     def to_json(self) -> dict:
         return {**asdict(self), "score": round(self.score, 4)}
@@ -233,8 +234,8 @@ def video_moments(catalog: Catalog, video_id: int, floor: float = MOMENT_FLOOR, 
         if score >= floor:
             by_label.setdefault(name, []).append((idx, start, end, score))
     # relative=0: every window whose best label this is belongs to a moment of it
-    moments = [Moment(s, e, name, score, first_clip[s]) for name, windows in by_label.items()
-               for s, e, score in merge_moments(windows, relative=0.0)]
+    moments = [Moment(s, e, name, score, first_clip[s], windows=sum(s <= w[1] < e for w in windows))
+               for name, windows in by_label.items() for s, e, score in merge_moments(windows, relative=0.0)]
     moments.sort(key=lambda m: m.start)
     return VideoMoments(row.id, row.path, row.status, row.error, row.duration, [(n, s) for n, s in labels], moments)
 

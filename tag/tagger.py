@@ -86,16 +86,14 @@ def tags_for(catalog: Catalog, video: VideoRow, rule: TagRule) -> Tags:
     timeline = video_moments(catalog, video.id, floor=rule.min_score, top=0)
     windows: dict[str, int] = {}
     best: dict[str, float] = {}
-    spans = {start: end for _, start, end in catalog.clip_spans(video.id)}
     for m in timeline.moments:
-        windows[m.label] = windows.get(m.label, 0) + sum(1 for s in spans if m.start <= s < m.end)
+        windows[m.label] = windows.get(m.label, 0) + m.windows
         best[m.label] = max(best.get(m.label, 0.0), m.score)
     chosen = sorted((label for label, n in windows.items() if n >= rule.min_windows),
                     key=lambda label: (-windows[label], -best[label], label))[: rule.top]
     markers = tuple(Marker(m.label, m.start, m.end - m.start, f"vsearch score {m.score:.2f}")
                     for m in timeline.moments if m.label in chosen) if rule.markers else ()
-    fps = catalog.db.execute("SELECT fps FROM videos WHERE id = ?", [video.id]).fetchone()[0]
-    return Tags(tuple(chosen), markers, rule.prefix, fps or None)
+    return Tags(tuple(chosen), markers, rule.prefix, video.fps or None)
 
 
 def tag_videos(catalog: Catalog, videos: Iterable[VideoRow], rule: TagRule, dry_run: bool = False,
@@ -122,7 +120,4 @@ def tag_videos(catalog: Catalog, videos: Iterable[VideoRow], rule: TagRule, dry_
 
 def indexed_videos(catalog: Catalog, roots: Sequence[Path] | None = None) -> list[VideoRow]:
     """The finished videos below `roots` (every one without), in path order."""
-    rows = [catalog.video_by_id(vid) for _, vid in sorted(
-        catalog.paths_under(roots).items() if roots else
-        [(p, i) for i, p in catalog.db.execute("SELECT id, path FROM videos")])]
-    return [r for r in rows if r is not None and r.status == "ok"]
+    return catalog.finished_videos(roots)
