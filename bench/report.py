@@ -7,6 +7,7 @@ image-text model's cost); this module only orders them and writes the tables.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from vsearch import data
@@ -37,6 +38,29 @@ from vsearch.bench.indexing import (
 from vsearch.bench.scenes import scene_cost
 from vsearch.bench.synthetic import long_video, motion_dataset
 from vsearch.video.decode import Sampling
+
+
+@dataclass(frozen=True)
+class Against:
+    """What a kind of evidence's cost is measured against: VideoMAE-base in its chosen configuration on
+    the short clips (its seconds per clip, `model_s`)."""
+
+    work: Path
+    videos: list[Path]
+    video_model: Path
+    sampling: Sampling
+    batch: int
+    config: str
+    model_s: float
+    streams: int
+    log: Callable[[str], None]
+
+
+# kind of evidence -> the table of what it adds to indexing
+KIND_COSTS: dict[str, Callable[[Against], list[str]]] = {
+    "scenes": lambda a: scene_cost(a.work, a.videos, a.video_model, a.sampling, a.batch, a.config, a.model_s, a.log,
+                                   a.streams),
+}
 
 
 def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> str:
@@ -157,7 +181,13 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
               table(limit_rows, ["config", "product", "groups x m x k x n", "per forward", "GFLOP/s",
                                  "s/clip"]), ""]
 
-    lines += scene_cost(work, shorts, models["base"], sampling, batch, config, model_s, log, streams["base"])
+    # What each kind of evidence adds to indexing, for the kinds that have a measurement here.
+    from vsearch.evidence import kinds
+
+    against = Against(work, shorts, models["base"], sampling, batch, config, model_s, streams["base"], log)
+    for kind in kinds():
+        if kind.name in KIND_COSTS:
+            lines += KIND_COSTS[kind.name](against)
 
     log("each runtime and precision against torch fp32...")
     demo_model = data.path("motion-model")
