@@ -170,7 +170,7 @@ def _resampled(container: Any, stream: Any) -> Iterator[tuple[np.ndarray, float 
         for packet in container.demux(stream):
             try:
                 frames = stream.codec_context.decode(packet) if packet.size else stream.codec_context.decode(None)
-            except (av.InvalidDataError, av.error.PatchWelcomeError, ValueError) as exc:
+            except (av.FFmpegError, ValueError) as exc:  # FFmpeg's codecs say EINVAL, EPERM, ... for bad data
                 bad += 1
                 if bad >= MAX_BAD_PACKETS and bad > good:
                     raise DecodeError(f"damaged audio stream: {bad} of {good + bad} packets do not decode "

@@ -185,6 +185,8 @@ def read_sidecars(video_path: str | Path) -> tuple[list[Track], list[Skipped]]:
         text, encoding = decode_text(data, language)
         try:
             codec, cues = _parse(text, SIDECAR_FORMATS[suffix])
+            if not cues:
+                raise SidecarError(f"no subtitle lines in it (not a {suffix[1:]} file?)")
         except SidecarError as exc:
             skipped.append(Skipped(str(file), suffix[1:], str(exc), language=language))
             continue
