@@ -382,7 +382,7 @@ def _spans(pieces: Iterable[AudioPiece], span_seconds: float) -> Iterator[AudioP
         count += len(piece.samples)
         while count > size:
             joined = np.concatenate(held)
-            cut = _quietest(joined, max(0, size - int(QUIET_SEARCH_SECONDS * SAMPLE_RATE)), size)
+            cut = _quietest(joined, max(size // 2, size - int(QUIET_SEARCH_SECONDS * SAMPLE_RATE)), size)
             yield AudioPiece(start, joined[:cut])
             start += cut / SAMPLE_RATE
             held, count = [joined[cut:]], len(joined) - cut
