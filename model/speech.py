@@ -400,8 +400,8 @@ def _quietest(samples: np.ndarray, lo: int, hi: int, frame: int = SAMPLE_RATE //
 
 
 def _segment(found: Any, offset: float) -> Segment:
-    words = tuple(Word(round(float(w.start) + offset, 3), round(float(w.end) + offset, 3), w.word.strip(), round(float(w.probability), 4))
-                  for w in (found.words or ()) if w.word.strip())
+    words = tuple(Word(round(float(w.start) + offset, 3), round(float(w.end) + offset, 3), w.word.strip(),
+                       round(float(w.probability), 4)) for w in (found.words or ()) if w.word.strip())
     return Segment(round(float(found.start) + offset, 3), round(float(found.end) + offset, 3), found.text.strip(), words)
 
 
