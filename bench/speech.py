@@ -297,11 +297,14 @@ def _transformers_model(folder: Path) -> Any:
     import warnings
 
     from transformers import WhisperForConditionalGeneration
+    from transformers.utils import logging as hf_logging
 
     from vsearch.model.checkpoint import quiet_transformers
 
     quiet_transformers()
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")  # past_key_values' new name
+    # past_key_values' new name in transformers 5, said on every call; vsearch supports 4.40 too
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    hf_logging.set_verbosity_error()
     return WhisperForConditionalGeneration.from_pretrained(str(folder), attn_implementation="sdpa").eval()
 
 
