@@ -71,7 +71,8 @@ class ThumbError(MediaError):
 
 
 class SidecarError(VsearchError):
-    """An XMP sidecar that cannot be read, parsed or written; it was left untouched."""
+    """A sidecar (an XMP file, a subtitle file) that cannot be read, parsed or written, or that vsearch
+    may not replace; it was left untouched."""
 
 
 class LiveError(VsearchError):

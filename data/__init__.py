@@ -1,5 +1,6 @@
-"""Files vsearch reads at run time, shipped inside the wheel: the Kinetics-400 label names and
-the demo model. Reach them through `path()`, never through the checkout's layout."""
+"""Files vsearch reads at run time, shipped inside the wheel: the Kinetics-400 label names, the
+demo model, and the spoken sample the speech calibration times (espeak-ng, 10 s, Opus, 32 KB).
+Reach them through `path()`, never through the checkout's layout."""
 
 from __future__ import annotations
 

@@ -112,10 +112,15 @@ def machine_key(encoder: RuntimeModel) -> str:
     import torch
     import transformers
 
-    name, flags = cpu_description()
     versions = " | ".join(f"{r.name} {r.version() or '-'}" for r in runtimes.RUNTIMES)
-    return (f"{name} [{' '.join(flags)}] x{os.cpu_count()} | threads {torch.get_num_threads()} | {versions} | "
+    return (f"{cpu_key()} | threads {torch.get_num_threads()} | {versions} | "
             f"transformers {transformers.__version__} | {encoder.device} | {encoder.model_id}")
+
+
+def cpu_key() -> str:
+    """The CPU a timing was measured on: its model, the flags that decide its kernels, its cores."""
+    name, flags = cpu_description()
+    return f"{name} [{' '.join(flags)}] x{os.cpu_count()}"
 
 
 def calibration_clips(encoder: RuntimeModel, batch: int) -> np.ndarray:
@@ -228,7 +233,7 @@ def reuse(encoder: RuntimeModel, home: Path | Home) -> Calibration | None:
     configs = candidates(encoder)
     if len(configs) < 2:
         return None  # nothing to choose: what was asked for is what runs
-    stored = _read_cache(Home.at(home).calibration).get(_key(encoder, configs, None))
+    stored = read_cache(Home.at(home).calibration).get(_key(encoder, configs, None))
     if stored is None:
         return None
     calibration = _cached(stored)
@@ -258,7 +263,7 @@ def tune(
     else:
         key = _key(encoder, configs, batch_size)
         cache = Home.at(home).calibration
-        stored = _read_cache(cache).get(key)
+        stored = read_cache(cache).get(key)
         if stored is not None and not _too_few_clips(stored, encoder):
             calibration = _cached(stored)
         else:
@@ -299,25 +304,30 @@ def _key(encoder: RuntimeModel, configs: Sequence[Choice], batch_size: int | Non
     return machine_key(encoder) + f" | {'/'.join(c.label for c in configs)} | batch {batch_size or 'auto'} | streams"
 
 
-def _read_cache(path: Path) -> dict:
+def read_cache(path: Path) -> dict:
+    """Every measurement cached in `path`, by key; {} when it is missing or damaged (measure again)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}  # missing or damaged: measure again
+        return {}
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(path: Path, key: str, calibration: Calibration, clips: int) -> None:
-    data = _read_cache(path)
-    data[key] = {"config": calibration.choice.label, "batch_size": calibration.choice.batch,
-                 "streams": calibration.choice.streams,
-                 "timings": calibration.timings, "differed": list(calibration.differed), "clips": clips,
-                 "took": calibration.took,
-                 "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+def write_cache(path: Path, key: str, entry: dict) -> None:
+    """Store one measurement under `key` (with the time it was made), keeping the others; atomically."""
+    data = read_cache(path)
+    data[key] = {**entry, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
+
+
+def _write_cache(path: Path, key: str, calibration: Calibration, clips: int) -> None:
+    write_cache(path, key, {"config": calibration.choice.label, "batch_size": calibration.choice.batch,
+                            "streams": calibration.choice.streams,
+                            "timings": calibration.timings, "differed": list(calibration.differed), "clips": clips,
+                            "took": calibration.took})
 
 
 def at_its_fastest(model: RuntimeModel, home: Path | Home, measure: bool, batch_size: int | None, what: str,

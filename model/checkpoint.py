@@ -195,10 +195,11 @@ def _looks_like_path(name: str) -> bool:
     return "/" in name and not _HUB_ID.fullmatch(name)
 
 
-def cache_only(name: str) -> bool:
+def cache_only(name: str, hint: str = OFFLINE_HINT) -> bool:
     """Whether a hub model must come from the local Hugging Face cache because the hub is out of
     reach (HF_HUB_OFFLINE, or no connection). Offline and not cached, it raises ModelError at
-    once: the hub client would retry for about 40 s and then say less. Local folders: False."""
+    once, ending with `hint`: the hub client would retry for about 40 s and then say less. Local
+    folders: False."""
     if Path(name).expanduser().is_dir():
         return False
     offline = any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")
@@ -211,7 +212,7 @@ def cache_only(name: str) -> bool:
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return True
     why = "HF_HUB_OFFLINE is set" if offline else f"{endpoint} cannot be reached"
-    raise ModelError(f"cannot load model {name!r}: it is not in the Hugging Face cache and {why}. {OFFLINE_HINT}")
+    raise ModelError(f"cannot load model {name!r}: it is not in the Hugging Face cache and {why}. {hint}")
 
 
 @functools.cache

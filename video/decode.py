@@ -180,7 +180,7 @@ def probe(path: str | Path) -> VideoInfo:
     except DecodeError:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise DecodeError(f"not a readable video ({_short(exc)})") from None
+        raise DecodeError(f"not a readable video ({error_reason(exc)})") from None
     if width <= 0 or height <= 0:
         raise DecodeError("video stream has no frame size")
     if frames <= 0:
@@ -196,7 +196,7 @@ def _stream_seconds(stream: Any, container: Any) -> float:
     return 0.0
 
 
-def _short(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     strerror = getattr(exc, "strerror", None)  # FFmpeg errors: the message without errno and path
     if isinstance(strerror, str) and strerror:
         return strerror
@@ -356,7 +356,7 @@ def read_windows(
         except DecodeError:
             raise
         except Exception as exc:  # decord raises bare RuntimeError/DECORDError for bad files
-            errors.append(f"{name}: {_short(exc)}")
+            errors.append(f"{name}: {error_reason(exc)}")
             continue
         try:
             for first in range(0, len(windows), chunk):
@@ -368,14 +368,14 @@ def read_windows(
                 except Exception as exc:
                     if first == 0 and i + 1 < len(backends):
                         raise _Fallback(exc) from exc
-                    raise DecodeError(f"decoding failed at {part[0].start:.1f}s ({_short(exc)})") from None
+                    raise DecodeError(f"decoding failed at {part[0].start:.1f}s ({error_reason(exc)})") from None
                 frames = flat.reshape(len(part), spec.num_frames, *flat.shape[1:])
                 if extras is not None:
                     _add_extras(extras, reader, sides, part, frames)
                 yield info, part, np.ascontiguousarray(center_crop(frames, spec.crop))
             return
         except _Fallback as fb:
-            errors.append(f"{name}: {_short(fb.__cause__ or fb)}")
+            errors.append(f"{name}: {error_reason(fb.__cause__ or fb)}")
         finally:
             reader.close()
     raise DecodeError("cannot decode: " + "; ".join(errors))
