@@ -21,7 +21,7 @@ from vsearch.core.home import Home
 from vsearch.search.catalog import Catalog, VectorSpace
 
 if TYPE_CHECKING:
-    from vsearch.evidence.base import Kind, Part
+    from vsearch.evidence.base import Kind, Line, Part
     from vsearch.indexer.one_file import Classification
     from vsearch.indexer.pipeline import IndexReport, Progress
     from vsearch.model.encoder import VideoEncoder
@@ -140,6 +140,9 @@ class IndexOptions:
     # The scene model, for searching by any description: a hub id or a folder; None: the index's
     # own, else DEFAULT_SCENE_MODEL where it can be had (cached, or downloadable); "none": off.
     text_model: str | None = None
+    # The speech model, for searching what is said: a faster-whisper name or a CTranslate2 folder;
+    # None: the index's own, else DEFAULT_SPEECH_MODEL where it can be had; "none": off.
+    speech_model: str | None = None
 
 
 class Index:
@@ -291,12 +294,16 @@ class Index:
             log(f"tags: {line}")
 
     def tag(self, paths: str | Path | Sequence[str | Path] | None = None, rule: TagRule | None = None, *,
-            dry_run: bool = False,
+            dry_run: bool = False, subtitles: str | None = None,
             on_result: Callable[[TagResult], None] | None = None, **fields: Any) -> TagReport:
         """Write each indexed video's tags and moments below `paths` (all without) into its XMP sidecar,
         which gallery apps read: merged into what is there, only vsearch's own entries replaced, the
         video never touched. `rule` (or its fields by name: min_score, min_windows, top, prefix,
-        sidecar, markers) says which labels are tags. With `dry_run`, nothing is written."""
+        sidecar, markers) says which labels are tags. With `dry_run`, nothing is written.
+
+        With `subtitles` ("srt" or "vtt"), write what is said in each video instead, as a subtitle
+        file beside it (clip.srt), for video players: only beside videos with no subtitles of their
+        own, and never over a file vsearch did not write (tag.subtitles)."""
         from vsearch.tag.tagger import TagRule, indexed_videos, tag_videos
 
         try:
@@ -306,6 +313,10 @@ class Index:
         given = [paths] if isinstance(paths, (str, Path)) else list(paths or [])
         roots = _existing(given) or None
         catalog = self._filled()
+        if subtitles is not None:
+            from vsearch.tag.subtitles import write_transcripts
+
+            return write_transcripts(catalog, indexed_videos(catalog, roots), subtitles, dry_run, on_result)
         return tag_videos(catalog, indexed_videos(catalog, roots), rule, dry_run, on_result)
 
     def _parts(self, catalog: Catalog, o: IndexOptions, roots: list[Path], settings: Any, pickles: bool,
@@ -350,12 +361,14 @@ class Index:
     # -- reading ------------------------------------------------------------------------------
 
     def search(self, query: str, *, limit: int = 20, under: str | None = None, min_score: float | None = None,
-               min_duration: float | None = None, max_duration: float | None = None) -> SearchResult:
+               min_duration: float | None = None, max_duration: float | None = None,
+               language: str | None = None) -> SearchResult:
         """Moments that match `query`, best first, one hit per moment: every kind of evidence the
         index holds is asked (its labels by name, words or meaning; what its windows show, by the
-        index's scene model; ...) and a moment several kinds found is one hit that says each of them
-        (`also`); file names match too. A query that is a label's very name is answered without
-        loading any model."""
+        index's scene model; what is said and its subtitles, by their words and meaning) and a moment
+        several kinds found is one hit that says each of them (`also`); file names match too. A query
+        that is a label's very name is answered without loading any model. `language`: only videos
+        in which it is spoken ("en")."""
         from vsearch.evidence import kinds
         from vsearch.evidence.base import Ask
         from vsearch.search.hits import SEARCH_MIN_SCORE, Filters, SearchResult, existing, merge_hits
@@ -365,7 +378,7 @@ class Index:
             raise BadInput("the query is empty")
         catalog = self._filled()
         floor = SEARCH_MIN_SCORE if min_score is None else min_score
-        filters = Filters(under, min_duration, max_duration, floor)
+        filters = Filters(under, min_duration, max_duration, floor, language)
         ask = Ask(catalog, query, filters, limit, not names_a_label(catalog, query), self.vectors, self._query_model)
         hits: list[Hit] = []
         for kind in kinds():
@@ -474,6 +487,20 @@ class Index:
         if limit < 1:
             raise BadArgument("limit must be at least 1")
         return q.recent_videos(self.catalog(), before, limit)
+
+    def transcript(self, video: int | str | Path) -> list[Line]:
+        """What is said in a video and its subtitles, line by line in time order, each line saying
+        where it comes from (`source`: speech, subtitle) and its language. NotIndexed if the index
+        does not hold the video."""
+        from vsearch.evidence import kinds
+        from vsearch.search.browse import locate
+
+        catalog = self.catalog()
+        row = catalog.video_by_id(video) if isinstance(video, int) else catalog.video(locate(catalog, video))
+        if row is None:
+            raise NotIndexed(f"{video} is not in the index")
+        return sorted((line for kind in kinds() for line in kind.transcript(catalog, row.id)),
+                      key=lambda line: (line.start, line.source))
 
     def moments(self, video: int | str | Path) -> VideoMoments:
         """One video (a catalog id or a path) as moments: adjacent windows whose best label is the

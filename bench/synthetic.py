@@ -231,16 +231,20 @@ def write_talking_video(
     height: int = 48,
     fps: int = 10,
     rate: int = 22050,
+    frames: np.ndarray | None = None,
 ) -> list[list[tuple[float, float]]]:
     """A small H.264 video with AAC audio tracks in which espeak-ng says sentences at known times.
 
     Each track is a list of (start second, sentence), silence elsewhere; `default` marks one track
-    as the default. No tracks: a video without audio. Returns, per track, the (start, end) seconds
-    of each sentence as said."""
+    as the default. No tracks: a video without audio. The picture is grey, or `frames` (RGB, one
+    per 1/fps, repeated from the start if too few). Returns, per track, the (start, end) seconds of
+    each sentence as said."""
     import av
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if frames is not None:
+        height, width = frames.shape[1:3]
     said: list[list[tuple[float, float]]] = []
     sounds = []
     for sayings in tracks:
@@ -266,8 +270,9 @@ def write_talking_video(
             stream.layout = "mono"
             stream.disposition = av.stream.Disposition.default if i == default else av.stream.Disposition(0)
             audio.append(stream)
-        frame = np.full((height, width, 3), 90, dtype=np.uint8)
-        encode_into(container, video, (_numbered(av.VideoFrame.from_ndarray(frame, format="rgb24"), i)
+        if frames is None:
+            frames = np.full((1, height, width, 3), 90, dtype=np.uint8)
+        encode_into(container, video, (_numbered(av.VideoFrame.from_ndarray(frames[i % len(frames)], format="rgb24"), i)
                                        for i in range(int(seconds * fps))))
         for stream, sound in zip(audio, sounds):
             encode_into(container, stream, _audio_frames(sound, rate))

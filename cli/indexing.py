@@ -71,6 +71,12 @@ def index(
              "id or a folder). Default: the index's own, else google/siglip2-base-patch16-224 where it can be had "
              "(downloaded once, about 1.5 GB). 'none' turns it off. Changing it re-embeds every window without "
              "running the video model again.")] = None,
+    speech_model: Annotated[str | None, typer.Option(
+        "--speech-model", metavar="NAME|FOLDER|none",
+        help="The speech model that lets you search what is said: a Whisper model run by faster-whisper (tiny, "
+             "base, small, ..., large-v3, or a local CTranslate2 folder). Default: the index's own, else base where "
+             "it can be had (downloaded once, about 150 MB). 'none' turns it off. Changing it transcribes every "
+             "video again without running the video models.")] = None,
 ) -> None:
     """Index videos: decode, classify and embed every clip; re-runs only do what changed.
 
@@ -83,7 +89,7 @@ def index(
     options = IndexOptions(model=model, device=device, runtime=runtime, precision=precision, batch_size=batch_size,
                            workers=workers, window=window, max_windows=max_windows, timeout=timeout,
                            retry_failed=retry_failed, decoder=decoder, exclude=tuple(exclude or ()),
-                           text_model=text_model)
+                           text_model=text_model, speech_model=speech_model)
     stop = {"asked": False}
 
     def on_sigint(signum: int, frame: object) -> None:

@@ -49,23 +49,26 @@ def print_hits(hits: list[Hit], as_json: bool, what: str) -> None:
 
 @app.command("search")
 def search_cmd(
-    query: Annotated[str, typer.Argument(help="Words to look for: a label, free text or part of a file name.")],
+    query: Annotated[str, typer.Argument(help="Words to look for: a label, a description, words said in the "
+                                              "video or its subtitles, part of a file name.")],
     home: Home = None,
     limit: Limit = 20,
     under: Under = None,
     min_score: MinScore = SEARCH_MIN_SCORE,
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
+    language: Annotated[str | None, typer.Option("--language", metavar="CODE", help="Only videos in which this "
+                                                 "language is spoken, as the speech model heard it (en, de, ...).")] = None,
     as_json: Json = False,
     export: Annotated[Path | None, typer.Option("--export", help="Also cut each hit into a clip in this folder.")] = None,
 ) -> None:
-    """Find moments whose labels or file names match the query, best first.
+    """Find moments by what happens in them, what they show, what is said in them or their file names, best first.
 
-    Example: vsearch search "eating spaghetti" --limit 5 --export ./clips
+    Example: vsearch search "happy birthday" --limit 5 --export ./clips
     """
     with reported():
         result = index_at(home).search(query, limit=limit, under=under, min_score=min_score, min_duration=min_duration,
-                                       max_duration=max_duration)
+                                       max_duration=max_duration, language=language)
     for note in result.notes:
         info(f"note: {note}")
     print_hits(result.hits, as_json, "matches")
@@ -73,6 +76,28 @@ def search_cmd(
         from vsearch.cli.clip import export_hits
 
         export_hits(result.hits, export)
+
+
+@app.command()
+def transcript(
+    file: Annotated[Path, typer.Argument(help="An indexed video.", show_default=False)],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """What is said in one video, and its subtitles, line by line with times.
+
+    Example: vsearch transcript ~/Videos/birthday.mp4
+    """
+    with reported():
+        lines = index_at(home).transcript(file)
+    if as_json:
+        print_json([line.to_json() for line in lines])
+        return
+    if not lines:
+        info("nothing said or subtitled in it (or not transcribed: see `vsearch stats`)")
+    for line in lines:
+        tag = "" if line.source == "speech" else f" [{line.source}{', ' + line.language if line.language else ''}]"
+        typer.echo(f"{seconds_label(line.start)}-{seconds_label(line.end)}{tag}  {safe(line.text)}")
 
 
 @app.command()

@@ -7,12 +7,14 @@ for a walk-through.
 
 from __future__ import annotations
 
-from vsearch.evidence import labels, scenes
+from vsearch.evidence import labels, scenes, speech, subtitles
 from vsearch.evidence.base import Kind
 
 KINDS: list[Kind] = [
     labels.KIND,
     scenes.KIND,
+    speech.KIND,
+    subtitles.KIND,
 ]
 
 

@@ -124,8 +124,27 @@ class Kind:
             if self.prefix:
                 catalog.unbind_kind_model(self.prefix)
 
+    def transcript(self, catalog: Catalog, video_id: int) -> list[Line]:
+        """The timed lines of text this kind holds for a video (what is said, its subtitles)."""
+        return []
+
     def describe(self) -> str:
         return self.name
+
+
+@dataclass(frozen=True)
+class Line:
+    """A line of a video's transcript: what is said (or written) from `start` to `end` seconds."""
+
+    start: float
+    end: float
+    text: str
+    source: str  # the kind's match: "speech", "subtitle"
+    language: str | None = None
+
+    def to_json(self) -> dict:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text, "source": self.source,
+                "language": self.language}
 
 
 class WindowModel(Protocol):
@@ -159,9 +178,18 @@ class FileKind(Kind):
     function of the path that runs in a guarded worker process."""
 
     def store(self, catalog: Catalog, video_id: int, found: Any) -> int:
-        """Keep what the work found in one video; returns how many items (0: nothing to say). Inside a
-        transaction."""
+        """Keep what the work found in one video, instead of what an earlier run found in it; returns how
+        many items (0: nothing to say). Inside a transaction."""
         raise NotImplementedError
+
+    def fingerprint(self, path: str) -> str | None:
+        """What else the work reads beside the video (its sidecar files), as it is now: when it differs
+        from the run's, the kind runs on the video again. None: only the video itself."""
+        return None
+
+    def tell(self, path: str, found: Any) -> list[str]:
+        """What a person should know about what the work found in one video (a track it skipped)."""
+        return []
 
 
 @dataclass(frozen=True)
@@ -182,6 +210,7 @@ class FilePart:
     kind: FileKind
     model: str
     work: Callable[[str, Callable[[], None]], Any]  # (path, alive): alive() now and then while it works
+    model_id: str = ""  # what identifies its weights (other weights under the same name: run again); "" = model
 
 
 Part = WindowPart | FilePart

@@ -724,9 +724,12 @@ class Indexer:
             assert kind.prefix is not None  # a kind with a model of its own records it under its prefix
             cat.ensure_part(kind.name, kind.tables)
             with cat.transaction():
-                if cat.bind_kind_model(kind.prefix, part.model, part.model):
+                if cat.bind_kind_model(kind.prefix, part.model, part.model_id or part.model):
                     kind.clear(cat)
                     cat.forget_runs(kind.name)
+                for video_id, path, detail in cat.run_details(kind.name):  # what it read beside a video changed
+                    if detail != kind.fingerprint(path):
+                        cat.forget_run(video_id, kind.name)
             videos = cat.videos_missing(kind.name, part.model)
             if not videos or self.should_stop():
                 continue
@@ -739,15 +742,19 @@ class Indexer:
                     video = videos[event.key]
                     with cat.transaction():
                         if isinstance(event, Done):
-                            cat.record_run(video.id, kind.name, part.model, kind.store(cat, video.id, event.result))
+                            found = kind.store(cat, video.id, event.result)
+                            cat.record_run(video.id, kind.name, part.model, found, detail=kind.fingerprint(video.path))
+                            report.notes += kind.tell(video.path, event.result)
                         elif isinstance(event, Failed):
-                            cat.record_run(video.id, kind.name, part.model, 0, event.reason)
+                            cat.record_run(video.id, kind.name, part.model, 0, event.reason, kind.fingerprint(video.path))
                             report.notes.append(f"{kind.name} of {video.path}: {event.reason}")
                     done += video.path not in fresh
                     self.on_progress(Progress(event.key + 1, len(videos), report.clips, video.path))
                     if self.should_stop():
                         report.interrupted = True
                         break
+            if kind.space is not None and cat.dim_of(kind.space):
+                open_vectors(cat, space=kind.space)  # its FAISS index, made once and saved for searches
             if done:
                 report.filled[kind.name] = report.filled.get(kind.name, 0) + done
             report.timings[kind.name] = time.perf_counter() - t0

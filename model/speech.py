@@ -269,9 +269,12 @@ def load_speech(name_or_path: str, runtime: SpeechRuntime | None = None, device:
     return SpeechModel(files, _whisper(str(files.folder), runtime, device), runtime, device)
 
 
-def transcribe_file(path: str, model: str, options: SpeechOptions) -> Transcript | None:
+def transcribe_file(path: str, model: str, options: SpeechOptions,
+                    alive: Callable[[], None] | None = None) -> Transcript | None:
     """What is said in a video's main audio track; None when it has no audio. The model (a folder,
     or a name already in the cache) is loaded once per process and kept for the next file.
+    `alive` is called as each piece of audio is read: a worker's way of saying a long file is still
+    being transcribed, not hung.
 
     Raises DecodeError for an audio stream that cannot be decoded, ModelError for a model that
     cannot be loaded or fails."""
@@ -279,8 +282,16 @@ def transcribe_file(path: str, model: str, options: SpeechOptions) -> Transcript
     if track is None:
         return None
     speech = _loaded(model, options.runtime, options.device)
-    return speech.transcribe(read_audio(path, track.index), options.language, options.beam_size, options.vad,
-                             options.span_seconds)
+    pieces = read_audio(path, track.index)
+    if alive is not None:
+        pieces = _saying(alive, pieces)
+    return speech.transcribe(pieces, options.language, options.beam_size, options.vad, options.span_seconds)
+
+
+def _saying(alive: Callable[[], None], pieces: Iterator[AudioPiece]) -> Iterator[AudioPiece]:
+    for piece in pieces:
+        alive()
+        yield piece
 
 
 def speech_runtimes(device: str = "cpu") -> list[SpeechRuntime]:

@@ -170,16 +170,19 @@ def _m007_evidence_runs(db: sqlite_utils.Database) -> None:
             model TEXT NOT NULL,           -- the model (or reader) that made it
             found INTEGER NOT NULL,        -- items it stored; 0: it ran and found nothing (a silent video)
             error TEXT,                    -- why it could not run on this video; NULL when it ran
+            detail TEXT,                   -- what else it read, as it was (files beside the video): changed, it runs again
             at REAL NOT NULL,
             PRIMARY KEY (video_id, kind)
         ) WITHOUT ROWID
         """
     )
     db.execute("CREATE INDEX evidence_runs_kind ON evidence_runs(kind, model)")
-    db.execute("INSERT INTO evidence_runs SELECT v.id, 'labels', m.value, count(c.id), NULL, v.indexed_at "
+    # The language spoken in a video, as the speech model heard it: shown, and a search filter.
+    db.execute("ALTER TABLE videos ADD COLUMN language TEXT")
+    db.execute("INSERT INTO evidence_runs SELECT v.id, 'labels', m.value, count(c.id), NULL, NULL, v.indexed_at "
                "FROM videos v JOIN clips c ON c.video_id = v.id JOIN meta m ON m.key = 'model' "
                "WHERE v.status = 'ok' GROUP BY v.id")
-    db.execute("INSERT INTO evidence_runs SELECT v.id, 'scenes', m.value, count(s.clip_id), NULL, v.indexed_at "
+    db.execute("INSERT INTO evidence_runs SELECT v.id, 'scenes', m.value, count(s.clip_id), NULL, NULL, v.indexed_at "
                "FROM videos v JOIN clips c ON c.video_id = v.id JOIN meta m ON m.key = 'scene_model' "
                "LEFT JOIN scene_vectors s ON s.clip_id = c.id WHERE v.status = 'ok' GROUP BY v.id "
                "HAVING count(s.clip_id) = count(c.id)")
@@ -409,11 +412,26 @@ class Catalog:
 
     # -- which evidence ran on which video -------------------------------------------------
 
-    def record_run(self, video_id: int, kind: str, model: str, found: int, error: str | None = None) -> None:
+    def record_run(self, video_id: int, kind: str, model: str, found: int, error: str | None = None,
+                   detail: str | None = None) -> None:
         """A kind of evidence ran on a video with this model (found: items stored, 0 for none), or
-        could not (error). Call inside a transaction."""
-        self.db.execute("INSERT OR REPLACE INTO evidence_runs (video_id, kind, model, found, error, at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", [video_id, kind, model, found, error, time.time()])
+        could not (error); `detail` is what else it read as it was then. Call inside a transaction."""
+        self.db.execute("INSERT OR REPLACE INTO evidence_runs (video_id, kind, model, found, error, detail, at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", [video_id, kind, model, found, error, detail, time.time()])
+
+    def run_details(self, kind: str) -> list[tuple[int, str, str | None]]:
+        """(video id, path, detail) of the finished videos this kind ran on."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT v.id, v.path, r.detail FROM evidence_runs r JOIN videos v ON v.id = r.video_id "
+            "WHERE r.kind = ? AND v.status = 'ok'", [kind])]
+
+    def forget_run(self, video_id: int, kind: str) -> None:
+        """This video lacks this kind again (what it read beside the video changed)."""
+        self.db.execute("DELETE FROM evidence_runs WHERE video_id = ? AND kind = ?", [video_id, kind])
+
+    def changed(self) -> None:
+        """A kind of evidence added or removed vectors outside the clips: FAISS files saved before are stale."""
+        self._bump()
 
     def forget_runs(self, kind: str) -> None:
         """Every video lacks this kind again (its model changed, or it was turned off)."""
@@ -740,8 +758,8 @@ class Catalog:
         """A copy of an indexed file reuses its results, every kind of evidence's; returns the new clip ids."""
         self.forget(new_path)
         self.db.execute(
-            "INSERT INTO videos (path, name, size, mtime, content_hash, duration, fps, width, height, status, "
-            "indexed_at) SELECT ?, ?, ?, ?, content_hash, duration, fps, width, height, 'ok', ? FROM videos "
+            "INSERT INTO videos (path, name, size, mtime, content_hash, duration, fps, width, height, language, status, "
+            "indexed_at) SELECT ?, ?, ?, ?, content_hash, duration, fps, width, height, language, 'ok', ? FROM videos "
             "WHERE id = ?",
             [new_path, searchable_name(new_path), size, mtime, time.time(), source_id],
         )

@@ -2,7 +2,8 @@
 every kind of evidence applies, and the one merge of moments across kinds.
 
 A moment found by several kinds of evidence (its label, what it shows, what is said in it) is one
-hit that says all of them: the best-scoring one leads, the others come along in `also`, and the
+hit that says all of them: hits of one video merge when most of the shorter one lies inside the
+other; the best-scoring one leads (its span is the hit's), the others come along in `also`, and the
 score is the chance that at least one of them is right (1 - the product of their misses), so a
 moment two kinds agree on ranks above one that only one kind found.
 """
@@ -17,7 +18,7 @@ from vsearch.search.catalog import Catalog
 
 FILE_NAME_SCORE = 0.9  # a file named after the query is a strong hint, but below a sure label
 SEARCH_MIN_SCORE = 0.05  # default floor of every front end: a label at 5% confidence is noise
-SAME_MOMENT = 0.5  # two hits of one video whose spans overlap this much (intersection over union) are one moment
+SAME_MOMENT = 0.5  # two hits of one video are one moment when this much of the shorter is inside the other
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Filters:
     min_duration: float | None = None
     max_duration: float | None = None
     min_score: float = 0.0
+    language: str | None = None  # only videos in which this language is spoken ("en", "de")
 
     def sql(self, alias: str = "v") -> tuple[str, list]:
         clauses, args = [f"{alias}.status = 'ok'"], []
@@ -41,6 +43,9 @@ class Filters:
         if self.max_duration is not None:
             clauses.append(f"{alias}.duration <= ?")
             args.append(self.max_duration)
+        if self.language:
+            clauses.append(f"{alias}.language = ?")
+            args.append(self.language.strip().lower())
         return " AND ".join(clauses), args
 
 
@@ -114,11 +119,13 @@ def merge_moments(
 
 
 def same_moment(a: Hit, b: Hit) -> bool:
-    if a.video_id != b.video_id:
+    """Two hits of one video whose spans mostly overlap: what is said during a window that shows it is
+    that window's moment. A file name names the whole video, not a moment: it merges with nothing."""
+    if a.video_id != b.video_id or "file name" in (a.match, b.match):
         return False
     inter = min(a.end, b.end) - max(a.start, b.start)
-    union = max(a.end, b.end) - min(a.start, b.start)
-    return inter > 0 and inter >= SAME_MOMENT * union
+    shorter = min(a.end - a.start, b.end - b.start)
+    return inter > 0 and inter >= SAME_MOMENT * shorter
 
 
 def merge_hits(hits: Sequence[Hit]) -> list[Hit]:

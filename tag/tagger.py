@@ -44,7 +44,8 @@ class TagRule:
 
 @dataclass(frozen=True)
 class TagResult:
-    """What tagging did to one video's sidecar: "created", "updated", "unchanged" or "failed"."""
+    """What tagging did to one video's sidecar (or subtitle file): "created", "updated", "unchanged",
+    "skipped" (nothing to write, or not vsearch's to write: `error` says why) or "failed"."""
 
     video: str
     sidecar: str
@@ -65,6 +66,7 @@ class TagResult:
 class TagReport:
     results: list[TagResult] = field(default_factory=list)
     dry_run: bool = False
+    what: str = "sidecars"  # what was written: XMP sidecars, or subtitle files
 
     def count(self, action: str) -> int:
         return sum(r.action == action for r in self.results)
@@ -75,8 +77,9 @@ class TagReport:
 
     def summary_lines(self) -> list[str]:
         would = "would be " if self.dry_run else ""
-        lines = [f"{len(self.results)} videos: {self.count('created')} sidecars {would}created, "
-                 f"{self.count('updated')} {would}updated, {self.count('unchanged')} unchanged, "
+        skipped = f", {self.count('skipped')} skipped" if self.count("skipped") else ""
+        lines = [f"{len(self.results)} videos: {self.count('created')} {self.what} {would}created, "
+                 f"{self.count('updated')} {would}updated, {self.count('unchanged')} unchanged{skipped}, "
                  f"{len(self.failed)} failed"]
         return lines + [f"skipped {r.sidecar}: {r.error}" for r in self.failed]
 

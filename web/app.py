@@ -178,11 +178,13 @@ def label_json(row: dict) -> dict:
     return {**row, "thumbnail": thumb_url(row["clip_id"]) if row["clip_id"] is not None else None}
 
 
-def moments_json(shown: q.VideoMoments) -> dict:
-    """A video's moments (Index.moments), plus its video URL and a thumbnail per moment."""
+def moments_json(site: Site, shown: q.VideoMoments) -> dict:
+    """A video's moments (Index.moments), plus its video URL, a thumbnail per moment and what is said in
+    it line by line (Index.transcript)."""
     answer = shown.to_json()
     answer["moments"] = [{**m, "thumbnail": thumb_url(m["clip_id"])} for m in answer["moments"]]
-    return {**answer, "video": f"/media/{shown.id}"}
+    transcript = [line.to_json() for line in site.index.transcript(shown.id)]
+    return {**answer, "video": f"/media/{shown.id}", "transcript": transcript}
 
 
 def show_json(site: Site, row: VideoRow) -> dict:
@@ -317,12 +319,12 @@ def labels_api(site: Site, request: Request) -> Response:
 
 
 def video_page(site: Site, request: Request) -> Response:
-    return site.page("video.html", v=moments_json(site.index.moments(request.path_params["video_id"])),
+    return site.page("video.html", v=moments_json(site, site.index.moments(request.path_params["video_id"])),
                      floor=q.MOMENT_FLOOR)
 
 
 def moments_api(site: Site, request: Request) -> Response:
-    return JSONResponse(moments_json(site.index.moments(request.path_params["video_id"])))
+    return JSONResponse(moments_json(site, site.index.moments(request.path_params["video_id"])))
 
 
 def video_api(site: Site, request: Request) -> Response:

@@ -128,6 +128,29 @@ for (const item of items) {
   });
 }
 
+// What is said, beside the player: the line being said is highlighted; a line's time seeks there.
+const lines = [...document.querySelectorAll(".transcript [data-start]")];
+
+function markLine() {
+  const t = player.currentTime;
+  for (const line of lines) {
+    const now = +line.dataset.start <= t && t < +line.dataset.end;
+    line.classList.toggle("current", now);
+    if (now) line.setAttribute("aria-current", "true"); else line.removeAttribute("aria-current");
+  }
+}
+
+if (lines.length && player) {
+  player.addEventListener("timeupdate", markLine);
+  player.addEventListener("seeked", markLine);
+  for (const line of lines) {
+    line.querySelector("[data-seek]").addEventListener("click", (event) => {
+      event.preventDefault();
+      playFrom(+line.dataset.start, +line.dataset.end);
+    });
+  }
+}
+
 // -- keys -------------------------------------------------------------------------------------
 
 const STEPS = {j: 1, ArrowDown: 1, ArrowRight: 1, k: -1, ArrowUp: -1, ArrowLeft: -1};
