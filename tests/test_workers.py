@@ -108,19 +108,36 @@ def _chunks(made: list[float], n: int, fail: bool = False) -> Iterator[Chunk | F
 
 
 def test_frames_are_decoded_ahead_while_the_model_runs_and_no_further_than_asked() -> None:
-    made: list[float] = []
-    ahead = Ahead(_chunks(made, 10), windows=3)
+    asked = 0  # chunks the model has asked for so far
+    asked_when_made: list[int] = []  # for each chunk made, how many the model had asked for by then
+    made = threading.Event()
+
+    def chunks() -> Iterator[Chunk | Finished]:
+        for event in _chunks([], 10):
+            if isinstance(event, Chunk):
+                asked_when_made.append(asked)
+                if len(asked_when_made) == 4:
+                    made.set()
+            yield event
+
+    ahead = Ahead(chunks(), windows=3)
     try:
-        time.sleep(0.3)  # the model busy with its first batch
-        assert len(made) == 4  # three decoded meanwhile, a fourth waiting for room, and no more
-        taken = [next(ahead) for _ in range(3)]
-        assert [c.windows[0].index for c in taken] == [0, 1, 2]  # in the order the decoder made them
-        time.sleep(0.3)
-        assert len(made) == 7
-        rest = list(ahead)
+        # the model busy with its first batch: three decoded meanwhile, a fourth waiting for room
+        assert made.wait(timeout=30)
+        taken = []
+        while True:
+            asked += 1
+            try:
+                taken.append(next(ahead))
+            except StopIteration:
+                break
     finally:
         ahead.close()
-    assert [type(e).__name__ for e in rest] == ["Chunk"] * 7 + ["Finished"]
+    assert [type(e).__name__ for e in taken] == ["Chunk"] * 10 + ["Finished"]
+    assert [c.windows[0].index for c in taken[:-1]] == list(range(10))  # in the order the decoder made them
+    # ...and no further than asked: chunk k is made only once the model asked for k - 3 of them
+    assert asked_when_made[:4] == [0, 0, 0, 0]
+    assert all(n >= k - 3 for k, n in enumerate(asked_when_made)), asked_when_made
 
 
 def test_a_decoder_error_reaches_the_model_after_what_was_decoded_before_it() -> None:
@@ -139,8 +156,9 @@ def test_stopping_early_lets_go_of_the_pool_and_its_workers(tmp_path: Path) -> N
     with DecodePool(settings) as pool:
         ahead = Ahead(pool.run((i, str(p)) for i, p in enumerate(videos)), windows=2)
         first = next(ahead)
-        t = time.perf_counter()
-        ahead.close()
-        assert time.perf_counter() - t < 5
+        closing = threading.Thread(target=ahead.close)
+        closing.start()
+        closing.join(timeout=60)
+        assert not closing.is_alive()  # close returned: the decoding thread let go of the pool
         assert isinstance(first, Chunk)
         assert "vsearch-decode-ahead" not in {t.name for t in threading.enumerate()}
