@@ -25,7 +25,7 @@ def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is not None:
         return path
-    message = f"{tool} is not installed (apt-get install {PACKAGES[tool]}; all the tests need: {INSTALL_ALL})"
+    message = f"{tool} is not installed: apt-get install {PACKAGES[tool]} (all three the tests use: {INSTALL_ALL})"
     if in_ci():
         pytest.fail(f"{message}; CI must have it", pytrace=False)
     pytest.skip(message)
