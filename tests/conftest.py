@@ -150,3 +150,17 @@ class FakeEncoder:
 @pytest.fixture
 def fake_encoder() -> FakeEncoder:
     return FakeEncoder()
+
+
+@pytest.fixture(scope="session")
+def espeak_ng() -> str:
+    from tests.tools import require
+
+    return require("espeak-ng")
+
+
+@pytest.fixture(scope="session")
+def ffmpeg_command() -> str:
+    from tests.tools import require
+
+    return require("ffmpeg")

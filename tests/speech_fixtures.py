@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (Debian package espeak-ng)")
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs FFmpeg's command line (Debian package ffmpeg)")
+# Skipped without them outside CI, failed in CI (tests/tools.py); session fixtures (tests/conftest.py),
+# so that they come before the module fixtures that make talking videos.
+needs_espeak = pytest.mark.usefixtures("espeak_ng")
+needs_ffmpeg = pytest.mark.usefixtures("ffmpeg_command")
 
 STRAWBERRY = "The strawberry jam is on the kitchen table."
 BIRTHDAY = "Happy birthday dear Oliver, happy birthday to you."

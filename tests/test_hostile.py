@@ -104,14 +104,29 @@ def test_fifo_named_like_a_video_is_skipped_not_read(tmp_path: Path, vsearch_hom
     assert report.removed == 0 and ok == {"good.mp4": 1}
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can read any file")
 def test_unreadable_file(tmp_path: Path, vsearch_home: Path) -> None:
+    """A file nobody may read: the indexer (checked by the kernel as an ordinary user would be, even
+    as root) records why and indexes the rest."""
     root = tmp_path / "lib"
     write_video(root / "good.mp4", render_motion("growing", np.random.default_rng(0)))
     secret = write_video(root / "secret.mp4", render_motion("moving up", np.random.default_rng(1)))
     secret.chmod(0)
-    report, ok, failed = index(vsearch_home, root)
-    assert ok == {"good.mp4": 1} and "secret.mp4" in failed
+    report, ok, failed = faulty.as_ordinary_user(lambda: index(vsearch_home, root))
+    assert ok == {"good.mp4": 1} and failed == {"secret.mp4": "cannot read (Permission denied)"}
+
+
+@pytest.mark.parametrize(("where", "reason"), [
+    ("secret.mp4", "not a readable video (Permission denied)"),  # the file: the decoder cannot open it
+    ("private/clip.mp4", "permission denied"),  # its folder: the file cannot even be looked at
+])
+def test_file_made_unreadable_while_indexing(tmp_path: Path, vsearch_home: Path, where: str, reason: str) -> None:
+    """Permission taken away after the run planned the file: the decoder's own file access fails (as
+    for an ordinary user, even as root), and the worker reports why for that file alone."""
+    root = tmp_path / "lib"
+    write_video(root / "good.mp4", render_motion("growing", np.random.default_rng(0)))
+    write_video(root / where, render_motion("moving up", np.random.default_rng(1)))
+    report, ok, failed = index(vsearch_home, root, read=faulty.revoked_read_windows)
+    assert ok == {"good.mp4": 1} and failed == {Path(where).name: reason}
 
 
 def test_file_deleted_while_indexing(tmp_path: Path, vsearch_home: Path) -> None:

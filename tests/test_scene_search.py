@@ -109,20 +109,34 @@ def test_an_index_without_a_scene_model_says_how_to_add_one(tmp_path: Path, libr
 
 
 def test_a_new_scene_model_embeds_again_without_the_video_model(tmp_path: Path, library: dict[str, Path],
-                                                                scene_model_dir: Path) -> None:
+                                                                scene_model_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import vsearch.model.encoder as encoder_module
     from tests.test_scene import _save  # a small random CLIP, another vector space
 
+    runs: list[int] = []  # windows per call of the loaded video model
+    real_load = encoder_module.load_encoder
+
+    def load_counted(*args: object, **kwargs: object) -> object:
+        encoder = real_load(*args, **kwargs)
+        encode = encoder.encode
+        encoder.encode = lambda frames: runs.append(len(frames)) or encode(frames)  # type: ignore[method-assign]
+        return encoder
+
+    monkeypatch.setattr(encoder_module, "load_encoder", load_counted)
     other = tmp_path / "other-clip"
     _save(other, "clip")
     idx = vsearch.Index(tmp_path / "home")
     idx.index([library["yellow"]], model=MOTION, text_model=str(scene_model_dir), window=2.0, runtime="torch")
-    before = idx.catalog().db.execute("SELECT id, embedding FROM clips ORDER BY id").fetchall()
+    assert sum(runs) == 4  # the video model saw the 4 windows once
+    runs.clear()
     report = idx.index([library["yellow"]], model=MOTION, text_model=str(other), window=2.0, runtime="torch")
-    assert (report.indexed, report.filled) == (0, {"scenes": 1}) and "model" not in report.timings  # VideoMAE never ran
+    assert (report.indexed, report.filled) == (0, {"scenes": 1}) and "model" not in report.timings
+    assert runs == []  # the video model never ran: only the scene model saw the windows again
     catalog = idx.catalog()
     assert catalog.scene_model == str(other) and catalog.count(SCENES) == 4
-    assert catalog.db.execute("SELECT id, embedding FROM clips ORDER BY id").fetchall() == before
     assert idx.index([library["yellow"]], model=MOTION).filled == {}  # the index's own now: nothing to do
+    assert runs == []
 
 
 def test_similar_by_what_is_seen(indexed: vsearch.Index, library: dict[str, Path]) -> None:

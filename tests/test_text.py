@@ -73,10 +73,32 @@ def test_labels_ranks_the_vocabulary_by_meaning(kinetics: Catalog, query: str, l
     assert label in ranked[:rank], ranked[:5]
 
 
-def test_vocabulary_shows_video_counts_and_is_stored_once(kinetics: Catalog) -> None:
+def test_vocabulary_shows_video_counts_and_similarity(kinetics: Catalog) -> None:
     rows = browse.vocabulary(kinetics, "trampoline", limit=3)
-    assert rows[0] == {"label": "bouncing on trampoline", "videos": 1, "similarity": rows[0]["similarity"]}
-    assert kinetics.label_vectors(sentence.NAME)[1].shape == (400, 384)
+    assert rows[0]["label"] == "bouncing on trampoline" and rows[0]["videos"] == 1
+    label, query = sentence.load_sentence_model().embed(["bouncing on trampoline", "trampoline"])
+    assert rows[0]["similarity"] == pytest.approx(float(label @ query), abs=1e-3)  # the cosine of the two
+    assert [r["videos"] for r in rows[1:]] == [0, 0]  # labels no video carries are listed too
+
+
+def test_label_names_are_embedded_once_and_stored_in_the_index(kinetics: Catalog,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    model = sentence.load_sentence_model()
+    embedded: list[int] = []  # how many texts each call of the sentence model embedded
+    real = model.embed
+    monkeypatch.setattr(model, "embed", lambda texts: embedded.append(len(texts)) or real(texts))
+    browse.vocabulary(kinetics, "trampoline", limit=3)
+    assert embedded == [400, 1]  # the 400 label names, then the query
+    stored = kinetics.db.execute("SELECT count(*) FROM label_vectors WHERE text_model = ?", [sentence.NAME])
+    assert stored.fetchone()[0] == 400
+    embedded.clear()
+    browse.vocabulary(kinetics, "pasta", limit=3)
+    again = Catalog(kinetics.home)  # the index opened anew, as by the next command
+    try:
+        assert [r["label"] for r in browse.vocabulary(again, "trampoline", limit=3)][0] == "bouncing on trampoline"
+    finally:
+        again.close()
+    assert embedded == [1, 1]  # only the queries: the label names' vectors came from the index
 
 
 def test_free_text_finds_the_right_moments_and_explains_them(kinetics: Catalog) -> None:

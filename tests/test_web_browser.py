@@ -1,6 +1,6 @@
 """`vsearch serve` in a real browser: Playwright driving Debian's Chromium (Playwright cannot
-download its own browser here). Skips with the reason when Chromium or Playwright is missing;
-CI installs Chromium (`apt-get install -y chromium`)."""
+download its own browser here). Without Chromium the tests skip saying how to install it, and fail
+in CI (tests/tools.py); CI installs it (`apt-get install -y chromium`)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,10 @@ import httpx
 import numpy as np
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
 from tests.test_web import index, make_video  # noqa: E402
+from tests.tools import require  # noqa: E402
 from vsearch.bench.synthetic import write_video  # noqa: E402
 from vsearch.web.app import create_app  # noqa: E402
 
@@ -57,6 +55,12 @@ def dark_then_bright(path: Path) -> Path:
     return write_video(path, frames)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> str:
+    """Debian's Chromium, before anything else of this module is set up."""
+    return require("chromium")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import uvicorn
@@ -87,9 +91,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator:
+def browser(chromium: str) -> Iterator:
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=chromium, args=ARGS)
         yield b
         b.close()
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -107,15 +108,32 @@ def _chunks(made: list[float], n: int, fail: bool = False) -> Iterator[Chunk | F
     yield Finished(0)
 
 
+def _waiting_for_room(made: list[float], count: int) -> bool:
+    """`count` chunks made, and the decoding thread then waiting for room (or ended): nothing more
+    will be made until the model takes a chunk."""
+    thread = ([t for t in threading.enumerate() if t.name == "vsearch-decode-ahead"] or [None])[-1]  # the newest
+    frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident is not None else None
+    while frame is not None and not (frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__):
+        frame = frame.f_back
+    return len(made) >= count and (thread is None or frame is not None)
+
+
+def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.01)
+
+
 def test_frames_are_decoded_ahead_while_the_model_runs_and_no_further_than_asked() -> None:
     made: list[float] = []
     ahead = Ahead(_chunks(made, 10), windows=3)
     try:
-        time.sleep(0.3)  # the model busy with its first batch
+        _until(lambda: _waiting_for_room(made, 4))  # the model busy with its first batch
         assert len(made) == 4  # three decoded meanwhile, a fourth waiting for room, and no more
         taken = [next(ahead) for _ in range(3)]
         assert [c.windows[0].index for c in taken] == [0, 1, 2]  # in the order the decoder made them
-        time.sleep(0.3)
+        _until(lambda: _waiting_for_room(made, 7))
         assert len(made) == 7
         rest = list(ahead)
     finally:
@@ -139,8 +157,9 @@ def test_stopping_early_lets_go_of_the_pool_and_its_workers(tmp_path: Path) -> N
     with DecodePool(settings) as pool:
         ahead = Ahead(pool.run((i, str(p)) for i, p in enumerate(videos)), windows=2)
         first = next(ahead)
-        t = time.perf_counter()
-        ahead.close()
-        assert time.perf_counter() - t < 5
+        closing = threading.Thread(target=ahead.close)
+        closing.start()
+        closing.join(timeout=60)
+        assert not closing.is_alive()  # close returned: the decoding thread let go of the pool
         assert isinstance(first, Chunk)
         assert "vsearch-decode-ahead" not in {t.name for t in threading.enumerate()}
