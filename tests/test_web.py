@@ -160,7 +160,8 @@ def test_video_page_strip_contract(client: TestClient, indexed: tuple[Path, Path
     moments = client.get(f"/api/videos/{vid}/moments").json()
     shown = Index(indexed[0]).moments(vid)
     assert {k: v for k, v in moments.items() if k != "video"} == {
-        **shown.to_json(), "moments": [{**m.to_json(), "thumbnail": f"/thumbs/{m.clip_id}.jpg"} for m in shown.moments]}
+        **shown.to_json(), "moments": [{**m.to_json(), "thumbnail": f"/thumbs/{m.clip_id}.jpg"} for m in shown.moments],
+        "transcript": [line.to_json() for line in Index(indexed[0]).transcript(vid)]}
     page = client.get(f"/videos/{vid}").text
     strip = re.search(r"<div class=\"strip\" data-strip (.*?)</div>", page, re.S)
     assert strip is not None
