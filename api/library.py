@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from vsearch.model.encoder import VideoEncoder
     from vsearch.model.scene import SceneModel
     from vsearch.search.browse import Overview, VideoLabels, VideoMoments, VideoPage
+    from vsearch.search.copies import Duplicates
     from vsearch.search.doctor import DoctorReport
     from vsearch.search.hits import Hit, SearchResult
     from vsearch.search.vectors import KeptVectors, VectorIndex
@@ -362,13 +363,14 @@ class Index:
 
     def search(self, query: str, *, limit: int = 20, under: str | None = None, min_score: float | None = None,
                min_duration: float | None = None, max_duration: float | None = None,
-               language: str | None = None) -> SearchResult:
+               language: str | None = None, collapse_copies: bool = False) -> SearchResult:
         """Moments that match `query`, best first, one hit per moment: every kind of evidence the
         index holds is asked (its labels by name, words or meaning; what its windows show, by the
         index's scene model; what is said and its subtitles, by their words and meaning) and a moment
         several kinds found is one hit that says each of them (`also`); file names match too. A query
         that is a label's very name is answered without loading any model. `language`: only videos
-        in which it is spoken ("en")."""
+        in which it is spoken ("en"). `collapse_copies`: the same moment of copies of one video is one
+        hit, the copies listed in its details (see `duplicates`)."""
         from vsearch.evidence import kinds
         from vsearch.evidence.base import Ask
         from vsearch.search.hits import SEARCH_MIN_SCORE, Filters, SearchResult, existing, merge_hits
@@ -387,7 +389,46 @@ class Index:
             else:
                 hits += kind.hits(ask)
         hits += file_name_hits(catalog, query, filters, limit)
-        return SearchResult(existing(merge_hits(hits), limit), ask.used, ask.notes)
+        merged = merge_hits(hits)
+        if collapse_copies:
+            merged = self._folded(catalog, merged)
+        return SearchResult(existing(merged, limit), ask.used, ask.notes)
+
+    def _folded(self, catalog: Catalog, hits: list[Hit]) -> list[Hit]:
+        from vsearch.evidence.copies import stored_pairs
+        from vsearch.search.copies import fold_copies
+
+        return fold_copies(hits, stored_pairs(catalog, sorted({h.video_id for h in hits})))
+
+    def duplicates(self, paths: str | Path | Sequence[str | Path] | None = None, *, refresh: bool = False
+                   ) -> Duplicates:
+        """Videos below `paths` (all without) that share content with another indexed video: every pair,
+        with the span it shares in each and how ("same", "contains": a contains b, "part"), and the
+        pairs as groups (an original, the largest file, with its copies; the most bytes to free first).
+        Exact copies are found by their bytes; near copies by the per-second fingerprints index runs
+        make and match. `refresh` matches every video again (it holds the writer lock). Nothing is
+        ever deleted: what to keep is the person's decision."""
+        from vsearch.evidence.copies import KIND, stored_pairs
+        from vsearch.search.copies import Duplicates, groups
+
+        given = [paths] if isinstance(paths, (str, Path)) else list(paths or [])
+        roots = _existing(given) or None
+        catalog = self._filled()
+        if refresh:
+            with self.home.writer_lock():
+                writer = Catalog(self.home, create=False)
+                try:
+                    KIND.settle(writer, [v.id for v in writer.finished_videos()])
+                finally:
+                    writer.close()
+        mine = {v.id for v in catalog.finished_videos(roots)} if roots else None
+        pairs = stored_pairs(catalog, sorted(mine) if mine is not None else None)
+        sizes = dict(catalog.db.execute("SELECT id, size FROM videos WHERE status = 'ok'").fetchall())
+        missing = len(catalog.videos_missing(KIND.name, KIND.model_of(catalog) or "")) if catalog.has_part(KIND.name) \
+            else catalog.stats()["videos"]
+        notes = [f"{missing} videos have no fingerprints yet (indexed before vsearch looked for copies): "
+                 "`vsearch index` fills them in, and then finds their near copies"] if missing else []
+        return Duplicates(pairs, groups(pairs, sizes), notes)
 
     def vectors(self, space: VectorSpace) -> VectorIndex:
         """A vector space's FAISS index in step with the catalog, kept for this Index's life: loaded
@@ -410,14 +451,15 @@ class Index:
     def similar(self, file: str | Path, *, at: float | None = None, by: str | None = None, limit: int = 10,
                 under: str | None = None, min_score: float = 0.0, min_duration: float | None = None,
                 max_duration: float | None = None, device: str = "auto", runtime: str = "auto",
-                precision: str = "auto", log: Log = _quiet) -> list[Hit]:
+                precision: str = "auto", collapse_copies: bool = False, log: Log = _quiet) -> list[Hit]:
         """Videos with moments like `file` (or like its window at `at` seconds), one hit per video.
 
         `by` names what is compared: "action" what happens (the video model's vectors), "scene" what
         is seen (the scene model's), or "both", averaged (the default where the index has scene
         vectors: a clip like this one shows the same thing happening to the same kind of thing). An
         indexed file is compared by its stored vectors; any other file is cut into the index's own
-        windows and run through the index's models (loaded only then)."""
+        windows and run through the index's models (loaded only then). `collapse_copies`: copies of
+        the file itself are left out, and copies of one video are one hit (see `duplicates`)."""
         from vsearch.evidence import kinds
         from vsearch.indexer.one_file import file_embedder
         from vsearch.search.browse import locate
@@ -450,8 +492,19 @@ class Index:
                   if k.space is not None and k.similar_by != "action"}
         embed = file_embedder(lambda: load_model(catalog.model, device=device, runtime=runtime, precision=precision,
                                                  home=self.home, log=log), sampling, others)
-        return similar_to_file(catalog, file, [k.space for k in chosen if k.space is not None], self.vectors, at,
-                               limit, Filters(under, min_duration, max_duration, min_score), embed)
+        hits = similar_to_file(catalog, file, [k.space for k in chosen if k.space is not None], self.vectors, at,
+                               limit + (10 if collapse_copies else 0), Filters(under, min_duration, max_duration, min_score),
+                               embed)
+        if not collapse_copies:
+            return hits
+        from vsearch.evidence.copies import stored_pairs
+        from vsearch.search.copies import fold_copies
+
+        own = row.id if row is not None and row.status == "ok" else None
+        pairs = stored_pairs(catalog, sorted({h.video_id for h in hits} | ({own} if own else set())))
+        of_itself = {v for p in pairs if p.kind != "part" and own in (p.a.video_id, p.b.video_id)
+                     for v in (p.a.video_id, p.b.video_id)}
+        return fold_copies([h for h in hits if h.video_id not in of_itself], pairs)[:limit]
 
     def show(self, path: str | Path) -> VideoLabels:
         """One video's labels, moment by moment (NotIndexed if the index does not hold it)."""

@@ -7,7 +7,7 @@ for a walk-through.
 
 from __future__ import annotations
 
-from vsearch.evidence import labels, scenes, speech, subtitles
+from vsearch.evidence import copies, labels, scenes, speech, subtitles
 from vsearch.evidence.base import Kind
 
 KINDS: list[Kind] = [
@@ -15,6 +15,7 @@ KINDS: list[Kind] = [
     scenes.KIND,
     speech.KIND,
     subtitles.KIND,
+    copies.KIND,
 ]
 
 

@@ -124,6 +124,10 @@ class Kind:
             if self.prefix:
                 catalog.unbind_kind_model(self.prefix)
 
+    def settle(self, catalog: Catalog, videos: list[int]) -> None:
+        """After an index run, with the videos it gave this kind's evidence: work across the library
+        that needs all of it (the copies of these videos, anywhere)."""
+
     def transcript(self, catalog: Catalog, video_id: int) -> list[Line]:
         """The timed lines of text this kind holds for a video (what is said, its subtitles)."""
         return []

@@ -425,7 +425,7 @@ class BatchStore:
                 for name, value in c.values.items():
                     kind = self.parts[name].kind
                     kind.store(cat, ids, value[None])
-                    if kind.space is not None:
+                    if kind.space is not None and kind.space.per_clip:
                         video.vectors.setdefault(kind.space.name, []).append((ids[0], value))
             for key in finished:
                 if key not in self._storing:
@@ -521,7 +521,7 @@ class Indexer:
         self.read = read  # the decoder the workers run (tests pass one that hangs or crashes)
 
     def run(self, roots: Sequence[Path]) -> IndexReport:
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         report = IndexReport()
         cat = self.catalog
         delete_thumbs(cat.home, cat.drop_incomplete())  # a killed run may have written some
@@ -549,6 +549,12 @@ class Indexer:
             self._fill_windows(vectors, report)
         if cat.model is not None and not self.should_stop():
             self._fill_files(report)
+        for kind in [p.kind for p in self.window_parts] + [p.kind for p in self.file_parts]:
+            ran = cat.runs_since(kind.name, started_at)  # what a kind does with a run's new evidence
+            if ran and not self.should_stop():
+                t = time.perf_counter()
+                kind.settle(cat, ran)
+                report.timings[f"settle {kind.name}"] = time.perf_counter() - t
         vectors.save(cat)
         report.model = cat.model
         report.failed_before = max(0, cat.failed_count() - len(report.failed))
@@ -558,10 +564,17 @@ class Indexer:
     def _open_vectors(self) -> Vectors:
         """The FAISS indexes of the spaces this index has vectors in (none for a new index)."""
         cat, vectors = self.catalog, Vectors()
-        for space in [CLIPS, *(p.kind.space for p in self.window_parts if p.kind.space is not None)]:
+        for space in self._window_spaces(self.window_parts):
             if cat.dim and cat.dim_of(space):
                 vectors.open(cat, space)
         return vectors
+
+    @staticmethod
+    def _window_spaces(parts: Sequence[WindowPart]) -> list[VectorSpace]:
+        """The vector spaces an index run keeps in step as it stores windows: the clip vectors, and each
+        window kind's of one vector per window (a kind with vectors of its own grain, fingerprints of
+        seconds, has its index made from SQLite when it is needed)."""
+        return [CLIPS, *(p.kind.space for p in parts if p.kind.space is not None and p.kind.space.per_clip)]
 
     def _bind_parts(self, vectors: Vectors, new_clips: bool) -> None:
         """Load each window kind's model if some window needs it, and tie the index to it: another one
@@ -579,7 +592,7 @@ class Indexer:
                 if replaced:
                     kind.clear(cat)
                     cat.forget_runs(kind.name)
-            if kind.space is not None and cat.dim and (replaced or kind.space.name not in vectors.spaces):
+            if kind.space is not None and kind.space.per_clip and cat.dim and (replaced or kind.space.name not in vectors.spaces):
                 vectors.open(cat, kind.space)
 
     def _index(self, jobs: Sequence[IndexJob], vectors: Vectors, report: IndexReport) -> None:
@@ -710,7 +723,7 @@ class Indexer:
         values = model.embed_frames(np.stack([f for _, f in clips]))
         with self.catalog.transaction():
             part.kind.store(self.catalog, ids, values)
-        if part.kind.space is not None:
+        if part.kind.space is not None and part.kind.space.per_clip:
             vectors.replace(part.kind.space.name, ids, values)
 
     def _fill_files(self, report: IndexReport) -> None:
@@ -788,8 +801,8 @@ class Indexer:
         if encoder.choice is not None:
             cat.record_precision(encoder.choice.label)
         cat.set_run_meta("batch_size", str(batch_size))
-        for space in [CLIPS, *(p.kind.space for p in self.window_parts if p.kind.name in self.models)]:
-            if space is not None and space.name not in vectors.spaces:
+        for space in self._window_spaces([p for p in self.window_parts if p.kind.name in self.models]):
+            if space.name not in vectors.spaces:
                 vectors.open(cat, space)
 
     def _store(self, batch: Batch, encoder: Encoder, store: BatchStore, report: IndexReport) -> None:

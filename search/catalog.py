@@ -425,6 +425,12 @@ class Catalog:
             "SELECT v.id, v.path, r.detail FROM evidence_runs r JOIN videos v ON v.id = r.video_id "
             "WHERE r.kind = ? AND v.status = 'ok'", [kind])]
 
+    def runs_since(self, kind: str, since: float) -> list[int]:
+        """The finished videos this kind ran on since `since` (seconds since the epoch)."""
+        return [r[0] for r in self.db.execute(
+            "SELECT r.video_id FROM evidence_runs r JOIN videos v ON v.id = r.video_id AND v.status = 'ok' "
+            "WHERE r.kind = ? AND r.at >= ? ORDER BY r.video_id", [kind, since])]
+
     def forget_run(self, video_id: int, kind: str) -> None:
         """This video lacks this kind again (what it read beside the video changed)."""
         self.db.execute("DELETE FROM evidence_runs WHERE video_id = ? AND kind = ?", [video_id, kind])

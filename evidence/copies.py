@@ -1,0 +1,220 @@
+"""Copies: a fingerprint of about every second of every video, from frames decoded anyway, so that
+copies, trims and re-encodes are found across the library with the spans that match in both
+(`vsearch duplicates`, search.copies), and a search can fold copies into one hit.
+
+A second's fingerprint is its luminance on an 8 x 8 grid, over the whole frame and over its middle
+75%, mean taken out and scaled to unit length (search.copies says why). Seconds too flat to have a
+layout (black, blank) are not kept, nor a second too like the one kept before it in its window.
+After each index run the videos it fingerprinted are matched against the whole library, and the
+pairs found are kept (`copy_pairs`), so that reading them is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from vsearch.evidence.base import Setup, WindowKind, WindowPart
+from vsearch.search.catalog import Catalog, VectorSpace, to_blob
+from vsearch.search.copies import CopyPair, Prints, Span, exact_pairs, near_pairs, prints_from_rows
+from vsearch.search.vectors import check_vectors, open_vectors
+from vsearch.video.decode import FrameSpec
+
+READER = "vsearch copies 1"  # what makes the fingerprints, recorded as the kind's model: a new one makes them again
+SIZE = 32  # frames scaled, whole, to 32 x 32: a copy at another size scales alike
+GRID = 8
+MIDDLE = slice(4, 28)  # the middle 75%: what a copy cropped by about a tenth a side shows as its whole frame
+FLAT = 6.0  # spread of luminance (of 255) below which a second shows nothing: black, blank
+NOVELTY = 0.97  # a second this like the one before it (a still, a title card) says nothing new
+# Frames fingerprinted per second: two, so that a copy whose frames fall between the source's (a
+# trim at any instant, another frame rate) still has one within a quarter second of each.
+PER_SECOND = 2
+DIM = GRID * GRID
+
+
+def _tables(db: Any) -> None:
+    db.execute("""
+        CREATE TABLE copy_prints (
+            id INTEGER PRIMARY KEY,
+            clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
+            t REAL NOT NULL,               -- the second it shows, on the video's timeline
+            whole BLOB NOT NULL,           -- the whole frame's fingerprint (float16, unit length)
+            middle BLOB NOT NULL           -- its middle's
+        )""")
+    db.execute("CREATE INDEX copy_prints_clip ON copy_prints(clip_id)")
+    # Pairs found, by video id; no foreign keys: a copy of a file must not copy the pairs of its
+    # source, and pairs of videos that left are dropped when read (joined to the videos).
+    db.execute("""
+        CREATE TABLE copy_pairs (
+            a INTEGER NOT NULL, b INTEGER NOT NULL,
+            kind TEXT NOT NULL,            -- same, contains (a contains b), part
+            a_start REAL NOT NULL, a_end REAL NOT NULL, b_start REAL NOT NULL, b_end REAL NOT NULL,
+            score REAL NOT NULL
+        )""")
+    db.execute("CREATE INDEX copy_pairs_a ON copy_pairs(a)")
+    db.execute("CREATE INDEX copy_pairs_b ON copy_pairs(b)")
+
+
+def _rows(column: str) -> str:
+    return (f"SELECT p.id AS id, c.video_id AS video_id, p.t AS start, p.t + 1 AS end, p.{column} AS vector "
+            "FROM copy_prints p JOIN clips c ON c.id = p.clip_id")
+
+
+WHOLE = VectorSpace("copies", _rows("whole"), "copy_prints_dim", per_clip=False)
+MIDDLES = VectorSpace("copies-middle", _rows("middle"), "copy_prints_dim", per_clip=False)
+
+
+def fingerprints(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(..., SIZE, SIZE, 3) uint8 frames -> (whole, middle, spread): each region's fingerprint (..., DIM)
+    and the whole frame's luminance spread (...)."""
+    gray = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+    def grid(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[-2:]
+        cells = image.reshape(*image.shape[:-2], GRID, h // GRID, GRID, w // GRID).mean(axis=(-3, -1))
+        flat = cells.reshape(*cells.shape[:-2], DIM)
+        flat = flat - flat.mean(axis=-1, keepdims=True)
+        return flat / np.maximum(np.linalg.norm(flat, axis=-1, keepdims=True), 1e-6)
+
+    return grid(gray), grid(gray[..., MIDDLE, MIDDLE]), gray.std(axis=(-2, -1))
+
+
+class Fingerprinter:
+    """The kind's "model": a window's frames (one per second or so) -> their fingerprints, packed."""
+
+    name = model_id = READER
+
+    def __init__(self, per_window: int):
+        self.per_window = per_window
+        self.dim = per_window * (2 * DIM + 1)
+        self.frame_spec = FrameSpec(per_window, ("exact", (SIZE, SIZE)), None)
+
+    def embed_frames(self, frames: np.ndarray) -> np.ndarray:
+        whole, middle, spread = fingerprints(frames)
+        return np.concatenate([whole, middle, spread[..., None]], axis=-1).reshape(len(frames), -1)
+
+
+class Copies(WindowKind):
+    name = "copies"
+    prefix = "copies"
+    space = WHOLE
+    tables = [("001_copy_prints_and_pairs", _tables)]
+
+    def part(self, setup: Setup) -> WindowPart:
+        seconds = setup.catalog.sampling[0] if setup.catalog.sampling else setup.options.window
+        per_window = max(2, round(PER_SECOND * seconds))
+        return WindowPart(self, f"{READER} ({per_window} per window)", functools.partial(Fingerprinter, per_window))
+
+    def store(self, catalog: Catalog, clip_ids: Sequence[int], values: np.ndarray) -> None:
+        spans = dict(((cid, (s, e)) for cid, s, e in catalog.db.execute(
+            f"SELECT id, start, end FROM clips WHERE id IN ({','.join('?' * len(clip_ids))})", list(clip_ids))))
+        rows = []
+        for cid, packed in zip(clip_ids, values):
+            per = packed.reshape(-1, 2 * DIM + 1)
+            start, end = spans[cid]
+            # the frames are the window's own, spread over it with both ends in (video.decode._picks)
+            times = np.linspace(start, start + (end - start) * (1 - 1 / (4 * len(per))), len(per))
+            kept: np.ndarray | None = None
+            for t, row in zip(times, per):
+                whole, middle, spread = row[:DIM], row[DIM : 2 * DIM], row[-1]
+                if spread < FLAT or (kept is not None and float(whole @ kept) >= NOVELTY):
+                    continue
+                kept = whole
+                rows.append((cid, float(t), to_blob(whole), to_blob(middle)))
+        catalog.db.conn.executemany("INSERT INTO copy_prints (clip_id, t, whole, middle) VALUES (?, ?, ?, ?)", rows)
+        catalog.set_meta(WHOLE.dim_key, str(DIM))
+
+    def clear(self, catalog: Catalog) -> None:
+        if catalog.has_part(self.name):
+            catalog.db.execute("DELETE FROM copy_prints")
+            catalog.db.execute("DELETE FROM copy_pairs")
+            catalog.changed()
+
+    def checks(self) -> list:
+        return [functools.partial(_check, space=space) for space in (WHOLE, MIDDLES)]
+
+    def settle(self, catalog: Catalog, videos: list[int]) -> None:
+        """Find the copies of these videos (just fingerprinted) in the whole library, and keep them."""
+        pairs = find_pairs(catalog, videos)
+        with catalog.transaction():
+            marks = ",".join("?" * len(videos))
+            catalog.db.execute(f"DELETE FROM copy_pairs WHERE a IN ({marks}) OR b IN ({marks})", [*videos, *videos])
+            catalog.db.conn.executemany(
+                "INSERT INTO copy_pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(p.a.video_id, p.b.video_id, p.kind, p.a.start, p.a.end, p.b.start, p.b.end, p.score) for p in pairs])
+
+    def describe(self) -> str:
+        return "copies: a fingerprint of every second, for vsearch duplicates"
+
+
+def _check(catalog: Catalog, repair: bool, space: VectorSpace) -> Any:
+    return check_vectors(catalog, space, repair)
+
+
+def find_pairs(catalog: Catalog, videos: Sequence[int]) -> list[CopyPair]:
+    """The near copies of `videos` anywhere in the index (search.copies.near_pairs), from the prints in
+    SQLite and their FAISS indexes (both regions' vectors ask the whole frames'; the whole frames ask
+    the middles' too: either video may be the cropped one)."""
+    if not videos or not catalog.has_part(Copies.name) or not catalog.dim_of(WHOLE):
+        return []
+    whole = open_vectors(catalog, space=WHOLE)[0]
+    middles = open_vectors(catalog, space=MIDDLES)[0]
+
+    def prints_of(video: int) -> Prints:
+        rows = catalog.db.execute("SELECT p.t, p.whole, p.middle FROM copy_prints p JOIN clips c ON c.id = p.clip_id "
+                                  "WHERE c.video_id = ? ORDER BY p.t", [video]).fetchall()
+        return prints_from_rows(rows, DIM, NOVELTY)
+
+    def locate(ids: list[int]) -> dict[int, tuple[int, float]]:
+        found: dict[int, tuple[int, float]] = {}
+        for first in range(0, len(ids), 500):
+            part = ids[first : first + 500]
+            found.update({pid: (vid, t) for pid, vid, t in catalog.db.execute(
+                "SELECT p.id, c.video_id, p.t FROM copy_prints p JOIN clips c ON c.id = p.clip_id JOIN videos v ON "
+                f"v.id = c.video_id WHERE v.status = 'ok' AND p.id IN ({','.join('?' * len(part))})", part)})
+        return found
+
+    pairs = near_pairs(catalog, whole, prints_of, locate, videos)
+    pairs += near_pairs(catalog, middles, prints_of, locate, videos, middles=False)
+    return _distinct(pairs)
+
+
+def _distinct(pairs: list[CopyPair]) -> list[CopyPair]:
+    """One pair per overlapping span of two videos, the best kept (found from both sides, or by both
+    regions)."""
+    kept: list[CopyPair] = []
+    for p in sorted(pairs, key=lambda p: (-(p.kind == "same"), -p.score)):
+        key = {p.a.video_id, p.b.video_id}
+        if not any({k.a.video_id, k.b.video_id} == key and _overlaps(k, p) for k in kept):
+            kept.append(p)
+    return kept
+
+
+def _overlaps(k: CopyPair, p: CopyPair) -> bool:
+    spans_k = {k.a.video_id: k.a, k.b.video_id: k.b}
+    return all(min(spans_k[s.video_id].end, s.end) > max(spans_k[s.video_id].start, s.start) for s in (p.a, p.b))
+
+
+def stored_pairs(catalog: Catalog, videos: Sequence[int] | None = None) -> list[CopyPair]:
+    """The copies an index run found, and the exact copies (same bytes), of finished videos (of these
+    videos, else all)."""
+    pairs = exact_pairs(catalog, videos)
+    if not catalog.has_part(Copies.name):
+        return pairs
+    where = "" if videos is None else (f" AND (p.a IN ({','.join('?' * len(videos))}) OR "
+                                       f"p.b IN ({','.join('?' * len(videos))}))")
+    rows = catalog.db.execute(
+        "SELECT p.a, va.path, p.a_start, p.a_end, p.b, vb.path, p.b_start, p.b_end, p.kind, p.score FROM copy_pairs p "
+        "JOIN videos va ON va.id = p.a AND va.status = 'ok' JOIN videos vb ON vb.id = p.b AND vb.status = 'ok'"
+        + where, [*(videos or []), *(videos or [])]).fetchall()
+    exact = {frozenset((p.a.video_id, p.b.video_id)) for p in pairs}
+    for a, pa, a0, a1, b, pb, b0, b1, kind, score in rows:
+        if frozenset((a, b)) not in exact:  # the same bytes say it best
+            pairs.append(CopyPair(Span(pa, a0, a1, a), Span(pb, b0, b1, b), kind, score))
+    return pairs
+
+
+KIND = Copies()
