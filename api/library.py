@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from vsearch.model.encoder import VideoEncoder
     from vsearch.model.scene import SceneModel
     from vsearch.search.browse import Overview, VideoLabels, VideoMoments, VideoPage
-    from vsearch.search.copies import Duplicates
+    from vsearch.search.copies import CopyPair, Duplicates
     from vsearch.search.doctor import DoctorReport
     from vsearch.search.hits import Hit, SearchResult
     from vsearch.search.vectors import KeptVectors, VectorIndex
@@ -399,6 +399,18 @@ class Index:
         from vsearch.search.copies import fold_copies
 
         return fold_copies(hits, stored_pairs(catalog, sorted({h.video_id for h in hits})))
+
+    def copies(self, video: int | str | Path) -> list[CopyPair]:
+        """The videos that share content with one video (a catalog id or a path), each pair with the
+        span in both (see `duplicates`). NotIndexed if the index does not hold it."""
+        from vsearch.evidence.copies import stored_pairs
+        from vsearch.search.browse import locate
+
+        catalog = self.catalog()
+        row = catalog.video_by_id(video) if isinstance(video, int) else catalog.video(locate(catalog, video))
+        if row is None:
+            raise NotIndexed(f"{video} is not in the index")
+        return stored_pairs(catalog, [row.id])
 
     def duplicates(self, paths: str | Path | Sequence[str | Path] | None = None, *, refresh: bool = False
                    ) -> Duplicates:

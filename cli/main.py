@@ -18,6 +18,7 @@ def load_app() -> Any:
     # isort: off
     from vsearch.cli import indexing  # noqa: F401  index, train, doctor
     from vsearch.cli import queries  # noqa: F401  search, similar, show, labels, stats, classify
+    from vsearch.cli import duplicates  # noqa: F401  duplicates
     from vsearch.cli import tagging  # noqa: F401  tag
     from vsearch.cli import clip  # noqa: F401  clip
     from vsearch.cli import serve  # noqa: F401  serve

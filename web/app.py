@@ -38,6 +38,7 @@ from vsearch.core.errors import (
 from vsearch.library import Index
 from vsearch.search import browse as q
 from vsearch.search.catalog import Catalog, VideoRow
+from vsearch.search.copies import CopyPair
 from vsearch.search.hits import SEARCH_MIN_SCORE, Hit
 from vsearch.search.timecode import seconds_label
 from vsearch.video.thumbs import ensure_thumb, thumb_path
@@ -179,12 +180,30 @@ def label_json(row: dict) -> dict:
 
 
 def moments_json(site: Site, shown: q.VideoMoments) -> dict:
-    """A video's moments (Index.moments), plus its video URL, a thumbnail per moment and what is said in
-    it line by line (Index.transcript)."""
+    """A video's moments (Index.moments), plus its video URL, a thumbnail per moment, what is said in
+    it line by line (Index.transcript) and its copies (Index.duplicates, this video's pairs)."""
     answer = shown.to_json()
     answer["moments"] = [{**m, "thumbnail": thumb_url(m["clip_id"])} for m in answer["moments"]]
     transcript = [line.to_json() for line in site.index.transcript(shown.id)]
-    return {**answer, "video": f"/media/{shown.id}", "transcript": transcript}
+    copies = [copy_json(site.catalog(), p, shown.id) for p in site.index.copies(shown.id)]
+    return {**answer, "video": f"/media/{shown.id}", "transcript": transcript, "copies": copies}
+
+
+def copy_json(catalog: Catalog, pair: CopyPair, here: int | None = None) -> dict:
+    """A pair of videos that share content, with what the page needs to show it: each side's page,
+    thumbnail at its span, size, and where its span lies on its timeline (percent); `here` first."""
+    sides = [pair.a, pair.b] if here is None or pair.a.video_id == here else [pair.b, pair.a]
+    shown = []
+    for s in sides:
+        row = catalog.video_by_id(s.video_id)
+        duration = (row.duration if row else None) or s.end or 1.0
+        spans = catalog.clip_spans(s.video_id)
+        inside = [cid for cid, a, b in spans if b > s.start and a < s.end] or [cid for cid, _, _ in spans[:1]]
+        shown.append({**s.to_json(), "video_id": s.video_id, "page": f"/videos/{s.video_id}",
+                      "size": row.size if row else 0, "duration": duration,
+                      "thumbnail": thumb_url(inside[0]) if inside else None,
+                      "left": round(100 * s.start / duration, 2), "width": round(100 * (s.end - s.start) / duration, 2)})
+    return {"kind": pair.kind, "score": round(pair.score, 4), "sides": shown}
 
 
 def show_json(site: Site, row: VideoRow) -> dict:
@@ -204,7 +223,8 @@ def do_search(site: Site, request: Request) -> tuple[str, list[dict], list[str]]
     if not text.strip():
         return text, [], []
     catalog = site.catalog()
-    result = site.index.search(text, **args)
+    # the page folds copies: one moment, not the same one five times (each copy is named with it)
+    result = site.index.search(text, collapse_copies=True, **args)
     return text, [hit_json(catalog, h) for h in result.hits], result.notes
 
 
@@ -228,7 +248,7 @@ def do_similar(site: Site, request: Request) -> tuple[VideoRow, float | None, li
     if row.status != "ok":
         raise NotIndexed(f"{row.path} is not indexed")
     at = number(request, "at")
-    hits = site.index.similar(row.path, at=at, **filters(request, 0.0))
+    hits = site.index.similar(row.path, at=at, collapse_copies=True, **filters(request, 0.0))
     return row, at, [hit_json(catalog, h) for h in hits]
 
 
@@ -331,6 +351,25 @@ def video_api(site: Site, request: Request) -> Response:
     return JSONResponse(show_json(site, video_row(site.catalog(), request.path_params["video_id"])))
 
 
+def do_duplicates(site: Site, request: Request) -> dict:
+    found = site.index.duplicates()
+    catalog = site.catalog()
+    return {**found.to_json(), "notes": found.notes,
+            "shown": [{"original": g.original.path, "original_id": g.original.video_id, "size": g.size,
+                       "savings": g.savings, "copies": [copy_json(catalog, p, g.original.video_id) for p, _ in g.copies]}
+                      for g in found.groups],
+            "parts": [copy_json(catalog, p) for p in found.pairs if p.kind == "part"]}
+
+
+def duplicates_page(site: Site, request: Request) -> Response:
+    return site.page("duplicates.html", d=do_duplicates(site, request))
+
+
+def duplicates_api(site: Site, request: Request) -> Response:
+    found = site.index.duplicates()
+    return JSONResponse(found.to_json())
+
+
 def stats_page(site: Site, request: Request) -> Response:
     return site.page("stats.html", s=site.index.stats())
 
@@ -412,6 +451,8 @@ def create_app(index: Index | str | Path, host: str = "127.0.0.1", port: int = 8
         Route("/labels", handler(site, labels_page)),
         Route("/videos/{video_id:int}", handler(site, video_page)),
         Route("/stats", handler(site, stats_page)),
+        Route("/duplicates", handler(site, duplicates_page)),
+        Route("/api/duplicates", handler(site, duplicates_api)),
         Route("/api/search", handler(site, search_api)),
         Route("/api/similar", handler(site, similar_api)),
         Route("/api/labels", handler(site, labels_api)),
