@@ -43,16 +43,19 @@ from vsearch.core.errors import (
 )
 
 if TYPE_CHECKING:
+    from vsearch.evidence.base import Line
     from vsearch.indexer.one_file import Classification
     from vsearch.indexer.pipeline import IndexReport, Progress
     from vsearch.library import Index, IndexOptions, classify, load_model, load_scene
     from vsearch.model.runtimes import Choice
     from vsearch.search.browse import Moment, Overview, VideoCard, VideoLabels, VideoMoments, VideoPage
+    from vsearch.search.copies import CopyGroup, CopyPair, Duplicates
     from vsearch.search.hits import Hit, SearchResult
     from vsearch.tag.tagger import TagReport, TagResult, TagRule
 
 __all__ = [
-    "BadArgument", "BadInput", "Choice", "Classification", "DecodeError", "Hit", "Index", "IndexBusy", "IndexMissing",
+    "BadArgument", "BadInput", "Choice", "Classification", "CopyGroup", "CopyPair", "Duplicates", "Line",
+    "DecodeError", "Hit", "Index", "IndexBusy", "IndexMissing",
     "IndexOptions", "IndexReport", "IndexUnusable", "LiveError", "MediaBusy", "MediaError", "ModelError",
     "ModelMismatch", "Moment", "NotIndexed", "Overview", "Progress", "RayIndexError", "RuntimeUnavailable",
     "SearchResult", "SidecarError", "ThumbError", "TrainError", "VideoCard", "VideoLabels", "VideoMoments", "VideoPage",
@@ -65,7 +68,9 @@ _LAZY = {
     "load_model": "vsearch.library", "load_scene": "vsearch.library", "TagRule": "vsearch.tag.tagger",
     "TagReport": "vsearch.tag.tagger", "TagResult": "vsearch.tag.tagger", "Choice": "vsearch.model.runtimes.base",
     "Classification": "vsearch.indexer.one_file", "IndexReport": "vsearch.indexer.pipeline",
-    "Progress": "vsearch.indexer.pipeline", "Hit": "vsearch.search.hits", "SearchResult": "vsearch.search.hits",
+    "Progress": "vsearch.indexer.pipeline", "Hit": "vsearch.search.hits",
+    "CopyPair": "vsearch.search.copies", "CopyGroup": "vsearch.search.copies",
+    "Duplicates": "vsearch.search.copies", "Line": "vsearch.evidence.base", "SearchResult": "vsearch.search.hits",
     "VideoLabels": "vsearch.search.browse", "Moment": "vsearch.search.browse", "Overview": "vsearch.search.browse",
     "VideoCard": "vsearch.search.browse", "VideoMoments": "vsearch.search.browse", "VideoPage": "vsearch.search.browse",
 }
