@@ -60,7 +60,14 @@ class Against:
 KIND_COSTS: dict[str, Callable[[Against], list[str]]] = {
     "scenes": lambda a: scene_cost(a.work, a.videos, a.video_model, a.sampling, a.batch, a.config, a.model_s, a.log,
                                    a.streams),
+    "speech": lambda a: _speech_cost(a),
 }
+
+
+def _speech_cost(a: Against) -> list[str]:
+    from vsearch.bench.speech import speech_cost
+
+    return speech_cost(a.work, log=a.log, quick=True, sizes=("tiny", "base"), others=False)
 
 
 def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> str:

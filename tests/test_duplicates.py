@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 import vsearch
-from tests.copy_fixtures import Shared, copies_library, same_source
 from vsearch import data
+from vsearch.bench.copies import Shared, copies_library, same_source
 from vsearch.cli.main import app
 
 MOTION = str(data.path("motion-model"))
