@@ -27,11 +27,15 @@ from vsearch.cli.app import (
     reported,
     safe,
 )
+from vsearch.core.words import counted
 from vsearch.search.hits import SEARCH_MIN_SCORE
 from vsearch.search.timecode import parse_time, seconds_label
 
 if TYPE_CHECKING:
     from vsearch.search.hits import Hit
+
+CollapseCopies = Annotated[bool, typer.Option("--collapse-copies", help="One hit for one moment of copies of a video "
+                                              "(the copies named with it; see vsearch duplicates).")]
 
 
 def print_hits(hits: list[Hit], as_json: bool, what: str) -> None:
@@ -43,8 +47,9 @@ def print_hits(hits: list[Hit], as_json: bool, what: str) -> None:
         return
     for h in hits:
         why = "; ".join(dict.fromkeys(w for w in [h.why, *(a.why for a in h.also)] if w and h.match != "similar"))
+        copies = f"  (+{counted(len(h.details['copies']), 'copy', 'copies')})" if h.details.get("copies") else ""
         typer.echo(f"{h.score:.3f}  {seconds_label(h.start)}-{seconds_label(h.end)}  {safe(h.path)}"
-                   f"{'  ' + safe(why) if why else ''}")
+                   f"{'  ' + safe(why) if why else ''}{copies}")
 
 
 @app.command("search")
@@ -59,6 +64,7 @@ def search_cmd(
     max_duration: MaxDuration = None,
     language: Annotated[str | None, typer.Option("--language", metavar="CODE", help="Only videos in which this "
                                                  "language is spoken, as the speech model heard it (en, de, ...).")] = None,
+    collapse_copies: CollapseCopies = False,
     as_json: Json = False,
     export: Annotated[Path | None, typer.Option("--export", help="Also cut each hit into a clip in this folder.")] = None,
 ) -> None:
@@ -68,7 +74,7 @@ def search_cmd(
     """
     with reported():
         result = index_at(home).search(query, limit=limit, under=under, min_score=min_score, min_duration=min_duration,
-                                       max_duration=max_duration, language=language)
+                                       max_duration=max_duration, language=language, collapse_copies=collapse_copies)
     for note in result.notes:
         info(f"note: {note}")
     print_hits(result.hits, as_json, "matches")
@@ -116,6 +122,7 @@ def similar(
     device: Device = "auto",
     precision: Precision = "auto",
     runtime: Runtime = "auto",
+    collapse_copies: CollapseCopies = False,
     as_json: Json = False,
 ) -> None:
     """Find videos with moments like FILE (or like the moment --at of it), one hit per video.
@@ -129,7 +136,7 @@ def similar(
     with reported():
         hits = index_at(home).similar(file, at=seconds, by=by, limit=limit, under=under, min_score=min_score,
                                       min_duration=min_duration, max_duration=max_duration, device=device,
-                                      runtime=runtime, precision=precision, log=info)
+                                      runtime=runtime, precision=precision, collapse_copies=collapse_copies, log=info)
     print_hits(hits, as_json, "similar videos")
 
 
