@@ -101,6 +101,9 @@ def transcript(
         return
     if not lines:
         info("nothing said or subtitled in it (or not transcribed: see `vsearch stats`)")
+    spoken = next((line.language for line in lines if line.source == "speech" and line.language), None)
+    if spoken:
+        info(f"spoken: {spoken}")
     for line in lines:
         tag = "" if line.source == "speech" else f" [{line.source}{', ' + line.language if line.language else ''}]"
         typer.echo(f"{seconds_label(line.start)}-{seconds_label(line.end)}{tag}  {safe(line.text)}")

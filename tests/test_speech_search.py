@@ -122,6 +122,13 @@ def test_exact_words_beat_a_weak_match_and_absent_words_find_nothing(indexed: vs
     assert first_words_hit(indexed, "xylophone quartet") is None
 
 
+def test_words_that_mean_what_was_said_find_it_below_the_words_themselves(indexed: vsearch.Index) -> None:
+    """The sentence model matches lines by meaning, always below exact words."""
+    meant = words_part(first_words_hit(indexed, "we sing a birthday song for Oliver"))  # not its words
+    said = words_part(first_words_hit(indexed, "happy birthday"))
+    assert Path(meant.path) == Path(said.path) and meant.score < said.score
+
+
 def test_a_moment_found_by_its_label_and_by_what_is_said_is_one_hit(indexed: vsearch.Index, library: dict) -> None:
     hits = [h for h in indexed.search("moving left", limit=20).hits if Path(h.path).name == "left.mp4"]
     merged = [h for h in hits if {"label", "speech"} <= {h.match, *(a.match for a in h.also)}]
@@ -171,6 +178,7 @@ def test_the_command_line_and_the_web_page_show_what_was_said(indexed: vsearch.I
     vid = indexed.catalog().video(str(library["root"] / "talk0.mp4")).id
     page = client.get(f"/videos/{vid}").text
     assert 'class="transcript"' in page and "strawberry" in page.lower() and "data-start=" in page
+    assert "(spoken: en)" in page
     moments = client.get(f"/api/videos/{vid}/moments").json()
     assert moments["transcript"] and moments["transcript"][0]["source"] == "speech"
 
