@@ -12,15 +12,16 @@ pairs found are kept (`copy_pairs`), so that reading them is instant.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from vsearch.evidence.base import Setup, WindowKind, WindowPart
-from vsearch.search.catalog import Catalog, VectorSpace, to_blob
+from vsearch.search.catalog import Catalog, VectorSpace, from_blobs, to_blob
 from vsearch.search.copies import CopyPair, Prints, Span, exact_pairs, near_pairs, prints_from_rows
-from vsearch.search.vectors import check_vectors, open_vectors
+from vsearch.search.vectors import NPROBE, VectorIndex, check_vectors, rebuild
 from vsearch.video.decode import FrameSpec
 
 READER = "vsearch copies 1"  # what makes the fingerprints, recorded as the kind's model: a new one makes them again
@@ -38,7 +39,9 @@ DIM = GRID * GRID
 def _tables(db: Any) -> None:
     db.execute("""
         CREATE TABLE copy_prints (
-            id INTEGER PRIMARY KEY,
+            -- AUTOINCREMENT: an id is never reused, so the fingerprint index kept between runs can tell
+            -- a new print from one it holds
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
             t REAL NOT NULL,               -- the second it shows, on the video's timeline
             whole BLOB NOT NULL,           -- the whole frame's fingerprint (float16, unit length)
@@ -160,8 +163,7 @@ def find_pairs(catalog: Catalog, videos: Sequence[int]) -> list[CopyPair]:
     the middles' too: either video may be the cropped one)."""
     if not videos or not catalog.has_part(Copies.name) or not catalog.dim_of(WHOLE):
         return []
-    whole = open_vectors(catalog, space=WHOLE)[0]
-    middles = open_vectors(catalog, space=MIDDLES)[0]
+    whole, middles = (_kept_index(catalog, space, column) for space, column in ((WHOLE, "whole"), (MIDDLES, "middle")))
 
     def prints_of(video: int) -> Prints:
         rows = catalog.db.execute("SELECT p.t, p.whole, p.middle FROM copy_prints p JOIN clips c ON c.id = p.clip_id "
@@ -196,6 +198,50 @@ def _distinct(pairs: list[CopyPair]) -> list[CopyPair]:
 def _overlaps(k: CopyPair, p: CopyPair) -> bool:
     spans_k = {k.a.video_id: k.a, k.b.video_id: k.b}
     return all(min(spans_k[s.video_id].end, s.end) > max(spans_k[s.video_id].start, s.start) for s in (p.a, p.b))
+
+
+def _kept_index(catalog: Catalog, space: VectorSpace, column: str) -> VectorIndex:
+    """A fingerprint index kept between runs beside the catalog, brought up to date by the prints added
+    and removed since (the ids it holds are saved with it), instead of being built again from millions
+    of rows for the few videos a run adds; built anew when missing, unreadable, or when the library
+    has grown to four times what its quantiser was trained on."""
+    import faiss
+
+    folder = catalog.home / f"{space.name}-kept"
+    ids_now = np.array([r[0] for r in catalog.db.execute(
+        "SELECT p.id FROM copy_prints p JOIN clips c ON c.id = p.clip_id JOIN videos v ON v.id = c.video_id "
+        "WHERE v.status = 'ok' ORDER BY p.id")], dtype=np.int64)
+    index: VectorIndex | None = None
+    try:
+        held = np.load(folder / "ids.npy")
+        trained = int((folder / "trained").read_text())
+        raw = faiss.read_index(str(folder / "index.faiss"))
+        if raw.ntotal == len(held) and len(ids_now) <= 4 * max(trained, 1) and raw.d == DIM:
+            index = VectorIndex.__new__(VectorIndex)
+            index.dim, index.index, index.kind = DIM, raw, "ivf" if "IVF" in type(raw).__name__ else "flat"
+            index.set_nprobe(NPROBE)
+    except (OSError, ValueError, RuntimeError):
+        index = None
+    if index is None:
+        index, held, trained = rebuild(catalog, space=space), ids_now, len(ids_now)
+    else:
+        gone = np.setdiff1d(held, ids_now, assume_unique=True)
+        new = np.setdiff1d(ids_now, held, assume_unique=True)
+        index.remove([int(i) for i in gone])
+        for first in range(0, len(new), 50_000):
+            part = [int(i) for i in new[first : first + 50_000]]
+            rows = catalog.db.execute(f"SELECT id, {column} FROM copy_prints WHERE id IN ({','.join('?' * len(part))}) "
+                                      "ORDER BY id", part).fetchall()
+            index.add([r[0] for r in rows], from_blobs([r[1] for r in rows], DIM))
+        held = ids_now
+    folder.mkdir(exist_ok=True)
+    faiss.write_index(index.index, str(folder / "index.tmp"))
+    np.save(folder / "ids-tmp.npy", held)
+    (folder / "trained.tmp").write_text(str(trained))
+    # each file replaced whole; one left from an interrupted save fails the count check on reading
+    for tmp, name in (("index.tmp", "index.faiss"), ("ids-tmp.npy", "ids.npy"), ("trained.tmp", "trained")):
+        os.replace(folder / tmp, folder / name)
+    return index
 
 
 def stored_pairs(catalog: Catalog, videos: Sequence[int] | None = None) -> list[CopyPair]:

@@ -155,3 +155,31 @@ def test_an_index_made_before_copies_were_looked_for_is_filled_in(library: tuple
     [pair] = idx.duplicates().pairs
     assert names(pair) == ("shapes.mp4", "shapes-trim.mp4") and pair.kind == "contains"
     assert not idx.duplicates().notes
+
+
+def test_the_fingerprint_index_is_kept_between_runs_and_follows_the_library(library: tuple[Path, list[Shared]],
+                                                                           tmp_path: Path) -> None:
+    """A run that adds a video adds its fingerprints to the index kept beside the catalog (it is not
+    built again from every row); a video that leaves takes its fingerprints with it."""
+    import numpy as np
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    for name in ("shapes.mp4", "beach-1.mp4"):
+        shutil.copy(library[0] / name, root / name)
+    idx = vsearch.Index(tmp_path / "home")
+    idx.index([root], model=MOTION, text_model="none", speech_model="none", window=2.0)
+    kept = tmp_path / "home" / "copies-kept"
+    before = set(np.load(kept / "ids.npy").tolist())
+    shutil.copy(library[0] / "shapes-trim.mp4", root / "shapes-trim.mp4")
+    idx.index([root], model=MOTION)
+    after = set(np.load(kept / "ids.npy").tolist())
+    assert before < after  # grown by the new video's prints, the old ones kept
+    assert [names(p) for p in idx.duplicates().pairs] == [("shapes.mp4", "shapes-trim.mp4")]
+    (root / "shapes.mp4").unlink()
+    idx.index([root], model=MOTION)
+    assert idx.duplicates().pairs == []  # a pair of a video that left is not one
+    shutil.copy(library[0] / "beach-2.mp4", root / "beach-2.mp4")
+    idx.index([root], model=MOTION)  # the next run that matches takes the removed video's prints out
+    now = set(np.load(kept / "ids.npy").tolist())
+    assert before - now and before & now and now - after  # shapes.mp4's prints out, beach-1's kept, beach-2's in
