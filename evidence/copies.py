@@ -21,7 +21,8 @@ import numpy as np
 from vsearch.evidence.base import Setup, WindowKind, WindowPart
 from vsearch.search.catalog import Catalog, VectorSpace, from_blobs, to_blob
 from vsearch.search.copies import CopyPair, Prints, Span, exact_pairs, near_pairs, prints_from_rows
-from vsearch.search.vectors import NPROBE, VectorIndex, check_vectors, rebuild
+from vsearch.search.doctor import Finding
+from vsearch.search.vectors import NPROBE, VectorIndex, rebuild
 from vsearch.video.decode import FrameSpec
 
 READER = "vsearch copies 1"  # what makes the fingerprints, recorded as the kind's model: a new one makes them again
@@ -153,8 +154,29 @@ class Copies(WindowKind):
         return "copies: a fingerprint of every second, for vsearch duplicates"
 
 
-def _check(catalog: Catalog, repair: bool, space: VectorSpace) -> Any:
-    return check_vectors(catalog, space, repair)
+def _check(catalog: Catalog, repair: bool, space: VectorSpace) -> Finding:
+    """Doctor: is the fingerprint index kept beside the catalog in step with its prints? (A missing one
+    is made by the next run that looks for copies: nothing is wrong.)"""
+    check = f"fingerprint index ({space.name})"
+    folder = catalog.home / f"{space.name}-kept"
+    if not catalog.has_part(Copies.name) or not (folder / "ids.npy").exists():
+        return Finding(check, True, "made when copies are next looked for")
+    try:
+        held = np.load(folder / "ids.npy")
+    except (OSError, ValueError):
+        held = np.zeros(0, dtype=np.int64)
+    now = _print_ids(catalog)
+    if len(held) == len(now) and bool((held == now).all()):
+        return Finding(check, True, f"{len(now)} fingerprints, in step with SQLite")
+    if repair:
+        _kept_index(catalog, space, "whole" if space is WHOLE else "middle")
+    return Finding(check, False, "out of step with SQLite" + ("; brought up to date" if repair else ""), repaired=repair)
+
+
+def _print_ids(catalog: Catalog) -> np.ndarray:
+    return np.array([r[0] for r in catalog.db.execute(
+        "SELECT p.id FROM copy_prints p JOIN clips c ON c.id = p.clip_id JOIN videos v ON v.id = c.video_id "
+        "WHERE v.status = 'ok' ORDER BY p.id")], dtype=np.int64)
 
 
 def find_pairs(catalog: Catalog, videos: Sequence[int]) -> list[CopyPair]:
@@ -208,9 +230,7 @@ def _kept_index(catalog: Catalog, space: VectorSpace, column: str) -> VectorInde
     import faiss
 
     folder = catalog.home / f"{space.name}-kept"
-    ids_now = np.array([r[0] for r in catalog.db.execute(
-        "SELECT p.id FROM copy_prints p JOIN clips c ON c.id = p.clip_id JOIN videos v ON v.id = c.video_id "
-        "WHERE v.status = 'ok' ORDER BY p.id")], dtype=np.int64)
+    ids_now = _print_ids(catalog)
     index: VectorIndex | None = None
     try:
         held = np.load(folder / "ids.npy")
