@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vsearch.core.errors import DecodeError
+from vsearch.video.colour import dolby_vision, frame_rgb
 from vsearch.video.images import encode_jpeg, thumb_size
 
 if TYPE_CHECKING:
@@ -119,19 +120,6 @@ def sample_indices(count: int, num_frames: int) -> np.ndarray:
     return np.linspace(0, max(count - 1, 0), num_frames).astype(np.int64)
 
 
-def frame_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int = 0) -> np.ndarray:
-    """A PyAV frame as RGB at `size` (width, height as displayed), turned upright if stored sideways.
-
-    Indexing and live recognition both scale frames here, so the model sees the same pixels.
-    """
-    w, h = size
-    turns = rotation // 90
-    if turns % 2:  # stored sideways: scale the stored frame, then turn it upright
-        return np.rot90(frame.reformat(width=h, height=w, format="rgb24").to_ndarray(), turns)
-    image = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
-    return np.rot90(image, turns) if turns else image
-
-
 def center_crop(frames: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
     """Centre crop (…, H, W, C) frames the way the Hugging Face image processors do."""
     if crop is None:
@@ -161,6 +149,10 @@ def probe(path: str | Path) -> VideoInfo:
             if not container.streams.video:
                 raise DecodeError("no video stream (audio-only or not a video)")
             stream = container.streams.video[0]
+            dovi = dolby_vision(str(p), stream.codec_context.codec_tag or "")
+            if dovi is not None and not dovi.showable:
+                raise DecodeError(f"{dovi.describe()} with no base layer that shows without Dolby Vision "
+                                  "(its colours would come out purple and green); convert it to HDR10 or SDR first")
             fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
             width, height = stream.codec_context.width, stream.codec_context.height
             frames = int(stream.frames or 0)
