@@ -248,7 +248,8 @@ class RayIndexer(Indexer):
             placement = {"num_cpus": max(1, cores // 2)}
 
         scene = self.scene
-        decode = DecodeSettings(spec=encoder.frame_spec, sampling=s.sampling, threads=s.decode_threads,
+        # a decode task holds one CPU in Ray's accounting: one FFmpeg thread, unless asked for more
+        decode = DecodeSettings(spec=encoder.frame_spec, sampling=s.sampling, threads=s.decode_threads or 1,
                                 timeout=s.timeout, memory_limit=s.memory_limit, backend=s.backend, read=self.read,
                                 chunk=max(1, min(4, batch_size)), scene=scene.frame_spec if scene is not None else None)
         load_scene = self.scene_part.load if self.scene_part is not None and scene is not None else None

@@ -48,7 +48,7 @@ class IndexSettings:
     batch_size: int | None = None  # None: the encoder's measured best (calibrate.tune), else 8
     sampling: Sampling = field(default_factory=Sampling)
     workers: int | None = None  # decode processes; default by device, see default_workers
-    decode_threads: int = 1
+    decode_threads: int = 0  # FFmpeg threads per decode worker; 0: one per core (4K HEVC needs them all)
     timeout: float = 120.0
     memory_limit: int = 8 << 30
     backend: str = "auto"

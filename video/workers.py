@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 
 import numpy as np
@@ -36,7 +36,7 @@ class DecodeSettings:
     spec: FrameSpec
     sampling: Sampling = field(default_factory=Sampling)
     workers: int = 1
-    threads: int = 1  # FFmpeg threads per worker
+    threads: int = 0  # FFmpeg threads per worker; 0: the worker's share of the cores
     timeout: float = 120.0  # seconds one chunk may take before the worker is judged hung
     memory_limit: int = 8 << 30  # bytes of address space per worker
     backend: str = "auto"
@@ -184,11 +184,18 @@ class DecodePool:
     """Decode many files in worker processes; iterate `run(jobs)` for Chunk/Finished/Failed."""
 
     def __init__(self, settings: DecodeSettings):
-        self.settings = settings
+        self.settings = settings  # threads 0: each worker gets its share of the cores (see _start)
         # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
         self.target = max(1, settings.workers)
+
+    def _start(self) -> _Worker:
+        """A worker whose FFmpeg frame threads, unless the settings fix them, are its share of the
+        cores: one worker decodes on every core (4K HEVC needs them), many split them."""
+        s = self.settings
+        threads = s.threads or max(1, (os.cpu_count() or 1) // self.target)
+        return _Worker(self._ctx, replace(s, threads=threads))
 
     def grow(self, limit: int) -> bool:
         """One more decode worker, up to `limit`: the caller saw the model waiting for frames."""
@@ -223,7 +230,7 @@ class DecodePool:
         ready: deque[Event] = deque()
         while True:
             while len(self._workers) < self.target:
-                self._workers.append(_Worker(self._ctx, s))
+                self._workers.append(self._start())
             for i, w in enumerate(self._workers):
                 if w.key is None and not exhausted:
                     job = next(pending, None)
@@ -280,7 +287,7 @@ class DecodePool:
         if w.key is not None:
             ready.append(Failed(w.key, reason))
         w.kill()
-        self._workers[i] = _Worker(self._ctx, self.settings)
+        self._workers[i] = self._start()
 
 
 def _death_reason(w: _Worker) -> str:
@@ -299,9 +306,10 @@ def default_workers(device: str = "cpu") -> int:
     """How many decode processes keep the model busy without starving it of cores.
 
     On a GPU the model is fast and decoding is the bottleneck: all cores but one decode. On the
-    CPU the model is the bottleneck by far (VideoMAE-base: ~1.4 s per clip in bf16 on 2 cores,
-    against ~0.1-0.15 s to decode a 720p window to model size): one decoder per 8 cores, and
-    torch keeps its threads on every core; the decoder's single thread takes a slice when needed.
+    CPU one decoder per 8 cores, and torch keeps its threads on every core: each decoder's FFmpeg
+    frame threads (see DecodePool) take what the model leaves, which on small files is little
+    (VideoMAE-base: ~0.3-1.4 s per clip on 2 cores, against ~0.1-0.15 s to decode a 720p window)
+    and on 4K HEVC is most of the machine (~4 s of 2 cores per 4-s window).
     """
     cores = os.cpu_count() or 2
     if device.startswith("cuda"):
