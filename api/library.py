@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 T = TypeVar("T")
-DECODERS = ("auto", "pyav", "decord")
+DECODERS = ("auto", "pyav", "decord", "cuda", "qsv")  # cuda, qsv: hardware (video/hwdecode.py)
 # What find-similar compares: what happens (the video model's vectors), what is seen, or both.
 SIMILAR_BY = {"action": (CLIPS,), "scene": (SCENES,), "both": (CLIPS, SCENES)}
 

@@ -29,6 +29,7 @@ from vsearch.search.catalog import SCENES, TOP_K, Catalog, ClipResult
 from vsearch.search.vectors import VectorIndex, open_vectors
 from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window, read_windows
 from vsearch.video.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
+from vsearch.video.hwdecode import choose_decoder
 from vsearch.video.thumbs import copy_thumbs, delete_thumbs, write_thumb
 from vsearch.video.workers import (
     Ahead,
@@ -569,6 +570,10 @@ class Indexer:
         timings["load_model"] = time.perf_counter() - t0
         for key in ("decode", "model", "store"):
             timings.setdefault(key, 0.0)
+        # A hardware decoder where one agrees with software (calibrated once per machine); the note says why not.
+        backend, note = choose_decoder(s.backend, jobs[0].file.path, encoder.frame_spec, self.catalog.home)
+        if note:
+            report.notes.append(note)
         decode = DecodeSettings(
             spec=encoder.frame_spec,
             sampling=s.sampling,
@@ -576,7 +581,7 @@ class Indexer:
             threads=s.decode_threads,
             timeout=s.timeout,
             memory_limit=s.memory_limit,
-            backend=s.backend,
+            backend=backend,
             read=self.read,
             thumbs=s.thumbnails,
             scene=scene.frame_spec if scene is not None else None,

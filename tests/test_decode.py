@@ -9,8 +9,8 @@ from vsearch.bench.synthetic import encode_into, render_motion, write_video
 from vsearch.video.decode import (
     DecodeError,
     FrameSpec,
-    Sampling,
     Reader,
+    Sampling,
     VideoInfo,
     center_crop,
     plan_windows,

@@ -98,6 +98,8 @@ def frame_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int = 0,
     turns = rotation // 90
     if turns % 2:  # stored sideways: scale the stored frame, then turn it upright
         w, h = h, w
+    if frame.sw_format is not None:  # in a hardware decoder's memory: copied out as it is first
+        frame = frame.reformat(format=frame.sw_format.name)
     colour = colour or colour_of(frame)
     fmt = frame.format
     if fmt.is_rgb or len(fmt.components) < 3:  # RGB or grey: no matrix to apply

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -309,7 +309,7 @@ class Reader:
             if target > self._end:
                 return  # past where the stream ended: read() repeats the last real frame
             if self._frames is None or (target > self._sought and self._worth_seeking(target)):
-                self._seek(target)  # once per target: a seek that lands early is decoded on from
+                self._frames = self._seek(target)  # once per target: a seek that lands early is decoded on from
             try:
                 frame = next(self._frames, None)
             except av.error.InvalidDataError:
@@ -343,7 +343,7 @@ class Reader:
             if self._wanted and self._nal_length and packet.size and packet.pts is not None and base:
                 if not self._near_wanted(packet.pts * base) and _unreferenced(bytes(packet), *self._nal_length):
                     continue
-            yield from packet.decode()  # type: ignore[misc]  # a video stream's packets give video frames
+            yield from cast("list[av.VideoFrame]", packet.decode())  # a video stream's packets give video frames
 
     def _near_wanted(self, t: float) -> bool:
         """Whether the frame at `t` may be the one read for a wanted time: the first frame at most half
@@ -360,14 +360,14 @@ class Reader:
             return before >= 0 and self._keyframes[before] - self._at > FORWARD
         return target - self._at > FORWARD
 
-    def _seek(self, target: float) -> None:
+    def _seek(self, target: float) -> Iterator[av.VideoFrame]:
         """To the last keyframe at or before `target` (FFmpeg seeks MP4 and MKV by presentation time;
         without an index, as in MPEG-TS, a little earlier, as landing late is likelier there)."""
         stream = self._av.streams.video[0]
         to = target + 0.5 / self.info.fps if self._keyframes else target - 0.05
         self._av.seek(int(max(to, 0) / float(stream.time_base)), stream=stream, backward=True)
-        self._frames = self._decoded()
         self._frame, self._image, self._at, self._sought = None, None, -math.inf, target
+        return self._decoded()
 
     def _keep(self, index: int, got: dict[int, np.ndarray]) -> None:
         """The frame in hand as frame `index`: at the model's size (converted once however many
