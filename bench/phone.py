@@ -161,3 +161,50 @@ def card_video(path: str | Path, image: np.ndarray, *, matrix: str = "bt709", fu
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def phone_clip(path: str | Path, seconds: float, width: int = 3840, height: int = 2160, fps: int = 30,
+               transfer: str = "sdr", bit_rate: int = 24_000_000, preset: str = "ultrafast") -> Path:
+    """10-bit HEVC as a phone records it: `width` x `height` at `fps`, a keyframe every second, about
+    `bit_rate` bits per second, tagged BT.709 SDR or BT.2020 HLG/PQ. The picture is a detailed scene
+    panning and moving (noise at several scales, so the encoder spends the bits a real scene costs
+    and the decoder does the work real footage asks of it). Slow to make at 4K: cache the file."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    # A scene larger than the frame, to pan over: smooth shapes plus fine grain.
+    sh, sw = height + height // 4, width + width // 4
+    scene = np.zeros((sh, sw), np.float32)
+    for scale in (64, 16, 4):
+        coarse = rng.random((sh // scale + 2, sw // scale + 2), dtype=np.float32)
+        scene += np.kron(coarse, np.ones((scale, scale), np.float32))[:sh, :sw] / 3
+    grain = rng.random((sh, sw), dtype=np.float32) * 0.08
+    luma = np.clip(64 + (scene * 0.85 + grain) * 700, 64, 940).astype(np.uint16)
+    cb = np.clip(512 + (np.kron(rng.random((sh // 32 + 1, sw // 32 + 1)), np.ones((16, 16)))[: sh // 2, : sw // 2]
+                        - 0.5) * 300, 64, 960).astype(np.uint16)
+    cr = np.clip(512 + (np.kron(rng.random((sh // 32 + 1, sw // 32 + 1)), np.ones((16, 16)))[: sh // 2, : sw // 2]
+                        - 0.5) * 300, 64, 960).astype(np.uint16)
+    tags = {"sdr": "colorprim=bt709:transfer=bt709:colormatrix=bt709",
+            "hlg": "colorprim=bt2020:transfer=arib-std-b67:colormatrix=bt2020nc",
+            "pq": "colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc"}[transfer]
+    kbps = bit_rate // 1000
+    with av.open(str(path), "w") as container:
+        stream = cast("av.VideoStream", container.add_stream("libx265", rate=fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p10le"
+        stream.options = {"preset": preset, "x265-params": f"{tags}:range=limited:keyint={fps}:min-keyint={fps}:"
+                          f"bitrate={kbps}:vbv-maxrate={kbps * 5 // 4}:vbv-bufsize={kbps * 2}:sao=1:log-level=error"}
+        frames = int(round(seconds * fps))
+        for i in range(frames):
+            # the camera pans right and down, a few pixels a frame, and swings back
+            t = i / max(frames - 1, 1)
+            x = int((width // 4 - 2) * (0.5 - 0.5 * np.cos(2 * np.pi * t))) // 2 * 2
+            y = int((height // 4 - 2) * t) // 2 * 2
+            planes = (luma[y : y + height, x : x + width], cb[y // 2 : (y + height) // 2, x // 2 : (x + width) // 2],
+                      cr[y // 2 : (y + height) // 2, x // 2 : (x + width) // 2])
+            frame = yuv_frame(planes, "yuv420p10le")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

