@@ -213,10 +213,12 @@ class Side:
 
 
 class Reader:
-    """Reads frames by index from one file, scaled to (width, height), RGB uint8.
+    """Reads frames by index from one file, scaled to (width, height), RGB uint8 (colour.frame_rgb).
 
-    With PyAV, the frames a `Side` lists are also scaled to its size from the same decoded frame
-    (a second reformat, no second decode) and kept in `side[name]` by frame index.
+    With PyAV, successive reads go on decoding from where the last one stopped (see _read_av), and
+    after `plan` the frames no read needs are not decoded at all; the frames a `Side` lists are
+    also converted to its size from the same decoded frame (no second decode) and kept in
+    `side[name]` by frame index. Backend "cuda" or "qsv" decodes on that hardware.
     """
 
     def __init__(self, path: str, info: VideoInfo, size: tuple[int, int], backend: str, threads: int,
