@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 T = TypeVar("T")
-DECODERS = ("auto", "pyav", "decord")
+DECODERS = ("auto", "pyav", "decord", "cuda", "qsv")  # cuda, qsv: hardware (video/hwdecode.py)
 
 
 def _quiet(message: str) -> None:

@@ -316,8 +316,9 @@ def load_config(model_dir: Path, config: str | None, cache: Path | None = None,
 
 def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch_size: int,
                   config: str | None = None, workers: int | None = None, parts: Sequence[Any] = (),
-                  streams: int = 1) -> Result:
-    """vsearch's own indexer, end to end, into a throwaway index (with other kinds' parts: all their models)."""
+                  streams: int = 1, decoder: str = "auto") -> Result:
+    """vsearch's own indexer, end to end, into a throwaway index (with other kinds' parts: all their models;
+    `decoder` as `--decoder` takes it)."""
     from vsearch.indexer.pipeline import Indexer, IndexSettings
     from vsearch.search.catalog import Catalog
 
@@ -325,7 +326,7 @@ def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch
     home = Path(tempfile.mkdtemp(prefix="vsearch-bench-"))
     try:
         catalog = Catalog(home)
-        settings = IndexSettings(batch_size=batch_size, sampling=sampling, workers=workers or None)
+        settings = IndexSettings(batch_size=batch_size, sampling=sampling, workers=workers or None, backend=decoder)
         folder = home / "videos"
         folder.mkdir()
         for i, v in enumerate(videos):  # links, so copies of one file are not deduplicated

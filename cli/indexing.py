@@ -48,7 +48,11 @@ def index(
     max_windows: Annotated[int, typer.Option("--max-windows", min=1, help="Windows per video at most.")] = 150,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds a decode step may take.")] = 120.0,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
-    decoder: Annotated[str, typer.Option("--decoder", help="auto (PyAV, then decord), pyav or decord.")] = "auto",
+    decoder: Annotated[str, typer.Option("--decoder", help="auto (a hardware decoder where this machine has one that "
+                                         "gives software's frames faster, measured once; else PyAV, then decord), "
+                                         "pyav, decord, cuda (NVIDIA NVDEC) or qsv (Intel Quick Sync); a hardware "
+                                         "decoder that fails is left for software, with a line saying why. "
+                                         "E.g. --decoder cuda")] = "auto",
     exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", metavar="PATTERN", help="Also leave out folders or files matching this pattern (name or path, * and ?); "
         "repeatable. Always left out: hidden ones, " + ", ".join(DEFAULT_EXCLUDES) + ".")] = None,

@@ -17,6 +17,7 @@ layout is written down once, here:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -129,3 +130,23 @@ class Home:
             yield True
         finally:
             lock.__exit__(None, None, None)
+
+
+def read_measurements(path: Path) -> dict:
+    """A JSON file of measurements by key (the calibration cache); {} when missing or damaged,
+    which means: measure again."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def store_measurement(path: Path, key: str, entry: dict) -> None:
+    """Write one key of such a file, keeping the others; a reader never sees half a file."""
+    data = read_measurements(path)
+    data[key] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

@@ -253,7 +253,8 @@ class RayIndexer(Indexer):
             cores = min(int(n["Resources"].get("CPU", 1)) for n in nodes) if nodes else 1
             placement = {"num_cpus": max(1, cores // 2)}
 
-        decode = DecodeSettings(spec=encoder.frame_spec, sampling=s.sampling, threads=s.decode_threads,
+        # a decode task holds one CPU in Ray's accounting: one FFmpeg thread, unless asked for more
+        decode = DecodeSettings(spec=encoder.frame_spec, sampling=s.sampling, threads=s.decode_threads or 1,
                                 timeout=s.timeout, memory_limit=s.memory_limit, backend=s.backend, read=self.read,
                                 chunk=max(1, min(4, batch_size)),
                                 sides=tuple((name, model.frame_spec) for name, model in self.models.items()))

@@ -31,6 +31,7 @@ from vsearch.search.catalog import CLIPS, TOP_K, Catalog, ClipResult, VectorSpac
 from vsearch.search.vectors import VectorIndex, open_vectors
 from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window, read_windows
 from vsearch.video.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
+from vsearch.video.hwdecode import choose_decoder
 from vsearch.video.thumbs import copy_thumbs, delete_thumbs, write_thumb
 from vsearch.video.workers import (
     Ahead,
@@ -51,7 +52,7 @@ class IndexSettings:
     batch_size: int | None = None  # None: the encoder's measured best (calibrate.tune), else 8
     sampling: Sampling = field(default_factory=Sampling)
     workers: int | None = None  # decode processes; default by device, see default_workers
-    decode_threads: int = 1
+    decode_threads: int = 0  # FFmpeg threads per decode worker; 0: one per core (4K HEVC needs them all)
     timeout: float = 120.0
     memory_limit: int = 8 << 30
     backend: str = "auto"
@@ -606,6 +607,10 @@ class Indexer:
         timings["load_model"] = time.perf_counter() - t0
         for key in ("decode", "model", "store"):
             timings.setdefault(key, 0.0)
+        # A hardware decoder where one agrees with software (calibrated once per machine); the note says why not.
+        backend, note = choose_decoder(s.backend, jobs[0].file.path, encoder.frame_spec, self.catalog.home)
+        if note:
+            report.notes.append(note)
         decode = DecodeSettings(
             spec=encoder.frame_spec,
             sampling=s.sampling,
@@ -613,7 +618,7 @@ class Indexer:
             threads=s.decode_threads,
             timeout=s.timeout,
             memory_limit=s.memory_limit,
-            backend=s.backend,
+            backend=backend,
             read=self.read,
             thumbs=s.thumbnails,
             sides=tuple((name, model.frame_spec) for name, model in self.models.items()),

@@ -35,7 +35,8 @@ import numpy as np
 
 from vsearch.core.errors import LiveError, ResolutionChanged
 from vsearch.model.encoder import Encoder
-from vsearch.video.decode import FrameSpec, center_crop, frame_rgb, sample_indices
+from vsearch.video.colour import frame_rgb
+from vsearch.video.decode import FrameSpec, center_crop, sample_indices
 
 if TYPE_CHECKING:
     import av.container

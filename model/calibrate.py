@@ -12,7 +12,6 @@ than the reference. On a GPU the same search runs over the GPU's precisions and 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vsearch.core.errors import RuntimeUnavailable
-from vsearch.core.home import Home
+from vsearch.core.home import Home, read_measurements, store_measurement
 from vsearch.model import runtimes
 from vsearch.model.hardware import cpu_description
 from vsearch.model.runtimes import Choice
@@ -233,7 +232,7 @@ def reuse(encoder: RuntimeModel, home: Path | Home) -> Calibration | None:
     configs = candidates(encoder)
     if len(configs) < 2:
         return None  # nothing to choose: what was asked for is what runs
-    stored = read_cache(Home.at(home).calibration).get(_key(encoder, configs, None))
+    stored = read_measurements(Home.at(home).calibration).get(_key(encoder, configs, None))
     if stored is None:
         return None
     calibration = _cached(stored)
@@ -263,7 +262,7 @@ def tune(
     else:
         key = _key(encoder, configs, batch_size)
         cache = Home.at(home).calibration
-        stored = read_cache(cache).get(key)
+        stored = read_measurements(cache).get(key)
         if stored is not None and not _too_few_clips(stored, encoder):
             calibration = _cached(stored)
         else:
@@ -304,30 +303,12 @@ def _key(encoder: RuntimeModel, configs: Sequence[Choice], batch_size: int | Non
     return machine_key(encoder) + f" | {'/'.join(c.label for c in configs)} | batch {batch_size or 'auto'} | streams"
 
 
-def read_cache(path: Path) -> dict:
-    """Every measurement cached in `path`, by key; {} when it is missing or damaged (measure again)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def write_cache(path: Path, key: str, entry: dict) -> None:
-    """Store one measurement under `key` (with the time it was made), keeping the others; atomically."""
-    data = read_cache(path)
-    data[key] = {**entry, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-
-
 def _write_cache(path: Path, key: str, calibration: Calibration, clips: int) -> None:
-    write_cache(path, key, {"config": calibration.choice.label, "batch_size": calibration.choice.batch,
-                            "streams": calibration.choice.streams,
-                            "timings": calibration.timings, "differed": list(calibration.differed), "clips": clips,
-                            "took": calibration.took})
+    store_measurement(path, key, {"config": calibration.choice.label, "batch_size": calibration.choice.batch,
+                                  "streams": calibration.choice.streams,
+                                  "timings": calibration.timings, "differed": list(calibration.differed),
+                                  "clips": clips, "took": calibration.took,
+                                  "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
 def at_its_fastest(model: RuntimeModel, home: Path | Home, measure: bool, batch_size: int | None, what: str,

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from vsearch.core.errors import ModelError
-from vsearch.core.home import Home
-from vsearch.model.calibrate import MARGIN, cpu_key, read_cache, write_cache
+from vsearch.core.home import Home, read_measurements, store_measurement
+from vsearch.model.calibrate import MARGIN, cpu_key
 from vsearch.model.checkpoint import _looks_like_path, cache_only, first_line, weights_fingerprint
 from vsearch.video.audio import SAMPLE_RATE, AudioPiece, audio_tracks, main_track, read_audio
 from vsearch.video.subtitles import Cue
@@ -320,7 +320,7 @@ def calibrate_speech(model: str, home: Path | Home | None = None, device: str = 
     key = (f"speech | {cpu_key()} | ctranslate2 {ctranslate2.__version__} | faster-whisper {faster_whisper.__version__} | "
            f"{device} | {files.model_id} | {'/'.join(c.label for c in configs)}")
     cache = Home.at(home).calibration
-    stored = read_cache(cache).get(key)
+    stored = read_measurements(cache).get(key)
     if stored is not None:
         return SpeechCalibration(SpeechRuntime.from_label(stored["runtime"]), "cached", stored.get("timings", {}),
                                  tuple(stored.get("differed", ())), float(stored.get("took", 0.0)))
@@ -343,7 +343,8 @@ def calibrate_speech(model: str, home: Path | Home | None = None, device: str = 
     chosen = pick_runtime(timings, configs)
     calibration = SpeechCalibration(chosen, "calibrated", {c.label: round(t, 4) for c, t in timings.items()},
                                     tuple(differed), round(time.perf_counter() - started, 1))
-    write_cache(cache, key, {"runtime": chosen.label, "timings": calibration.timings,
+    store_measurement(cache, key, {"measured": time.strftime("%Y-%m-%d %H:%M:%S"), "runtime": chosen.label,
+                                   "timings": calibration.timings,
                              "differed": list(calibration.differed), "took": calibration.took})
     return calibration
 

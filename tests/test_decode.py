@@ -9,6 +9,7 @@ from vsearch.bench.synthetic import encode_into, render_motion, write_video
 from vsearch.video.decode import (
     DecodeError,
     FrameSpec,
+    Reader,
     Sampling,
     VideoInfo,
     center_crop,
@@ -118,6 +119,59 @@ def test_backends_read_exactly_the_planned_frame_indices(backend: str, sampling:
     assert len(windows) == (24 if sampling.window_seconds == 0.5 else 4)
     planned = [i for w in windows for i in w.frames]
     assert frame_numbers(np.concatenate([f for _, _, f in chunks])) == planned
+
+
+@pytest.mark.parametrize("sampling, seeks", [(Sampling(window_seconds=0.5), 0), (Sampling(window_seconds=1, max_windows=4), 3)],
+                         ids=["adjacent windows", "spread-out windows"])
+def test_windows_that_cover_a_video_are_decoded_in_one_pass(sampling: Sampling, seeks: int, numbered_video: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk after chunk, the decoder goes on from where it stopped: no seek while the frames wanted
+    are near; spread-out windows (a keyframe each second, 2.7 s apart) are reached by one seek each."""
+    sought: list[float] = []
+    real = Reader._seek
+    monkeypatch.setattr(Reader, "_seek", lambda self, t: (sought.append(t), real(self, t))[1])
+    spec = FrameSpec(num_frames=4, resize=("shortest_edge", 32), crop=(32, 32))
+    chunks = list(read_windows(str(numbered_video), spec, sampling, backend="pyav", chunk=2))
+    assert len(sought) == seeks
+    planned = [i for _, part, _ in chunks for w in part for i in w.frames]
+    assert frame_numbers(np.concatenate([f for _, _, f in chunks])) == planned
+
+
+def test_a_reader_goes_back_when_asked_for_earlier_frames(numbered_video: Path) -> None:
+    info = probe(numbered_video)
+    reader = Reader(str(numbered_video), info, (42, 32), "pyav", threads=2)
+    try:
+        for wanted in ([150, 151, 190], [3, 40, 41], [41, 42], [191]):
+            assert frame_numbers(center_crop(reader.read(wanted), (32, 32))) == wanted
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("codec, options", [("libx264", {"preset": "veryfast", "bf": "3", "g": "48"}),
+                                            ("libx265", {"preset": "ultrafast", "x265-params": "log-level=error"})])
+def test_frames_nothing_is_decoded_from_are_skipped_and_the_rest_are_exact(
+        tmp_path: Path, codec: str, options: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planned reads leave out B-frames that no frame is decoded from and none of the reads asks for;
+    every frame read is bit for bit the one a full decode gives."""
+    from vsearch.video import decode
+
+    frames = render_motion("spinning", np.random.default_rng(4), frames=96, width=96, height=64)
+    path = write_video(tmp_path / "b-frames.mp4", frames, 24, codec=codec, options=options)
+    info = probe(path)
+    wanted = [i for w in plan_windows(info, 4, Sampling(2.0)) for i in w.frames]
+    skipped: list[bool] = []
+    real = decode._unreferenced
+    monkeypatch.setattr(decode, "_unreferenced", lambda *a: skipped.append(real(*a)) or skipped[-1])
+    full, planned = (Reader(str(path), info, (48, 32), "pyav", threads=2) for _ in range(2))
+    planned.plan(wanted)
+    try:
+        expect = np.concatenate([full.read(wanted[i : i + 4]) for i in range(0, len(wanted), 4)])
+        got = np.concatenate([planned.read(wanted[i : i + 4]) for i in range(0, len(wanted), 4)])
+    finally:
+        full.close()
+        planned.close()
+    assert np.array_equal(got, expect)
+    assert sum(skipped) >= 96 // 5  # a fifth of the file at least was never decoded (x264: 25, x265: 39)
 
 
 def test_decord_and_pyav_agree(moving_video) -> None:

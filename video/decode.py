@@ -10,15 +10,17 @@ Nothing here imports torch: this module runs inside the decode worker processes.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from vsearch.core.errors import DecodeError
+from vsearch.video.colour import dolby_vision, frame_rgb
 from vsearch.video.images import encode_jpeg, thumb_size
 
 if TYPE_CHECKING:
@@ -119,19 +121,6 @@ def sample_indices(count: int, num_frames: int) -> np.ndarray:
     return np.linspace(0, max(count - 1, 0), num_frames).astype(np.int64)
 
 
-def frame_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int = 0) -> np.ndarray:
-    """A PyAV frame as RGB at `size` (width, height as displayed), turned upright if stored sideways.
-
-    Indexing and live recognition both scale frames here, so the model sees the same pixels.
-    """
-    w, h = size
-    turns = rotation // 90
-    if turns % 2:  # stored sideways: scale the stored frame, then turn it upright
-        return np.rot90(frame.reformat(width=h, height=w, format="rgb24").to_ndarray(), turns)
-    image = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
-    return np.rot90(image, turns) if turns else image
-
-
 def center_crop(frames: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
     """Centre crop (…, H, W, C) frames the way the Hugging Face image processors do."""
     if crop is None:
@@ -161,6 +150,10 @@ def probe(path: str | Path) -> VideoInfo:
             if not container.streams.video:
                 raise DecodeError("no video stream (audio-only or not a video)")
             stream = container.streams.video[0]
+            dovi = dolby_vision(str(p), stream.codec_context.codec_tag or "")
+            if dovi is not None and not dovi.showable:
+                raise DecodeError(f"{dovi.describe()} with no base layer that shows without Dolby Vision "
+                                  "(its colours would come out purple and green); convert it to HDR10 or SDR first")
             fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
             width, height = stream.codec_context.width, stream.codec_context.height
             frames = int(stream.frames or 0)
@@ -204,6 +197,12 @@ def error_reason(exc: BaseException) -> str:
     return text[:200]
 
 
+# Frames less than this many seconds ahead are reached by decoding on; a seek must save more.
+FORWARD = 1.0
+# FFmpeg's hardware decoders that PyAV's wheels carry, by the name `--decoder` takes (video/hwdecode.py).
+HARDWARE = {"cuda": "NVIDIA NVDEC", "qsv": "Intel Quick Sync"}
+
+
 @dataclass(frozen=True)
 class Side:
     """Frames wanted at another size than the model's, from the same decoded frames: the frame
@@ -214,10 +213,12 @@ class Side:
 
 
 class Reader:
-    """Reads frames by index from one file, scaled to (width, height), RGB uint8.
+    """Reads frames by index from one file, scaled to (width, height), RGB uint8 (colour.frame_rgb).
 
-    With PyAV, the frames a `Side` lists are also scaled to its size from the same decoded frame
-    (a second reformat, no second decode) and kept in `side[name]` by frame index.
+    With PyAV, successive reads go on decoding from where the last one stopped (see _read_av), and
+    after `plan` the frames no read needs are not decoded at all; the frames a `Side` lists are
+    also converted to its size from the same decoded frame (no second decode) and kept in
+    `side[name]` by frame index. Backend "cuda" or "qsv" decodes on that hardware.
     """
 
     def __init__(self, path: str, info: VideoInfo, size: tuple[int, int], backend: str, threads: int,
@@ -228,6 +229,17 @@ class Reader:
         self.side: dict[str, dict[int, np.ndarray]] = {name: {} for name in self.sides}
         self._vr: Any = None  # decord.VideoReader, opened here for that backend
         self._av: Any = None  # av.InputContainer, opened on first read
+        # PyAV's decoder, as it stands between reads: its frames from here on (None: seek first), the
+        # last frame it gave and that frame converted, the frame's time, the latest time decoded, and
+        # where the stream turned out to end.
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._frame: av.VideoFrame | None = None
+        self._image: np.ndarray | None = None
+        self._at = self._last = self._sought = -math.inf  # ... and the target of the last seek
+        self._end = math.inf
+        self._keyframes: list[float] = []
+        self._wanted: list[float] = []  # times of every frame the reads will ask for (plan)
+        self._nal_length: tuple[str, int, int] | None = None  # see _nal_length
         if backend == "decord":
             import decord
 
@@ -245,61 +257,131 @@ class Reader:
         return self._read_av(idx)
 
     def _read_av(self, indices: list[int]) -> np.ndarray:
-        """Frames by index with PyAV: a keyframe seek per run of nearby frames, decode forward."""
-        import av
-
+        """Frames by index with PyAV. The decoder goes on from where the last read left it, every
+        frame decoded once and in order, while the frames wanted are near (windows that cover a
+        video); it seeks to a keyframe only to skip ahead (windows spread over a long file) or back."""
         if self._av is None:
-            self._av = av.open(self.path)
-            self._av.streams.video[0].thread_type = "AUTO"
-            self._av.streams.video[0].thread_count = self.threads
-        fps = self.info.fps
+            self._open_av()
         wanted = sorted(set(indices))
-        # Frames less than a second apart are reached by decoding on; farther ones by seeking.
-        runs: list[list[int]] = [[wanted[0]]]
-        for i in wanted[1:]:
-            if (i - runs[-1][-1]) / fps > 1.0:
-                runs.append([i])
-            else:
-                runs[-1].append(i)
+        if self.info.start + wanted[0] / self.info.fps < self._at - 0.5 / self.info.fps:
+            self._frames, self._frame, self._sought = None, None, -math.inf  # behind the decoder: only a seek goes back
         got: dict[int, np.ndarray] = {}
-        for run in runs:
-            got.update(self._decode_run(run))
+        self._decode(wanted, got)
         if not got:
             raise DecodeError("no frames could be decoded")
         # A header that claims more frames than the file holds: repeat the last real frame.
         last = got[max(got)]
         return np.stack([got.get(i, last) for i in indices])
 
-    def _decode_run(self, run: list[int]) -> dict[int, np.ndarray]:
+    def _open_av(self) -> None:
         import av
 
-        container = self._av
-        stream = container.streams.video[0]
+        accel = None
+        if self.backend in HARDWARE:
+            from av.codec.hwaccel import HWAccel
+
+            # FFmpeg decodes in software what the device cannot (a codec or profile it lacks)
+            accel = HWAccel(device_type=self.backend, allow_software_fallback=True)
+        self._av = av.open(self.path, hwaccel=accel)
+        stream = self._av.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: every core decodes, frames still come in order
+        stream.thread_count = self.threads
+        # Keyframe times from the container's index (MP4's sync samples), to tell when a seek saves work.
+        base = float(stream.time_base or 0)
+        entries = stream.index_entries if base else []
+        self._keyframes = sorted(e.timestamp * base for e in entries if e.is_keyframe)
+        self._nal_length = _nal_length(stream.codec_context)
+        self._frames = self._decoded()
+        self._at = self.info.start - 1.0 / self.info.fps  # just before the first frame
+
+    def _decode(self, wanted: list[int], got: dict[int, np.ndarray]) -> None:
+        """Decode on to each wanted frame (seeking where that saves decoding) and keep it, converted."""
+        import av
+
         fps, half = self.info.fps, 0.5 / self.info.fps
-        times = [self.info.start + i / fps for i in run]  # frame index -> presentation time
-        container.seek(int(max(times[0] - 0.05, 0) / float(stream.time_base)), stream=stream, backward=True)
-        got: dict[int, np.ndarray] = {}
+        times = [self.info.start + i / fps for i in wanted]  # frame index -> presentation time
         k = 0
-        try:
-            for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else 0.0
-                if t + half < times[k]:
-                    continue
-                image = self._to_array(frame, self.size)
-                while k < len(run) and times[k] <= t + half:
-                    got[run[k]] = image
-                    for name, side in self.sides.items():
-                        if run[k] in side.frames:
-                            self.side[name][run[k]] = self._to_array(frame, side.size)
+        while k < len(wanted):
+            target = times[k]
+            if self._frame is not None and target <= self._at + half:
+                # the frame in hand (or the first after a seek that landed late) is this one
+                self._keep(wanted[k], got)
+                k += 1
+                continue
+            if target > self._end:
+                return  # past where the stream ended: read() repeats the last real frame
+            if self._frames is None or (target > self._sought and self._worth_seeking(target)):
+                self._frames = self._seek(target)  # once per target: a seek that lands early is decoded on from
+            try:
+                frame = next(self._frames, None)
+            except av.error.InvalidDataError:
+                # A file cut short, or a broken stretch whose header still lists the lost frames:
+                # keep what came before; frames a second further on are looked for after a seek.
+                self._frames = None
+                while k < len(wanted) and times[k] <= target + FORWARD:
                     k += 1
-                if k == len(run):
-                    break
-        except av.error.InvalidDataError:
-            # A file cut short whose header still lists the lost frames: keep the ones it has.
-            # A run wholly past the cut decodes nothing; read() repeats the last real frame, and
-            # fails only when no run decoded anything.
-            pass
-        return got
+                continue
+            if frame is None:  # the stream ends before this frame (a header that counts too many)
+                self._end = self._last
+                return
+            self._frame, self._image = frame, None
+            self._at = float(frame.time) if frame.time is not None else self._at
+            self._last = max(self._last, self._at)
+
+    def plan(self, indices: Sequence[int]) -> None:
+        """Every frame the reads to come will ask for (PyAV): the packets of frames that no other
+        frame is decoded from, and that none of these is, are then not decoded at all. The frames
+        read are exactly those of a full decode; phone HEVC and H.264 with B-frames hold many such
+        frames (half of them in x265's default structure)."""
+        fps = self.info.fps
+        self._wanted = sorted(self.info.start + i / fps for i in set(indices))
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """The stream's frames from where the container stands, as container.decode gives them,
+        less the packets that plan() found needless."""
+        stream = self._av.streams.video[0]
+        base = float(stream.time_base or 0)
+        for packet in self._av.demux(stream):
+            if self._wanted and self._nal_length and packet.size and packet.pts is not None and base:
+                if not self._near_wanted(packet.pts * base) and _unreferenced(bytes(packet), *self._nal_length):
+                    continue
+            yield from cast("list[av.VideoFrame]", packet.decode())  # a video stream's packets give video frames
+
+    def _near_wanted(self, t: float) -> bool:
+        """Whether the frame at `t` may be the one read for a wanted time: the first frame at most half
+        a frame before it, allowing for an uneven frame rate (a frame and a half after it)."""
+        fps = self.info.fps
+        i = bisect.bisect_left(self._wanted, t - 1.5 / fps)
+        return i < len(self._wanted) and self._wanted[i] <= t + 0.5 / fps
+
+    def _worth_seeking(self, target: float) -> bool:
+        """Whether a seek to the keyframe before `target` saves more than FORWARD seconds of decoding
+        over going on from where the decoder is (without an index: whether `target` is that far ahead)."""
+        if self._keyframes:
+            before = bisect.bisect_right(self._keyframes, target + 0.5 / self.info.fps) - 1
+            return before >= 0 and self._keyframes[before] - self._at > FORWARD
+        return target - self._at > FORWARD
+
+    def _seek(self, target: float) -> Iterator[av.VideoFrame]:
+        """To the last keyframe at or before `target` (FFmpeg seeks MP4 and MKV by presentation time;
+        without an index, as in MPEG-TS, a little earlier, as landing late is likelier there)."""
+        stream = self._av.streams.video[0]
+        to = target + 0.5 / self.info.fps if self._keyframes else target - 0.05
+        self._av.seek(int(max(to, 0) / float(stream.time_base)), stream=stream, backward=True)
+        self._frame, self._image, self._at, self._sought = None, None, -math.inf, target
+        return self._decoded()
+
+    def _keep(self, index: int, got: dict[int, np.ndarray]) -> None:
+        """The frame in hand as frame `index`: at the model's size (converted once however many
+        indices it stands for), and at each side's size that lists it."""
+        frame = self._frame
+        assert frame is not None
+        if self._image is None:
+            self._image = self._to_array(frame, self.size)
+        got[index] = self._image
+        for name, side in self.sides.items():
+            if index in side.frames:
+                self.side[name][index] = self._to_array(frame, side.size)
 
     def _to_array(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         return frame_rgb(frame, size, self.info.rotation)
@@ -308,6 +390,39 @@ class Reader:
         if self._av is not None:
             self._av.close()
         self._vr = None
+
+
+def _nal_length(context: Any) -> tuple[str, int, int] | None:
+    """(codec, bytes of each NAL unit's length, HEVC's temporal sub-layers) for streams whose packets
+    are length-prefixed NAL units (H.264 and HEVC in MP4, MOV, MKV); None for any other stream."""
+    extra = bytes(context.extradata or b"")
+    if context.name == "hevc" and len(extra) > 22 and extra[0] == 1:
+        return "hevc", (extra[21] & 3) + 1, (extra[21] >> 3) & 7
+    if context.name == "h264" and len(extra) > 6 and extra[0] == 1:
+        return "h264", (extra[4] & 3) + 1, 0
+    return None
+
+
+def _unreferenced(data: bytes, codec: str, length: int, layers: int) -> bool:
+    """Whether no other frame is decoded from the frame in this packet, by its first slice's NAL
+    header: H.264's nal_ref_idc 0; HEVC's sub-layer non-reference types (TRAIL_N, RASL_N ...) in
+    the highest temporal sub-layer (lower ones may be referenced by the layers above)."""
+    at = 0
+    while at + length < len(data):
+        size = int.from_bytes(data[at : at + length], "big")
+        header = data[at + length : at + length + 2]
+        if len(header) < 2 or size < 2:
+            return False
+        if codec == "h264":
+            kind = header[0] & 0x1F
+            if kind in (1, 5):  # a slice
+                return header[0] >> 5 == 0
+        else:
+            kind = (header[0] >> 1) & 0x3F
+            if kind < 32:  # a slice
+                return kind < 16 and kind % 2 == 0 and layers > 0 and (header[1] & 7) - 1 == layers - 1
+        at += length + size
+    return False
 
 
 @dataclass
@@ -332,7 +447,7 @@ def read_windows(
     spec: FrameSpec,
     sampling: Sampling,
     backend: str = "auto",
-    threads: int = 1,
+    threads: int = 0,
     chunk: int = 4,
     extras: Extras | None = None,
 ) -> Iterator[tuple[VideoInfo, list[Window], np.ndarray]]:
@@ -346,7 +461,8 @@ def read_windows(
     windows = plan_windows(info, spec.num_frames, sampling)
     size = spec.scaled_size(info.width, info.height)
     sides = _sides(info, windows, extras)
-    backends = ["pyav", "decord"] if backend == "auto" else [backend]
+    # A hardware decoder that cannot take a file leaves it to software.
+    backends = ["pyav", "decord"] if backend == "auto" else [backend, "pyav"] if backend in HARDWARE else [backend]
     if info.rotation and backend == "auto":
         backends = ["pyav"]  # decord ignores the display matrix (and decord2 returns mangled frames)
     errors = []
@@ -358,12 +474,15 @@ def read_windows(
         except Exception as exc:  # decord raises bare RuntimeError/DECORDError for bad files
             errors.append(f"{name}: {error_reason(exc)}")
             continue
+        reader.plan([f for w in windows for f in w.frames])
         try:
             for first in range(0, len(windows), chunk):
                 part = windows[first : first + chunk]
                 try:
                     flat = reader.read([f for w in part for f in w.frames])
-                except DecodeError:
+                except DecodeError as exc:
+                    if first == 0 and name in HARDWARE:
+                        raise _Fallback(exc) from exc
                     raise
                 except Exception as exc:
                     if first == 0 and i + 1 < len(backends):

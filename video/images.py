@@ -29,6 +29,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 5) -> bytes:
     codec.width, codec.height = frame.width, frame.height
     codec.pix_fmt = "yuvj420p"
     codec.time_base = Fraction(1, 25)
+    codec.thread_count = 1  # one small picture: threads would cost more to start than they save
     codec.options = {"qmin": str(quality), "qmax": str(quality)}
     packets = codec.encode(frame.reformat(format="yuvj420p")) + codec.encode(None)
     return b"".join(bytes(p) for p in packets)

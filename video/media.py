@@ -29,6 +29,7 @@ import numpy as np
 
 from vsearch.core.errors import MediaBusy, MediaError
 from vsearch.core.home import Home
+from vsearch.video.colour import BT709, LIMITED, dolby_vision, frame_sdr, sdr_matrix
 
 if TYPE_CHECKING:
     from av import AudioFrame, AudioStream, VideoFrame, VideoStream
@@ -43,15 +44,18 @@ BROWSER_FORMATS = {
     ".webm": ("video/webm", {"vp8", "vp9", "av1"}, {"opus", "vorbis"}),
 }
 H264_ENCODERS = ("libx264", "libopenh264", "h264")  # the first one this FFmpeg build has
+BROWSER_LARGEST = 1920  # px, the longer side of a transcode for the web page: a 4K phone clip plays as 1080p
 
 _slots = threading.BoundedSemaphore(TRANSCODE_LIMIT)
 
 
-def export_clip(src: str, start: float, end: float, out: Path) -> Path:
+def export_clip(src: str, start: float, end: float, out: Path, largest: int | None = None) -> Path:
     """Cut [start, end) seconds of `src` into `out` as H.264 + AAC MP4, frame-accurately.
 
     The first frame is the one on screen at `start`; the clip lasts `end - start` to within a
-    frame; audio is kept when the source has it. `out` appears whole or not at all.
+    frame; audio is kept when the source has it. HDR sources come out SDR, tone-mapped as the
+    thumbnails are (an 8-bit H.264 file plays everywhere; HDR shown as SDR looks washed out);
+    `largest` caps the longer side in pixels. `out` appears whole or not at all.
     """
     import av
 
@@ -67,7 +71,10 @@ def export_clip(src: str, start: float, end: float, out: Path) -> Path:
         with av.open(src) as source:
             if not source.streams.video:
                 raise MediaError(f"{src}: no video stream")
-            _cut(source, start, end, tmp)
+            dovi = dolby_vision(src, source.streams.video[0].codec_context.codec_tag or "")
+            if dovi is not None and not dovi.showable:
+                raise MediaError(f"{src}: {dovi.describe()} has no picture a player without Dolby Vision can show")
+            _cut(source, start, end, tmp, largest)
         os.replace(tmp, out)
     except av.FFmpegError as exc:
         raise MediaError(f"{src}: cannot cut this file ({getattr(exc, 'strerror', None) or exc})") from None
@@ -76,7 +83,7 @@ def export_clip(src: str, start: float, end: float, out: Path) -> Path:
     return out
 
 
-def _cut(source: InputContainer, start: float, end: float, tmp: str) -> None:
+def _cut(source: InputContainer, start: float, end: float, tmp: str, largest: int | None) -> None:
     import av
 
     vin = source.streams.video[0]
@@ -92,6 +99,8 @@ def _cut(source: InputContainer, start: float, end: float, tmp: str) -> None:
         vout = cast("VideoStream", sink.add_stream(_h264(), rate=rate))
         vout.pix_fmt = "yuv420p"
         vout.time_base = 1 / rate
+        context = vout.codec_context  # what frame_sdr makes: SDR, limited range (the matrix: below)
+        context.color_primaries, context.color_trc, context.color_range = BT709, BT709, LIMITED
         if vout.codec_context.name == "libx264":
             vout.options = {"crf": "20", "preset": "veryfast"}
         aout: AudioStream | None = None
@@ -115,10 +124,10 @@ def _cut(source: InputContainer, start: float, end: float, tmp: str) -> None:
                     if t >= end - eps:
                         video_done = True
                         continue
-                    image = _upright(frame)
                     if count == 0:
-                        vout.width, vout.height = image.width // 2 * 2, image.height // 2 * 2
-                    image = image.reformat(width=vout.width, height=vout.height, format="yuv420p")
+                        vout.width, vout.height = _output_size(frame, largest)
+                        context.colorspace = sdr_matrix(frame, _rotation(frame))
+                    image = frame_sdr(frame, (vout.width, vout.height), _rotation(frame))
                     # frame numbers in the stream's own time base: the source's would squash them to 0
                     image.pts, image.time_base, count = count, 1 / rate, count + 1
                     sink.mux(vout.encode(image))
@@ -160,15 +169,17 @@ def _h264() -> str:
     raise MediaError("this FFmpeg build has no H.264 encoder")
 
 
-def _upright(frame: VideoFrame) -> VideoFrame:
-    """The frame as displayed: a file stored sideways (phone video) is turned upright."""
-    import av
+def _rotation(frame: VideoFrame) -> int:
+    return int(round(getattr(frame, "rotation", 0) or 0)) % 360 // 90 * 90
 
-    turns = int(round(getattr(frame, "rotation", 0) or 0)) % 360 // 90
-    if not turns:
-        return frame
-    image = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), turns), dtype=np.uint8)
-    return av.VideoFrame.from_ndarray(image, format="rgb24")
+
+def _output_size(frame: VideoFrame, largest: int | None) -> tuple[int, int]:
+    """(width, height) of the cut: the frame as displayed (a file stored sideways, as phones store
+    it, turned upright), at most `largest` pixels on its longer side, even sides for yuv420p."""
+    w, h = (frame.height, frame.width) if _rotation(frame) in (90, 270) else (frame.width, frame.height)
+    if largest is not None and max(w, h) > largest:
+        w, h = (largest, round(h * largest / w)) if w >= h else (round(w * largest / h), largest)
+    return max(2, w // 2 * 2), max(2, h // 2 * 2)
 
 
 def _trim_audio(frame: AudioFrame, t: float, start: float, end: float) -> AudioFrame | None:
@@ -259,7 +270,8 @@ def playable(home: Path | Home, path: str, start: float, end: float) -> tuple[Pa
         raise MediaError(f"{path}: {exc.strerror or exc}") from None
     # Keyed by the file's identity too, so an edited file never gets an old transcode.
     key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{start:.3f}|{end:.3f}".encode()).hexdigest()
-    return _cached_cut(Home.at(home).transcodes / f"{key[:32]}.mp4", path, start, end), "video/mp4", start
+    out = Home.at(home).transcodes / f"{key[:32]}.mp4"
+    return _cached_cut(out, path, start, end, BROWSER_LARGEST), "video/mp4", start
 
 
 def cached_clip(home: Path | Home, path: str, content_hash: str, start: float, end: float) -> Path:
@@ -268,7 +280,7 @@ def cached_clip(home: Path | Home, path: str, content_hash: str, start: float, e
     return _cached_cut(Home.at(home).clips / f"{content_hash}_{start:.3f}_{end:.3f}.mp4", path, start, end)
 
 
-def _cached_cut(out: Path, path: str, start: float, end: float) -> Path:
+def _cached_cut(out: Path, path: str, start: float, end: float, largest: int | None = None) -> Path:
     """export_clip into a cache file, at most TRANSCODE_LIMIT at once; the oldest files of the
     cache folder go once it holds more than TRANSCODE_CACHE_BYTES."""
     if out.exists():
@@ -277,7 +289,7 @@ def _cached_cut(out: Path, path: str, start: float, end: float) -> Path:
     if not _slots.acquire(blocking=False):
         raise MediaBusy(f"busy: {TRANSCODE_LIMIT} transcodes are running; try again in a moment")
     try:
-        export_clip(path, start, end, out)
+        export_clip(path, start, end, out, largest)
     finally:
         _slots.release()
     _trim_cache(out.parent, keep=out)

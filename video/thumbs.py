@@ -81,8 +81,10 @@ def _middle_frames(path: str, size: int, mtime: float, spans: list[tuple[int, fl
     try:
         info = probe(path)
         reader = Reader(path, info, thumb_size(info.width, info.height), "pyav", threads=1)
+        middles = [min(int((s + e) / 2 * info.fps), info.frames - 1) for _, s, e in spans]
+        reader.plan(middles)  # on the way to each, frames nothing is decoded from are not decoded
         try:
-            return reader.read([min(int((s + e) / 2 * info.fps), info.frames - 1) for _, s, e in spans])
+            return reader.read(middles)
         finally:
             reader.close()
     except DecodeError as exc:

@@ -61,7 +61,7 @@ class DecodeSettings:
     spec: FrameSpec | None = None  # the video model's frames; None for a pool that runs `work` only
     sampling: Sampling = field(default_factory=Sampling)
     workers: int = 1
-    threads: int = 1  # FFmpeg threads per worker
+    threads: int = 0  # FFmpeg threads per worker; 0: the worker's share of the cores
     timeout: float = 120.0  # seconds one chunk may take before the worker is judged hung
     memory_limit: int = 8 << 30  # bytes of address space per worker
     backend: str = "auto"
@@ -506,9 +506,15 @@ class DecodePool:
     failed before that are reported, and no other file is."""
 
     def __init__(self, settings: DecodeSettings):
-        self.settings = settings
+        self.settings = settings  # threads 0: each worker gets its share of the cores (see _worker_settings)
         self._workers: list[_Worker] = []
         self.target = max(1, settings.workers)
+
+    def _worker_settings(self) -> DecodeSettings:
+        """A worker's settings: its FFmpeg frame threads, unless the settings fix them, are its share of
+        the cores (one worker decodes on every core, which 4K HEVC needs; many split them)."""
+        s = self.settings
+        return replace(s, threads=s.threads or max(1, (os.cpu_count() or 1) // self.target))
 
     def grow(self, limit: int) -> bool:
         """One more decode worker, up to `limit`: the caller saw the model waiting for frames."""
@@ -609,7 +615,7 @@ class DecodePool:
     def _start_workers(self) -> None:
         started = []
         while len(self._workers) < self.target:
-            self._workers.append(_Worker(self.settings))
+            self._workers.append(_Worker(self._worker_settings()))
             started.append(self._workers[-1])
         for w in started:
             w.wait_ready()
@@ -640,14 +646,14 @@ class DecodePool:
         if code is not None and code < 0 and -code in OUTSIDE_SIGNALS:
             raise WorkerError(f"a decode worker was stopped from outside vsearch ({_exit_words(code)}); "
                               "no file was recorded as failed: run again to finish")
-        self._workers[i] = _Worker(self.settings)
+        self._workers[i] = _Worker(self._worker_settings())
         self._workers[i].wait_ready()
         if w.key is not None and faults.lost(w.key, reason):
             again.append((w.key, w.path))
 
     def _canary(self, faults: _Faults) -> None:
         """A fresh worker decodes a tiny video made on the spot: files are blamed only if it can."""
-        w = _Worker(self.settings)
+        w = _Worker(self._worker_settings())
         try:
             w.wait_ready()
             w.ask(Canary())
@@ -687,9 +693,10 @@ def default_workers(device: str = "cpu") -> int:
     """How many decode processes keep the model busy without starving it of cores.
 
     On a GPU the model is fast and decoding is the bottleneck: all cores but one decode. On the
-    CPU the model is the bottleneck by far (VideoMAE-base: ~1.4 s per clip in bf16 on 2 cores,
-    against ~0.1-0.15 s to decode a 720p window to model size): one decoder per 8 cores, and
-    torch keeps its threads on every core; the decoder's single thread takes a slice when needed.
+    CPU one decoder per 8 cores, and torch keeps its threads on every core: each decoder's FFmpeg
+    frame threads (see DecodePool) take what the model leaves, which on small files is little
+    (VideoMAE-base: ~0.3-1.4 s per clip on 2 cores, against ~0.1-0.15 s to decode a 720p window)
+    and on 4K HEVC is most of the machine (~4 s of 2 cores per 4-s window).
     """
     cores = os.cpu_count() or 2
     if device.startswith("cuda"):
