@@ -161,7 +161,12 @@ def test_video_page_strip_contract(client: TestClient, indexed: tuple[Path, Path
     shown = Index(indexed[0]).moments(vid)
     assert {k: v for k, v in moments.items() if k != "video"} == {
         **shown.to_json(), "moments": [{**m.to_json(), "thumbnail": f"/thumbs/{m.clip_id}.jpg"} for m in shown.moments],
-        "transcript": [line.to_json() for line in Index(indexed[0]).transcript(vid)]}
+        "transcript": [line.to_json() for line in Index(indexed[0]).transcript(vid)],
+        "copies": moments["copies"]}
+    # the video's copies as the library finds them, this video's side first
+    assert [(c["kind"], [s["video_id"] for s in c["sides"]]) for c in moments["copies"]] == [
+        (p.kind, [p.a.video_id, p.b.video_id] if p.a.video_id == vid else [p.b.video_id, p.a.video_id])
+        for p in Index(indexed[0]).copies(vid)]
     page = client.get(f"/videos/{vid}").text
     strip = re.search(r"<div class=\"strip\" data-strip (.*?)</div>", page, re.S)
     assert strip is not None
