@@ -25,7 +25,16 @@ from typing import Any
 import numpy as np
 
 from vsearch import data
-from vsearch.bench.indexing import Result, env_summary, load_config, make_base_checkpoint, short_clips, table, vsearch_index
+from vsearch.bench.indexing import (
+    Result,
+    best_seconds,
+    env_summary,
+    load_config,
+    make_base_checkpoint,
+    short_clips,
+    table,
+    vsearch_index,
+)
 from vsearch.bench.live import cpu_name
 from vsearch.bench.phone import phone_clip
 from vsearch.video.decode import FrameSpec, Reader, Sampling, plan_windows, probe
@@ -216,20 +225,10 @@ def colour_costs(paths: dict[str, Path]) -> list[list[str]]:
         with av.open(str(path)) as container:
             frame = next(container.decode(video=0))
         for size, what in (((398, 224), "a model frame"), ((320, 180), "a thumbnail")):
-            ours = _best_ms(partial(frame_rgb, frame, size))
-            plain = _best_ms(partial(frame.reformat, width=size[0], height=size[1], format="rgb24"))
+            ours = 1000 * best_seconds(partial(frame_rgb, frame, size), 20)
+            plain = 1000 * best_seconds(partial(frame.reformat, width=size[0], height=size[1], format="rgb24"), 20)
             rows.append([name, f"{size[0]}x{size[1]} ({what})", f"{ours:.1f}", f"{plain:.1f}"])
     return rows
-
-
-def _best_ms(run: Callable[[], object], repeats: int = 20) -> float:
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t)
-    return best * 1000
 
 
 def pipe_cost(spec: FrameSpec) -> tuple[float, float]:

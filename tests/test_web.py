@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from tests.conftest import FakeEncoder  # noqa: E402
 from tests.procs import Lines  # noqa: E402
 from vsearch.bench.synthetic import render_motion, write_video  # noqa: E402
 from vsearch.cli.main import app as cli  # noqa: E402
+from vsearch.evidence.base import Part  # noqa: E402
 from vsearch.indexer.pipeline import Indexer, IndexSettings  # noqa: E402
 from vsearch.search.catalog import Catalog  # noqa: E402
 from vsearch.video.decode import Sampling  # noqa: E402
@@ -44,10 +46,10 @@ def make_video(path: Path, motion: str, seed: int, seconds: float = 6.0) -> Path
     return write_video(path, render_motion(motion, rng, frames=int(16 * seconds), width=96, height=64))
 
 
-def index(home: Path, roots: list[Path]) -> None:
+def index(home: Path, roots: list[Path], parts: Sequence[Part] = ()) -> None:
     catalog = Catalog(home)
     try:
-        Indexer(catalog, FakeEncoder, SETTINGS).run(roots)
+        Indexer(catalog, FakeEncoder, SETTINGS, parts=parts).run(roots)
     finally:
         catalog.close()
 

@@ -21,6 +21,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 from tests.test_web import index, make_video  # noqa: E402
 from tests.tools import require  # noqa: E402
 from vsearch.bench.synthetic import write_video  # noqa: E402
+from vsearch.evidence import subtitles  # noqa: E402
 from vsearch.web.app import create_app  # noqa: E402
 
 # A folder for the pictures of the README and docs/ (VSEARCH_SCREENSHOTS=docs): serve.png, home.png, video.png
@@ -44,6 +45,16 @@ def scenes(path: Path) -> Path:
             frame[22:42, x : x + 20] = 200
             frames.append(frame)
     return write_video(path, frames)
+
+
+STREET_SUBTITLES = """1
+00:00:01,000 --> 00:00:03,000
+The lamp is lit
+
+2
+00:00:11,000 --> 00:00:13,000
+Under a wide sky
+"""
 
 
 def dark_then_bright(path: Path) -> Path:
@@ -72,8 +83,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         make_video(library / f"walk_{i}.mp4", motion, seed=20 + i)
     make_video(library / "<img src=x onerror=alert(1)>.mp4", "shrinking", seed=30)
     scenes(library / "street.mp4")
+    (library / "street.srt").write_text(STREET_SUBTITLES)  # a sidecar: the page's transcript
     (library / "broken.mp4").write_bytes(b"not a video")
-    index(home, [library])
+    index(home, [library], parts=[subtitles.KIND.part(None)])  # type: ignore[arg-type]  # reading needs no setup
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -277,6 +289,29 @@ def test_the_strip_shows_each_moment_and_a_click_seeks_to_its_start(server: str,
         page.evaluate("() => { const p = document.getElementById('player'); p.pause(); p.currentTime = 7; }")
         page.wait_for_function("() => document.querySelector('[data-strip] .current')", timeout=10_000)
         page.screenshot(path=f"{SCREENSHOTS}/video.png")
+    assert not page.errors
+
+
+def test_the_transcript_follows_the_player_and_a_line_plays_its_words(server: str, page) -> None:
+    open_video(page, server, "street")
+    lines = page.locator(".transcript li")
+    assert [line.locator(".said").inner_text() for line in lines.all()] == ["The lamp is lit", "Under a wide sky"]
+    assert [line.get_attribute("data-start") for line in lines.all()] == ["1.0", "11.0"]
+    assert lines.nth(0).locator(".source").inner_text() == "(subtitle)"
+    assert page.locator(".transcript [aria-current]").count() == 0  # nothing is said at 0:00
+    watch_seeks(page)
+    lines.nth(1).locator("[data-seek]").click()
+    assert abs(seeked_to(page, 1) - 11.0) < 0.5
+    page.wait_for_function("""() => { const now = document.querySelectorAll('.transcript [aria-current=true]');
+        return now.length === 1 && now[0].dataset.start === '11.0'; }""", timeout=20_000)
+    assert page.locator(".transcript .current").count() == 1
+    # the same words, searched, find the moment they are said, and say why
+    page.goto(f"{server}/?q=wide sky")
+    hit = page.locator(".hit").first
+    assert hit.get_attribute("data-path").endswith("street.mp4")
+    # a cue's words are spread over its time (11-13 s): "wide sky", the last two of four, from 12 s
+    assert (float(hit.get_attribute("data-start")), float(hit.get_attribute("data-end"))) == (12.0, 13.0)
+    assert "Under a wide sky" in hit.locator(".label").inner_text()
     assert not page.errors
 
 
