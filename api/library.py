@@ -107,7 +107,7 @@ def load_visual(
 
     layout = Home.at(home)
     model = load_visual_model(name, device=device, runtime=runtime, precision=precision, home=layout,
-                             clip_source=clip_source)
+                               clip_source=clip_source)
     at_its_fastest(model, layout, measure, batch_size, "visual model", log)
     return model
 

@@ -80,7 +80,7 @@ def visual_seconds(model: Any, repeats: int = 3) -> float:
 
 
 def visual_cost(work: Path, videos: list[Path], video_model: Path, sampling: Sampling, batch: int, config: str,
-               model_seconds: float, log: Callable[[str], None], streams: int = 1) -> list[str]:
+                model_seconds: float, log: Callable[[str], None], streams: int = 1) -> list[str]:
     """The table of what each visual model adds to indexing with VideoMAE-base, and its notes."""
     from vsearch.evidence import visuals
     from vsearch.evidence.base import WindowPart

@@ -27,7 +27,7 @@ from vsearch.search.hits import Hit
 from vsearch.search.visuals import VisualQuery, visual_hits
 
 NO_VISUAL_MODEL = ("this index finds moments by their labels only; to search by any description (\"a red car at "
-                  "night\"), index it again with --text-model (e.g. google/siglip2-base-patch16-224)")
+                   "night\"), index it again with --text-model (e.g. google/siglip2-base-patch16-224)")
 
 
 class Visuals(WindowKind):
@@ -90,7 +90,7 @@ class Visuals(WindowKind):
                                    "or --text-model none to not be told again")
                 return None
         load = functools.partial(load_visual_model, name, device=o.device, runtime=o.runtime, precision=o.precision,
-                                 home=setup.home)
+                                  home=setup.home)
         if setup.pickles:  # Ray's model actors load it themselves: a picklable loader, no calibration
             return WindowPart(self, name, load)
 

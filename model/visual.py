@@ -353,8 +353,8 @@ def max_patches(name: str, config: Any) -> int:
 
 
 def load_visual_model(name: str, device: str | None = None, runtime: str | None = None, precision: str | None = None,
-                     home: Path | Home | None = None,
-                     clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VisualModel:
+                      home: Path | Home | None = None,
+                      clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VisualModel:
     """A CLIP, SigLIP, SigLIP 2 or X-CLIP checkpoint (hub id in the cache, or a folder) as a VisualModel.
 
     Anything that cannot serve raises ModelError with one line: a missing folder, another kind of
@@ -367,7 +367,7 @@ def load_visual_model(name: str, device: str | None = None, runtime: str | None 
     class_name = VISUAL_MODEL_TYPES[model_type][0]
     module = load_pretrained(name, class_name, "visual model", f"a {class_name} checkpoint", local_only)
     return VisualModel(name, module, _load_tokenizer(name, local_only), device=device, runtime=runtime,
-                      precision=precision, home=home, clip_source=clip_source)
+                       precision=precision, home=home, clip_source=clip_source)
 
 
 def _model_type(name: str) -> str:

@@ -41,7 +41,7 @@ def test_visual_vectors_at_scale_are_stored_once_and_exact_search_finds_its_own_
 
 
 def test_past_the_threshold_the_visual_index_is_ivf_and_its_recall_is_measured(catalog: Catalog,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     _, centres = add_visuals(catalog, dim=16, topics=8)
     monkeypatch.setattr(vectors, "EXACT_MAX", 300)  # 600 visual vectors: past it, as a big library is
     rows, size, kind = visual_rows(catalog, centres, np.random.default_rng(0))

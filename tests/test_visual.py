@@ -98,14 +98,14 @@ def test_embeddings_match_transformers(tmp_path: Path, model_type: str) -> None:
     from transformers import AutoTokenizer
 
     model, processor = _save(tmp_path, model_type)
-    model = load_visual_model(str(tmp_path), runtime="torch", precision="fp32")
-    assert (model.model_type, model.kind) == (model_type, "video" if model_type == "xclip" else "image")
-    assert model.frame_spec.crop == (32, 32)
-    frames = np.random.default_rng(1).integers(0, 256, (2, model.frames_per_window, 32, 32, 3), dtype=np.uint8)
-    windows = model.embed_frames(frames)
-    assert windows.shape == (2, model.dim) and windows.dtype == np.float32
+    visual = load_visual_model(str(tmp_path), runtime="torch", precision="fp32")
+    assert (visual.model_type, visual.kind) == (model_type, "video" if model_type == "xclip" else "image")
+    assert visual.frame_spec.crop == (32, 32)
+    frames = np.random.default_rng(1).integers(0, 256, (2, visual.frames_per_window, 32, 32, 3), dtype=np.uint8)
+    windows = visual.embed_frames(frames)
+    assert windows.shape == (2, visual.dim) and windows.dtype == np.float32
     np.testing.assert_allclose(windows, _reference_windows(model, processor, model_type, frames).numpy(), atol=2e-5)
-    texts = model.embed_text(TEXTS)
+    texts = visual.embed_text(TEXTS)
     reference = _reference_texts(model, AutoTokenizer.from_pretrained(tmp_path), model_type).numpy()
     np.testing.assert_allclose(texts, reference, atol=2e-5)
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
@@ -124,10 +124,10 @@ def test_frame_specs_follow_each_processor(tmp_path: Path) -> None:
 
 def test_siglip_scores_with_its_own_bias(tmp_path: Path) -> None:
     model, _ = _save(tmp_path, "siglip")
-    model = load_visual_model(str(tmp_path))
+    visual = load_visual_model(str(tmp_path))
     cos = np.array([-0.5, 0.0, 0.5])
     expected = torch.sigmoid(model.logit_scale.exp() * torch.tensor(cos) + model.logit_bias).detach().numpy()
-    np.testing.assert_allclose(model.score(cos), expected, rtol=1e-5)
+    np.testing.assert_allclose(visual.score(cos), expected, rtol=1e-5)
 
 
 def test_bf16_stays_close_to_fp32(tmp_path: Path) -> None:

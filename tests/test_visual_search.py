@@ -110,8 +110,8 @@ def test_an_index_without_a_visual_model_says_how_to_add_one(tmp_path: Path, lib
 
 
 def test_a_new_visual_model_embeds_again_without_the_video_model(tmp_path: Path, library: dict[str, Path],
-                                                                visual_model_dir: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                 visual_model_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import vsearch.model.encoder as encoder_module
     from tests.test_visual import _save  # a small random CLIP, another vector space
 
@@ -138,6 +138,51 @@ def test_a_new_visual_model_embeds_again_without_the_video_model(tmp_path: Path,
     assert catalog.visual_model == str(other) and catalog.count(VISUALS) == 4
     assert idx.index([library["yellow"]], model=MOTION).filled == {}  # the index's own now: nothing to do
     assert runs == []
+
+
+def test_an_index_from_when_visuals_were_called_scenes_is_searched_and_clean_as_it_is(indexed: vsearch.Index,
+                                                                                       tmp_path: Path) -> None:
+    """An index as earlier versions left it (schema 7: table scene_vectors, meta scene_*, runs of kind
+    'scenes', scenes.json and scenes-*.faiss) opens, finds a description, says what it holds and is
+    clean by doctor, as it is: migrated on open, nothing embedded again, its FAISS file not rebuilt."""
+    import shutil
+    import sqlite3
+
+    text = "a red circle on a blue background"
+    before = [(h.path, h.start, h.end, h.score) for h in visual_hits(indexed, text)]  # its FAISS file saved
+    assert before
+    home = tmp_path / "old"
+    shutil.copytree(indexed.home.root, home, ignore=shutil.ignore_patterns("vsearch.db*", "index.lock"))
+    source, db = sqlite3.connect(indexed.home.db), sqlite3.connect(home / "vsearch.db")
+    source.backup(db)
+    source.close()
+    db.executescript("""
+        ALTER TABLE visual_vectors RENAME TO scene_vectors;
+        UPDATE meta SET key = 'scene' || substr(key, 7) WHERE key LIKE 'visual\\_%' ESCAPE '\\';
+        UPDATE evidence_runs SET kind = 'scenes' WHERE kind = 'visuals';
+        UPDATE meta SET value = '7' WHERE key = 'schema_version';
+        DELETE FROM meta WHERE key = 'migration_008';
+    """)
+    assert {k for (k,) in db.execute("SELECT key FROM meta WHERE key LIKE 'scene%'")} >= {"scene_model", "scene_model_id"}
+    db.close()
+    pointer = json.loads((home / "visuals.json").read_text())
+    old_file = pointer["file"].replace("visuals-", "scenes-", 1)
+    (home / pointer["file"]).rename(home / old_file)
+    (home / "scenes.json").write_text(json.dumps({**pointer, "file": old_file}))
+    (home / "visuals.json").unlink()
+    saved = (home / old_file).read_bytes()
+
+    old = vsearch.Index(home)
+    assert [(h.path, h.start, h.end, h.score) for h in visual_hits(old, text)] == before
+    stats, new_stats = old.stats(), indexed.stats()
+    assert stats["schema_version"] == new_stats["schema_version"] == 8
+    assert (stats["visual_model"], stats["visual_clips"]) == (new_stats["visual_model"], new_stats["visual_clips"])
+    taken = json.loads((home / "visuals.json").read_text())["file"]
+    assert taken.startswith("visuals-") and (home / taken).read_bytes() == saved  # the same file, not rebuilt
+    assert not list(home.glob("scenes*"))
+    report = old.doctor()
+    assert report.clean and not [f for f in report.findings if f.repaired], report.findings
+    assert [f.detail for f in report.findings if f.check == "faiss index of visuals"] == ["14 vectors, in step with SQLite"]
 
 
 def test_similar_by_what_is_seen(indexed: vsearch.Index, library: dict[str, Path]) -> None:

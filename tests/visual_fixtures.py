@@ -66,7 +66,7 @@ def all_pictures() -> list[Picture]:
 
 
 def render_picture(picture: Picture, rng: np.random.Generator, frames: int = 1, width: int = IMAGE_SIZE,
-                 height: int = IMAGE_SIZE) -> np.ndarray:
+                   height: int = IMAGE_SIZE) -> np.ndarray:
     """(frames, height, width, 3) uint8: the shape in the centre square of the frame (what a centre
     crop keeps), at a random size and place, drifting a few percent of the square over the frames.
     Drawn at twice the size and averaged down, so edges are soft as in decoded video."""
@@ -98,7 +98,7 @@ def _inside(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
 
 
 def picture_video(path: str | Path, pictures: list[Picture], seconds_each: float, fps: int = 8,
-                width: int = 96, height: int = 72, seed: int = 0) -> Path:
+                  width: int = 96, height: int = 72, seed: int = 0) -> Path:
     """A video showing each picture in turn for `seconds_each` seconds: the picture changes mid-video.
     4:3 frames whose shape sits in the centre square, so a centre crop keeps it."""
     rng = np.random.default_rng(seed)
