@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from vsearch.evidence.base import Line
     from vsearch.indexer.one_file import Classification
     from vsearch.indexer.pipeline import IndexReport, Progress
-    from vsearch.library import Index, IndexOptions, classify, load_model, load_scene
+    from vsearch.library import Index, IndexOptions, classify, load_model, load_visual
+    from vsearch.library import load_scene as load_scene  # deprecated: load_visual's older name, not in __all__
     from vsearch.model.runtimes import Choice
     from vsearch.search.browse import Moment, Overview, VideoCard, VideoLabels, VideoMoments, VideoPage
     from vsearch.search.copies import CopyGroup, CopyPair, Duplicates
@@ -59,13 +60,13 @@ __all__ = [
     "IndexOptions", "IndexReport", "IndexUnusable", "LiveError", "MediaBusy", "MediaError", "ModelError",
     "ModelMismatch", "Moment", "NotIndexed", "Overview", "Progress", "RayIndexError", "RuntimeUnavailable",
     "SearchResult", "SidecarError", "ThumbError", "TrainError", "VideoCard", "VideoLabels", "VideoMoments", "VideoPage",
-    "VsearchError", "WorkerError", "classify", "load_model", "load_scene", "TagRule", "TagReport", "TagResult",
+    "VsearchError", "WorkerError", "classify", "load_model", "load_visual", "TagRule", "TagReport", "TagResult",
 ]
 
 # Where each lazily loaded name lives.
 _LAZY = {
     "Index": "vsearch.library", "IndexOptions": "vsearch.library", "classify": "vsearch.library",
-    "load_model": "vsearch.library", "load_scene": "vsearch.library", "TagRule": "vsearch.tag.tagger",
+    "load_model": "vsearch.library", "load_visual": "vsearch.library", "TagRule": "vsearch.tag.tagger",
     "TagReport": "vsearch.tag.tagger", "TagResult": "vsearch.tag.tagger", "Choice": "vsearch.model.runtimes.base",
     "Classification": "vsearch.indexer.one_file", "IndexReport": "vsearch.indexer.pipeline",
     "Progress": "vsearch.indexer.pipeline", "Hit": "vsearch.search.hits",
@@ -73,6 +74,7 @@ _LAZY = {
     "Duplicates": "vsearch.search.copies", "Line": "vsearch.evidence.base", "SearchResult": "vsearch.search.hits",
     "VideoLabels": "vsearch.search.browse", "Moment": "vsearch.search.browse", "Overview": "vsearch.search.browse",
     "VideoCard": "vsearch.search.browse", "VideoMoments": "vsearch.search.browse", "VideoPage": "vsearch.search.browse",
+    "load_scene": "vsearch.library",  # deprecated (warns when called): load_visual's older name
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from vsearch.indexer.one_file import Classification
     from vsearch.indexer.pipeline import IndexReport, Progress
     from vsearch.model.encoder import VideoEncoder
-    from vsearch.model.scene import SceneModel
+    from vsearch.model.visual import VisualModel
     from vsearch.search.browse import Overview, VideoLabels, VideoMoments, VideoPage
     from vsearch.search.copies import CopyPair, Duplicates
     from vsearch.search.doctor import DoctorReport
@@ -82,7 +83,11 @@ def load_model(
     return encoder
 
 
-def load_scene(
+# Older words for `similar --by`, still understood: what a window shows was called its scene.
+BY_ALIASES = {"scene": "visuals"}
+
+
+def load_visual(
     name: str,
     *,
     device: str = "auto",
@@ -93,18 +98,24 @@ def load_scene(
     batch_size: int | None = None,
     clip_source: Callable[[Any], Any] | None = None,
     log: Log = _quiet,
-) -> SceneModel:
-    """The scene model (an image-text or video-text model: CLIP, SigLIP, SigLIP 2, X-CLIP), its vision
+) -> VisualModel:
+    """The visual model (an image-text or video-text model: CLIP, SigLIP, SigLIP 2, X-CLIP), its vision
     tower in the runtime, precision and batch measured fastest here, as load_model does for the video
     model. Raises ModelError when it cannot be loaded."""
     from vsearch.model.calibrate import at_its_fastest
-    from vsearch.model.scene import load_scene_model
+    from vsearch.model.visual import load_visual_model
 
     layout = Home.at(home)
-    scene = load_scene_model(name, device=device, runtime=runtime, precision=precision, home=layout,
-                             clip_source=clip_source)
-    at_its_fastest(scene, layout, measure, batch_size, "scene model", log)
-    return scene
+    model = load_visual_model(name, device=device, runtime=runtime, precision=precision, home=layout,
+                               clip_source=clip_source)
+    at_its_fastest(model, layout, measure, batch_size, "visual model", log)
+    return model
+
+
+def load_scene(name: str, **options: Any) -> VisualModel:
+    """Deprecated: load_visual, by the name it had while what a window shows was called its scene."""
+    warnings.warn("vsearch.load_scene is deprecated: use vsearch.load_visual", DeprecationWarning, stacklevel=2)
+    return load_visual(name, **options)
 
 
 def classify(file: str | Path, *, model: str | None = None, top: int = 5, device: str = "auto",
@@ -138,8 +149,8 @@ class IndexOptions:
     decoder: str = "auto"
     exclude: tuple[str, ...] = ()  # more patterns left out, beside the defaults
     thumbnails: bool = True
-    # The scene model, for searching by any description: a hub id or a folder; None: the index's
-    # own, else DEFAULT_SCENE_MODEL where it can be had (cached, or downloadable); "none": off.
+    # The visual model, for searching by any description: a hub id or a folder; None: the index's
+    # own, else DEFAULT_VISUAL_MODEL where it can be had (cached, or downloadable); "none": off.
     text_model: str | None = None
     # The speech model, for searching what is said: a faster-whisper name or a CTranslate2 folder;
     # None: the index's own, else DEFAULT_SPEECH_MODEL where it can be had; "none": off.
@@ -366,7 +377,7 @@ class Index:
                language: str | None = None, collapse_copies: bool = False) -> SearchResult:
         """Moments that match `query`, best first, one hit per moment: every kind of evidence the
         index holds is asked (its labels by name, words or meaning; what its windows show, by the
-        index's scene model; what is said and its subtitles, by their words and meaning) and a moment
+        index's visual model; what is said and its subtitles, by their words and meaning) and a moment
         several kinds found is one hit that says each of them (`also`); file names match too. A query
         that is a label's very name is answered without loading any model. `language`: only videos
         in which it is spoken ("en"). `collapse_copies`: the same moment of copies of one video is one
@@ -466,12 +477,13 @@ class Index:
                 precision: str = "auto", collapse_copies: bool = False, log: Log = _quiet) -> list[Hit]:
         """Videos with moments like `file` (or like its window at `at` seconds), one hit per video.
 
-        `by` names what is compared: "action" what happens (the video model's vectors), "scene" what
-        is seen (the scene model's), or "both", averaged (the default where the index has scene
-        vectors: a clip like this one shows the same thing happening to the same kind of thing). An
-        indexed file is compared by its stored vectors; any other file is cut into the index's own
-        windows and run through the index's models (loaded only then). `collapse_copies`: copies of
-        the file itself are left out, and copies of one video are one hit (see `duplicates`)."""
+        `by` names what is compared: "action" what happens (the video model's vectors), "visuals" what
+        is seen (the visual model's; "scene", its older name, is the same), or "both", averaged (the
+        default where the index has visual vectors: a clip like this one shows the same thing
+        happening to the same kind of thing). An indexed file is compared by its stored vectors; any
+        other file is cut into the index's own windows and run through the index's models (loaded
+        only then). `collapse_copies`: copies of the file itself are left out, and copies of one
+        video are one hit (see `duplicates`)."""
         from vsearch.evidence import kinds
         from vsearch.indexer.one_file import file_embedder
         from vsearch.search.browse import locate
@@ -491,7 +503,7 @@ class Index:
             raise BadArgument(f"{file}: no such file")
         ways = {k.similar_by: k for k in kinds() if k.similar_by and k.space is not None}
         present = [k for k in ways.values() if k.model_of(catalog) is not None]
-        way = by or ("both" if len(present) > 1 else "action")
+        way = BY_ALIASES.get(by, by) if by else ("both" if len(present) > 1 else "action")
         if way != "both" and way not in ways:
             raise BadArgument(f"--by {way!r}: choose {', '.join([*ways, 'both'])}")
         chosen = present if way == "both" else [ways[way]]

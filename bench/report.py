@@ -1,6 +1,6 @@
 """`vsearch bench`'s report: every measurement of the indexer in one run, as Markdown.
 
-The measurements live in `indexing` (the pipeline, the model stage, decoders) and `scenes` (the
+The measurements live in `indexing` (the pipeline, the model stage, decoders) and `visuals` (the
 image-text model's cost); this module only orders them and writes the tables.
 """
 
@@ -35,8 +35,8 @@ from vsearch.bench.indexing import (
     videomae_flops,
     vsearch_index,
 )
-from vsearch.bench.scenes import scene_cost
 from vsearch.bench.synthetic import long_video, motion_dataset
+from vsearch.bench.visuals import visual_cost
 from vsearch.video.decode import Sampling
 
 
@@ -58,8 +58,8 @@ class Against:
 
 # kind of evidence -> the table of what it adds to indexing
 KIND_COSTS: dict[str, Callable[[Against], list[str]]] = {
-    "scenes": lambda a: scene_cost(a.work, a.videos, a.video_model, a.sampling, a.batch, a.config, a.model_s, a.log,
-                                   a.streams),
+    "visuals": lambda a: visual_cost(a.work, a.videos, a.video_model, a.sampling, a.batch, a.config, a.model_s, a.log,
+                                     a.streams),
     "speech": lambda a: _speech_cost(a),
 }
 

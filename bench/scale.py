@@ -22,7 +22,7 @@ import numpy as np
 from vsearch import data
 from vsearch.core.home import Home
 from vsearch.search import keyword
-from vsearch.search.catalog import CLIPS, SCENES, Catalog, ClipResult, VectorSpace
+from vsearch.search.catalog import CLIPS, VISUALS, Catalog, ClipResult, VectorSpace
 from vsearch.search.similar import Probe, hits_for_clips, nearest_clips
 from vsearch.search.vectors import EXACT_MAX, NPROBE, VectorIndex, current_file, open_vectors
 
@@ -74,39 +74,39 @@ def build_catalog(home: Path, videos: int, clips_per_video: int, dim: int = 768,
     return catalog
 
 
-def add_scenes(catalog: Catalog, dim: int = 768, topics: int = 2000, seed: int = 2) -> tuple[int, np.ndarray]:
-    """Scene vectors for every clip, written the way the indexer writes them: each video shows one
-    of `topics` kinds of scene, its windows close to it. Returns (count, the scene centres), the
-    centres being what a description of a kind of scene lands near."""
+def add_visuals(catalog: Catalog, dim: int = 768, topics: int = 2000, seed: int = 2) -> tuple[int, np.ndarray]:
+    """Visual vectors for every clip, written the way the indexer writes them: each video shows one
+    of `topics` kinds of sight, its windows close to it. Returns (count, the sights' centres), the
+    centres being what a description of a kind of sight lands near."""
     rng = np.random.default_rng(seed)
     centres = _unit(rng.standard_normal((topics, dim)).astype(np.float32))
-    have = catalog.count(SCENES) if catalog.scene_model else 0
+    have = catalog.count(VISUALS) if catalog.visual_model else 0
     if have and have == catalog.clip_count():
         return have, centres
     with catalog.transaction():
-        if catalog.bind_kind_model("scene", "synthetic SigLIP 2", "synthetic-siglip2|768", dim):
-            catalog.db.execute("DELETE FROM scene_vectors")
+        if catalog.bind_kind_model("visual", "synthetic SigLIP 2", "synthetic-siglip2|768", dim):
+            catalog.db.execute("DELETE FROM visual_vectors")
     rows = catalog.db.execute("SELECT id, video_id FROM clips ORDER BY id").fetchall()
     ids = np.array([r[0] for r in rows])
     videos = np.array([r[1] for r in rows])
-    scene_of = rng.integers(topics, size=int(videos.max()) + 1)
+    sight_of = rng.integers(topics, size=int(videos.max()) + 1)
     for first in range(0, len(ids), 50_000):
         part = slice(first, first + 50_000)
         noise = _unit(rng.standard_normal((len(ids[part]), dim)).astype(np.float32))
         with catalog.transaction():
-            catalog.add_scene_vectors([int(i) for i in ids[part]], _unit(centres[scene_of[videos[part]]] + 0.6 * noise))
+            catalog.add_visual_vectors([int(i) for i in ids[part]], _unit(centres[sight_of[videos[part]]] + 0.6 * noise))
     return len(ids), centres
 
 
-def scene_rows(catalog: Catalog, centres: np.ndarray, rng: np.random.Generator) -> tuple[list[list[str]], int, str]:
-    """Search by description at scale: recall@10 of the scene index against exact search, for
-    query vectors near a kind of scene (as a typed description is); and its FAISS bytes."""
-    scenes, _ = open_vectors(catalog, space=SCENES)
+def visual_rows(catalog: Catalog, centres: np.ndarray, rng: np.random.Generator) -> tuple[list[list[str]], int, str]:
+    """Search by description at scale: recall@10 of the visual index against exact search, for
+    query vectors near a kind of sight (as a typed description is); and its FAISS bytes."""
+    visuals, _ = open_vectors(catalog, space=VISUALS)
     queries = _unit(centres[rng.integers(len(centres), size=40)] +
                     0.8 * _unit(rng.standard_normal((40, centres.shape[1])).astype(np.float32)))
-    rows = recall_rows(scenes, queries, _exact_top10(catalog, queries, space=SCENES))
-    file = current_file(catalog.home, SCENES)
-    return rows, file.stat().st_size if file and file.exists() else 0, scenes.kind
+    rows = recall_rows(visuals, queries, _exact_top10(catalog, queries, space=VISUALS))
+    file = current_file(catalog.home, VISUALS)
+    return rows, file.stat().st_size if file and file.exists() else 0, visuals.kind
 
 
 def recall_rows(index: VectorIndex, queries: np.ndarray, exact: list[list[int]]) -> list[list[str]]:
@@ -199,9 +199,9 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     curve = flat_latency(flat_sample, sizes, queries[:20])
     del flat_sample
 
-    log("scene vectors (search by description): writing them, then recall against exact search...")
-    _, centres = add_scenes(catalog)
-    scene_similar, scene_bytes, scene_kind = scene_rows(catalog, centres, rng)
+    log("visual vectors (search by description): writing them, then recall against exact search...")
+    _, centres = add_visuals(catalog)
+    visual_similar, visual_bytes, visual_kind = visual_rows(catalog, centres, rng)
 
     log("free text and the shell...")
     from vsearch.search import sentences
@@ -230,16 +230,16 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
               "### Exact (flat) search latency by size: where the index switches",
               table([[f"{n:,}", f"{ms:.1f}"] for n, ms in curve], ["clips", "median ms"]),
               f"switch to IVF above {EXACT_MAX:,} clips", "",
-              "### Search by description (the scene space, 768 numbers per window; a query near a kind of scene, "
+              "### Search by description (the visual space, 768 numbers per window; a query near a kind of sight, "
               "k=10; recall@10 against exact search over all windows)",
-              table(scene_similar, ["index", "median ms", "recall@10"]), "",
+              table(visual_similar, ["index", "median ms", "recall@10"]), "",
               "### Free text and the shell",
               table(free + shell, ["what", "ms"]), "",
               "### Memory and disk per clip",
-              table([["SQLite (labels, metadata, float16 embedding and scene vector)", f"{db_bytes / n:.0f} B"],
+              table([["SQLite (labels, metadata, float16 embedding and visual vector)", f"{db_bytes / n:.0f} B"],
                      [f"FAISS file ({vectors.kind})", f"{faiss_bytes / n:.0f} B"],
-                     [f"scene vector in SQLite (float16) and its FAISS file ({scene_kind})",
-                      f"{2 * catalog.dim_of(SCENES)} B + {scene_bytes / n:.0f} B"],
+                     [f"visual vector in SQLite (float16) and its FAISS file ({visual_kind})",
+                      f"{2 * catalog.dim_of(VISUALS)} B + {visual_bytes / n:.0f} B"],
                      ["RSS of a process that opened the index and answered both kinds of query",
                       f"{serving_rss / n:.0f} B ({serving_rss / 1e9:.2f} GB)"]],
                     ["what", "per clip"])]

@@ -113,7 +113,7 @@ def transcript(
 def similar(
     file: Annotated[Path, typer.Argument(help="A video, indexed or not.", show_default=False)],
     at: Annotated[str | None, typer.Option("--at", help="A moment of FILE: seconds or M:SS.")] = None,
-    by: Annotated[str | None, typer.Option("--by", metavar="action|scene|both", help="Compare what happens, what "
+    by: Annotated[str | None, typer.Option("--by", metavar="action|visuals|both", help="Compare what happens, what "
                                            "is seen, or both (default: both where the index has a text model, "
                                            "else action).")] = None,
     home: Home = None,
@@ -206,8 +206,8 @@ def stats(home: Home = None, as_json: Json = False) -> None:
     if as_json:
         print_json(data)
         return
-    for key in ("home", "model", "scene_model", "precision", "videos", "clips", "hours", "labels", "failed"):
-        typer.echo(f"{key:>11}: {safe(data[key])}")
+    for key in ("home", "model", "visual_model", "precision", "videos", "clips", "hours", "labels", "failed"):
+        typer.echo(f"{key:>12}: {safe(data[key])}")
     for failure in data["failures"]:
         typer.echo(f"  failed {safe(failure['path'])}: {safe(failure['reason'])}")
 

@@ -6,7 +6,8 @@ layout is written down once, here:
 
     vsearch.db            the catalog (SQLite, WAL): the source of truth, embeddings included
     vectors.json          which vectors-*.faiss file is current (derived from the catalog)
-    scenes.json           which scenes-*.faiss file is current (the scene model's vectors, derived too)
+    visuals.json          which visuals-*.faiss file is current (the visual model's vectors, derived too;
+                          scenes.json and scenes-*.faiss before, taken over on first open)
     index.lock            held by the one index run that writes
     calibration.json      the runtime, precision and batch measured fastest, per machine and model
     thumbs/               a JPEG per clip window
@@ -28,6 +29,10 @@ from pathlib import Path
 from vsearch.core.errors import IndexBusy
 
 ENV = "VSEARCH_HOME"
+
+# Vector spaces renamed since an index could be made: new name -> old. An index folder that still
+# has the old pointer and FAISS file has them moved to the new names when it is opened.
+RENAMED_SPACES = {"visuals": "scenes"}
 
 
 def default_home() -> Path:
@@ -59,12 +64,38 @@ class Home:
         return self.root / "vsearch.db"
 
     def vectors_meta_of(self, space: str) -> Path:
-        """The pointer to the current FAISS file of a vector space ("clips" or "scenes")."""
+        """The pointer to the current FAISS file of a vector space ("clips" or "visuals")."""
         return self.root / ("vectors.json" if space == "clips" else f"{space}.json")
 
     def vectors_prefix_of(self, space: str) -> str:
         """How that space's FAISS files are named: vectors-<generation>-<random>.faiss."""
         return "vectors" if space == "clips" else space
+
+    def adopt_renamed_spaces(self) -> None:
+        """Move the FAISS file and pointer of a renamed vector space to its new name (the catalog's
+        migration renamed its vectors; the file is in step with them still), so it is not rebuilt.
+        Never fails: a folder that cannot be written, or a move half done by another process, leaves
+        the space without a pointer, and its index is rebuilt from SQLite when next needed."""
+        for new, old in RENAMED_SPACES.items():
+            old_pointer, new_pointer = self.root / f"{old}.json", self.vectors_meta_of(new)
+            if not old_pointer.exists():
+                continue
+            try:
+                if not new_pointer.exists():
+                    meta = json.loads(old_pointer.read_text())
+                    file = str(meta["file"])
+                    if file.startswith(f"{old}-"):
+                        moved = f"{new}-{file[len(old) + 1:]}"
+                        os.replace(self.root / file, self.root / moved)
+                        meta["file"] = moved
+                    tmp = new_pointer.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(meta))
+                    tmp.replace(new_pointer)
+                old_pointer.unlink()
+                for stale in self.root.glob(f"{old}-*.faiss"):
+                    stale.unlink()
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
 
     @property
     def lock(self) -> Path:

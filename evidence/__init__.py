@@ -7,12 +7,12 @@ for a walk-through.
 
 from __future__ import annotations
 
-from vsearch.evidence import copies, labels, scenes, speech, subtitles
+from vsearch.evidence import copies, labels, speech, subtitles, visuals
 from vsearch.evidence.base import Kind
 
 KINDS: list[Kind] = [
     labels.KIND,
-    scenes.KIND,
+    visuals.KIND,
     speech.KIND,
     subtitles.KIND,
     copies.KIND,

@@ -149,7 +149,7 @@ def min_cosine(choice: Choice) -> float:
 
 def agreeing(encoder: RuntimeModel, configs: Sequence[Choice], clips: np.ndarray) -> list[Choice]:
     """The configurations that answer as torch fp32 does on these clips (the model's own `agrees`:
-    VideoMAE's top labels and embeddings, a scene model's vectors); the reference itself always."""
+    VideoMAE's top labels and embeddings, a visual model's vectors); the reference itself always."""
     was = encoder.choice
     reference = Choice(REFERENCE.runtime, REFERENCE.precision)
     kept = [reference]

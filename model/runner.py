@@ -1,7 +1,7 @@
 """A torch model run by one of the registered runtimes, in the runtime and precision chosen for it.
 
 Both models vsearch runs on every window are one of these: the video model (VideoEncoder: what
-happens) and the scene model (SceneModel: what is seen). The runtime registry, the calibration
+happens) and the visual model (VisualModel: what is seen). The runtime registry, the calibration
 and its cache treat them alike: each is a torch module that maps normalised pixels to a few
 output tensors (`traceable`), with a fixed input shape per item and a batch dimension free.
 """

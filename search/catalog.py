@@ -41,8 +41,8 @@ class VectorSpace:
 CLIPS = VectorSpace("clips", "SELECT c.id AS id, c.video_id AS video_id, c.start AS start, c.end AS end, "
                              "c.embedding AS vector FROM clips c", "dim")
 # The image-text model's vector of each window (what it shows).
-SCENES = VectorSpace("scenes", "SELECT s.clip_id AS id, c.video_id AS video_id, c.start AS start, c.end AS end, "
-                               "s.vector AS vector FROM scene_vectors s JOIN clips c ON c.id = s.clip_id", "scene_dim")
+VISUALS = VectorSpace("visuals", "SELECT v.clip_id AS id, c.video_id AS video_id, c.start AS start, c.end AS end, "
+                                 "v.vector AS vector FROM visual_vectors v JOIN clips c ON c.id = v.clip_id", "visual_dim")
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -188,6 +188,17 @@ def _m007_evidence_runs(db: sqlite_utils.Database) -> None:
                "HAVING count(s.clip_id) = count(c.id)")
 
 
+def _m008_visuals(db: sqlite_utils.Database) -> None:
+    # What each window shows was called its "scene", which reads as shot detection: it is its
+    # visuals. The table, the image-text model's meta keys and its runs take the new name; its
+    # vectors and the catalog generation stay as they were, so the FAISS file saved for them stays in
+    # step (core.home takes it over under the new name: Home.adopt_renamed_spaces).
+    db.execute("ALTER TABLE scene_vectors RENAME TO visual_vectors")
+    for key in ("model", "model_id", "dim", "off"):
+        db.execute("UPDATE meta SET key = ? WHERE key = ?", [f"visual_{key}", f"scene_{key}"])
+    db.execute("UPDATE evidence_runs SET kind = 'visuals' WHERE kind = 'scenes'")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_label_vectors", _m002_label_vectors),
@@ -196,6 +207,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("005_scene_vectors", _m005_scene_vectors),
     ("006_retry_lost_workers", _m006_retry_lost_workers),
     ("007_evidence_runs", _m007_evidence_runs),
+    ("008_visuals", _m008_visuals),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -270,6 +282,7 @@ class Catalog:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+            self.layout.adopt_renamed_spaces()
         except sqlite3.DatabaseError as exc:
             raise IndexUnusable(
                 f"{self.db_path} is not a usable vsearch index ({exc}); it was left untouched. "
@@ -361,7 +374,7 @@ class Catalog:
 
     # -- the model each kind of evidence was made with -------------------------------------
     # Keys `<prefix>_model`, `<prefix>_model_id`, `<prefix>_dim` and `<prefix>_off` (the prefix is
-    # the kind's; "scene" for the image-text model). The video model keeps its own older keys.
+    # the kind's; "visual" for the image-text model). The video model keeps its own older keys.
 
     def kind_model(self, prefix: str) -> str | None:
         """The model a kind of evidence was made with here; None: that kind is not in this index."""
@@ -396,17 +409,17 @@ class Catalog:
         self._bump()
 
     @property
-    def scene_model(self) -> str | None:
+    def visual_model(self) -> str | None:
         """The image-text model whose vectors the index holds; None: no search by description."""
-        return self.kind_model("scene")
+        return self.kind_model("visual")
 
     @property
-    def scene_off(self) -> bool:
-        return self.kind_off("scene")
+    def visual_off(self) -> bool:
+        return self.kind_off("visual")
 
-    def add_scene_vectors(self, clip_ids: Sequence[int], vectors: np.ndarray) -> None:
-        """Store the scene vectors of these clips (a clip's earlier one is replaced)."""
-        self.db.conn.executemany("INSERT OR REPLACE INTO scene_vectors (clip_id, vector) VALUES (?, ?)",
+    def add_visual_vectors(self, clip_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store the visual vectors of these clips (a clip's earlier one is replaced)."""
+        self.db.conn.executemany("INSERT OR REPLACE INTO visual_vectors (clip_id, vector) VALUES (?, ?)",
                                  [(i, to_blob(v)) for i, v in zip(clip_ids, vectors)])
         self._bump()
 
@@ -638,8 +651,8 @@ class Catalog:
             "hours": round((q("SELECT sum(duration) FROM videos WHERE status = 'ok'").fetchone()[0] or 0) / 3600, 3),
             "labels": q("SELECT count(DISTINCT label_id) FROM video_labels WHERE top_clips > 0").fetchone()[0],
             "model": self.model,
-            "scene_model": self.scene_model,
-            "scene_clips": self.count(SCENES),
+            "visual_model": self.visual_model,
+            "visual_clips": self.count(VISUALS),
             "precision": self.precision,
             "batch_size": int(self.get_meta("batch_size", "0") or 0) or None,
             "schema_version": int(self.get_meta("schema_version", "0") or 0),

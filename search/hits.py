@@ -56,7 +56,7 @@ class Hit:
     end: float
     score: float
     label: str | None = None
-    match: str = "label"  # the kind of evidence that found it: label | text | file name | similar | scene | ...
+    match: str = "label"  # the kind of evidence that found it: label | text | file name | similar | visuals | ...
     label_score: float | None = None  # the model's confidence in `label` for the clip
     query_similarity: float | None = None  # how well the query matches `label` (1 = exact)
     video_id: int = field(default=0, repr=False)
@@ -78,7 +78,7 @@ class Hit:
 class SearchResult:
     hits: list[Hit]
     # kind of matching -> True: used; False: not needed (the query names a label); None: not
-    # available here ("meaning": labels by meaning, "scenes": by what windows show, ...)
+    # available here ("meaning": labels by meaning, "visuals": by what windows show, ...)
     used: dict[str, bool | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what a person should know about the answer
 
@@ -87,8 +87,13 @@ class SearchResult:
         return self.used.get("meaning")
 
     @property
+    def visuals(self) -> bool | None:
+        return self.used.get("visuals")
+
+    @property
     def scenes(self) -> bool | None:
-        return self.used.get("scenes")
+        """Deprecated: the name `visuals` had before."""
+        return self.visuals
 
 
 def merge_moments(

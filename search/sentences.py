@@ -6,7 +6,7 @@ imports torch; a test checks it against transformers. Label names are embedded o
 vocabulary and stored in the catalog.
 
 It is the "sentence model", never the "text model": that name belongs to the image-text model
-`vsearch index --text-model` chooses (model.scene), which finds what windows show.
+`vsearch index --text-model` chooses (model.visual), which finds what windows show.
 
 Where the model files come from, first found wins: $VSEARCH_SENTENCE_MODEL (a folder; the older
 $VSEARCH_TEXT_MODEL is still read); the PyPI

@@ -78,12 +78,12 @@ def motion_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str]:
 
 
 @pytest.fixture(scope="session")
-def scene_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny CLIP trained on generated captioned scenes (tests/scene_fixtures.py), once per session
+def visual_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CLIP trained on generated captioned pictures (tests/visual_fixtures.py), once per session
     (about a minute on two cores): the tests' image-text model, a folder as a user's would be."""
-    from tests.scene_fixtures import train_tiny_scene_model
+    from tests.visual_fixtures import train_tiny_visual_model
 
-    return train_tiny_scene_model(tmp_path_factory.mktemp("scene") / "tiny-clip")
+    return train_tiny_visual_model(tmp_path_factory.mktemp("visual") / "tiny-clip")
 
 
 @pytest.fixture

@@ -220,7 +220,7 @@ def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Pa
     db.close()
 
     cat = Catalog(home)
-    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 7
+    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 8
     assert cat.get_meta("migration_003") == "003_content_hash_and_model_id"
     assert cat.get_meta("model_fingerprint") is None and cat.get_meta("model_id") == "m|fp"
     assert cat.video("/v/a.mp4").content_hash == "hash-a"
@@ -235,6 +235,76 @@ def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Pa
     cat.close()
     assert Catalog(home).stats()["schema_version"] == SCHEMA_VERSION  # opening again changes nothing
 
+
+
+def test_an_index_whose_visuals_were_called_scenes_is_migrated_and_keeps_its_faiss_file(tmp_path: Path) -> None:
+    """Schema 7 called what each window shows its scenes: table scene_vectors, meta scene_*, runs of
+    kind 'scenes', FAISS files scenes.json and scenes-*.faiss. All of it takes the new name, nothing
+    is lost, and the FAISS file is taken over in step, not rebuilt."""
+    import json
+
+    import sqlite_utils
+
+    from vsearch.search.catalog import MIGRATIONS, VISUALS, to_blob
+    from vsearch.search.vectors import VectorIndex
+
+    home = tmp_path / "old"
+    home.mkdir()
+    db = sqlite_utils.Database(home / "vsearch.db")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for number, (_name, step) in enumerate(MIGRATIONS[:7], start=1):
+        step(db)
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ["schema_version", str(number)])
+    meta = {"model": "m", "model_id": "m|fp", "dim": "4", "scene_model": "tiny-clip", "scene_model_id": "tiny-clip|scene=clip",
+            "scene_dim": "3", "generation": "5"}
+    for key, value in meta.items():
+        db.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
+    db.execute("INSERT INTO videos (id, path, name, size, mtime, content_hash, status, indexed_at) "
+               "VALUES (1, '/v/a.mp4', 'a mp4', 10, 1.0, 'hash-a', 'ok', 0)")
+    vectors = np.eye(3, dtype=np.float32)[:2]
+    for i in (0, 1):
+        db.execute("INSERT INTO clips (id, video_id, idx, start, end, embedding) VALUES (?, 1, ?, ?, ?, ?)",
+                   [i + 1, i, 4.0 * i, 4.0 * (i + 1), to_blob(np.ones(4))])
+        db.execute("INSERT INTO scene_vectors VALUES (?, ?)", [i + 1, to_blob(vectors[i])])
+    db.execute("INSERT INTO evidence_runs VALUES (1, 'scenes', 'tiny-clip', 2, NULL, NULL, 0)")
+    db.conn.commit()
+    db.close()
+    old = VectorIndex(3)
+    old.add([1, 2], vectors)
+    import faiss
+
+    faiss.write_index(old.index, str(home / "scenes-5-abcd.faiss"))
+    (home / "scenes.json").write_text(json.dumps({"file": "scenes-5-abcd.faiss", "generation": 5, "count": 2, "dim": 3,
+                                                  "kind": "flat"}))
+
+    cat = Catalog(home)
+    assert cat.stats()["schema_version"] == SCHEMA_VERSION and cat.get_meta("migration_008") == "008_visuals"
+    assert "scene_vectors" not in cat.db.table_names() and cat.count(VISUALS) == 2 and cat.dim_of(VISUALS) == 3
+    assert (cat.visual_model, cat.get_meta("visual_model_id"), cat.generation) == ("tiny-clip", "tiny-clip|scene=clip", 5)
+    assert not [k for k in meta if k.startswith("scene_") and cat.get_meta(k) is not None]
+    assert cat.db.execute("SELECT kind, model, found FROM evidence_runs").fetchall() == [("visuals", "tiny-clip", 2)]
+    assert sorted(p.name for p in home.iterdir() if p.suffix in (".json", ".faiss")) == ["visuals-5-abcd.faiss",
+                                                                                          "visuals.json"]
+    index, rebuilt = open_vectors(cat, space=VISUALS)
+    assert not rebuilt and len(index) == 2  # the same file, in step: nothing embedded or rebuilt again
+    assert index.search(vectors[1:], 1)[1][0][0] == 2
+    cat.close()
+    assert Catalog(home).stats()["visual_clips"] == 2  # opening again changes nothing
+
+
+def test_an_old_faiss_pointer_naming_a_moved_file_is_dropped_once_the_new_one_exists(tmp_path: Path) -> None:
+    """A crash between moving the old FAISS file and writing its new pointer leaves the old pointer
+    naming nothing: the space has no saved index, is rebuilt from SQLite, and the old pointer goes."""
+    home = tmp_path / "idx"
+    cat = Catalog(home)
+    (home / "scenes.json").write_text('{"file": "scenes-1-gone.faiss", "generation": 1}')
+    cat.close()
+    cat = Catalog(home)  # the old pointer names a file already moved: left for now, never an error
+    assert (home / "scenes.json").exists() and not (home / "visuals.json").exists()
+    (home / "visuals.json").write_text("{}")  # the space saved again under its new name
+    cat.close()
+    Catalog(home).close()
+    assert not (home / "scenes.json").exists()
 
 
 def test_a_window_stored_twice_is_kept_once(tmp_path: Path) -> None:

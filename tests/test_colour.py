@@ -52,13 +52,13 @@ def test_hdr_phone_footage_comes_back_in_the_cards_colours(hdr_card: Path, tmp_p
     with av.open(str(hdr_card)) as c:
         shown_plain = next(c.decode(video=0)).to_ndarray(format="rgb24")
     assert card_error(shown_plain).max() > 25  # what FFmpeg's plain conversion shows: washed out
-    scene_spec = FrameSpec(2, ("shortest_edge", 72), None)
-    model, extras = decoded(hdr_card, thumbs=True, sides={"scenes": scene_spec})
+    visual_spec = FrameSpec(2, ("shortest_edge", 72), None)
+    model, extras = decoded(hdr_card, thumbs=True, sides={"visuals": visual_spec})
     assert card_error(model).max() <= LIMIT, card_error(model)
     patches = patch_means(model)
     assert np.abs(patches - CARD_COLOURS).max() <= 8, patches.round()  # each patch, white on white
     assert patches[0].min() >= 245  # SDR reference white shows white, not 189 as plain
-    assert card_error(extras.frames["scenes"][0][0]).max() <= LIMIT  # the scene model's frames
+    assert card_error(extras.frames["visuals"][0][0]).max() <= LIMIT  # the visual model's frames
     assert card_error(jpeg_rgb(extras.jpegs[0] or b"")).max() <= LIMIT  # the thumbnail made at index time
     # ... and one made again later from the file (an index older than thumbnails, doctor's repair)
     st = hdr_card.stat()

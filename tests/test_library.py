@@ -129,7 +129,7 @@ def test_file_embedder_loads_the_model_once_and_only_when_called(tiny_model: Pat
     spans_again, _ = embed(str(day_and_night / "night.mp4"))
     assert len(loaded) == 1 and loaded[0].name == str(tiny_model)
     assert spans == [(0.0, 4.0), (4.0, 8.0), (8.0, 12.0)] and spans_again == [(0.0, 4.0)]
-    assert set(vectors) == {CLIPS.name} and vectors[CLIPS.name].shape == (3, loaded[0].dim)  # no scene model: one space
+    assert set(vectors) == {CLIPS.name} and vectors[CLIPS.name].shape == (3, loaded[0].dim)  # no visual model: one space
     assert np.allclose(np.linalg.norm(vectors[CLIPS.name], axis=1), 1.0, atol=1e-3)
 
 

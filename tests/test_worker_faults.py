@@ -206,6 +206,7 @@ def test_files_an_earlier_version_blamed_for_lost_workers_are_tried_once_more(
         cat.db.execute("DELETE FROM clips")
         cat.db.execute("DROP TABLE evidence_runs")  # as schema 5 was: what later migrations add was not there
         cat.db.execute("ALTER TABLE videos DROP COLUMN language")
+        cat.db.execute("ALTER TABLE visual_vectors RENAME TO scene_vectors")  # its name until schema 8
         cat.set_meta("schema_version", "5")
     cat.close()
     report, failures, ok = index(vsearch_home, root)

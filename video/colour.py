@@ -86,7 +86,7 @@ def frame_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int = 0,
     """A decoded frame as SDR sRGB, (height, width, 3) uint8 at `size` (width, height as displayed),
     turned upright if stored sideways (`rotation`, degrees counter-clockwise).
 
-    Model inputs, scene-model frames, thumbnails, exported clips and live recognition all take
+    Model inputs, visual-model frames, thumbnails, exported clips and live recognition all take
     their pixels from here, so each sees the colours a phone's gallery shows. `colour` overrides
     what the frame's tags say.
     """

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 # Normalised pixels on the model's device -> the model's output tensors (VideoMAE: logits and
-# pooled features; a scene model: window or frame vectors).
+# pooled features; a visual model: window or frame vectors).
 Forward = Callable[["torch.Tensor"], tuple["torch.Tensor", ...]]
 
 

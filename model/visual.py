@@ -1,4 +1,4 @@
-"""Scene model: an image-text or video-text model that places windows and free text in one space.
+"""Visual model: an image-text or video-text model that places windows and free text in one space.
 
 The video model (vsearch.model.encoder) answers with its 400 action labels; this one answers any
 description ("a red car at night"). Each window gets one vector: an image-text model (CLIP,
@@ -21,7 +21,7 @@ Supported (transformers classes, no remote code), by the `model_type` of config.
 Frames per window: 3 for image models, spread over the window with both ends included (the
 decoder's convention): a 2-6 s window of ordinary video rarely shows more than 3 distinct things,
 each frame costs a full image embedding (3 frames of a ViT-B/16 cost about a third of one
-VideoMAE-B clip), and the average of first, middle and last still carries a scene that starts or
+VideoMAE-B clip), and the average of first, middle and last still carries a sight that starts or
 ends inside the window. X-CLIP: its config's num_frames (8 for the published checkpoints).
 
 Scores. SigLIP models were trained to say, pair by pair, whether a caption belongs to an image:
@@ -37,7 +37,7 @@ picture. The learnt scale is left out on purpose: as a sigmoid against one capti
 of 100 puts every caption 0.1 of cosine above the baseline at 0.99995, a match and a near miss
 alike, and a search could then neither rank them nor tell where a moment ends. 0.5 means the query
 says no more about the window than nothing. `min_score` is the same test for every model: the score
-a content-free caption gets (0.5 = SCENE_MIN_SCORE for CLIP-type models, the model's own
+a content-free caption gets (0.5 = VISUAL_MIN_SCORE for CLIP-type models, the model's own
 probability for SigLIP ones); a window that scores below it does not show the query.
 
 Moments. A description's moment in a video is the run of windows whose cosine is within
@@ -105,18 +105,18 @@ if TYPE_CHECKING:
     import torch
 
 # model_type -> (transformers class, window kind, text padding the model was trained with)
-SCENE_MODEL_TYPES: dict[str, tuple[str, str, str]] = {
+VISUAL_MODEL_TYPES: dict[str, tuple[str, str, str]] = {
     "clip": ("CLIPModel", "image", "longest"),
     "siglip": ("SiglipModel", "image", "max_length"),
     "siglip2": ("Siglip2Model", "image", "max_length"),
     "xclip": ("XCLIPModel", "video", "longest"),
 }
 # What a user gets without asking (see the module docstring): SigLIP 2 base, Apache-2.0.
-DEFAULT_SCENE_MODEL = "google/siglip2-base-patch16-224"
+DEFAULT_VISUAL_MODEL = "google/siglip2-base-patch16-224"
 IMAGE_FRAMES = 3  # frames per window for image-text models: see the module docstring
 # The floor of a CLIP-type model's score: the query describes the window better than a caption that
-# says nothing (see `score`). SceneModel.min_score is this test for any model.
-SCENE_MIN_SCORE = 0.5
+# says nothing (see `score`). VisualModel.min_score is this test for any model.
+VISUAL_MIN_SCORE = 0.5
 # Captions that say nothing about any picture: their cosine is the baseline of CLIP-type scores.
 CONTENT_FREE = ("", "something", "anything", "a thing")
 PROBE_WINDOWS = 4  # generated windows the baseline and the spread are measured on
@@ -126,8 +126,8 @@ SLOPE = 1.5
 MOMENT_SPREADS = 0.5  # windows this many spreads below a video's best for a query still belong to its moment
 
 
-class SceneEncoder(Protocol):
-    """What the indexer needs of a scene model (SceneModel, or a fake in tests)."""
+class VisualEncoder(Protocol):
+    """What the indexer needs of a visual model (VisualModel, or a fake in tests)."""
 
     name: str
     dim: int
@@ -145,7 +145,7 @@ class SceneEncoder(Protocol):
         ...
 
 
-class SceneModel(RuntimeModel):
+class VisualModel(RuntimeModel):
     """Window vectors from frames, query vectors from text, and relevance from their cosine."""
 
     def __init__(self, name: str, module: Any, tokenizer: Any, device: str | None = None, runtime: str | None = None,
@@ -157,11 +157,11 @@ class SceneModel(RuntimeModel):
         self.tokenizer = tokenizer
         cfg = module.config
         self.model_type: str = cfg.model_type
-        _, self.kind, self._padding = SCENE_MODEL_TYPES[self.model_type]
+        _, self.kind, self._padding = VISUAL_MODEL_TYPES[self.model_type]
         # CLIP and X-CLIP project both towers to projection_dim; SigLIP's heads keep the vision width
         self.dim = int(getattr(cfg, "projection_dim", None) or cfg.vision_config.hidden_size)
         self.frames_per_window = int(cfg.vision_config.num_frames) if self.kind == "video" else IMAGE_FRAMES
-        self.preprocessing = scene_preprocessing(name, cfg, self.frames_per_window)
+        self.preprocessing = visual_preprocessing(name, cfg, self.frames_per_window)
         self._max_patches = max_patches(name, cfg) if self.model_type == "siglip2" else 0
         self._start_runtime(device, runtime, precision, home, clip_source, (1, 3, 1, 1))
         self.baseline_cosine, self.spread = self._calibrate()
@@ -182,6 +182,8 @@ class SceneModel(RuntimeModel):
     def model_id(self) -> str:
         """Identifies the vector space (as VideoEncoder.model_id): other weights, another pooling, another index."""
         weights = weights_fingerprint(self.name, self.module.config)
+        # "scene=": the word of an older vsearch, kept: the id is stored in the catalog and keys the
+        # calibration and OpenVINO caches, so another id would embed every window again.
         return f"{self.name}|scene={self.model_type}|frames={self.frames_per_window}|dim={self.dim}|weights={weights}"
 
     @property
@@ -194,17 +196,17 @@ class SceneModel(RuntimeModel):
         for image models, a window's for video models."""
         import torch
 
-        scene = self
+        visual = self
 
         class Vision(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.m = scene.module
+                self.m = visual.module
 
             def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-                if scene.kind == "video":
+                if visual.kind == "video":
                     return (_pooled(self.m.get_video_features(pixel_values=x)),)
-                return (_pooled(self.m.get_image_features(**scene._image_inputs(x))),)
+                return (_pooled(self.m.get_image_features(**visual._image_inputs(x))),)
 
         return Vision().eval()
 
@@ -219,9 +221,9 @@ class SceneModel(RuntimeModel):
         b, t, h, w = x.shape[:4]
         want = self.frame_spec.crop
         if want is not None and (h, w) != want:
-            raise ModelError(f"frames are {(h, w)}, the scene model wants {want}")
+            raise ModelError(f"frames are {(h, w)}, the visual model wants {want}")
         if self.kind == "video" and t != self.frames_per_window:
-            raise ModelError(f"{t} frames per window, the scene model wants {self.frames_per_window}")
+            raise ModelError(f"{t} frames per window, the visual model wants {self.frames_per_window}")
         x = x.to(self.device).reshape(b * t, h, w, 3).permute(0, 3, 1, 2).float() * self._scale - self._shift
         return x.view(b, t, 3, h, w) if self.kind == "video" else x
 
@@ -330,7 +332,7 @@ def naflex_patches(x: torch.Tensor, patch: int, max_patches: int) -> dict[str, t
     return {"pixel_values": padded, "pixel_attention_mask": mask, "spatial_shapes": shapes}
 
 
-def scene_preprocessing(name: str, config: Any, frames: int) -> Preprocessing:
+def visual_preprocessing(name: str, config: Any, frames: int) -> Preprocessing:
     """The decoder's frame size and the pixel normalisation, from the checkpoint's preprocessor_config.json."""
     if read_model_json(name, "preprocessor_config.json") is None:
         raise ModelError(f"{name!r} has no preprocessor_config.json: its image size and normalisation are unknown")
@@ -350,35 +352,35 @@ def max_patches(name: str, config: Any) -> int:
     return int(pp.get("max_num_patches", config.vision_config.num_patches))
 
 
-def load_scene_model(name: str, device: str | None = None, runtime: str | None = None, precision: str | None = None,
-                     home: Path | Home | None = None,
-                     clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> SceneModel:
-    """A CLIP, SigLIP, SigLIP 2 or X-CLIP checkpoint (hub id in the cache, or a folder) as a SceneModel.
+def load_visual_model(name: str, device: str | None = None, runtime: str | None = None, precision: str | None = None,
+                      home: Path | Home | None = None,
+                      clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VisualModel:
+    """A CLIP, SigLIP, SigLIP 2 or X-CLIP checkpoint (hub id in the cache, or a folder) as a VisualModel.
 
     Anything that cannot serve raises ModelError with one line: a missing folder, another kind of
     model, missing files, offline without the model in the cache."""
     if not name:
-        raise ModelError("no scene model named: pass a hub id such as google/siglip2-base-patch16-224 or a folder")
+        raise ModelError("no visual model named: pass a hub id such as google/siglip2-base-patch16-224 or a folder")
     name = model_name(name)  # a folder as its absolute path; a path-like name that is no folder fails here
     local_only = cache_only(name)  # offline and not cached: fails now, before torch is imported
     model_type = _model_type(name)
-    class_name = SCENE_MODEL_TYPES[model_type][0]
-    module = load_pretrained(name, class_name, "scene model", f"a {class_name} checkpoint", local_only)
-    return SceneModel(name, module, _load_tokenizer(name, local_only), device=device, runtime=runtime,
-                      precision=precision, home=home, clip_source=clip_source)
+    class_name = VISUAL_MODEL_TYPES[model_type][0]
+    module = load_pretrained(name, class_name, "visual model", f"a {class_name} checkpoint", local_only)
+    return VisualModel(name, module, _load_tokenizer(name, local_only), device=device, runtime=runtime,
+                       precision=precision, home=home, clip_source=clip_source)
 
 
 def _model_type(name: str) -> str:
     try:
         config = read_model_json(name, "config.json")
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load scene model {name!r}: {first_line(exc)} {OFFLINE_HINT}") from None
+        raise ModelError(f"cannot load visual model {name!r}: {first_line(exc)} {OFFLINE_HINT}") from None
     if config is None:
-        raise ModelError(f"cannot load scene model {name!r}: it has no config.json")
+        raise ModelError(f"cannot load visual model {name!r}: it has no config.json")
     model_type = str(config.get("model_type", "unknown"))
-    if model_type not in SCENE_MODEL_TYPES:
+    if model_type not in VISUAL_MODEL_TYPES:
         raise ModelError(f"{name!r} is a {model_type} model, not an image-text or video-text model; "
-                         f"scene models are {', '.join(SCENE_MODEL_TYPES)} (CLIP, SigLIP, SigLIP 2, X-CLIP)")
+                         f"visual models are {', '.join(VISUAL_MODEL_TYPES)} (CLIP, SigLIP, SigLIP 2, X-CLIP)")
     return model_type
 
 

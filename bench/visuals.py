@@ -1,6 +1,6 @@
-"""`vsearch bench`'s part on searching by description: what the scene model adds to indexing.
+"""`vsearch bench`'s part on searching by description: what the visual model adds to indexing.
 
-Random weights in the published vision configurations of the default scene model (SigLIP 2 base,
+Random weights in the published vision configurations of the default visual model (SigLIP 2 base,
 patch 16 at 224 px) and a small one (CLIP ViT-B/32): compute does not depend on weight values,
 and no weights can be downloaded where this runs. Each is measured as vsearch runs it (its vision
 tower in the runtime and precision the calibration picks here), alone per window and end to end
@@ -22,7 +22,7 @@ from vsearch.video.decode import Sampling
 
 # Vision towers as published (hidden, layers, heads, mlp, patch, image); text towers kept small:
 # only the vision tower runs per window.
-SCENE_MODELS: dict[str, dict[str, Any]] = {
+VISUAL_MODELS: dict[str, dict[str, Any]] = {
     "SigLIP 2 base/16 at 224 (the default)": {"type": "siglip", "hidden": 768, "layers": 12, "heads": 12, "mlp": 3072,
                                               "patch": 16, "image": 224, "mean": 0.5, "std": 0.5},
     "CLIP ViT-B/32 at 224": {"type": "clip", "hidden": 768, "layers": 12, "heads": 12, "mlp": 3072, "patch": 32,
@@ -31,8 +31,8 @@ SCENE_MODELS: dict[str, dict[str, Any]] = {
 WORDS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]", "a", "red", "car", "at", "night"]
 
 
-def make_scene_checkpoint(out: Path, spec: dict[str, Any]) -> Path:
-    """A random-weight image-text checkpoint with a word-level tokenizer, loadable by load_scene_model."""
+def make_visual_checkpoint(out: Path, spec: dict[str, Any]) -> Path:
+    """A random-weight image-text checkpoint with a word-level tokenizer, loadable by load_visual_model."""
     if (out / "config.json").exists():
         return out
     import torch
@@ -66,40 +66,40 @@ def make_scene_checkpoint(out: Path, spec: dict[str, Any]) -> Path:
     return out
 
 
-def _same(scene: Any) -> Any:
-    return scene
+def _same(model: Any) -> Any:
+    return model
 
 
-def scene_seconds(scene: Any, repeats: int = 3) -> float:
+def visual_seconds(model: Any, repeats: int = 3) -> float:
     """Best seconds per window of the vision tower at its calibrated batch, frames already decoded."""
-    spec = scene.frame_spec
+    spec = model.frame_spec
     h, w = spec.crop or (224, 224)
-    batch = scene.batch_size or 8
+    batch = model.batch_size or 8
     frames = np.random.default_rng(0).integers(0, 256, (batch, spec.num_frames, h, w, 3), dtype=np.uint8)
-    return best_seconds(lambda: scene.embed_frames(frames), repeats) / batch
+    return best_seconds(lambda: model.embed_frames(frames), repeats) / batch
 
 
-def scene_cost(work: Path, videos: list[Path], video_model: Path, sampling: Sampling, batch: int, config: str,
-               model_seconds: float, log: Callable[[str], None], streams: int = 1) -> list[str]:
-    """The table of what each scene model adds to indexing with VideoMAE-base, and its notes."""
-    from vsearch.evidence import scenes
+def visual_cost(work: Path, videos: list[Path], video_model: Path, sampling: Sampling, batch: int, config: str,
+                model_seconds: float, log: Callable[[str], None], streams: int = 1) -> list[str]:
+    """The table of what each visual model adds to indexing with VideoMAE-base, and its notes."""
+    from vsearch.evidence import visuals
     from vsearch.evidence.base import WindowPart
-    from vsearch.library import load_scene
+    from vsearch.library import load_visual
 
     without = vsearch_index(videos, video_model, sampling, batch, config, streams=streams)
     rows: list[list[object]] = [["VideoMAE-base alone", "", "", "", f"{without.seconds:.1f}",
                                  f"{without.clips_per_s * 4:.1f}", ""]]
-    for name, spec in SCENE_MODELS.items():
-        log(f"scene model {name}: measuring its fastest runtime, then indexing with it...")
-        folder = make_scene_checkpoint(work / ("scene-" + spec["type"]), spec)
-        scene = load_scene(str(folder), home=work, measure=True)
-        alone = scene_seconds(scene)
-        part = WindowPart(scenes.KIND, scene.name, functools.partial(_same, scene))
+    for name, spec in VISUAL_MODELS.items():
+        log(f"visual model {name}: measuring its fastest runtime, then indexing with it...")
+        folder = make_visual_checkpoint(work / ("visual-" + spec["type"]), spec)
+        model = load_visual(str(folder), home=work, measure=True)
+        alone = visual_seconds(model)
+        part = WindowPart(visuals.KIND, model.name, functools.partial(_same, model))
         both: Result = vsearch_index(videos, video_model, sampling, batch, config, parts=[part], streams=streams)
-        rows.append([name, scene.choice.described, f"{alone:.3f}",
+        rows.append([name, model.choice.described, f"{alone:.3f}",
                      f"{alone / model_seconds:.0%}", f"{both.seconds:.1f}", f"{both.clips_per_s * 4:.1f}",
                      f"{both.seconds / without.seconds - 1:+.0%}"])
-    return ["### Searching by description: what the scene model adds to indexing (VideoMAE-base in its chosen "
+    return ["### Searching by description: what the visual model adds to indexing (VideoMAE-base in its chosen "
             "configuration, the short clips; random weights in the published vision configurations)",
-            table(rows, ["scene model", "runtime, precision", "s/window alone", "vs VideoMAE's s/clip",
+            table(rows, ["visual model", "runtime, precision", "s/window alone", "vs VideoMAE's s/clip",
                          "end to end s", "hours of video per hour", "added to indexing time"]), ""]

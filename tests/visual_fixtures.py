@@ -1,7 +1,7 @@
-"""Generated scenes with known captions, videos whose scene changes mid-way, and a tiny CLIP
-trained on such scenes: what the scene model's tests search with.
+"""Generated pictures with known captions, videos whose picture changes mid-way, and a tiny CLIP
+trained on such pictures: what the visual model's tests search with.
 
-A scene is a coloured shape on a coloured background ("a red circle on a blue background"),
+A picture is a coloured shape on a coloured background ("a red circle on a blue background"),
 drifting a little. Captions vary in wording and in what they mention (all three attributes, or
 only colour and shape), so that a description query works and not only the training sentence.
 Some colour-shape pairs are never shown in training (HELD_OUT): the trained model has to compose
@@ -51,7 +51,7 @@ LOGIT_SCALE_INIT = 4.6
 
 
 @dataclass(frozen=True)
-class Scene:
+class Picture:
     colour: str
     shape: str
     background: str
@@ -61,12 +61,12 @@ class Scene:
         return TEMPLATES[0].format(c=self.colour, s=self.shape, b=self.background)
 
 
-def all_scenes() -> list[Scene]:
-    return [Scene(c, s, b) for c, s, b in itertools.product(COLOURS, SHAPES, COLOURS) if c != b]
+def all_pictures() -> list[Picture]:
+    return [Picture(c, s, b) for c, s, b in itertools.product(COLOURS, SHAPES, COLOURS) if c != b]
 
 
-def render_scene(scene: Scene, rng: np.random.Generator, frames: int = 1, width: int = IMAGE_SIZE,
-                 height: int = IMAGE_SIZE) -> np.ndarray:
+def render_picture(picture: Picture, rng: np.random.Generator, frames: int = 1, width: int = IMAGE_SIZE,
+                   height: int = IMAGE_SIZE) -> np.ndarray:
     """(frames, height, width, 3) uint8: the shape in the centre square of the frame (what a centre
     crop keeps), at a random size and place, drifting a few percent of the square over the frames.
     Drawn at twice the size and averaged down, so edges are soft as in decoded video."""
@@ -77,10 +77,10 @@ def render_scene(scene: Scene, rng: np.random.Generator, frames: int = 1, width:
     yy, xx = (np.mgrid[0 : 2 * height, 0 : 2 * width] + 0.5) / 2
     xx, yy = xx - (width - side) / 2, yy - (height - side) / 2  # coordinates within the centre square
     out = np.empty((frames, height, width, 3), dtype=np.uint8)
-    fg, bg = np.array(COLOURS[scene.colour], float), np.array(COLOURS[scene.background], float)
+    fg, bg = np.array(COLOURS[picture.colour], float), np.array(COLOURS[picture.background], float)
     for i, t in enumerate(np.linspace(0.0, 1.0, frames)):
         cx, cy = centre + t * drift
-        inside = _inside(scene.shape, xx - cx, yy - cy, size)
+        inside = _inside(picture.shape, xx - cx, yy - cy, size)
         image = np.where(inside[..., None], fg, bg)
         out[i] = image.reshape(height, 2, width, 2, 3).mean(axis=(1, 3)).round().astype(np.uint8)
     return out
@@ -97,20 +97,20 @@ def _inside(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def scene_video(path: str | Path, scenes: list[Scene], seconds_each: float, fps: int = 8,
-                width: int = 96, height: int = 72, seed: int = 0) -> Path:
-    """A video showing each scene in turn for `seconds_each` seconds: the scene changes mid-video.
+def picture_video(path: str | Path, pictures: list[Picture], seconds_each: float, fps: int = 8,
+                  width: int = 96, height: int = 72, seed: int = 0) -> Path:
+    """A video showing each picture in turn for `seconds_each` seconds: the picture changes mid-video.
     4:3 frames whose shape sits in the centre square, so a centre crop keeps it."""
     rng = np.random.default_rng(seed)
     count = int(round(seconds_each * fps))
-    frames = np.concatenate([render_scene(s, rng, count, width, height) for s in scenes])
+    frames = np.concatenate([render_picture(s, rng, count, width, height) for s in pictures])
     return write_video(path, frames, fps)
 
 
-def caption_for(scene: Scene, rng: random.Random) -> tuple[str, tuple[bool, bool, bool]]:
-    """One random wording of the scene's caption, and whether it names (colour, shape, background)."""
+def caption_for(picture: Picture, rng: random.Random) -> tuple[str, tuple[bool, bool, bool]]:
+    """One random wording of the picture's caption, and whether it names (colour, shape, background)."""
     template = rng.choice(TEMPLATES)
-    return template.format(c=scene.colour, s=scene.shape, b=scene.background), _names(template)
+    return template.format(c=picture.colour, s=picture.shape, b=picture.background), _names(template)
 
 
 def _names(template: str) -> tuple[bool, bool, bool]:
@@ -152,9 +152,9 @@ def tiny_clip_config(vocab: dict[str, int], max_length: int) -> CLIPConfig:
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=32, logit_scale_init_value=LOGIT_SCALE_INIT)
 
 
-def train_tiny_scene_model(out: Path, steps: int = 1500, batch: int = 64, seed: int = 0) -> Path:
-    """Train a tiny CLIPModel on generated captioned scenes (HELD_OUT pairs left out) and save it
-    with its preprocessor_config.json and tokenizer, loadable by load_scene_model(str(out)).
+def train_tiny_visual_model(out: Path, steps: int = 1500, batch: int = 64, seed: int = 0) -> Path:
+    """Train a tiny CLIPModel on generated captioned pictures (HELD_OUT pairs left out) and save it
+    with its preprocessor_config.json and tokenizer, loadable by load_visual_model(str(out)).
 
     Seeded and run on one thread: the same machine gives the same weights every time, and a model
     this small trains faster on one thread than on two that wait for each other on a shared machine."""
@@ -190,13 +190,13 @@ def _fit(model: CLIPModel, tokenizer: Any, normalise: Callable[[torch.Tensor], t
     from torch.nn.functional import log_softmax, normalize
 
     rng, pick = np.random.default_rng(seed), random.Random(seed)
-    train = [s for s in all_scenes() if (s.colour, s.shape) not in HELD_OUT]
+    train = [s for s in all_pictures() if (s.colour, s.shape) not in HELD_OUT]
     # A pool drawn once (rendering costs as much as a training step); the grain is new each step
-    pool_scenes = [train[i] for i in rng.integers(0, len(train), POOL)]
-    pool = np.concatenate([render_scene(s, rng) for s in pool_scenes]).astype(np.int16)
+    pool_pictures = [train[i] for i in rng.integers(0, len(train), POOL)]
+    pool = np.concatenate([render_picture(s, rng) for s in pool_pictures]).astype(np.int16)
     names = [list(COLOURS), list(SHAPES), list(COLOURS)]
     attributes = np.array([[names[0].index(s.colour), names[1].index(s.shape), names[2].index(s.background)]
-                           for s in pool_scenes])
+                           for s in pool_pictures])
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
     model.train()
@@ -205,7 +205,7 @@ def _fit(model: CLIPModel, tokenizer: Any, normalise: Callable[[torch.Tensor], t
         grain = rng.integers(-6, 7, (batch, *pool.shape[1:]), dtype=np.int16)  # the noise of decoded video
         pictures = np.clip(pool[chosen] + grain, 0, 255).astype(np.float32)
         x = normalise(torch.from_numpy(pictures).permute(0, 3, 1, 2))
-        worded = [caption_for(pool_scenes[i], pick) for i in chosen]
+        worded = [caption_for(pool_pictures[i], pick) for i in chosen]
         ids = tokenizer([w for w, _ in worded], padding=True, return_tensors="pt")
         images = normalize(model.get_image_features(pixel_values=x).pooler_output, dim=-1)
         texts = normalize(model.get_text_features(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"])

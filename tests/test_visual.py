@@ -1,5 +1,5 @@
-"""The scene model: parity with transformers' own classes, a trained tiny CLIP finding generated
-scenes by description, and the errors a user can meet."""
+"""The visual model: parity with transformers' own classes, a trained tiny CLIP finding generated
+pictures by description, and the errors a user can meet."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from tests.scene_fixtures import (
+from tests.visual_fixtures import (
     COLOURS,
     HELD_OUT,
-    Scene,
-    render_scene,
+    Picture,
+    picture_video,
+    render_picture,
     save_word_tokenizer,
-    scene_video,
 )
 from vsearch import ModelError
-from vsearch.model.scene import SCENE_MIN_SCORE, SceneModel, load_scene_model
+from vsearch.model.visual import VISUAL_MIN_SCORE, VisualModel, load_visual_model
 from vsearch.video.decode import FrameSpec, Sampling, read_windows
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -98,14 +98,14 @@ def test_embeddings_match_transformers(tmp_path: Path, model_type: str) -> None:
     from transformers import AutoTokenizer
 
     model, processor = _save(tmp_path, model_type)
-    scene = load_scene_model(str(tmp_path), runtime="torch", precision="fp32")
-    assert (scene.model_type, scene.kind) == (model_type, "video" if model_type == "xclip" else "image")
-    assert scene.frame_spec.crop == (32, 32)
-    frames = np.random.default_rng(1).integers(0, 256, (2, scene.frames_per_window, 32, 32, 3), dtype=np.uint8)
-    windows = scene.embed_frames(frames)
-    assert windows.shape == (2, scene.dim) and windows.dtype == np.float32
+    visual = load_visual_model(str(tmp_path), runtime="torch", precision="fp32")
+    assert (visual.model_type, visual.kind) == (model_type, "video" if model_type == "xclip" else "image")
+    assert visual.frame_spec.crop == (32, 32)
+    frames = np.random.default_rng(1).integers(0, 256, (2, visual.frames_per_window, 32, 32, 3), dtype=np.uint8)
+    windows = visual.embed_frames(frames)
+    assert windows.shape == (2, visual.dim) and windows.dtype == np.float32
     np.testing.assert_allclose(windows, _reference_windows(model, processor, model_type, frames).numpy(), atol=2e-5)
-    texts = scene.embed_text(TEXTS)
+    texts = visual.embed_text(TEXTS)
     reference = _reference_texts(model, AutoTokenizer.from_pretrained(tmp_path), model_type).numpy()
     np.testing.assert_allclose(texts, reference, atol=2e-5)
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
@@ -115,7 +115,7 @@ def test_frame_specs_follow_each_processor(tmp_path: Path) -> None:
     specs = {}
     for model_type in ("clip", "siglip", "siglip2", "xclip"):
         _save(tmp_path / model_type, model_type)
-        specs[model_type] = load_scene_model(str(tmp_path / model_type)).frame_spec
+        specs[model_type] = load_visual_model(str(tmp_path / model_type)).frame_spec
     assert specs["clip"] == FrameSpec(3, ("shortest_edge", 32), (32, 32))
     assert specs["siglip"].resize == ("exact", (32, 32))  # SigLIP squeezes the frame, as it was trained
     assert specs["siglip2"] == FrameSpec(3, ("shortest_edge", 32), (32, 32))  # NaFlex: a square of whole patches
@@ -124,92 +124,101 @@ def test_frame_specs_follow_each_processor(tmp_path: Path) -> None:
 
 def test_siglip_scores_with_its_own_bias(tmp_path: Path) -> None:
     model, _ = _save(tmp_path, "siglip")
-    scene = load_scene_model(str(tmp_path))
+    visual = load_visual_model(str(tmp_path))
     cos = np.array([-0.5, 0.0, 0.5])
     expected = torch.sigmoid(model.logit_scale.exp() * torch.tensor(cos) + model.logit_bias).detach().numpy()
-    np.testing.assert_allclose(scene.score(cos), expected, rtol=1e-5)
+    np.testing.assert_allclose(visual.score(cos), expected, rtol=1e-5)
 
 
 def test_bf16_stays_close_to_fp32(tmp_path: Path) -> None:
     _save(tmp_path, "clip")
     frames = np.random.default_rng(2).integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)
-    fp32, bf16 = (load_scene_model(str(tmp_path), runtime="torch", precision=p) for p in ("fp32", "bf16"))
+    fp32, bf16 = (load_visual_model(str(tmp_path), runtime="torch", precision=p) for p in ("fp32", "bf16"))
     assert np.abs(fp32.embed_frames(frames) - bf16.embed_frames(frames)).max() < 0.05
     assert np.abs(fp32.embed_text(TEXTS) - bf16.embed_text(TEXTS)).max() < 0.05
 
 
 @pytest.mark.parametrize("model_type", ["clip", "xclip"])
 def test_the_vision_tower_runs_in_openvino_and_the_calibration_measures_it(tmp_path: Path, model_type: str) -> None:
-    """The scene model goes through the same runtimes and measured choice as the video model: OpenVINO
+    """The visual model goes through the same runtimes and measured choice as the video model: OpenVINO
     gives torch fp32's vectors, and tune() picks a runtime and batch for it with the same rules."""
     pytest.importorskip("openvino")
     from vsearch.model.calibrate import tune
 
     _save(tmp_path / "m", model_type)
     frames = np.random.default_rng(3).integers(0, 256, (4, 3 if model_type == "clip" else 4, 32, 32, 3), dtype=np.uint8)
-    torch32 = load_scene_model(str(tmp_path / "m"), runtime="torch", precision="fp32")
-    ov = load_scene_model(str(tmp_path / "m"), runtime="openvino", precision="fp32", home=tmp_path / "home")
+    torch32 = load_visual_model(str(tmp_path / "m"), runtime="torch", precision="fp32")
+    ov = load_visual_model(str(tmp_path / "m"), runtime="openvino", precision="fp32", home=tmp_path / "home")
     assert ov.choice.label == "openvino fp32" and list((tmp_path / "home" / "openvino").glob("*/model.xml"))
     assert float((torch32.embed_frames(frames) * ov.embed_frames(frames)).sum(1).min()) > 0.999
-    auto = load_scene_model(str(tmp_path / "m"), home=tmp_path / "home")
+    auto = load_visual_model(str(tmp_path / "m"), home=tmp_path / "home")
     calibration = tune(auto, tmp_path / "home")
     assert calibration.how == "calibrated" and "fp32@1" in calibration.timings and auto.choice == calibration.choice
     assert float((torch32.embed_frames(frames) * auto.embed_frames(frames)).sum(1).min()) > 0.98
 
 
-# --- a tiny CLIP trained on generated scenes -------------------------------------------------
+# --- a tiny CLIP trained on generated pictures -------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trained(scene_model_dir: Path) -> SceneModel:
+def trained(visual_model_dir: Path) -> VisualModel:
     """Trained once per session (conftest), loaded as a user's folder."""
-    return load_scene_model(str(scene_model_dir), runtime="torch", precision="fp32")
+    return load_visual_model(str(visual_model_dir), runtime="torch", precision="fp32")
 
 
-HELD_OUT_SCENES = [Scene(c, s, b) for c, s in sorted(HELD_OUT) for b in COLOURS if b != c]
+HELD_OUT_PICTURES = [Picture(c, s, b) for c, s in sorted(HELD_OUT) for b in COLOURS if b != c]
 
 
-def _held_out_windows(model: SceneModel) -> np.ndarray:
+def _held_out_windows(model: VisualModel) -> np.ndarray:
     rng = np.random.default_rng(11)
-    return model.embed_frames(np.stack([render_scene(s, rng, model.frames_per_window) for s in HELD_OUT_SCENES]))
+    return model.embed_frames(np.stack([render_picture(s, rng, model.frames_per_window) for s in HELD_OUT_PICTURES]))
 
 
 @pytest.mark.slow
-def test_tiny_model_loads_through_the_users_path(trained: SceneModel) -> None:
+def test_tiny_model_loads_through_the_users_path(trained: VisualModel) -> None:
     assert (trained.kind, trained.dim, trained.frames_per_window) == ("image", 32, 3)
     assert trained.frame_spec == FrameSpec(3, ("shortest_edge", 32), (32, 32))
     assert trained.model_id.startswith(f"{trained.name}|scene=clip|frames=3|dim=32|weights=")
-    assert trained.min_score == pytest.approx(SCENE_MIN_SCORE)
+    assert trained.min_score == pytest.approx(VISUAL_MIN_SCORE)
 
 
 @pytest.mark.slow
-def test_right_caption_of_unseen_combinations_scores_highest(trained: SceneModel) -> None:
+def test_load_scene_is_load_visual_by_its_older_name(visual_model_dir: Path, tmp_path: Path) -> None:
+    import vsearch
+
+    with pytest.warns(DeprecationWarning, match="load_visual"):
+        model = vsearch.load_scene(str(visual_model_dir), runtime="torch", precision="fp32", home=tmp_path)
+    assert isinstance(model, VisualModel) and model.dim == 32
+
+
+@pytest.mark.slow
+def test_right_caption_of_unseen_combinations_scores_highest(trained: VisualModel) -> None:
     """Colour-shape pairs the model never saw, on every background: composition, not memory."""
-    cos = _held_out_windows(trained) @ trained.embed_text([s.caption for s in HELD_OUT_SCENES]).T
-    assert (cos.argmax(1) == np.arange(len(HELD_OUT_SCENES))).mean() >= 0.9
+    cos = _held_out_windows(trained) @ trained.embed_text([s.caption for s in HELD_OUT_PICTURES]).T
+    assert (cos.argmax(1) == np.arange(len(HELD_OUT_PICTURES))).mean() >= 0.9
 
 
 @pytest.mark.slow
-def test_floor_separates_what_is_shown_from_what_is_not(trained: SceneModel) -> None:
+def test_floor_separates_what_is_shown_from_what_is_not(trained: VisualModel) -> None:
     windows = _held_out_windows(trained)
-    present = trained.score(np.sum(windows * trained.embed_text([s.caption for s in HELD_OUT_SCENES]), axis=1))
+    present = trained.score(np.sum(windows * trained.embed_text([s.caption for s in HELD_OUT_PICTURES]), axis=1))
     # absent: every held-out caption whose colour and shape both differ from the window's
-    scores = trained.score(windows @ trained.embed_text([s.caption for s in HELD_OUT_SCENES]).T)
-    absent = np.array([[a.colour != b.colour and a.shape != b.shape for b in HELD_OUT_SCENES] for a in HELD_OUT_SCENES])
+    scores = trained.score(windows @ trained.embed_text([s.caption for s in HELD_OUT_PICTURES]).T)
+    absent = np.array([[a.colour != b.colour and a.shape != b.shape for b in HELD_OUT_PICTURES] for a in HELD_OUT_PICTURES])
     assert (present > trained.min_score).mean() >= 0.9
     assert (scores[absent] < trained.min_score).mean() >= 0.95
 
 
 @pytest.mark.slow
-def test_descriptions_find_their_moment_in_a_video(trained: SceneModel, tmp_path: Path) -> None:
-    """A video whose scene changes mid-way, decoded as the indexer decodes: each window's own
-    scene is its best caption, descriptions in other words pass the floor there and nowhere else,
+def test_descriptions_find_their_moment_in_a_video(trained: VisualModel, tmp_path: Path) -> None:
+    """A video whose picture changes mid-way, decoded as the indexer decodes: each window's own
+    picture is its best caption, descriptions in other words pass the floor there and nowhere else,
     and what the video never shows stays below it."""
-    scenes = [Scene("red", "circle", "blue"), Scene("yellow", "square", "green")]
-    path = scene_video(tmp_path / "scenes.mp4", scenes, seconds_each=2.0)
+    pictures = [Picture("red", "circle", "blue"), Picture("yellow", "square", "green")]
+    path = picture_video(tmp_path / "pictures.mp4", pictures, seconds_each=2.0)
     chunks = read_windows(str(path), trained.frame_spec, Sampling(window_seconds=2.0))
     windows = trained.embed_frames(np.concatenate([frames for _, _, frames in chunks]))
     assert len(windows) == 2
-    captions = trained.embed_text([s.caption for s in scenes])
+    captions = trained.embed_text([s.caption for s in pictures])
     assert list((windows @ captions.T).argmax(1)) == [0, 1]
     described = {0: ["red circle", "a circle that is red on blue", "the red circle over blue"],
                  1: ["yellow square", "a square that is yellow on green", "a green background with a yellow square"]}
@@ -225,20 +234,20 @@ def test_descriptions_find_their_moment_in_a_video(trained: SceneModel, tmp_path
 
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no such folder") as err:
-        load_scene_model(str(tmp_path / "nope"))
+        load_visual_model(str(tmp_path / "nope"))
     assert "\n" not in str(err.value)
 
 
-def test_a_video_classifier_is_not_a_scene_model() -> None:
+def test_a_video_classifier_is_not_a_visual_model() -> None:
     with pytest.raises(ModelError, match="is a videomae model") as err:
-        load_scene_model(str(DATA / "motion-model"))
+        load_visual_model(str(DATA / "motion-model"))
     assert "\n" not in str(err.value)
 
 
 def test_offline_without_the_model_in_the_cache() -> None:
     # conftest sets HF_HUB_OFFLINE; nothing is downloaded and the answer comes at once
     with pytest.raises(ModelError, match="not in the Hugging Face cache") as err:
-        load_scene_model("google/siglip2-base-patch16-224")
+        load_visual_model("google/siglip2-base-patch16-224")
     assert "\n" not in str(err.value)
 
 
@@ -246,9 +255,9 @@ def test_folder_without_preprocessor_config(tmp_path: Path) -> None:
     _save(tmp_path, "clip")
     (tmp_path / "preprocessor_config.json").unlink()
     with pytest.raises(ModelError, match="no preprocessor_config.json"):
-        load_scene_model(str(tmp_path))
+        load_visual_model(str(tmp_path))
 
 
 def test_import_does_not_load_torch() -> None:
-    code = "import sys, vsearch.model.scene; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    code = "import sys, vsearch.model.visual; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
