@@ -595,14 +595,14 @@ class Index:
 
     def stats(self) -> dict:
         """What is in the index, and which files failed and why; per kind of evidence, the model it
-        was made with, how many videos it ran on and what it found (`evidence`)."""
+        was made with, how many videos it ran on and how many of its `unit` it found (`evidence`)."""
         from vsearch.evidence import kinds
         from vsearch.search import browse as q
 
         catalog = self.catalog()
         runs = catalog.runs_summary()
-        evidence = {k.name: {"model": k.model_of(catalog), **runs.get(k.name, {"videos": 0, "found": 0, "failed": 0})}
-                    for k in kinds() if k.model_of(catalog) is not None or k.name in runs}
+        evidence = {k.name: {"model": k.model_of(catalog), **runs.get(k.name, {"videos": 0, "found": 0, "failed": 0}),
+                             "unit": k.unit} for k in kinds() if k.model_of(catalog) is not None or k.name in runs}
         return {**q.stats(catalog), "evidence": evidence}
 
     def clip(self, path: str | Path, start: float, end: float, out: str | Path | None = None) -> Path:

@@ -206,8 +206,13 @@ def stats(home: Home = None, as_json: Json = False) -> None:
     if as_json:
         print_json(data)
         return
-    for key in ("home", "model", "visual_model", "precision", "videos", "clips", "hours", "labels", "failed"):
+    for key in ("home", "model", "precision", "videos", "clips", "hours", "labels", "failed"):
         typer.echo(f"{key:>12}: {safe(data[key])}")
+    # each kind of evidence the index holds: what made it, and how far it got (a kind that is off is not listed)
+    for n, (kind, run) in enumerate(data["evidence"].items()):
+        failed = f", {run['failed']} failed" if run["failed"] else ""
+        typer.echo(f"{'evidence:' if n == 0 else '':>13} {kind:<10} {counted(run['videos'], 'video')}, "
+                   f"{counted(run['found'], run['unit'])}{failed}  ({safe(str(run['model']))})")
     for failure in data["failures"]:
         typer.echo(f"  failed {safe(failure['path'])}: {safe(failure['reason'])}")
 

@@ -83,6 +83,7 @@ class Kind:
     space: VectorSpace | None = None  # its vectors, each space with a FAISS index of its own
     similar_by: str | None = None  # the word `similar --by` compares in its space with
     tables: Migrations = ()  # its own tables (the core schema's for the built-in kinds)
+    unit: str = "window"  # what a run counts as found in a video (`stats`): window, line, ...
 
     def model_of(self, catalog: Catalog) -> str | None:
         """The model this index makes the kind with; None: the kind is not in this index."""

@@ -110,6 +110,7 @@ class Speech(FileKind):
     option: str | None = "speech_model"
     table = "speech_lines"
     quote = "says"  # how a hit is told: 'says "..."'
+    unit = "line"
 
     space: VectorSpace  # its lines' vectors, by the sentence model
 

@@ -130,7 +130,10 @@ def test_a_kind_of_its_own_is_indexed_searched_checked_and_shown(brightness: Bri
 
     checks = {f.check: f for f in idx.doctor().findings}
     assert checks["brightness"].ok and checks["brightness"].detail == "0 windows without a brightness"
-    assert idx.stats()["evidence"]["brightness"] == {"model": "mean-brightness", "videos": 2, "found": 9, "failed": 0}
+    assert idx.stats()["evidence"]["brightness"] == {"model": "mean-brightness", "videos": 2, "found": 9, "failed": 0,
+                                                     "unit": "window"}
+    shown = CliRunner().invoke(app, ["stats", "--home", str(vsearch_home)]).stdout
+    assert "brightness 2 videos, 9 windows  (mean-brightness)" in shown
 
     from starlette.testclient import TestClient
 

@@ -216,7 +216,11 @@ def test_stats_and_show_are_what_the_cli_prints(library: Path, vsearch_home: Pat
     assert all(f["reason"] for f in data["failures"])
     runner = CliRunner()
     assert json.loads(runner.invoke(app, ["stats", "--json"]).stdout) == Index(vsearch_home).stats() == {
-        **data, "evidence": {"labels": {"model": "fake-encoder", "videos": 12, "found": data["clips"], "failed": 0}}}
+        **data, "evidence": {"labels": {"model": "fake-encoder", "videos": 12, "found": data["clips"], "failed": 0,
+                                        "unit": "window"}}}
+    shown = runner.invoke(app, ["stats"]).stdout  # the same, as a person reads it
+    assert f"    evidence: labels     12 videos, {data['clips']} windows  (fake-encoder)" in shown.splitlines()
+    assert all(f"failed {f['path']}: {f['reason']}" in shown for f in data["failures"])
     video = sorted(library.glob("*.mp4"))[0]
     shown = browse.show(cat, str(video)).to_json()
     assert set(shown) == {"path", "status", "error", "duration", "labels", "clips"}
