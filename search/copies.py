@@ -174,10 +174,11 @@ def _shared(matches: list[tuple[float, float, float]], a: int, b: int,
     left = list(matches)
     while len(left) >= MIN_SECONDS:
         offsets = np.round([tb - ta for ta, tb, _ in left])
-        values, counts = np.unique(offsets, return_counts=True)
-        offset = float(values[np.argmax(counts)])
+        values, where, counts = np.unique(offsets, return_inverse=True, return_counts=True)
         if counts.max() < MIN_SECONDS:
             break
+        # votes weighed by how alike: where seconds look alike, the right offset matches best
+        offset = float(values[np.argmax(np.bincount(where, weights=[c for _, _, c in left]))])
         on = sorted((m for m in left if abs(m[1] - m[0] - offset) <= SLACK), key=lambda m: m[0])
         left = [m for m in left if abs(m[1] - m[0] - offset) > SLACK]
         for run in _runs(on):
@@ -186,8 +187,14 @@ def _shared(matches: list[tuple[float, float, float]], a: int, b: int,
             if len(seconds) < MIN_SECONDS or mean < MIN_MEAN:
                 continue
             (pa, da), (pb, db) = videos[a], videos[b]
-            span_a = Span(pa, max(0.0, min(m[0] for m in run)), min(da or 1e9, max(m[0] for m in run) + 1.0), a)
-            span_b = Span(pb, max(0.0, min(m[1] for m in run)), min(db or 1e9, max(m[1] for m in run) + 1.0), b)
+            # One span in both videos, as long in each (a copy plays at the same speed): a's, moved by
+            # the run's own offset. Each side's matches alone stray by up to SLACK, and on pictures
+            # that hardly change (a lecture, a title) they stray to both ends of the other video.
+            near = [tb - ta for ta, tb, _ in run if abs(tb - ta - offset) <= 0.5]
+            shift = float(np.median(near)) if near else offset
+            start = max(0.0, min(m[0] for m in run), -shift)
+            end = min(da or 1e9, max(m[0] for m in run) + 1.0, (db or 1e9) - shift)
+            span_a, span_b = Span(pa, start, end, a), Span(pb, start + shift, end + shift, b)
             pairs.append(_kind(span_a, da, span_b, db, mean))
     return _one_per_span(pairs)
 

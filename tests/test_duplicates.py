@@ -183,3 +183,22 @@ def test_the_fingerprint_index_is_kept_between_runs_and_follows_the_library(libr
     idx.index([root], model=MOTION)  # the next run that matches takes the removed video's prints out
     now = set(np.load(kept / "ids.npy").tolist())
     assert before - now and before & now and now - after  # shapes.mp4's prints out, beach-1's kept, beach-2's in
+
+
+def test_a_trim_of_a_picture_that_hardly_changes_is_placed_by_its_offset() -> None:
+    """A lecture's or a title's seconds look alike, so a trim's seconds also match the seconds beside
+    the right ones: the shared span is as long in both videos and sits at the offset most seconds
+    agree on, not stretched to both ends of the longer video."""
+    from vsearch.search.copies import _shared
+
+    # a 6-s trim (video 1) of an 8-s video (video 2) from its second 1; each second also matches the
+    # seconds 1.2 s either side of the right one, a little less well
+    matches = []
+    for i in range(12):
+        ta = i / 2
+        matches += [(ta, ta + 1.0, 0.99), (ta, max(0.0, ta - 0.2), 0.95), (ta, min(7.5, ta + 2.2), 0.95)]
+    [pair] = _shared(matches, 1, 2, {1: ("trim.mp4", 6.0), 2: ("talk.mp4", 8.0)})
+    trim, talk = (pair.a, pair.b) if pair.a.video_id == 1 else (pair.b, pair.a)
+    assert pair.kind == "contains" and pair.a.video_id == 2  # all of the trim is in the talk, not "the same"
+    assert (trim.start, trim.end) == (0.0, 6.0)
+    assert talk.start == pytest.approx(1.0) and talk.end == pytest.approx(7.0)
