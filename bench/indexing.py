@@ -294,7 +294,7 @@ def reference_recipe(videos: list[Path], model_dir: Path, sampling: Sampling) ->
                 model(**inputs)
             stages["model"] += time.perf_counter() - t
             clips += 1
-    return Result("reference recipe (fp32, per clip)", clips, time.perf_counter() - started, stages)
+    return Result("reference recipe (fp32, per window)", clips, time.perf_counter() - started, stages)
 
 
 def load_config(model_dir: Path, config: str | None, cache: Path | None = None,

@@ -156,19 +156,19 @@ def run_ray_benchmark(work: Path, quick: bool = False, log: Callable[[str], None
     finally:
         shutil.rmtree(library, ignore_errors=True)
     speed = {(r[0], r[1]): float(r[4]) for r in rows}
-    overhead = [f"{w} worker(s): Ray {speed[('Ray Data', w)] / speed[('local', w)]:.2f}x the local clips/s"
+    overhead = [f"{w} worker(s): Ray {speed[('Ray Data', w)] / speed[('local', w)]:.2f}x the local windows/s"
                 for w in ("1", "2")]
     lines += [
         f"### Decode alone: {dec.clips} windows of real 720p (bigbuckbunny at several qualities), 16 frames "
         "to 224 px each",
         f"{per_window:.3f} s per window on one core ({1 / per_window:.1f} windows/s per core)", "",
-        f"### Index runs: {rows[0][2]} clips, a decode-bound model (VideoMAE-base input, one narrow layer), "
+        f"### Index runs: {rows[0][2]} windows, a decode-bound model (VideoMAE-base input, one narrow layer), "
         "batch 8, 1 s windows",
-        table(rows, ["where", "decode workers", "clips", "seconds", "clips/s", "storing s (driver)"]),
+        table(rows, ["where", "decode workers", "windows", "seconds", "windows/s", "storing s (driver)"]),
         f"Ray's overhead: {'; '.join(overhead)}. Starting the local Ray took {ray_start:.1f} s (not in the runs; "
         "a warm-up run came first).", "",
         f"The driver's writes alone (synthetic 768-d results, batches of 64, 10 windows per video): "
-        f"{written:.0f} clips/s, the ceiling of any cluster with one driver.",
+        f"{written:.0f} windows/s, the ceiling of any cluster with one driver.",
     ]
     return "\n".join(lines)
 

@@ -104,7 +104,7 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
             # Not a candidate where OpenVINO runs int8 and bf16 natively; measured here all the same,
             # so that the report shows what leaving it out costs (nothing, or it would be a candidate).
             tried.append("int8")
-        lines += [f"VideoMAE-{name}: {videomae_flops(configs[name]) / 1e9:.0f} GFLOP per 16x224 clip; "
+        lines += [f"VideoMAE-{name}: {videomae_flops(configs[name]) / 1e9:.0f} GFLOP per 16x224 window; "
                   f"chosen: {choice.describe()}"]
         del encoder
     lines.append("")
@@ -174,19 +174,19 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
                                        ", ".join(f"{k} {v:.1f}s" for k, v in r.stages.items())]
                                       for r in runs]
     lines += ["### Short clips (320x240, 4 s windows): decoding is cheap; VideoMAE-base unless named",
-              table(short_rows, ["run", "clips", "seconds", "clips/s", "hours of video per hour",
+              table(short_rows, ["run", "windows", "seconds", "windows/s", "hours of video per hour",
                                  "vs reference", "time split"]),
               f"speed-up: {ours.clips_per_s / reference.clips_per_s:.2f}x the Hugging Face reference recipe "
               f"(vsearch: the median round); {short_ratio.describe()}", "",
               "### Models x runtimes x precision, model stage alone (random weights of the published configs; "
               "Kinetics-400 top-1 from the model cards; an hour of video = 900 windows of 4 s)",
-              table(speed_table, ["model (K400 top-1)", "runtime, precision", "batch", "s/clip",
+              table(speed_table, ["model (K400 top-1)", "runtime, precision", "batch", "s/window",
                                   "hours of video per hour", "vs base fp32 batch 1", ""]), "",
               "### Model stage against the machine's limit (the model's own matrix products, every thread, "
               "best of several, same runtime and precision)",
-              table(stage_rows, ["run", "s/clip", "limit s/clip", "ratio", "GFLOP/s"]), "",
+              table(stage_rows, ["run", "s/window", "limit s/window", "ratio", "GFLOP/s"]), "",
               table(limit_rows, ["config", "product", "groups x m x k x n", "per forward", "GFLOP/s",
-                                 "s/clip"]), ""]
+                                 "s/window"]), ""]
 
     # What each kind of evidence adds to indexing, for the kinds that have a measurement here.
     from vsearch.evidence import kinds
@@ -204,9 +204,9 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
         agreement.append(precision_agreement(models["base"], shorts, sampling, c, work))
         if motion:
             agreement.append(precision_agreement(demo_model, motion, sampling, c, work))
-    lines += ["### Runtimes and precisions against torch fp32 (same clips, same model; random weights make the "
+    lines += ["### Runtimes and precisions against torch fp32 (same windows, same model; random weights make the "
               "base model's top-1 fragile, the trained motion-model is the meaningful row)",
-              table(agreement, ["config", "model", "clips", "top-1 agree", "top-5 overlap", "max |p32-p|",
+              table(agreement, ["config", "model", "windows", "top-1 agree", "top-5 overlap", "max |p32-p|",
                                 "min cosine of embeddings"]), ""]
 
     log("real 720p: decode alone, model alone, end to end...")
@@ -225,12 +225,12 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     slower = max(dec.seconds, stage_model)
     lines += ["### Real 720p (bigbuckbunny.mp4 at several qualities, 2 s windows): do the stages overlap?",
               table([[dec.name, dec.clips, f"{dec.seconds:.1f}", ""],
-                     [f"model alone x {e2e.clips} clips", e2e.clips, f"{stage_model:.1f}", ""],
+                     [f"model alone x {e2e.clips} windows", e2e.clips, f"{stage_model:.1f}", ""],
                      [e2e.name, e2e.clips, f"{e2e.seconds:.1f}", f"{e2e.clips_per_s:.3f}"],
                      *([[one_hd.name + ": one request on every core", one_hd.clips, f"{one_hd.seconds:.1f}",
                          f"{one_hd.clips_per_s:.3f}"]] if one_hd else []),
                      [reference_hd.name, reference_hd.clips, f"{reference_hd.seconds:.1f}", f"{reference_hd.clips_per_s:.3f}"]],
-                    ["stage", "clips", "seconds", "clips/s"]),
+                    ["stage", "windows", "seconds", "windows/s"]),
               "reference recipe time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in reference_hd.stages.items()),
               f"{hd_ratio.describe()}; end to end / slower stage: {e2e.seconds / slower:.2f}x "
               f"(sum of stages would be {(dec.seconds + stage_model) / slower:.2f}x); "
@@ -241,7 +241,7 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     results = compare_decoders(files, spec, Sampling(window_seconds=2.0), repeats=1 if quick else 3)
     lines += ["### Decoders: 16 frames per 2 s window, resized to the model's input, real files",
               table([[r.name, r.clips, f"{r.seconds:.2f}", f"{r.seconds / r.clips * 1000:.0f}"] for r in results],
-                    ["decoder", "clips", "seconds", "ms/clip"]), ""]
+                    ["decoder", "windows", "seconds", "ms/window"]), ""]
 
     log("a 10-minute 720p file: seeking to windows...")
     seconds_long = 60 if quick else 600

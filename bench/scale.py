@@ -157,7 +157,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
 
     home = work / f"scale-{videos}x{clips_per_video}"
     t0 = time.perf_counter()
-    log(f"building a synthetic catalog of {videos:,} videos x {clips_per_video} clips (cached in {home})...")
+    log(f"building a synthetic catalog of {videos:,} videos x {clips_per_video} windows (cached in {home})...")
     catalog = build_catalog(home, videos, clips_per_video, log=log)
     build_s = time.perf_counter() - t0
     n = catalog.clip_count()
@@ -166,7 +166,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     vectors, rebuilt = open_vectors(catalog)
     open_s = time.perf_counter() - t0
     rng = np.random.default_rng(1)
-    lines = [f"catalog: {n:,} clips in {catalog.stats()['videos']:,} videos, dim {catalog.dim}; "
+    lines = [f"catalog: {n:,} windows in {catalog.stats()['videos']:,} videos, dim {catalog.dim}; "
              f"built in {build_s:.0f}s, vector index {'built' if rebuilt else 'loaded'} in {open_s:.1f}s "
              f"({vectors.kind})", ""]
 
@@ -228,21 +228,21 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
               table(similar_rows, ["index", "median ms", "recall@10"]),
               f"`similar` end to end (search + grouping by video + metadata), median: {whole:.1f} ms", "",
               "### Exact (flat) search latency by size: where the index switches",
-              table([[f"{n:,}", f"{ms:.1f}"] for n, ms in curve], ["clips", "median ms"]),
+              table([[f"{n:,}", f"{ms:.1f}"] for n, ms in curve], ["windows", "median ms"]),
               f"switch to IVF above {EXACT_MAX:,} clips", "",
               "### Search by description (the visual space, 768 numbers per window; a query near a kind of sight, "
               "k=10; recall@10 against exact search over all windows)",
               table(visual_similar, ["index", "median ms", "recall@10"]), "",
               "### Free text and the shell",
               table(free + shell, ["what", "ms"]), "",
-              "### Memory and disk per clip",
+              "### Memory and disk per window",
               table([["SQLite (labels, metadata, float16 embedding and visual vector)", f"{db_bytes / n:.0f} B"],
                      [f"FAISS file ({vectors.kind})", f"{faiss_bytes / n:.0f} B"],
                      [f"visual vector in SQLite (float16) and its FAISS file ({visual_kind})",
                       f"{2 * catalog.dim_of(VISUALS)} B + {visual_bytes / n:.0f} B"],
                      ["RSS of a process that opened the index and answered both kinds of query",
                       f"{serving_rss / n:.0f} B ({serving_rss / 1e9:.2f} GB)"]],
-                    ["what", "per clip"])]
+                    ["what", "per window"])]
     catalog.close()
     return "\n".join(lines)
 

@@ -120,7 +120,7 @@ class IndexProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[clips]} clips"), TimeRemainingColumn(),
+                            TextColumn("{task.fields[clips]} windows"), TimeRemainingColumn(),
                             TextColumn("{task.fields[name]}"), transient=True, console=stderr_console())
         self.bar.start()
         return self._update
@@ -133,7 +133,7 @@ class IndexProgress:
 
     def _lines(self, p: IndexState) -> None:
         if p.files_done >= self.next_line * p.files_total:
-            info(f"indexed {p.files_done}/{counted(p.files_total, 'file')}, {counted(p.clips, 'clip')}")
+            info(f"indexed {p.files_done}/{counted(p.files_total, 'file')}, {counted(p.clips, 'window')}")
             while self.next_line * p.files_total <= p.files_done:
                 self.next_line += 0.1
 

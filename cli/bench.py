@@ -16,7 +16,7 @@ def bench(
         "bench-out"),
     quick: Annotated[bool, typer.Option("--quick", help="Fewer, shorter runs (minutes less, noisier).")] = False,
     scale: Annotated[int, typer.Option("--scale", help="Instead: search at scale, on a synthetic catalog of "
-                                       "this many videos (10 clips each); e.g. 100000.")] = 0,
+                                       "this many videos (10 windows each); e.g. 100000.")] = 0,
     ray: Annotated[bool, typer.Option("--ray", help="Instead: indexing locally against a local Ray, with 1 and 2 "
                                       "decode workers (pip install 'vsearch[ray]').")] = False,
     live: Annotated[bool, typer.Option("--live", help="Instead: live latency, skipped windows and memory of "

@@ -39,12 +39,13 @@ def index(
     home: Home = None,
     model: Model = None,
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", min=1, help="Clips per model batch (default: the fastest, measured once per machine).")] = None,
+        "--batch-size", min=1, help="Windows per model batch (default: the fastest, measured once per machine).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Decode processes (default: by device).")] = None,
     device: Device = "auto",
     precision: Precision = "auto",
     runtime: Runtime = "auto",
-    window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds per clip window.")] = 4.0,
+    window: Annotated[float, typer.Option("--window", min=0.1, help="Seconds per window (what one set of labels "
+                                          "and one vector describe).")] = 4.0,
     max_windows: Annotated[int, typer.Option("--max-windows", min=1, help="Windows per video at most.")] = 150,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds a decode step may take.")] = 120.0,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
@@ -82,7 +83,7 @@ def index(
              "it can be had (downloaded once, about 150 MB). 'none' turns it off. Changing it transcribes every "
              "video again without running the video models.")] = None,
 ) -> None:
-    """Index videos: decode, classify and embed every clip; re-runs only do what changed.
+    """Index videos: decode, classify and embed every window; re-runs only do what changed.
 
     Example: vsearch index ~/Videos --exclude 'raw'  (--watch to stay current; on a cluster: --ray auto)
     """
@@ -131,7 +132,7 @@ def _watch_line(r: IndexReport) -> None:
     parts = [f"{n} {what}" for n, what in ((r.indexed, "indexed"), (r.moved, "moved"), (r.copied, "copied"),
                                             (r.removed, "removed"), (len(r.failed), "failed")) if n]
     if parts:
-        info(", ".join(parts) + (f" ({counted(r.clips, 'clip')})" if r.clips else ""))
+        info(", ".join(parts) + (f" ({counted(r.clips, 'window')})" if r.clips else ""))
     for path, reason in r.failed:
         info(f"skipped {safe(path)}: {safe(reason)}")
 

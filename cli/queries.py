@@ -195,6 +195,10 @@ def labels(
         typer.echo(f"{r['videos']:6d}  {r['label']}{similarity}")
 
 
+# The JSON keeps a window's older name, clip (scripts read it); people read "windows".
+WORDS = {"clips": "windows"}
+
+
 @app.command()
 def stats(home: Home = None, as_json: Json = False) -> None:
     """What is in the index, and which files failed and why.
@@ -207,7 +211,7 @@ def stats(home: Home = None, as_json: Json = False) -> None:
         print_json(data)
         return
     for key in ("home", "model", "precision", "videos", "clips", "hours", "labels", "failed"):
-        typer.echo(f"{key:>12}: {safe(data[key])}")
+        typer.echo(f"{WORDS.get(key, key):>12}: {safe(data[key])}")
     # each kind of evidence the index holds: what made it, and how far it got (a kind that is off is not listed)
     for n, (kind, run) in enumerate(data["evidence"].items()):
         failed = f", {run['failed']} failed" if run["failed"] else ""

@@ -105,7 +105,7 @@ class IndexReport:
     def summary_lines(self) -> list[str]:
         """What a run did, in the words a front end shows after it (paths not escaped)."""
         t = self.timings
-        parts = [f"{self.indexed} indexed ({counted(self.clips, 'clip')})", f"{self.unchanged} unchanged"]
+        parts = [f"{self.indexed} indexed ({counted(self.clips, 'window')})", f"{self.unchanged} unchanged"]
         parts += [f"{n} {what}" for n, what in ((self.moved, "moved"), (self.copied, "copied"),
                                                  (self.removed, "removed")) if n]
         parts.append(f"{len(self.failed)} failed")

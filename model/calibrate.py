@@ -51,7 +51,7 @@ class Calibration:
         measured = ", ".join(f"{k} {v:.3g}" for k, v in self.timings.items())
         left = f"; left out, answers differ from fp32: {', '.join(self.differed)}" if self.differed else ""
         took = f" in {self.took:.0f} s" if self.took else ""
-        return (f"{self.choice.described} ({self.how}{took}{': s/clip ' + measured if measured else ''}{left})")
+        return (f"{self.choice.described} ({self.how}{took}{': s/window ' + measured if measured else ''}{left})")
 
 
 def pick(timings: Mapping[Choice, float], margin: float = MARGIN) -> Choice:

@@ -51,10 +51,10 @@ def test_every_command_has_help_with_an_example(monkeypatch: pytest.MonkeyPatch)
 def test_index_reports_failures_and_exits_zero(library: Path, tiny_model: Path) -> None:
     result = invoke("index", library, "--model", tiny_model, "-q")
     assert result.exit_code == 0
-    assert "16 videos found: 12 indexed (12 clips)" in result.stderr
+    assert "16 videos found: 12 indexed (12 windows)" in result.stderr
     assert result.stderr.count("skipped ") == 4 and "empty file" in result.stderr
     # The precision and batch size chosen by measuring, with the measurements
-    chosen = r"model: .* on cpu, (openvino )?(fp32|bf16|int8), batch \d+ \(calibrated in \d+ s: s/clip fp32@1 "
+    chosen = r"model: .* on cpu, (openvino )?(fp32|bf16|int8), batch \d+ \(calibrated in \d+ s: s/window fp32@1 "
     assert re.search(chosen, result.stderr)
     stats = json.loads(invoke("stats", "--json").stdout)
     assert (stats["videos"], stats["clips"], stats["failed"]) == (12, 12, 4)
@@ -72,8 +72,8 @@ def test_counts_of_one_read_right(tmp_path: Path, tiny_model: Path) -> None:
     write_video(tmp_path / "one" / "only.mp4", render_motion("growing", np.random.default_rng(0)))
     result = invoke("index", tmp_path / "one", "--model", tiny_model, "--workers", "1")
     assert result.exit_code == 0, result.output
-    assert "indexed 1/1 file, 1 clip\n" in result.stderr  # the progress line, off a terminal
-    assert "1 video found: 1 indexed (1 clip), 0 unchanged" in result.stderr
+    assert "indexed 1/1 file, 1 window\n" in result.stderr  # the progress line, off a terminal
+    assert "1 video found: 1 indexed (1 window), 0 unchanged" in result.stderr
     assert "(in 1 worker process)" in result.stderr
 
 
@@ -260,7 +260,7 @@ def test_index_leaves_out_excluded_folders_and_what_was_indexed_there(library: P
     first = invoke("index", library, "--model", tiny_model, "-q")
     assert first.exit_code == 0 and "16 videos found: 12 indexed" in first.stderr
     again = invoke("index", library, "--exclude", "raw", "--exclude", "*/nothing/*", "-q")
-    assert again.exit_code == 0 and "15 videos found: 0 indexed (0 clips), 15 unchanged, 1 removed" in again.stderr
+    assert again.exit_code == 0 and "15 videos found: 0 indexed (0 windows), 15 unchanged, 1 removed" in again.stderr
     stats = json.loads(invoke("stats", "--json").stdout)
     assert stats["videos"] == 11 and stats["clips"] == 11
 

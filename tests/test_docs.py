@@ -29,7 +29,7 @@ def test_the_python_api_example_runs(tmp_path: Path) -> None:
                                  "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert re.match(r"13 videos found: 12 indexed \(\d+ clips\), 0 unchanged, 1 failed", lines[0]), lines
+    assert re.match(r"13 videos found: 12 indexed \(\d+ windows\), 0 unchanged, 1 failed", lines[0]), lines
     hits = [line for line in lines if "  (" in line]
     assert hits and all("moving left" in h for h in hits)
     assert any(line.startswith("12 videos,") for line in lines)

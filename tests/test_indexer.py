@@ -449,7 +449,7 @@ def test_the_run_summary_reads_right_in_the_singular_and_the_plural() -> None:
     one = IndexReport(found=1, indexed=1, clips=1, failed_before=1, interrupted=True,
                       timings={"wall": 2.04, "decode": 0.5, "model": 1.25, "store": 0.06, "workers": 1})
     assert one.summary_lines() == [
-        ("1 video found: 1 indexed (1 clip), 0 unchanged, 0 failed, 1 failed before (--retry-failed to try again) "
+        ("1 video found: 1 indexed (1 window), 0 unchanged, 0 failed, 1 failed before (--retry-failed to try again) "
          "in 2.0s"),
         "time: decode 0.5s (in 1 worker process), model 1.2s, store 0.1s",
         "stopped early: everything above is saved; run the same command to finish",
@@ -458,10 +458,10 @@ def test_the_run_summary_reads_right_in_the_singular_and_the_plural() -> None:
                        failed=[("/v/a.mp4", "empty file"), ("/v/b.mp4", "decoder hung")],
                        timings={"wall": 9.0, "decode": 1.0, "model": 6.0, "store": 0.5, "workers": 3})
     assert many.summary_lines() == [
-        "16 videos found: 10 indexed (12 clips), 2 unchanged, 1 moved, 1 copied, 3 removed, 2 failed in 9.0s",
+        "16 videos found: 10 indexed (12 windows), 2 unchanged, 1 moved, 1 copied, 3 removed, 2 failed in 9.0s",
         "time: decode 1.0s (in 3 worker processes), model 6.0s, store 0.5s",
         "skipped /v/a.mp4: empty file",
         "skipped /v/b.mp4: decoder hung",
     ]
     assert IndexReport(found=4, unchanged=4).summary_lines() == [
-        "4 videos found: 0 indexed (0 clips), 4 unchanged, 0 failed in 0.0s"]
+        "4 videos found: 0 indexed (0 windows), 4 unchanged, 0 failed in 0.0s"]

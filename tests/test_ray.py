@@ -78,7 +78,7 @@ def test_ray_run_matches_local_run_and_a_second_run_does_no_work(library: Path, 
 
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert "0 indexed (0 clips), 16 unchanged" in again.output
+    assert "0 indexed (0 windows), 16 unchanged" in again.output
 
 
 @dataclass(frozen=True)
