@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlite_utils
 
 from vsearch import IndexMissing, IndexUnusable, ModelMismatch
 from vsearch.core.home import Home
@@ -198,19 +199,23 @@ def test_one_long_video_does_not_crowd_out_the_others(cat: Catalog, tmp_path: Pa
     assert {Path(h.path).name for h in strong} == {"long.mp4"} and all(h.score >= 0.7 for h in strong)
 
 
-def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Path) -> None:
-    """Schema 2 called the file hash column and the model's identity both "fingerprint"."""
-    import sqlite_utils
-
+def index_at_schema(home: Path, version: int) -> sqlite_utils.Database:
+    """A catalog as vsearch left it at schema `version`: its migrations up to there, and no further."""
     from vsearch.search.catalog import MIGRATIONS
 
-    home = tmp_path / "old"
     home.mkdir()
     db = sqlite_utils.Database(home / "vsearch.db")
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    for number, (_name, step) in enumerate(MIGRATIONS[:2], start=1):
+    for number, (_name, step) in enumerate(MIGRATIONS[:version], start=1):
         step(db)
         db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ["schema_version", str(number)])
+    return db
+
+
+def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Path) -> None:
+    """Schema 2 called the file hash column and the model's identity both "fingerprint"."""
+    home = tmp_path / "old"
+    db = index_at_schema(home, 2)
     for key, value in (("model", "m"), ("model_fingerprint", "m|fp"), ("dim", "4")):
         db.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
     db.execute("INSERT INTO labels (name) VALUES ('dancing')")
@@ -243,18 +248,11 @@ def test_an_index_whose_visuals_were_called_scenes_is_migrated_and_keeps_its_fai
     is lost, and the FAISS file is taken over in step, not rebuilt."""
     import json
 
-    import sqlite_utils
-
-    from vsearch.search.catalog import MIGRATIONS, VISUALS, to_blob
+    from vsearch.search.catalog import VISUALS, to_blob
     from vsearch.search.vectors import VectorIndex
 
     home = tmp_path / "old"
-    home.mkdir()
-    db = sqlite_utils.Database(home / "vsearch.db")
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    for number, (_name, step) in enumerate(MIGRATIONS[:7], start=1):
-        step(db)
-        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ["schema_version", str(number)])
+    db = index_at_schema(home, 7)
     meta = {"model": "m", "model_id": "m|fp", "dim": "4", "scene_model": "tiny-clip", "scene_model_id": "tiny-clip|scene=clip",
             "scene_dim": "3", "generation": "5"}
     for key, value in meta.items():
