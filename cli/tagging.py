@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vsearch.cli.app import Home, Json, app, index_at, info, print_json, reported, safe
+from vsearch.core.words import counted
 
 if TYPE_CHECKING:
     from vsearch.tag.tagger import TagResult
@@ -49,7 +50,7 @@ def tag(
         if r.action in ("failed", "skipped"):
             info(f"skipped {safe(r.sidecar)}: {safe(r.error)}")
         elif subtitles:
-            typer.echo(f"{r.action if not dry_run else 'would be ' + r.action}  {safe(r.sidecar)}  {r.markers} lines")
+            typer.echo(f"{r.action if not dry_run else 'would be ' + r.action}  {safe(r.sidecar)}  {counted(r.markers, 'line')}")
         elif r.action != "unchanged":
             change = ", ".join([f"+{t}" for t in r.added] + [f"-{t}" for t in r.removed]) or "markers"
             typer.echo(f"{r.action if not dry_run else 'would be ' + r.action}  {safe(r.sidecar)}  {safe(change)}")

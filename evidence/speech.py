@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from vsearch.core.errors import ModelError
+from vsearch.core.words import counted
 from vsearch.evidence.base import Ask, FileKind, FilePart, Line, Setup
 from vsearch.model.speech import (
     DEFAULT_SPEECH_MODEL,
@@ -133,7 +134,7 @@ class Speech(FileKind):
                 gone = self._count(catalog)
                 self.turn_off(catalog)
                 if gone:
-                    setup.log(f"searching what is said turned off for this index ({gone} lines removed)")
+                    setup.log(f"searching what is said turned off for this index ({counted(gone, 'line')} removed)")
             return None
         own = catalog.kind_model(self.prefix or self.name)
         name = asked or own or DEFAULT_SPEECH_MODEL
@@ -276,7 +277,7 @@ class Speech(FileKind):
                 return Finding(check, True, "none yet")
             try:
                 catalog.db.execute(f"INSERT INTO {self.table}_fts ({self.table}_fts) VALUES ('integrity-check')")
-                return Finding(check, True, f"{self._count(catalog)} lines, in step with their table")
+                return Finding(check, True, f"{counted(self._count(catalog), 'line')}, in step with their table")
             except Exception:  # SQLite says which way it is out of step; rebuilding mends any of them
                 if repair:
                     with catalog.transaction():

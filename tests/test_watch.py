@@ -105,4 +105,4 @@ def test_watch_command_stops_cleanly_on_ctrl_c(tmp_path: Path, vsearch_home: Pat
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "1 indexed (1 clip)" in err and "stopped watching" in err
+    assert "1 indexed (1 window)" in err and "stopped watching" in err
