@@ -311,7 +311,7 @@ def test_doctor_checks_and_rebuilds_thumbnails(tmp_path: Path, vsearch_home: Pat
     orphan = thumb_path(vsearch_home, 999_999)
     write_thumb_bytes(orphan)
     check = invoke("doctor", "--check-only")
-    assert check.exit_code == 1 and "PROBLEM  thumbnails: 2 missing, 1 left by removed clips" in check.stdout
+    assert check.exit_code == 1 and "PROBLEM  thumbnails: 2 missing, 1 left by removed windows" in check.stdout
     assert orphan.exists() and not any(p.exists() for p in lost)
     result = invoke("doctor")
     assert result.exit_code == 0 and "repaired  thumbnails" in result.stdout, result.stdout

@@ -116,7 +116,7 @@ def check_thumbs(catalog: Catalog, repair: bool = True) -> Finding:
     missing = [c for c in clips if c[0] not in on_disk]
     if not orphans and not missing:
         return Finding("thumbnails", True, f"{len(known)} present")
-    detail = f"{len(missing)} missing, {len(orphans)} left by removed clips"
+    detail = f"{len(missing)} missing, {len(orphans)} left by removed windows"
     if not repair:
         return Finding("thumbnails", False, detail)
     for p in orphans:
