@@ -22,7 +22,7 @@ from vsearch.evidence.base import Setup, WindowKind, WindowPart
 from vsearch.search.catalog import Catalog, VectorSpace, from_blobs, to_blob
 from vsearch.search.copies import CopyPair, Prints, Span, exact_pairs, near_pairs, prints_from_rows
 from vsearch.search.doctor import Finding
-from vsearch.search.vectors import NPROBE, VectorIndex, rebuild
+from vsearch.search.vectors import VectorIndex, rebuild
 from vsearch.video.decode import FrameSpec
 
 READER = "vsearch copies 1"  # what makes the fingerprints, recorded as the kind's model: a new one makes them again
@@ -169,7 +169,7 @@ def _check(catalog: Catalog, repair: bool, space: VectorSpace) -> Finding:
     if len(held) == len(now) and bool((held == now).all()):
         return Finding(check, True, f"{len(now)} fingerprints, in step with SQLite")
     if repair:
-        _kept_index(catalog, space, "whole" if space is WHOLE else "middle")
+        _kept_index(catalog, space, "whole" if space is WHOLE else "middle", now)
     return Finding(check, False, "out of step with SQLite" + ("; brought up to date" if repair else ""), repaired=repair)
 
 
@@ -185,8 +185,11 @@ def find_pairs(catalog: Catalog, videos: Sequence[int]) -> list[CopyPair]:
     the middles' too: either video may be the cropped one)."""
     if not videos or not catalog.has_part(Copies.name) or not catalog.dim_of(WHOLE):
         return []
-    whole, middles = (_kept_index(catalog, space, column) for space, column in ((WHOLE, "whole"), (MIDDLES, "middle")))
+    ids_now = _print_ids(catalog)
+    whole, middles = (_kept_index(catalog, space, column, ids_now)
+                      for space, column in ((WHOLE, "whole"), (MIDDLES, "middle")))
 
+    @functools.cache  # both regions' passes ask for the same videos' prints
     def prints_of(video: int) -> Prints:
         rows = catalog.db.execute("SELECT p.t, p.whole, p.middle FROM copy_prints p JOIN clips c ON c.id = p.clip_id "
                                   "WHERE c.video_id = ? ORDER BY p.t", [video]).fetchall()
@@ -222,7 +225,7 @@ def _overlaps(k: CopyPair, p: CopyPair) -> bool:
     return all(min(spans_k[s.video_id].end, s.end) > max(spans_k[s.video_id].start, s.start) for s in (p.a, p.b))
 
 
-def _kept_index(catalog: Catalog, space: VectorSpace, column: str) -> VectorIndex:
+def _kept_index(catalog: Catalog, space: VectorSpace, column: str, ids_now: np.ndarray) -> VectorIndex:
     """A fingerprint index kept between runs beside the catalog, brought up to date by the prints added
     and removed since (the ids it holds are saved with it), instead of being built again from millions
     of rows for the few videos a run adds; built anew when missing, unreadable, or when the library
@@ -230,16 +233,13 @@ def _kept_index(catalog: Catalog, space: VectorSpace, column: str) -> VectorInde
     import faiss
 
     folder = catalog.home / f"{space.name}-kept"
-    ids_now = _print_ids(catalog)
     index: VectorIndex | None = None
     try:
         held = np.load(folder / "ids.npy")
         trained = int((folder / "trained").read_text())
         raw = faiss.read_index(str(folder / "index.faiss"))
         if raw.ntotal == len(held) and len(ids_now) <= 4 * max(trained, 1) and raw.d == DIM:
-            index = VectorIndex.__new__(VectorIndex)
-            index.dim, index.index, index.kind = DIM, raw, "ivf" if "IVF" in type(raw).__name__ else "flat"
-            index.set_nprobe(NPROBE)
+            index = VectorIndex.wrap(raw, "ivf" if "IVF" in type(raw).__name__ else "flat")
     except (OSError, ValueError, RuntimeError):
         index = None
     if index is None:

@@ -784,6 +784,7 @@ class Catalog:
         )
         new_id = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
         ids: list[int] = []
+        clip_children = self._children("clips")  # the same for every window: read the schema once
         for clip_id, idx, start, end, blob in self.db.execute(
             "SELECT id, idx, start, end, embedding FROM clips WHERE video_id = ? ORDER BY idx", [source_id]
         ).fetchall():
@@ -792,19 +793,17 @@ class Catalog:
                 [new_id, idx, start, end, blob],
             ).lastrowid
             assert new_clip is not None  # an INSERT always sets it
-            self._copy_rows_of("clips", clip_id, new_clip)
+            self._copy_rows_of(clip_children, clip_id, new_clip)
             ids.append(new_clip)
-        self._copy_rows_of("videos", source_id, new_id, skip={"clips"})
+        self._copy_rows_of([c for c in self._children("videos") if c[0] != "clips"], source_id, new_id)
         self.finish_video(new_id)
         return ids
 
-    def _copy_rows_of(self, parent: str, old: int, new: int, skip: frozenset[str] | set[str] = frozenset()) -> None:
-        """Copy every row that belongs to row `old` of `parent` (a video, a clip) to row `new`: the rows of
-        every table whose foreign key points at `parent`, so that each kind of evidence's own tables
-        follow a copy without being named here."""
-        for table, column, columns in self._children(parent):
-            if table in skip:
-                continue
+    def _copy_rows_of(self, children: list[tuple[str, str, list[str]]], old: int, new: int) -> None:
+        """Copy every row that belongs to row `old` of a parent table (a video, a clip) to row `new`: the
+        rows of its `children` (`_children`: every table whose foreign key points at it), so that each
+        kind of evidence's own tables follow a copy without being named here."""
+        for table, column, columns in children:
             rest = ", ".join(c for c in columns if c != column)
             self.db.execute(f"INSERT INTO [{table}] ([{column}], {rest}) SELECT ?, {rest} FROM [{table}] "
                             f"WHERE [{column}] = ?", [new, old])

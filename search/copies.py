@@ -157,9 +157,9 @@ def near_pairs(catalog: Catalog, index: VectorIndex, prints_of: Callable[[int], 
                 a, b = (vid, other) if vid < other else (other, vid)
                 ta, tb = (at[q], t) if vid < other else (t, at[q])
                 votes[(a, b)].append((float(ta), float(tb), float(c)))
+    voted = sorted({v for p in votes for v in p})
     videos_of = {vid: (path, duration or 0.0) for vid, path, duration in catalog.db.execute(
-        f"SELECT id, path, duration FROM videos WHERE id IN ({','.join('?' * len({v for p in votes for v in p}))})",
-        sorted({v for p in votes for v in p}))} if votes else {}
+        f"SELECT id, path, duration FROM videos WHERE id IN ({','.join('?' * len(voted))})", voted)} if votes else {}
     pairs = []
     for (a, b), matches in votes.items():
         if a in videos_of and b in videos_of:

@@ -105,7 +105,8 @@ def similar_to_file(
     exclude: int | None = None
     if row is not None and row.status == "ok":
         exclude = row.id
-        ids, _, spans = catalog.clip_vectors(row.id)
+        windows = catalog.clip_spans(row.id)
+        ids, spans = [w[0] for w in windows], [(start, end) for _, start, end in windows]
         queries = {}
         for space in spaces:
             have, queries[space.name] = catalog.vectors_of(space, ids)

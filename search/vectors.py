@@ -121,8 +121,13 @@ class VectorIndex:
             return None  # missing or corrupt: the caller rebuilds
         if raw.ntotal != meta.get("count") or raw.d != dim:
             return None
+        return cls.wrap(raw, meta.get("kind", "flat"))
+
+    @classmethod
+    def wrap(cls, raw: Any, kind: str) -> VectorIndex:
+        """An index around a FAISS index read from disk ("flat" or "ivf"), probing as a new one would."""
         index = cls.__new__(cls)
-        index.dim, index.index, index.kind = dim, raw, meta.get("kind", "flat")
+        index.dim, index.index, index.kind = raw.d, raw, kind
         index.set_nprobe(NPROBE)
         return index
 
