@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -174,9 +175,10 @@ def read_measurements(path: Path) -> dict:
 
 
 def store_measurement(path: Path, key: str, entry: dict) -> None:
-    """Write one key of such a file, keeping the others; a reader never sees half a file."""
+    """Write one key of such a file, stamped with when it was measured, keeping the others; a reader
+    never sees half a file."""
     data = read_measurements(path)
-    data[key] = entry
+    data[key] = {**entry, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))

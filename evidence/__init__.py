@@ -32,7 +32,3 @@ def register(kind: Kind) -> None:
 
 def unregister(name: str) -> None:
     KINDS[:] = [k for k in KINDS if k.name != name]
-
-
-def by_name(name: str) -> Kind:
-    return next(k for k in KINDS if k.name == name)

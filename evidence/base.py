@@ -117,6 +117,17 @@ class Kind:
         or its model cannot be had: then it says so in setup.notes)."""
         return None
 
+    def bind(self, catalog: Catalog, model: str, model_id: str, dim: int = 0) -> bool:
+        """Tie the index to the model this kind is made with (inside the caller's transaction). Another
+        model than the index had replaces it: what the kind stored is forgotten, to be made again.
+        Returns whether it replaced one."""
+        assert self.prefix is not None  # a kind with a model of its own records it under its prefix
+        replaced = catalog.bind_kind_model(self.prefix, model, model_id, dim)
+        if replaced:
+            self.clear(catalog)
+            catalog.forget_runs(self.name)
+        return replaced
+
     def turn_off(self, catalog: Catalog) -> None:
         """Forget this kind for this index, and what it stored, until a model is named again."""
         with catalog.transaction():

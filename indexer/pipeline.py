@@ -583,16 +583,12 @@ class Indexer:
         cat = self.catalog
         for part in self.window_parts:
             kind = part.kind
-            assert kind.prefix is not None  # a kind with a model of its own records it under its prefix
             if not new_clips and kind.model_of(cat) == part.model and not cat.videos_missing(kind.name, part.model):
                 continue
             model = self.models[kind.name] = part.load()
             cat.ensure_part(kind.name, kind.tables)
             with cat.transaction():
-                replaced = cat.bind_kind_model(kind.prefix, part.model, model.model_id, model.dim)
-                if replaced:
-                    kind.clear(cat)
-                    cat.forget_runs(kind.name)
+                replaced = kind.bind(cat, part.model, model.model_id, model.dim)
             if kind.space is not None and kind.space.per_clip and cat.dim and (replaced or kind.space.name not in vectors.spaces):
                 vectors.open(cat, kind.space)
 
@@ -739,12 +735,9 @@ class Indexer:
         fresh = set(report.changed)
         for part in self.file_parts:
             kind = part.kind
-            assert kind.prefix is not None  # a kind with a model of its own records it under its prefix
             cat.ensure_part(kind.name, kind.tables)
             with cat.transaction():
-                if cat.bind_kind_model(kind.prefix, part.model, part.model_id or part.model):
-                    kind.clear(cat)
-                    cat.forget_runs(kind.name)
+                kind.bind(cat, part.model, part.model_id or part.model)
                 for video_id, path, detail in cat.run_details(kind.name):  # what it read beside a video changed
                     if detail != kind.fingerprint(path):
                         cat.forget_run(video_id, kind.name)

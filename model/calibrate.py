@@ -307,8 +307,7 @@ def _write_cache(path: Path, key: str, calibration: Calibration, clips: int) -> 
     store_measurement(path, key, {"config": calibration.choice.label, "batch_size": calibration.choice.batch,
                                   "streams": calibration.choice.streams,
                                   "timings": calibration.timings, "differed": list(calibration.differed),
-                                  "clips": clips, "took": calibration.took,
-                                  "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
+                                  "clips": clips, "took": calibration.took})
 
 
 def at_its_fastest(model: RuntimeModel, home: Path | Home, measure: bool, batch_size: int | None, what: str,

@@ -386,9 +386,9 @@ class Catalog:
         return self.get_meta(f"{prefix}_off") == "1"
 
     def bind_kind_model(self, prefix: str, name: str, model_id: str, dim: int = 0) -> bool:
-        """Record the model a kind of evidence is made with. Another one than before replaces it (the
-        caller deletes what the old one stored, and its runs go: see forget_runs); True when that
-        happened. Call inside a transaction."""
+        """Record the model a kind of evidence is made with. Another one than before replaces it (Kind.bind
+        then deletes what the old one stored, and its runs); True when that happened. Call inside a
+        transaction."""
         if self.get_meta(f"{prefix}_model_id") == model_id:
             return False
         replaced = self.get_meta(f"{prefix}_model_id") is not None

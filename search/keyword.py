@@ -190,13 +190,13 @@ def label_hits(catalog: Catalog, text: str, filters: Filters, limit: int, semant
     return clips_for_labels(catalog, list(matches.values()), filters, limit), used
 
 
-def search(catalog: Catalog, text: str, limit: int = 20, filters: Filters | None = None, semantic: bool = True,
-           more: Sequence[Hit] = ()) -> SearchResult:
-    """Label names and file names, best first, one hit per moment, with `more` hits found by other
-    means merged in. The library's search (vsearch.Index.search) asks every kind of evidence."""
+def search(catalog: Catalog, text: str, limit: int = 20, filters: Filters | None = None, semantic: bool = True
+           ) -> SearchResult:
+    """Label names and file names, best first, one hit per moment. The library's search
+    (vsearch.Index.search) asks every kind of evidence."""
     filters = filters or Filters()
     if not text.strip():
         raise BadInput("the query is empty")
     hits, used = label_hits(catalog, text, filters, limit, semantic)
     hits += file_name_hits(catalog, text, filters, limit)
-    return SearchResult(existing(merge_hits([*hits, *more]), limit), {"meaning": used})
+    return SearchResult(existing(merge_hits(hits), limit), {"meaning": used})

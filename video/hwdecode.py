@@ -95,8 +95,7 @@ def choose_decoder(asked: str, sample: str | None, spec: FrameSpec, home: Path |
                 "its speed")
     else:
         note = "decoding in software: " + "; ".join(f"{c.name}: {c.reason}" for c in checks)
-    store_measurement(cache, key, {"decoder": chosen.name if chosen else "auto", "note": note,
-                                   "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
+    store_measurement(cache, key, {"decoder": chosen.name if chosen else "auto", "note": note})
     return (chosen.name if chosen else "auto"), note
 
 

@@ -571,13 +571,11 @@ class DecodePool:
                 if again or not exhausted:
                     continue
                 if faults.suspects:  # nothing else left to show that workers are fine
-                    self._canary(faults)
-                    ready.extend(faults.blame())
+                    ready.extend(self._canary(faults))
                     continue
                 return
             if faults.lost_in_a_row > 2 * len(self._workers) + 2:  # lost on every file: are workers fine?
-                self._canary(faults)
-                ready.extend(faults.blame())
+                ready.extend(self._canary(faults))
                 faults.lost_in_a_row = 0
             oldest = min(w.asked_at for w in busy if w.asked_at is not None)
             wait([w.conn for w in busy], timeout=max(0.0, oldest + s.timeout - time.monotonic()))
@@ -651,8 +649,9 @@ class DecodePool:
         if w.key is not None and faults.lost(w.key, reason):
             again.append((w.key, w.path))
 
-    def _canary(self, faults: _Faults) -> None:
-        """A fresh worker decodes a tiny video made on the spot: files are blamed only if it can."""
+    def _canary(self, faults: _Faults) -> list[Failed]:
+        """A fresh worker decodes a tiny video made on the spot: the suspect files are blamed (returned
+        as failed) only if it can; if it cannot, the workers are at fault and the run stops."""
         w = _Worker(self._worker_settings())
         try:
             w.wait_ready()
@@ -670,6 +669,7 @@ class DecodePool:
                                   "no file was recorded as failed")
         finally:
             w.kill()
+        return faults.blame()
 
 
 def _death_reason(w: _Worker) -> str:
