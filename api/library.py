@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vsearch.core.errors import BadArgument, BadInput, IndexMissing, NotIndexed
 from vsearch.core.home import Home
-from vsearch.search.catalog import Catalog, VectorSpace
+from vsearch.search.catalog import Catalog, VectorSpace, VideoRow
 
 if TYPE_CHECKING:
     from vsearch.evidence.base import Kind, Line, Part
@@ -50,6 +50,16 @@ def _existing(paths: Sequence[str | Path]) -> list[Path]:
         if not root.exists():
             raise BadArgument(f"{given}: no such file or folder")
     return roots
+
+
+def _video_row(catalog: Catalog, video: int | str | Path) -> VideoRow:
+    """An indexed video by its catalog id or its path; NotIndexed if the index does not hold it."""
+    from vsearch.search.browse import locate
+
+    row = catalog.video_by_id(video) if isinstance(video, int) else catalog.video(locate(catalog, video))
+    if row is None:
+        raise NotIndexed(f"{video} is not in the index")
+    return row
 
 
 def load_model(
@@ -415,13 +425,9 @@ class Index:
         """The videos that share content with one video (a catalog id or a path), each pair with the
         span in both (see `duplicates`). NotIndexed if the index does not hold it."""
         from vsearch.evidence.copies import stored_pairs
-        from vsearch.search.browse import locate
 
         catalog = self.catalog()
-        row = catalog.video_by_id(video) if isinstance(video, int) else catalog.video(locate(catalog, video))
-        if row is None:
-            raise NotIndexed(f"{video} is not in the index")
-        return stored_pairs(catalog, [row.id])
+        return stored_pairs(catalog, [_video_row(catalog, video).id])
 
     def duplicates(self, paths: str | Path | Sequence[str | Path] | None = None, *, refresh: bool = False
                    ) -> Duplicates:
@@ -570,12 +576,9 @@ class Index:
         where it comes from (`source`: speech, subtitle) and its language. NotIndexed if the index
         does not hold the video."""
         from vsearch.evidence import kinds
-        from vsearch.search.browse import locate
 
         catalog = self.catalog()
-        row = catalog.video_by_id(video) if isinstance(video, int) else catalog.video(locate(catalog, video))
-        if row is None:
-            raise NotIndexed(f"{video} is not in the index")
+        row = _video_row(catalog, video)
         return sorted((line for kind in kinds() for line in kind.transcript(catalog, row.id)),
                       key=lambda line: (line.start, line.source))
 
@@ -588,10 +591,7 @@ class Index:
         catalog = self.catalog()
         if isinstance(video, int):
             return q.video_moments(catalog, video)
-        row = catalog.video(q.locate(catalog, video))
-        if row is None:
-            raise NotIndexed(f"{video} is not in the index")
-        return q.video_moments(catalog, row.id)
+        return q.video_moments(catalog, _video_row(catalog, video).id)
 
     def stats(self) -> dict:
         """What is in the index, and which files failed and why; per kind of evidence, the model it

@@ -20,6 +20,7 @@ one only (a trim, a clip with an intro), else "part" (a piece of each: a montage
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -108,11 +109,14 @@ class Prints:
 
 def exact_pairs(catalog: Catalog, videos: Iterable[int] | None = None) -> list[CopyPair]:
     """Videos with the same bytes (their content hash): copies without a look at a frame."""
+    wanted = set(videos) if videos is not None else None
+    # only the hashes of the videos asked about: a search asks for its hits', not the whole library's
+    of_wanted = "" if wanted is None else \
+        "AND content_hash IN (SELECT content_hash FROM videos WHERE id IN (SELECT value FROM json_each(?))) "
     rows = catalog.db.execute(
         "SELECT content_hash, id, path, duration FROM videos WHERE status = 'ok' AND content_hash IN "
-        "(SELECT content_hash FROM videos WHERE status = 'ok' GROUP BY content_hash HAVING count(*) > 1) "
-        "ORDER BY content_hash, id").fetchall()
-    wanted = set(videos) if videos is not None else None
+        f"(SELECT content_hash FROM videos WHERE status = 'ok' {of_wanted}GROUP BY content_hash HAVING count(*) > 1) "
+        "ORDER BY content_hash, id", [] if wanted is None else [json.dumps(sorted(wanted))]).fetchall()
     by_hash: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
     for digest, vid, path, duration in rows:
         by_hash[digest].append((vid, path, duration or 0.0))

@@ -148,10 +148,15 @@ def thumb_url(clip_id: int) -> str:
     return f"/thumbs/{clip_id}.jpg"
 
 
+def windows_inside(catalog: Catalog, video_id: int, start: float, end: float) -> list[int]:
+    """The windows of a video that a span covers (its first window where none does): its pictures."""
+    spans = catalog.clip_spans(video_id)
+    return [cid for cid, s, e in spans if e > start and s < end] or [cid for cid, _, _ in spans[:1]]
+
+
 def hit_json(catalog: Catalog, hit: Hit) -> dict:
     """The CLI's --json object of a hit, plus the URLs the page needs for it."""
-    spans = catalog.clip_spans(hit.video_id)
-    inside = [cid for cid, s, e in spans if e > hit.start and s < hit.end] or [cid for cid, _, _ in spans[:1]]
+    inside = windows_inside(catalog, hit.video_id, hit.start, hit.end)
     step = max(1, math.ceil(len(inside) / HOVER_FRAMES))
     return {
         **hit.to_json(),
@@ -197,8 +202,7 @@ def copy_json(catalog: Catalog, pair: CopyPair, here: int | None = None) -> dict
     for s in sides:
         row = catalog.video_by_id(s.video_id)
         duration = (row.duration if row else None) or s.end or 1.0
-        spans = catalog.clip_spans(s.video_id)
-        inside = [cid for cid, a, b in spans if b > s.start and a < s.end] or [cid for cid, _, _ in spans[:1]]
+        inside = windows_inside(catalog, s.video_id, s.start, s.end)
         shown.append({**s.to_json(), "video_id": s.video_id, "page": f"/videos/{s.video_id}",
                       "size": row.size if row else 0, "duration": duration,
                       "thumbnail": thumb_url(inside[0]) if inside else None,
@@ -354,7 +358,7 @@ def video_api(site: Site, request: Request) -> Response:
 def do_duplicates(site: Site, request: Request) -> dict:
     found = site.index.duplicates()
     catalog = site.catalog()
-    return {**found.to_json(), "notes": found.notes,
+    return {"notes": found.notes,
             "shown": [{"original": g.original.path, "original_id": g.original.video_id, "size": g.size,
                        "savings": g.savings, "copies": [copy_json(catalog, p, g.original.video_id) for p, _ in g.copies]}
                       for g in found.groups],
