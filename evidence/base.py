@@ -184,6 +184,12 @@ class WindowModel(Protocol):
 class WindowKind(Kind):
     """Evidence computed per window, from frames the decode workers take beside the video model's."""
 
+    @property
+    def window_space(self) -> VectorSpace | None:
+        """Its vector space where that holds one vector per window (kept in step as windows are
+        stored); None where it has none, or vectors of its own grain (fingerprints of seconds)."""
+        return self.space if self.space is not None and self.space.per_clip else None
+
     def store(self, catalog: Catalog, clip_ids: Sequence[int], values: np.ndarray) -> None:
         """Keep each window's values (a row of `values` per clip id). Inside a transaction."""
         raise NotImplementedError

@@ -112,6 +112,7 @@ class Speech(FileKind):
     table = "speech_lines"
     quote = "says"  # how a hit is told: 'says "..."'
     unit = "line"
+    sets_language = True  # the language heard is the video's (subtitles are in whatever they are in)
 
     space: VectorSpace  # its lines' vectors, by the sentence model
 
@@ -188,7 +189,7 @@ class Speech(FileKind):
         if catalog.has_part(self.name):
             catalog.db.execute(f"DELETE FROM {self.table}")
             catalog.changed()
-        if self.name == "speech":
+        if self.sets_language:
             catalog.db.execute("UPDATE videos SET language = NULL")
 
     def _count(self, catalog: Catalog) -> int:

@@ -30,6 +30,7 @@ class Subtitles(Speech):
     option = None  # always on: reading text costs next to nothing
     table = "subtitle_lines"
     quote = "subtitle"
+    sets_language = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -233,8 +233,7 @@ class RayIndexer(Indexer):
         encoder = self.encoder = self.load_encoder()
         batch_size = s.batch_size or encoder.batch_size or 8  # no calibration across a cluster's mixed nodes
         self.bind(encoder, batch_size, vectors)
-        results = RayResults(BatchStore(cat, vectors, jobs, report, s.save_every, self.window_parts), encoder.labels,
-                             [p.kind.name for p in self.window_parts])
+        results = RayResults(BatchStore(cat, vectors, jobs, report, s.save_every, self.window_parts), encoder.labels)
         timings["load_model"] = time.perf_counter() - t0
         timings.setdefault("store", 0.0)
 
@@ -307,10 +306,10 @@ class RayResults:
     a video already settled (stored whole, or failed) are dropped. The catalog's unique
     (video, window) index is the last guard."""
 
-    def __init__(self, store: BatchStore, labels: Sequence[str], kinds: Sequence[str] = ()):
+    def __init__(self, store: BatchStore, labels: Sequence[str]):
         self.batch_store = store
         self.labels = labels
-        self.kinds = kinds  # the window kinds whose values come with each row
+        self.kinds = list(store.parts)  # the window kinds whose values come with each row
         self._windows: dict[int, set[int]] = {}  # key -> windows received
         self._settled: set[int] = set()
 

@@ -426,8 +426,8 @@ class BatchStore:
                 for name, value in c.values.items():
                     kind = self.parts[name].kind
                     kind.store(cat, ids, value[None])
-                    if kind.space is not None and kind.space.per_clip:
-                        video.vectors.setdefault(kind.space.name, []).append((ids[0], value))
+                    if kind.window_space is not None:
+                        video.vectors.setdefault(kind.window_space.name, []).append((ids[0], value))
             for key in finished:
                 if key not in self._storing:
                     failed.append((key, "no frames could be decoded"))
@@ -575,7 +575,7 @@ class Indexer:
         """The vector spaces an index run keeps in step as it stores windows: the clip vectors, and each
         window kind's of one vector per window (a kind with vectors of its own grain, fingerprints of
         seconds, has its index made from SQLite when it is needed)."""
-        return [CLIPS, *(p.kind.space for p in parts if p.kind.space is not None and p.kind.space.per_clip)]
+        return [CLIPS, *(space for p in parts if (space := p.kind.window_space) is not None)]
 
     def _bind_parts(self, vectors: Vectors, new_clips: bool) -> None:
         """Load each window kind's model if some window needs it, and tie the index to it: another one
@@ -589,8 +589,9 @@ class Indexer:
             cat.ensure_part(kind.name, kind.tables)
             with cat.transaction():
                 replaced = kind.bind(cat, part.model, model.model_id, model.dim)
-            if kind.space is not None and kind.space.per_clip and cat.dim and (replaced or kind.space.name not in vectors.spaces):
-                vectors.open(cat, kind.space)
+            space = kind.window_space
+            if space is not None and cat.dim and (replaced or space.name not in vectors.spaces):
+                vectors.open(cat, space)
 
     def _index(self, jobs: Sequence[IndexJob], vectors: Vectors, report: IndexReport) -> None:
         s = self.settings
@@ -724,8 +725,8 @@ class Indexer:
         values = model.embed_frames(np.stack([f for _, f in clips]))
         with self.catalog.transaction():
             part.kind.store(self.catalog, ids, values)
-        if part.kind.space is not None and part.kind.space.per_clip:
-            vectors.replace(part.kind.space.name, ids, values)
+        if part.kind.window_space is not None:
+            vectors.replace(part.kind.window_space.name, ids, values)
 
     def _fill_files(self, report: IndexReport) -> None:
         """Each file kind's evidence (what is said, the subtitles) for every indexed video that lacks it
