@@ -71,7 +71,7 @@ def load_model(
     home: str | Path | Home | None = None,
     measure: bool = False,
     batch_size: int | None = None,
-    clip_source: Callable[[Any], Any] | None = None,
+    window_source: Callable[[Any], Any] | None = None,
     log: Log = _quiet,
 ) -> VideoEncoder:
     """The video model (a hub id or a folder; default: VSEARCH_MODEL, else the Kinetics VideoMAE) in
@@ -80,7 +80,7 @@ def load_model(
     With `measure`, what is not yet measured for this machine and model is measured now (a minute
     or two for VideoMAE-base; `vsearch index` does this) and cached in the home; without it, a
     cached measurement is used if there is one (classify, similar and live load a model for a few
-    clips: measuring would cost more than it saves). `clip_source` gives the user's own clips to
+    windows: measuring would cost more than it saves). `window_source` gives the user's own windows to
     check and quantize on. Raises ModelError (RuntimeUnavailable) when it cannot be loaded or run.
     """
     from vsearch.model.calibrate import at_its_fastest
@@ -88,7 +88,7 @@ def load_model(
 
     layout = Home.at(home)
     encoder = load_encoder(name, device=device, precision=precision, runtime=runtime, home=layout,
-                           clip_source=clip_source)
+                           window_source=window_source)
     at_its_fastest(encoder, layout, measure, batch_size, "model", log)
     return encoder
 
@@ -106,7 +106,7 @@ def load_visual(
     home: str | Path | Home | None = None,
     measure: bool = False,
     batch_size: int | None = None,
-    clip_source: Callable[[Any], Any] | None = None,
+    window_source: Callable[[Any], Any] | None = None,
     log: Log = _quiet,
 ) -> VisualModel:
     """The visual model (an image-text or video-text model: CLIP, SigLIP, SigLIP 2, X-CLIP), its vision
@@ -117,7 +117,7 @@ def load_visual(
 
     layout = Home.at(home)
     model = load_visual_model(name, device=device, runtime=runtime, precision=precision, home=layout,
-                               clip_source=clip_source)
+                               window_source=window_source)
     at_its_fastest(model, layout, measure, batch_size, "visual model", log)
     return model
 
@@ -152,7 +152,7 @@ class IndexOptions:
     precision: str = "auto"
     batch_size: int | None = None  # default: measured fastest here
     workers: int | None = None  # decode processes (with ray: decode tasks at most)
-    window: float = 4.0  # seconds per clip window
+    window: float = 4.0  # seconds per window
     max_windows: int = 150
     timeout: float = 120.0  # seconds one decode step may take
     retry_failed: bool = False
@@ -245,7 +245,7 @@ class Index:
         and the sum of them is returned. `should_stop` is asked between batches: a stop keeps
         everything stored so far, and the next run goes on from there.
         """
-        from vsearch.indexer.pipeline import Indexer, IndexReport, IndexSettings, first_clips, index_model
+        from vsearch.indexer.pipeline import Indexer, IndexReport, IndexSettings, first_windows, index_model
         from vsearch.video.decode import Sampling
         from vsearch.video.files import DEFAULT_EXCLUDES
 
@@ -275,12 +275,12 @@ class Index:
                     indexer: Indexer = self._ray_indexer(catalog, model, o, settings, ray, gpus_per_actor,
                                                          on_progress, stop, parts)
                 else:
-                    clips = functools.partial(first_clips, roots, sampling=settings.sampling, exclude=settings.exclude,
+                    windows = functools.partial(first_windows, roots, sampling=settings.sampling, exclude=settings.exclude,
                                               timeout=o.timeout)
                     # cached: a watch loop runs the indexer again and again with the same model
                     load = functools.cache(lambda: load_model(
                         model, device=o.device, runtime=o.runtime, precision=o.precision, home=self.home,
-                        measure=True, batch_size=o.batch_size, clip_source=clips, log=log))
+                        measure=True, batch_size=o.batch_size, window_source=windows, log=log))
                     indexer = Indexer(catalog, load, settings, on_progress=on_progress, should_stop=stop, parts=parts)
                 if not watch:
                     report = indexer.run(roots)
@@ -346,12 +346,12 @@ class Index:
         """What each kind of evidence adds to this run, per its option (see vsearch.evidence)."""
         from vsearch.evidence import kinds
         from vsearch.evidence.base import Setup
-        from vsearch.indexer.pipeline import first_clips
+        from vsearch.indexer.pipeline import first_windows
 
-        def clips(spec: Any) -> Any:
-            return first_clips(roots, spec, settings.sampling, exclude=settings.exclude, timeout=o.timeout)
+        def windows(spec: Any) -> Any:
+            return first_windows(roots, spec, settings.sampling, exclude=settings.exclude, timeout=o.timeout)
 
-        setup = Setup(catalog, o, self.home, clips, pickles, log, notes)
+        setup = Setup(catalog, o, self.home, windows, pickles, log, notes)
         return [part for kind in kinds() if (part := kind.part(setup)) is not None]
 
     def _ray_indexer(self, catalog: Catalog, model: str | None, o: IndexOptions, settings: Any, ray: bool | str,
@@ -485,7 +485,7 @@ class Index:
 
         `by` names what is compared: "action" what happens (the video model's vectors), "visuals" what
         is seen (the visual model's; "scene", its older name, is the same), or "both", averaged (the
-        default where the index has visual vectors: a clip like this one shows the same thing
+        default where the index has visual vectors: a window like this one shows the same thing
         happening to the same kind of thing). An indexed file is compared by its stored vectors; any
         other file is cut into the index's own windows and run through the index's models (loaded
         only then). `collapse_copies`: copies of the file itself are left out, and copies of one

@@ -213,13 +213,13 @@ def peak_rss_gb() -> float:
 @dataclass
 class Result:
     name: str
-    clips: int
+    windows: int
     seconds: float
     stages: dict[str, float] = field(default_factory=dict)
 
     @property
-    def clips_per_s(self) -> float:
-        return self.clips / self.seconds if self.seconds else 0.0
+    def windows_per_s(self) -> float:
+        return self.windows / self.seconds if self.seconds else 0.0
 
 
 def _tree_rss(pid: int) -> int:
@@ -302,13 +302,13 @@ def load_config(model_dir: Path, config: str | None, cache: Path | None = None,
     """The model in one runtime and precision ("int8", "openvino bf16"; None: the default), and in
     `streams` requests side by side at `batch` when given; int8 for OpenVINO quantized on the first
     clips of `videos`, as the indexer does with the user's."""
-    from vsearch.indexer.pipeline import first_clips
+    from vsearch.indexer.pipeline import first_windows
     from vsearch.model.encoder import load_encoder
 
     asked = Choice.from_label(config) if config else Choice("auto", "auto")
-    source = (lambda spec: first_clips(list(videos), spec, Sampling())) if videos else None
+    source = (lambda spec: first_windows(list(videos), spec, Sampling())) if videos else None
     encoder = load_encoder(str(model_dir), precision=asked.precision, runtime=asked.runtime,
-                           home=cache or model_dir.parent, clip_source=source)
+                           home=cache or model_dir.parent, window_source=source)
     if batch is not None:
         encoder.use(encoder.choice.at(batch).in_streams(streams))
     return encoder
@@ -342,7 +342,7 @@ def vsearch_index(videos: list[Path], model_dir: Path, sampling: Sampling, batch
               **{p.kind.name: t.get(p.kind.name, 0.0) for p in parts},
               "store": t.get("store", 0.0), "waiting for frames": t.get("wait", 0.0),
               "of which the decoders' start": t.get("first_frames", 0.0)}
-    return Result(f"vsearch index ({encoder.choice.described})", report.clips, seconds, stages)
+    return Result(f"vsearch index ({encoder.choice.described})", report.windows, seconds, stages)
 
 
 @dataclass
@@ -387,11 +387,11 @@ def end_to_end_ratio(videos: list[Path], model_dir: Path, sampling: Sampling, ba
                      streams: int = 1, rounds: int = 3) -> Ratio:
     ratio = Ratio([], [])
     for _ in range(rounds):
-        before = 1 / model_only(model_dir, batch_size, config, repeats=2, streams=streams).clips_per_s
+        before = 1 / model_only(model_dir, batch_size, config, repeats=2, streams=streams).windows_per_s
         run = vsearch_index(videos, model_dir, sampling, batch_size, config, streams=streams)
-        after = 1 / model_only(model_dir, batch_size, config, repeats=2, streams=streams).clips_per_s
+        after = 1 / model_only(model_dir, batch_size, config, repeats=2, streams=streams).windows_per_s
         ratio.runs.append(run)
-        ratio.model_seconds.append(run.clips * (before + after) / 2)
+        ratio.model_seconds.append(run.windows * (before + after) / 2)
     return ratio
 
 

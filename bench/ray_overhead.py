@@ -72,7 +72,7 @@ def _index(library: Path, model: Path, sampling: Sampling, workers: int, on_ray:
         catalog.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    return report.clips, seconds, report.timings.get("store", 0.0)
+    return report.windows, seconds, report.timings.get("store", 0.0)
 
 
 def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int = 768) -> float:
@@ -82,7 +82,7 @@ def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int
 
     from vsearch.indexer.distributed import RayResults
     from vsearch.indexer.pipeline import BatchStore, IndexJob, IndexReport, Vectors
-    from vsearch.search.catalog import CLIPS, Catalog
+    from vsearch.search.catalog import ACTIONS, Catalog
     from vsearch.video.files import FoundFile
 
     home = Path(tempfile.mkdtemp(prefix="vsearch-bench-writer-"))
@@ -93,7 +93,7 @@ def writer_rate(videos: int = 1000, windows: int = 10, batch: int = 64, dim: int
         catalog.bind_model("synthetic", "synthetic", dim, labels)
         jobs = [IndexJob(FoundFile(f"/videos/{i}.mp4", 1, 1.0), f"content-{i}") for i in range(videos)]
         vectors = Vectors()
-        vectors.open(catalog, CLIPS)
+        vectors.open(catalog, ACTIONS)
         writer = RayResults(BatchStore(catalog, vectors, jobs, IndexReport()), labels)
         keys = np.repeat(np.arange(videos), windows)
         idx = np.tile(np.arange(windows), videos)
@@ -136,7 +136,7 @@ def run_ray_benchmark(work: Path, quick: bool = False, log: Callable[[str], None
     try:
         log("decode alone...")
         dec = min((decode_only(files, spec, sampling, "auto") for _ in range(2)), key=lambda r: r.seconds)
-        per_window = dec.seconds / dec.clips
+        per_window = dec.seconds / dec.windows
         log("the driver's writes alone...")
         written = writer_rate(videos=300 if quick else 1000)
         log("starting a local Ray...")
@@ -159,7 +159,7 @@ def run_ray_benchmark(work: Path, quick: bool = False, log: Callable[[str], None
     overhead = [f"{w} worker(s): Ray {speed[('Ray Data', w)] / speed[('local', w)]:.2f}x the local windows/s"
                 for w in ("1", "2")]
     lines += [
-        f"### Decode alone: {dec.clips} windows of real 720p (bigbuckbunny at several qualities), 16 frames "
+        f"### Decode alone: {dec.windows} windows of real 720p (bigbuckbunny at several qualities), 16 frames "
         "to 224 px each",
         f"{per_window:.3f} s per window on one core ({1 / per_window:.1f} windows/s per core)", "",
         f"### Index runs: {rows[0][2]} windows, a decode-bound model (VideoMAE-base input, one narrow layer), "

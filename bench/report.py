@@ -121,30 +121,30 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
         for c in (tried if on_cpu and not quick else [chosen[name][0]]):
             for b in sorted({1, chosen[name][1]}):
                 alone = model_only(model_dir, b, c, repeats=repeats)
-                s_clip = 1 / alone.clips_per_s
+                s_window = 1 / alone.windows_per_s
                 if name == "base" and (c, b) == REFERENCE:
-                    reference_s = s_clip
+                    reference_s = s_window
                 if name == "base" and (c, b) == (config, batch) and streams["base"] == 1:
-                    model_s = s_clip
+                    model_s = s_window
                 picked = (c, b) == chosen[name]
                 if picked and streams[name] > 1:
                     # the choice runs its batch in streams: that is the chosen row, one request beside it
-                    side = 1 / model_only(model_dir, b, c, repeats=repeats, streams=streams[name]).clips_per_s
+                    side = 1 / model_only(model_dir, b, c, repeats=repeats, streams=streams[name]).windows_per_s
                     speed_rows.append((f"{name} ({K400_TOP1[name]})", f"{c} in {streams[name]} streams", b, side, True))
                     if name == "base":
                         model_s = side
                     picked = False
-                speed_rows.append((f"{name} ({K400_TOP1[name]})", c, b, s_clip, picked))
+                speed_rows.append((f"{name} ({K400_TOP1[name]})", c, b, s_window, picked))
                 if name != "base" or not on_cpu or b != batch and (c, b) != REFERENCE:
                     continue
                 # The limit is measured with CPU products; on a GPU only the model stage is shown.
                 limit, rows = model_limit(BASE_CONFIG, c, b, repeats)
-                stage_rows.append([alone.name, f"{s_clip:.2f}", f"{limit:.2f}", f"{s_clip / limit:.2f}x",
-                                   f"{videomae_flops(BASE_CONFIG) / s_clip / 1e9:.0f}"])
+                stage_rows.append([alone.name, f"{s_window:.2f}", f"{limit:.2f}", f"{s_window / limit:.2f}x",
+                                   f"{videomae_flops(BASE_CONFIG) / s_window / 1e9:.0f}"])
                 limit_rows += [[c, *r] for r in rows]
-    speed_table = [[m, c, str(b), f"{s_clip:.2f}", f"{4 / s_clip:.1f}",
-                    f"{reference_s / s_clip:.2f}x" if reference_s else "", "chosen" if picked else ""]
-                   for m, c, b, s_clip, picked in sorted(speed_rows, key=lambda r: (r[0], r[3]))]
+    speed_table = [[m, c, str(b), f"{s_window:.2f}", f"{4 / s_window:.1f}",
+                    f"{reference_s / s_window:.2f}x" if reference_s else "", "chosen" if picked else ""]
+                   for m, c, b, s_window, picked in sorted(speed_rows, key=lambda r: (r[0], r[3]))]
 
     log("short clips: the Hugging Face reference recipe vs vsearch (base, then small)...")
     reference = reference_recipe(shorts, model_dir=models["base"], sampling=sampling)
@@ -169,14 +169,14 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
             forced.name = (forced.name.replace("vsearch index", f"vsearch index, VideoMAE-{name}") +
                            ": left out here (random weights), chosen where it agrees with fp32")
             runs.append(forced)
-    short_rows: list[list[object]] = [[r.name, r.clips, f"{r.seconds:.1f}", f"{r.clips_per_s:.3f}",
-                                       f"{r.clips_per_s * 4:.1f}", f"{r.clips_per_s / reference.clips_per_s:.2f}x",
+    short_rows: list[list[object]] = [[r.name, r.windows, f"{r.seconds:.1f}", f"{r.windows_per_s:.3f}",
+                                       f"{r.windows_per_s * 4:.1f}", f"{r.windows_per_s / reference.windows_per_s:.2f}x",
                                        ", ".join(f"{k} {v:.1f}s" for k, v in r.stages.items())]
                                       for r in runs]
     lines += ["### Short clips (320x240, 4 s windows): decoding is cheap; VideoMAE-base unless named",
               table(short_rows, ["run", "windows", "seconds", "windows/s", "hours of video per hour",
                                  "vs reference", "time split"]),
-              f"speed-up: {ours.clips_per_s / reference.clips_per_s:.2f}x the Hugging Face reference recipe "
+              f"speed-up: {ours.windows_per_s / reference.windows_per_s:.2f}x the Hugging Face reference recipe "
               f"(vsearch: the median round); {short_ratio.describe()}", "",
               "### Models x runtimes x precision, model stage alone (random weights of the published configs; "
               "Kinetics-400 top-1 from the model cards; an hour of video = 900 windows of 4 s)",
@@ -224,23 +224,24 @@ def run_benchmark(work: Path, quick: bool = False, log: Callable[[str], None] = 
     stage_model = hd_ratio.model_seconds[hd_ratio.middle]  # the model alone around that very run
     slower = max(dec.seconds, stage_model)
     lines += ["### Real 720p (bigbuckbunny.mp4 at several qualities, 2 s windows): do the stages overlap?",
-              table([[dec.name, dec.clips, f"{dec.seconds:.1f}", ""],
-                     [f"model alone x {e2e.clips} windows", e2e.clips, f"{stage_model:.1f}", ""],
-                     [e2e.name, e2e.clips, f"{e2e.seconds:.1f}", f"{e2e.clips_per_s:.3f}"],
-                     *([[one_hd.name + ": one request on every core", one_hd.clips, f"{one_hd.seconds:.1f}",
-                         f"{one_hd.clips_per_s:.3f}"]] if one_hd else []),
-                     [reference_hd.name, reference_hd.clips, f"{reference_hd.seconds:.1f}", f"{reference_hd.clips_per_s:.3f}"]],
+              table([[dec.name, dec.windows, f"{dec.seconds:.1f}", ""],
+                     [f"model alone x {e2e.windows} windows", e2e.windows, f"{stage_model:.1f}", ""],
+                     [e2e.name, e2e.windows, f"{e2e.seconds:.1f}", f"{e2e.windows_per_s:.3f}"],
+                     *([[one_hd.name + ": one request on every core", one_hd.windows, f"{one_hd.seconds:.1f}",
+                         f"{one_hd.windows_per_s:.3f}"]] if one_hd else []),
+                     [reference_hd.name, reference_hd.windows, f"{reference_hd.seconds:.1f}",
+                      f"{reference_hd.windows_per_s:.3f}"]],
                     ["stage", "windows", "seconds", "windows/s"]),
               "reference recipe time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in reference_hd.stages.items()),
               f"{hd_ratio.describe()}; end to end / slower stage: {e2e.seconds / slower:.2f}x "
               f"(sum of stages would be {(dec.seconds + stage_model) / slower:.2f}x); "
-              f"speed-up on 720p: {e2e.clips_per_s / reference_hd.clips_per_s:.2f}x the Hugging Face reference recipe", ""]
+              f"speed-up on 720p: {e2e.windows_per_s / reference_hd.windows_per_s:.2f}x the Hugging Face reference recipe", ""]
 
     log("decoders on the real files...")
     files = sample_videos()["all"]
     results = compare_decoders(files, spec, Sampling(window_seconds=2.0), repeats=1 if quick else 3)
     lines += ["### Decoders: 16 frames per 2 s window, resized to the model's input, real files",
-              table([[r.name, r.clips, f"{r.seconds:.2f}", f"{r.seconds / r.clips * 1000:.0f}"] for r in results],
+              table([[r.name, r.windows, f"{r.seconds:.2f}", f"{r.seconds / r.windows * 1000:.0f}"] for r in results],
                     ["decoder", "windows", "seconds", "ms/window"]), ""]
 
     log("a 10-minute 720p file: seeking to windows...")

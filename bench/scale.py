@@ -22,8 +22,8 @@ import numpy as np
 from vsearch import data
 from vsearch.core.home import Home
 from vsearch.search import keyword
-from vsearch.search.catalog import CLIPS, VISUALS, Catalog, ClipResult, VectorSpace
-from vsearch.search.similar import Probe, hits_for_clips, nearest_clips
+from vsearch.search.catalog import ACTIONS, VISUALS, Catalog, VectorSpace, WindowResult
+from vsearch.search.similar import Probe, hits_for_windows, nearest_windows
 from vsearch.search.vectors import EXACT_MAX, NPROBE, VectorIndex, current_file, open_vectors
 
 
@@ -32,9 +32,9 @@ def kinetics_labels() -> list[str]:
     return path.read_text().split("\n")[:-1]
 
 
-def build_catalog(home: Path, videos: int, clips_per_video: int, dim: int = 768, topics: int = 3000,
+def build_catalog(home: Path, videos: int, windows_per_video: int, dim: int = 768, topics: int = 3000,
                   seed: int = 0, log: Callable[[str], None] = print) -> Catalog:
-    """A catalog of `videos` x `clips_per_video` clips, written the way the indexer writes."""
+    """A catalog of `videos` x `windows_per_video` clips, written the way the indexer writes."""
     rng = np.random.default_rng(seed)
     labels = kinetics_labels()
     catalog = Catalog(home)
@@ -50,22 +50,22 @@ def build_catalog(home: Path, videos: int, clips_per_video: int, dim: int = 768,
             for v in range(first, min(videos, first + batch)):
                 t = int(rng.integers(topics))
                 centre = _unit(centres[t] + 0.6 * _unit(rng.standard_normal(dim).astype(np.float32)))
-                vecs = _unit(centre + 0.35 * _unit(rng.standard_normal((clips_per_video, dim)).astype(np.float32)))
+                vecs = _unit(centre + 0.35 * _unit(rng.standard_normal((windows_per_video, dim)).astype(np.float32)))
                 path = home / "library" / f"topic{t:04d}" / f"video{v:06d}.mp4"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch()  # search checks that a hit's file still exists: make that real
                 vid = catalog.start_video(str(path), 1000 + v, 1.0, f"fp{v}",
-                                          {"duration": 4.0 * clips_per_video, "fps": 30.0, "width": 1280, "height": 720})
+                                          {"duration": 4.0 * windows_per_video, "fps": 30.0, "width": 1280, "height": 720})
                 clips = []
-                for c in range(clips_per_video):
+                for c in range(windows_per_video):
                     main = topic_labels[t, rng.integers(3)]
                     others = rng.choice(len(labels), 4, replace=False)
                     scores = np.sort(rng.dirichlet(np.ones(5)))[::-1] * 0.5
                     scores[0] += 0.5 * rng.random()
                     picked = [(labels[main], float(scores[0]))] + [
                         (labels[o], float(s)) for o, s in zip(others, scores[1:]) if o != main]
-                    clips.append(ClipResult(c, 4.0 * c, 4.0 * c + 4, picked, vecs[c]))
-                catalog.add_clips(vid, clips)
+                    clips.append(WindowResult(c, 4.0 * c, 4.0 * c + 4, picked, vecs[c]))
+                catalog.add_windows(vid, clips)
                 catalog.finish_video(vid)
         done = min(videos, first + batch)
         if done % 10_000 == 0 or done == videos:
@@ -81,12 +81,12 @@ def add_visuals(catalog: Catalog, dim: int = 768, topics: int = 2000, seed: int 
     rng = np.random.default_rng(seed)
     centres = _unit(rng.standard_normal((topics, dim)).astype(np.float32))
     have = catalog.count(VISUALS) if catalog.visual_model else 0
-    if have and have == catalog.clip_count():
+    if have and have == catalog.window_count():
         return have, centres
     with catalog.transaction():
         if catalog.bind_kind_model("visual", "synthetic SigLIP 2", "synthetic-siglip2|768", dim):
             catalog.db.execute("DELETE FROM visual_vectors")
-    rows = catalog.db.execute("SELECT id, video_id FROM clips ORDER BY id").fetchall()
+    rows = catalog.db.execute("SELECT id, video_id FROM windows ORDER BY id").fetchall()
     ids = np.array([r[0] for r in rows])
     videos = np.array([r[1] for r in rows])
     sight_of = rng.integers(topics, size=int(videos.max()) + 1)
@@ -151,16 +151,16 @@ def flat_latency(vectors: np.ndarray, sizes: list[int], queries: np.ndarray) -> 
     return out
 
 
-def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
+def run_scale(work: Path, videos: int = 100_000, windows_per_video: int = 10,
               log: Callable[[str], None] = print) -> str:
     from vsearch.bench.indexing import table
 
-    home = work / f"scale-{videos}x{clips_per_video}"
+    home = work / f"scale-{videos}x{windows_per_video}"
     t0 = time.perf_counter()
-    log(f"building a synthetic catalog of {videos:,} videos x {clips_per_video} windows (cached in {home})...")
-    catalog = build_catalog(home, videos, clips_per_video, log=log)
+    log(f"building a synthetic catalog of {videos:,} videos x {windows_per_video} windows (cached in {home})...")
+    catalog = build_catalog(home, videos, windows_per_video, log=log)
     build_s = time.perf_counter() - t0
-    n = catalog.clip_count()
+    n = catalog.window_count()
     log("opening the vector index (IVF is trained and filled on first open)...")
     t0 = time.perf_counter()
     vectors, rebuilt = open_vectors(catalog)
@@ -181,10 +181,10 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
         keyword_rows.append([kind, len(words), f"{passes[0]:.1f}", f"{passes[1]:.1f}"])
 
     log("similar queries and recall against exact search...")
-    ids_all = np.array([r[0] for r in catalog.db.execute("SELECT id FROM clips ORDER BY id")])
+    ids_all = np.array([r[0] for r in catalog.db.execute("SELECT id FROM windows ORDER BY id")])
     sample_ids = rng.choice(ids_all, 40, replace=False)
     rows = catalog.db.execute(
-        f"SELECT id, embedding FROM clips WHERE id IN ({','.join('?' * len(sample_ids))})",
+        f"SELECT id, embedding FROM windows WHERE id IN ({','.join('?' * len(sample_ids))})",
         [int(i) for i in sample_ids]).fetchall()
     from vsearch.search.catalog import from_blobs
 
@@ -247,7 +247,7 @@ def run_scale(work: Path, videos: int = 100_000, clips_per_video: int = 10,
     return "\n".join(lines)
 
 
-def _exact_top10(catalog: Catalog, queries: np.ndarray, space: VectorSpace = CLIPS) -> list[list[int]]:
+def _exact_top10(catalog: Catalog, queries: np.ndarray, space: VectorSpace = ACTIONS) -> list[list[int]]:
     """Brute force over every stored clip, streamed from SQLite."""
     best_scores = np.full((len(queries), 10), -np.inf)
     best_ids = np.zeros((len(queries), 10), dtype=np.int64)
@@ -266,9 +266,10 @@ def _serving_rss(home: Path, label: str) -> int:
     code = (
         "from pathlib import Path; from vsearch.search.catalog import Catalog; "
         "from vsearch.search.vectors import open_vectors; from vsearch.search import keyword; "
-        "from vsearch.search.catalog import CLIPS; from vsearch.search.similar import Probe, hits_for_clips, nearest_clips; "
+        "from vsearch.search.catalog import ACTIONS; "
+        "from vsearch.search.similar import Probe, hits_for_windows, nearest_windows; "
         f"c = Catalog(Path({str(home)!r})); v, _ = open_vectors(c); keyword.search(c, {label!r}, semantic=False); "
-        "_, vecs, _ = c.clip_vectors(1); hits_for_clips(c, nearest_clips(c, [Probe(CLIPS, v, vecs)], 1, 10), 1, 10); "
+        "_, vecs, _ = c.window_vectors(1); hits_for_windows(c, nearest_windows(c, [Probe(ACTIONS, v, vecs)], 1, 10), 1, 10); "
         # VmHWM, not ru_maxrss: a child started from this big process inherits its ru_maxrss
         "print([int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )
@@ -296,4 +297,4 @@ def _shell_times(home: Path, label: str) -> list[list[str]]:
 
 def _similar(catalog: Catalog, vectors: VectorIndex, queries: np.ndarray) -> list:
     """A find-similar of these windows, as the library answers one: its 10 videos."""
-    return hits_for_clips(catalog, nearest_clips(catalog, [Probe(CLIPS, vectors, queries)], None, 10), None, 10)
+    return hits_for_windows(catalog, nearest_windows(catalog, [Probe(ACTIONS, vectors, queries)], None, 10), None, 10)

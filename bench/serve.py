@@ -192,8 +192,8 @@ def run_scale(work: Path, videos: int = 10_000, log: Callable[[str], None] = pri
     home = work / f"scale-{videos}"
     log(f"building a synthetic catalog of {videos} videos x 10 clips (first run only)...")
     catalog = build_catalog(home, videos, 10, log=log)
-    clip = catalog.db.execute("SELECT max(id) FROM clips").fetchone()[0]
-    clips = catalog.clip_count()
+    clip = catalog.db.execute("SELECT max(id) FROM windows").fetchone()[0]
+    clips = catalog.window_count()
     catalog.close()
     rgb = np.random.default_rng(0).integers(0, 255, (180, 320, 3), dtype=np.uint8)
     write_thumb(home, clip, encode_jpeg(rgb))  # the synthetic files are empty: give one clip its thumbnail

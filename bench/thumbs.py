@@ -34,7 +34,7 @@ def decode_cpu(videos: list[Path], spec: FrameSpec, sampling: Sampling, thumbs: 
     return time.process_time() - started, windows
 
 
-def model_cpu_per_clip(encoder: Encoder, spec: FrameSpec, batch: int = 8) -> float:
+def model_cpu_per_window(encoder: Encoder, spec: FrameSpec, batch: int = 8) -> float:
     """CPU seconds (all torch threads) of the model per clip, median of 3 batches."""
     crop = spec.crop or (224, 224)
     clips = np.random.default_rng(0).integers(0, 256, (batch, spec.num_frames, *crop, 3), dtype=np.uint8)
@@ -67,7 +67,7 @@ def thumbnail_disk(videos: list[Path], encoder: Encoder, sampling: Sampling) -> 
         blocks = sum(p.stat().st_blocks * 512 for p in files)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    return report.clips, size, blocks
+    return report.windows, size, blocks
 
 
 def thumbnail_report(videos: list[Path], models: dict[str, Path], sampling: Sampling, repeats: int = 5,
@@ -85,7 +85,7 @@ def thumbnail_report(videos: list[Path], models: dict[str, Path], sampling: Samp
         dec = {t: min(decode_cpu(videos, spec, sampling, t) for _ in range(repeats)) for t in (False, True)}
         windows = dec[False][1]
         plain, extra = dec[False][0] / windows, (dec[True][0] - dec[False][0]) / windows
-        model = model_cpu_per_clip(encoder, spec)
+        model = model_cpu_per_window(encoder, spec)
         rows.append([name, f"{plain * 1000:.0f}", f"{model * 1000:.0f}", f"{extra * 1000:.1f}",
                      f"{extra / (plain + model) * 100:.1f}%"])
         if not clips:

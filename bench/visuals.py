@@ -88,7 +88,7 @@ def visual_cost(work: Path, videos: list[Path], video_model: Path, sampling: Sam
 
     without = vsearch_index(videos, video_model, sampling, batch, config, streams=streams)
     rows: list[list[object]] = [["VideoMAE-base alone", "", "", "", f"{without.seconds:.1f}",
-                                 f"{without.clips_per_s * 4:.1f}", ""]]
+                                 f"{without.windows_per_s * 4:.1f}", ""]]
     for name, spec in VISUAL_MODELS.items():
         log(f"visual model {name}: measuring its fastest runtime, then indexing with it...")
         folder = make_visual_checkpoint(work / ("visual-" + spec["type"]), spec)
@@ -97,7 +97,7 @@ def visual_cost(work: Path, videos: list[Path], video_model: Path, sampling: Sam
         part = WindowPart(visuals.KIND, model.name, functools.partial(_same, model))
         both: Result = vsearch_index(videos, video_model, sampling, batch, config, parts=[part], streams=streams)
         rows.append([name, model.choice.described, f"{alone:.3f}",
-                     f"{alone / model_seconds:.0%}", f"{both.seconds:.1f}", f"{both.clips_per_s * 4:.1f}",
+                     f"{alone / model_seconds:.0%}", f"{both.seconds:.1f}", f"{both.windows_per_s * 4:.1f}",
                      f"{both.seconds / without.seconds - 1:+.0%}"])
     return ["### Searching by description: what the visual model adds to indexing (VideoMAE-base in its chosen "
             "configuration, the short clips; random weights in the published vision configurations)",

@@ -120,7 +120,7 @@ class IndexProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[clips]} windows"), TimeRemainingColumn(),
+                            TextColumn("{task.fields[windows]} windows"), TimeRemainingColumn(),
                             TextColumn("{task.fields[name]}"), transient=True, console=stderr_console())
         self.bar.start()
         return self._update
@@ -128,12 +128,12 @@ class IndexProgress:
     def _update(self, p: IndexState) -> None:
         assert self.bar is not None  # handed out only once the bar runs
         if self.task is None:
-            self.task = self.bar.add_task("index", total=p.files_total, clips=0, name="")
-        self.bar.update(self.task, completed=p.files_done, clips=p.clips, name=safe(Path(p.path).name)[:40])
+            self.task = self.bar.add_task("index", total=p.files_total, windows=0, name="")
+        self.bar.update(self.task, completed=p.files_done, windows=p.windows, name=safe(Path(p.path).name)[:40])
 
     def _lines(self, p: IndexState) -> None:
         if p.files_done >= self.next_line * p.files_total:
-            info(f"indexed {p.files_done}/{counted(p.files_total, 'file')}, {counted(p.clips, 'window')}")
+            info(f"indexed {p.files_done}/{counted(p.files_total, 'file')}, {counted(p.windows, 'window')}")
             while self.next_line * p.files_total <= p.files_done:
                 self.next_line += 0.1
 

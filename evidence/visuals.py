@@ -63,8 +63,8 @@ class Visuals(WindowKind):
     def clear(self, catalog: Catalog) -> None:
         catalog.db.execute("DELETE FROM visual_vectors")
 
-    def store(self, catalog: Catalog, clip_ids: Sequence[int], values: np.ndarray) -> None:
-        catalog.add_visual_vectors(clip_ids, values)
+    def store(self, catalog: Catalog, window_ids: Sequence[int], values: np.ndarray) -> None:
+        catalog.add_visual_vectors(window_ids, values)
 
     def part(self, setup: Setup) -> WindowPart | None:
         """The visual model of this run, per `text_model`: the one named, else the index's own, else
@@ -96,7 +96,7 @@ class Visuals(WindowKind):
 
         @functools.cache
         def fastest() -> VisualModel:
-            model = load(clip_source=setup.clips)
+            model = load(window_source=setup.windows)
             at_its_fastest(model, setup.home, True, o.batch_size, "visual model", setup.log)
             return model
 

@@ -15,7 +15,7 @@ progress. Only the work in between moves to Ray, as one streaming Ray Data pipel
   stays bounded however large the library (`RaySettings.object_store_memory`).
 - Ray delivers at least once (a killed actor's batch is redone). Writes are keyed by (video,
   window): the catalog ignores a window it already holds, and a video is marked ok only when all
-  its windows are stored, so a retry can neither duplicate nor drop a clip.
+  its windows are stored, so a retry can neither duplicate nor drop a window.
 
 Ray is an optional dependency (`pip install 'vsearch[ray]'`): this module imports it lazily.
 """
@@ -38,14 +38,14 @@ from vsearch.core.errors import RayIndexError
 from vsearch.evidence.base import Part, WindowModel
 from vsearch.indexer.pipeline import (
     BatchStore,
-    EncodedClip,
+    EncodedWindow,
     Indexer,
     IndexJob,
     IndexReport,
     IndexSettings,
     Progress,
     Vectors,
-    clip_results,
+    window_results,
 )
 from vsearch.model.encoder import Encoder
 from vsearch.search.catalog import Catalog
@@ -153,9 +153,9 @@ def decode_file(row: dict[str, Any], settings: DecodeSettings) -> Iterator[dict[
             assert settings.spec is not None  # decode tasks always have the video model's frame spec
             total = len(plan_windows(info, settings.spec.num_frames, settings.sampling))
             meta = {"video_frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height}
-            for i, (w, clip) in enumerate(zip(event.windows, event.frames)):
+            for i, (w, frames) in enumerate(zip(event.windows, event.frames)):
                 yield {"key": key, "idx": w.index, "start": w.start, "end": w.end, "windows": total,
-                       "reason": "", "frames": clip, **meta, **{_side(n): f[i] for n, f in event.sides.items()}}
+                       "reason": "", "frames": frames, **meta, **{_side(n): f[i] for n, f in event.sides.items()}}
         elif isinstance(event, Failed):
             blank = {_side(name): _blank(spec) for name, spec in settings.sides}
             yield {"key": key, "idx": -1, "start": 0.0, "end": 0.0, "windows": 0, "reason": event.reason,
@@ -274,7 +274,7 @@ class RayIndexer(Indexer):
                 settled = results.store(batch)
                 timings["store"] += time.perf_counter() - t
                 if settled:
-                    self.on_progress(Progress(results.batch_store.settled, len(jobs), report.clips, settled[-1]))
+                    self.on_progress(Progress(results.batch_store.settled, len(jobs), report.windows, settled[-1]))
                 if self.should_stop():
                     report.interrupted = True
                     break
@@ -335,13 +335,13 @@ class RayResults:
                 finished.append(key)
                 self._settled.add(key)
         windows = [Window(int(batch["idx"][i]), float(batch["start"][i]), float(batch["end"][i]), ()) for i in rows]
-        results = clip_results(self.labels, windows, batch["probs"][rows], batch["embedding"][rows])
-        clips = [EncodedClip(int(batch["key"][i]), _info(batch, i), r,
-                             values={name: batch[_side(name)][i] for name in self.kinds})
-                 for i, r in zip(rows, results)]
+        results = window_results(self.labels, windows, batch["probs"][rows], batch["embedding"][rows])
+        encoded = [EncodedWindow(int(batch["key"][i]), _info(batch, i), r,
+                                 values={name: batch[_side(name)][i] for name in self.kinds})
+                   for i, r in zip(rows, results)]
         for key, _ in failed:
             self._windows.pop(key, None)
-        return self.batch_store.store(clips, finished, failed)
+        return self.batch_store.store(encoded, finished, failed)
 
     def fail_unfinished(self, reason: str) -> None:
         """Files the pipeline never completed (their task crashed on every retry) fail with a reason."""

@@ -15,7 +15,7 @@ import numpy as np
 from vsearch.core.errors import DecodeError
 from vsearch.evidence.base import WindowModel
 from vsearch.model.encoder import Encoder
-from vsearch.search.catalog import CLIPS
+from vsearch.search.catalog import ACTIONS
 from vsearch.search.similar import FileEmbedder
 from vsearch.video.decode import Sampling, Window
 from vsearch.video.workers import Chunk, DecodePool, DecodeSettings, Failed
@@ -32,7 +32,7 @@ class Classification:
 
 @dataclass
 class FileVectors:
-    """One file's windows and what the models made of each: label probabilities, clip embeddings,
+    """One file's windows and what the models made of each: label probabilities, window embeddings,
     and each other window model's vectors, by the name it was given under."""
 
     windows: list[Window]
@@ -91,6 +91,6 @@ def file_embedder(load: Callable[[], Encoder], sampling: Sampling | None = None,
             loaded.append((load(), {name: loader() for name, loader in (spaces or {}).items()}))
         encoder, models = loaded[0]
         found = embed_windows(encoder, path, sampling, models=models)
-        return [(w.start, w.end) for w in found.windows], {CLIPS.name: found.embeddings, **found.values}
+        return [(w.start, w.end) for w in found.windows], {ACTIONS.name: found.embeddings, **found.values}
 
     return embed

@@ -4,11 +4,11 @@ batches, and store each batch in one transaction.
 An index run has three parts, each usable on its own (a Ray driver plans and stores the same way):
   - `plan_changes` compares the files on disk with the catalog: unchanged, touched, moved, copied,
     removed, failed, and the files the model has to see; `ChangePlan.apply` writes what needs no model;
-  - `Batch` collects decoded clips until the model has a batch;
+  - `Batch` collects decoded windows until the model has a batch;
   - `BatchStore` stores the model's answers, one transaction per batch, FAISS in step.
 The model runs in this process while the decode workers fill the next batches, so decoding and
 inference overlap. A kill loses at most the batch in flight: a video is marked 'ok' only in the
-transaction that stores its last clip, and half-stored videos are redone by the next run.
+transaction that stores its last window, and half-stored videos are redone by the next run.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from vsearch.core.words import counted
 from vsearch.evidence.base import FilePart, Part, WindowModel, WindowPart
 from vsearch.model.checkpoint import model_name
 from vsearch.model.encoder import Encoder
-from vsearch.search.catalog import CLIPS, TOP_K, Catalog, ClipResult, VectorSpace
+from vsearch.search.catalog import ACTIONS, TOP_K, Catalog, VectorSpace, WindowResult
 from vsearch.search.vectors import VectorIndex, open_vectors
 from vsearch.video.decode import FrameSpec, Sampling, VideoInfo, Window, read_windows
 from vsearch.video.files import DEFAULT_EXCLUDES, FoundFile, content_hash, find_videos
@@ -60,14 +60,14 @@ class IndexSettings:
     save_every: float = 120.0  # seconds between FAISS checkpoints during a long run
     rebalance_every: float = 10.0  # seconds between checks whether the model waits for frames
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES  # folder and file names or paths (fnmatch) left out
-    thumbnails: bool = True  # a JPEG per clip from its middle frame, made by the decode workers
+    thumbnails: bool = True  # a JPEG per window from its middle frame, made by the decode workers
 
 
 @dataclass
 class Progress:
     files_done: int
     files_total: int
-    clips: int
+    windows: int
     path: str
 
 
@@ -79,7 +79,7 @@ class IndexReport:
     moved: int = 0
     copied: int = 0
     removed: int = 0
-    clips: int = 0
+    windows: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     failed_before: int = 0  # files that failed in earlier runs and were not tried again
     interrupted: bool = False
@@ -91,9 +91,17 @@ class IndexReport:
     model: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def clips(self) -> int:
+        """Deprecated: the name `windows` had before."""
+        import warnings
+
+        warnings.warn("IndexReport.clips is now IndexReport.windows", DeprecationWarning, stacklevel=2)
+        return self.windows
+
     def absorb(self, other: IndexReport) -> None:
         """Add another run's counts to these (a watch loop's runs, summed)."""
-        for name in ("found", "unchanged", "indexed", "moved", "copied", "removed", "clips"):
+        for name in ("found", "unchanged", "indexed", "moved", "copied", "removed", "windows"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed += other.failed
         self.changed += other.changed
@@ -105,14 +113,14 @@ class IndexReport:
     def summary_lines(self) -> list[str]:
         """What a run did, in the words a front end shows after it (paths not escaped)."""
         t = self.timings
-        parts = [f"{self.indexed} indexed ({counted(self.clips, 'window')})", f"{self.unchanged} unchanged"]
+        parts = [f"{self.indexed} indexed ({counted(self.windows, 'window')})", f"{self.unchanged} unchanged"]
         parts += [f"{n} {what}" for n, what in ((self.moved, "moved"), (self.copied, "copied"),
                                                  (self.removed, "removed")) if n]
         parts.append(f"{len(self.failed)} failed")
         if self.failed_before > 0:
             parts.append(f"{self.failed_before} failed before (--retry-failed to try again)")
         lines = [f"{counted(self.found, 'video')} found: " + ", ".join(parts) + f" in {t.get('wall', 0):.1f}s"]
-        if "model" in t and self.clips:
+        if "model" in t and self.windows:
             workers = counted(int(t.get("workers", 1)), "worker process", "worker processes")
             lines.append(f"time: decode {t['decode']:.1f}s (in {workers}), model {t['model']:.1f}s, "
                          f"store {t['store']:.1f}s")
@@ -161,11 +169,11 @@ class PlannedFailure:
 
 @dataclass
 class VectorChanges:
-    """Clip ids that left the catalog and (ids, vectors) that joined it, for FAISS."""
+    """Window ids that left the catalog and (ids, vectors) that joined it, for FAISS."""
 
     removed: list[int] = field(default_factory=list)
-    added: list[int] = field(default_factory=list)  # clip ids, whose vectors are read back for each space
-    copied: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (source clip ids, copies' ids)
+    added: list[int] = field(default_factory=list)  # window ids, whose vectors are read back for each space
+    copied: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (source window ids, copies' ids)
 
 
 @dataclass
@@ -201,7 +209,7 @@ class ChangePlan:
             if isinstance(step, Move):
                 catalog.move_video(step.video_id, step.file.path, step.file.size, step.file.mtime)
             else:
-                source_ids = [cid for cid, _, _ in catalog.clip_spans(step.source_id)]
+                source_ids = [cid for cid, _, _ in catalog.window_spans(step.source_id)]
                 copies = catalog.copy_video(step.source_id, step.file.path, step.file.size, step.file.mtime)
                 changes.added += copies
                 changes.copied.append((source_ids, copies))
@@ -269,11 +277,11 @@ def plan_changes(
     return plan
 
 
-# -- batches: decoded clips -> the model -> one transaction --------------------------------
+# -- batches: decoded windows -> the model -> one transaction --------------------------------
 
 
 @dataclass(frozen=True)
-class DecodedClip:
+class DecodedWindow:
     key: int  # the job's index in the plan's to_index
     info: VideoInfo
     window: Window
@@ -283,68 +291,68 @@ class DecodedClip:
 
 
 @dataclass(frozen=True)
-class EncodedClip:
-    """What the models said about one clip of job `key`; `info` is stored with the video's first clip."""
+class EncodedWindow:
+    """What the models said about one window of job `key`; `info` is stored with the video's first window."""
 
     key: int
     info: VideoInfo
-    clip: ClipResult
+    window: WindowResult
     thumb: bytes | None = None
     values: dict[str, np.ndarray] = field(default_factory=dict)  # by window kind: its vector of the window
 
 
 @dataclass
 class Batch:
-    """Decoded clips waiting for the model, and the videos whose fate arrived with them."""
+    """Decoded windows waiting for the model, and the videos whose fate arrived with them."""
 
-    clips: list[DecodedClip] = field(default_factory=list)
+    windows: list[DecodedWindow] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
 
     def add(self, event: Event) -> None:
         if isinstance(event, Chunk):
             thumbs = event.thumbs or [None] * len(event.windows)
-            self.clips += [DecodedClip(event.key, event.info, w, f, j, {name: frames[i] for name, frames in
+            self.windows += [DecodedWindow(event.key, event.info, w, f, j, {name: frames[i] for name, frames in
                                                                        event.sides.items()})
                            for i, (w, f, j) in enumerate(zip(event.windows, event.frames, thumbs))]
         elif isinstance(event, Finished):
             self.finished.append(event.key)
         elif isinstance(event, Failed):
-            self.clips = [c for c in self.clips if c.key != event.key]
+            self.windows = [c for c in self.windows if c.key != event.key]
             self.failed.append((event.key, event.reason))
 
     def take(self, size: int) -> Batch:
-        """The first `size` clips as a batch of their own. A video finishes with the batch that
-        holds its last clip, so one whose clips go on into the rest stays here."""
-        head, self.clips = self.clips[:size], self.clips[size:]
-        rest = {c.key for c in self.clips}
+        """The first `size` windows as a batch of their own. A video finishes with the batch that
+        holds its last window, so one whose windows go on into the rest stays here."""
+        head, self.windows = self.windows[:size], self.windows[size:]
+        rest = {c.key for c in self.windows}
         taken = Batch(head, [k for k in self.finished if k not in rest], self.failed)
         self.finished = [k for k in self.finished if k in rest]
         self.failed = []
         return taken
 
 
-def clip_results(labels: Sequence[str], windows: Sequence[Window], probs: np.ndarray,
-                 embeddings: np.ndarray) -> list[ClipResult]:
+def window_results(labels: Sequence[str], windows: Sequence[Window], probs: np.ndarray,
+                 embeddings: np.ndarray) -> list[WindowResult]:
     """The model's output for a batch of windows as the catalog stores it: top-k labels and the embedding."""
     top = np.argsort(-probs, axis=1)[:, :TOP_K]
-    return [ClipResult(w.index, w.start, w.end, [(labels[j], float(probs[row, j])) for j in top[row]],
+    return [WindowResult(w.index, w.start, w.end, [(labels[j], float(probs[row, j])) for j in top[row]],
                        embeddings[row]) for row, w in enumerate(windows)]
 
 
 @dataclass
 class _Storing:
-    """A video whose clips are being stored; searchable once its last clip is."""
+    """A video whose windows are being stored; searchable once its last window is."""
 
     video_id: int
-    clip_ids: list[int] = field(default_factory=list)
+    window_ids: list[int] = field(default_factory=list)
     vectors: dict[str, list[tuple[int, np.ndarray]]] = field(default_factory=dict)  # by space: (id, vector)
 
 
 @dataclass
 class Vectors:
-    """The FAISS indexes an index run keeps in step with the catalog, one per vector space: the clip
-    embeddings', and each window kind's that keeps vectors. All are keyed by clip id."""
+    """The FAISS indexes an index run keeps in step with the catalog, one per vector space: the window
+    embeddings', and each window kind's that keeps vectors. All are keyed by window id."""
 
     spaces: dict[str, tuple[VectorSpace, VectorIndex]] = field(default_factory=dict)
 
@@ -360,15 +368,15 @@ class Vectors:
             self.spaces[name][1].add(ids, vectors)
 
     def replace(self, name: str, ids: list[int], vectors: np.ndarray) -> None:
-        """These clips' vectors in one space, instead of what it held for them."""
+        """These windows' vectors in one space, instead of what it held for them."""
         if name in self.spaces:
             self.spaces[name][1].remove(ids)
             self.spaces[name][1].add(ids, vectors)
 
-    def add_stored(self, catalog: Catalog, clip_ids: list[int]) -> None:
-        """Add these clips' vectors as the catalog holds them, in every space (copies of indexed files)."""
+    def add_stored(self, catalog: Catalog, window_ids: list[int]) -> None:
+        """Add these windows' vectors as the catalog holds them, in every space (copies of indexed files)."""
         for space, index in self.spaces.values():
-            ids, vectors = catalog.vectors_of(space, clip_ids)
+            ids, vectors = catalog.vectors_of(space, window_ids)
             if ids:
                 index.add(ids, vectors)
 
@@ -380,9 +388,9 @@ class Vectors:
 class BatchStore:
     """Stores the models' results for a plan's jobs: one transaction per batch, FAISS kept in step.
 
-    A video is marked 'ok' only in the transaction that stores its last clip, and its vectors go
+    A video is marked 'ok' only in the transaction that stores its last window, and its vectors go
     into FAISS only then; a video that fails part-way leaves only the record of its failure. Each
-    window kind's values are stored with the clips, and its run on the video recorded when it ends.
+    window kind's values are stored with the windows, and its run on the video recorded when it ends.
     """
 
     def __init__(self, catalog: Catalog, vectors: Vectors, jobs: Sequence[IndexJob], report: IndexReport,
@@ -397,17 +405,17 @@ class BatchStore:
         self._storing: dict[int, _Storing] = {}
         self._saved_at = time.perf_counter()
 
-    def store(self, clips: Sequence[EncodedClip], finished: Sequence[int] = (),
+    def store(self, windows: Sequence[EncodedWindow], finished: Sequence[int] = (),
               failed: Sequence[tuple[int, str]] = ()) -> list[str]:
-        """Store one batch: its clips, the videos it finishes and the ones that failed.
+        """Store one batch: its windows, the videos it finishes and the ones that failed.
         Returns the paths it settled (indexed or failed), in that order."""
         cat = self.catalog
         failed = list(failed)
         done: list[int] = []
-        gone: list[int] = []  # clips of earlier versions of re-indexed files, for FAISS
-        thumbs: list[tuple[int, bytes]] = []  # (clip id, JPEG), written once the ids exist
+        gone: list[int] = []  # windows of earlier versions of re-indexed files, for FAISS
+        thumbs: list[tuple[int, bytes]] = []  # (window id, JPEG), written once the ids exist
         with cat.transaction():
-            for c in clips:
+            for c in windows:
                 video = self._storing.get(c.key)
                 if video is None:
                     f = self.jobs[c.key].file
@@ -416,11 +424,11 @@ class BatchStore:
                             "height": c.info.height}
                     video_id = cat.start_video(f.path, f.size, f.mtime, self.jobs[c.key].content_hash, meta)
                     video = self._storing[c.key] = _Storing(video_id)
-                ids = cat.add_clips(video.video_id, [c.clip])
+                ids = cat.add_windows(video.video_id, [c.window])
                 if not ids:  # a window delivered twice (a retried Ray task) is stored once
                     continue
-                video.clip_ids += ids
-                video.vectors.setdefault(CLIPS.name, []).append((ids[0], c.clip.embedding))
+                video.window_ids += ids
+                video.vectors.setdefault(ACTIONS.name, []).append((ids[0], c.window.embedding))
                 if c.thumb is not None:
                     thumbs.append((ids[-1], c.thumb))
                 for name, value in c.values.items():
@@ -434,16 +442,16 @@ class BatchStore:
                     continue
                 video = self._storing[key]
                 cat.finish_video(video.video_id)
-                cat.record_run(video.video_id, "labels", cat.model or "", len(video.clip_ids))
+                cat.record_run(video.video_id, "labels", cat.model or "", len(video.window_ids))
                 for part in self.parts.values():
-                    cat.record_run(video.video_id, part.kind.name, part.model, len(video.clip_ids))
+                    cat.record_run(video.video_id, part.kind.name, part.model, len(video.window_ids))
                 done.append(key)
             for key, reason in failed:
                 job = self.jobs[key]
                 gone += cat.fail_video(job.file.path, job.file.size, job.file.mtime, job.content_hash, reason)
                 self._storing.pop(key, None)
-        for clip_id, jpeg in thumbs:
-            write_thumb(cat.home, clip_id, jpeg)
+        for window_id, jpeg in thumbs:
+            write_thumb(cat.home, window_id, jpeg)
         self.vectors.remove(gone)
         delete_thumbs(cat.home, gone)  # after writing: a file that failed part-way wrote some
         for key in done:
@@ -451,7 +459,7 @@ class BatchStore:
             for name, rows in video.vectors.items():
                 self.vectors.add(name, [i for i, _ in rows], np.stack([v for _, v in rows]))
             self.report.indexed += 1
-            self.report.clips += len(video.clip_ids)
+            self.report.windows += len(video.window_ids)
             self.report.changed.append(self.jobs[key].file.path)
         self.report.failed += [(self.jobs[key].file.path, reason) for key, reason in failed]
         self.settled += len(done) + len(failed)
@@ -572,18 +580,18 @@ class Indexer:
 
     @staticmethod
     def _window_spaces(parts: Sequence[WindowPart]) -> list[VectorSpace]:
-        """The vector spaces an index run keeps in step as it stores windows: the clip vectors, and each
+        """The vector spaces an index run keeps in step as it stores windows: the window vectors, and each
         window kind's of one vector per window (a kind with vectors of its own grain, fingerprints of
         seconds, has its index made from SQLite when it is needed)."""
-        return [CLIPS, *(space for p in parts if (space := p.kind.window_space) is not None)]
+        return [ACTIONS, *(space for p in parts if (space := p.kind.window_space) is not None)]
 
-    def _bind_parts(self, vectors: Vectors, new_clips: bool) -> None:
+    def _bind_parts(self, vectors: Vectors, new_windows: bool) -> None:
         """Load each window kind's model if some window needs it, and tie the index to it: another one
         than the index had replaces it, and its evidence is made again for every window."""
         cat = self.catalog
         for part in self.window_parts:
             kind = part.kind
-            if not new_clips and kind.model_of(cat) == part.model and not cat.videos_missing(kind.name, part.model):
+            if not new_windows and kind.model_of(cat) == part.model and not cat.videos_missing(kind.name, part.model):
                 continue
             model = self.models[kind.name] = part.load()
             cat.ensure_part(kind.name, kind.tables)
@@ -641,7 +649,7 @@ class Indexer:
 
     def _run_batches(self, events: Ahead, pool: DecodePool, max_workers: int, batch_size: int, encoder: Encoder,
                      store: BatchStore, report: IndexReport) -> None:
-        """Decoded clips in, batches through the models, one transaction each, until the files end or
+        """Decoded windows in, batches through the models, one transaction each, until the files end or
         the caller asks to stop."""
         timings = report.timings
         starving = _Starving(self.settings.rebalance_every)
@@ -664,7 +672,7 @@ class Indexer:
                 timings["decode"] += event.decode_seconds
             pending.add(event)
             # Whole batches only: a long video's chunks may overfill the batch a little.
-            while len(pending.clips) >= batch_size:
+            while len(pending.windows) >= batch_size:
                 self._store(pending.take(batch_size), encoder, store, report)
             if self.should_stop():
                 report.interrupted = True
@@ -689,8 +697,8 @@ class Indexer:
                                     memory_limit=s.memory_limit, backend=s.backend, read=self.read,
                                     sides=((part.kind.name, model.frame_spec),),
                                     workers=min(s.workers or default_workers("cpu"), len(videos)))
-            spans = {v.id: {round(start, 3): cid for cid, start, _ in cat.clip_spans(v.id)} for v in videos}
-            waiting: list[tuple[int, np.ndarray]] = []  # (clip id, frames)
+            spans = {v.id: {round(start, 3): cid for cid, start, _ in cat.window_spans(v.id)} for v in videos}
+            waiting: list[tuple[int, np.ndarray]] = []  # (window id, frames)
             done = 0
             with DecodePool(decode) as pool:
                 for event in pool.run((i, v.path) for i, v in enumerate(videos)):
@@ -717,12 +725,12 @@ class Indexer:
             report.filled[part.kind.name] = report.filled.get(part.kind.name, 0) + done
             report.timings[f"fill {part.kind.name}"] = time.perf_counter() - t0
 
-    def _store_windows(self, part: WindowPart, model: WindowModel, clips: list[tuple[int, np.ndarray]],
+    def _store_windows(self, part: WindowPart, model: WindowModel, windows: list[tuple[int, np.ndarray]],
                        vectors: Vectors) -> None:
-        if not clips:
+        if not windows:
             return
-        ids = [cid for cid, _ in clips]
-        values = model.embed_frames(np.stack([f for _, f in clips]))
+        ids = [cid for cid, _ in windows]
+        values = model.embed_frames(np.stack([f for _, f in windows]))
         with self.catalog.transaction():
             part.kind.store(self.catalog, ids, values)
         if part.kind.window_space is not None:
@@ -761,7 +769,7 @@ class Indexer:
                             cat.record_run(video.id, kind.name, part.model, 0, event.reason, kind.fingerprint(video.path))
                             report.notes.append(f"{kind.name} of {video.path}: {event.reason}")
                     done += video.path not in fresh
-                    self.on_progress(Progress(event.key + 1, len(videos), report.clips, video.path))
+                    self.on_progress(Progress(event.key + 1, len(videos), report.windows, video.path))
                     if self.should_stop():
                         report.interrupted = True
                         break
@@ -806,30 +814,30 @@ class Indexer:
 
     def _store(self, batch: Batch, encoder: Encoder, store: BatchStore, report: IndexReport) -> None:
         """Run the models on one batch and store the results."""
-        encoded: list[EncodedClip] = []
-        if batch.clips:
+        encoded: list[EncodedWindow] = []
+        if batch.windows:
             t = time.perf_counter()
-            probs, embs = encoder.encode(np.stack([c.frames for c in batch.clips]))
+            probs, embs = encoder.encode(np.stack([c.frames for c in batch.windows]))
             report.timings["model"] += time.perf_counter() - t
             values: dict[str, np.ndarray] = {}
             for part in self.window_parts:
                 name = part.kind.name
                 t = time.perf_counter()
-                values[name] = self.models[name].embed_frames(np.stack([c.sides[name] for c in batch.clips]))
+                values[name] = self.models[name].embed_frames(np.stack([c.sides[name] for c in batch.windows]))
                 report.timings[name] = report.timings.get(name, 0.0) + time.perf_counter() - t
-            results = clip_results(encoder.labels, [c.window for c in batch.clips], probs, embs)
-            encoded = [EncodedClip(c.key, c.info, r, c.thumb, {name: v[i] for name, v in values.items()})
-                       for i, (c, r) in enumerate(zip(batch.clips, results))]
+            results = window_results(encoder.labels, [c.window for c in batch.windows], probs, embs)
+            encoded = [EncodedWindow(c.key, c.info, r, c.thumb, {name: v[i] for name, v in values.items()})
+                       for i, (c, r) in enumerate(zip(batch.windows, results))]
         t = time.perf_counter()
         settled = store.store(encoded, batch.finished, batch.failed)
         report.timings["store"] += time.perf_counter() - t
         if settled:
-            self.on_progress(Progress(store.settled, len(store.jobs), report.clips, settled[-1]))
+            self.on_progress(Progress(store.settled, len(store.jobs), report.windows, settled[-1]))
 
 
-def first_clips(roots: Sequence[Path], spec: FrameSpec, sampling: Sampling, count: int = 32,
+def first_windows(roots: Sequence[Path], spec: FrameSpec, sampling: Sampling, count: int = 32,
                 exclude: Sequence[str] = DEFAULT_EXCLUDES, timeout: float = 60.0) -> np.ndarray:
-    """Up to `count` of the user's own clips, for the calibration to quantize and check on: from
+    """Up to `count` of the user's own windows, for the calibration to quantize and check on: from
     files spread evenly over the whole listing (the first files of a library are often one event),
     as many from each as it takes, decoded by the guarded workers (a hostile file costs only
     itself). Empty (0, ...) when none decode."""
@@ -837,14 +845,14 @@ def first_clips(roots: Sequence[Path], spec: FrameSpec, sampling: Sampling, coun
     files = [f.path for f in find_videos(list(roots), exclude=exclude)]
     picked = sorted({round(i) for i in np.linspace(0, len(files) - 1, min(count, len(files)))}) if files else []
     per_file = -(-count // max(1, len(picked)))
-    clips: list[np.ndarray] = []
+    windows: list[np.ndarray] = []
     taken: dict[int, int] = {}
     with DecodePool(DecodeSettings(spec=spec, sampling=sampling, timeout=timeout)) as pool:
         for event in pool.run((i, files[i]) for i in picked):
             if isinstance(event, Chunk) and event.frames.shape[2:4] == (h, w):
-                room = max(0, min(per_file - taken.get(event.key, 0), count - len(clips)))
-                clips += list(event.frames[:room])
+                room = max(0, min(per_file - taken.get(event.key, 0), count - len(windows)))
+                windows += list(event.frames[:room])
                 taken[event.key] = taken.get(event.key, 0) + room
-            if len(clips) >= count:
+            if len(windows) >= count:
                 break
-    return np.stack(clips) if clips else np.zeros((0, spec.num_frames, h, w, 3), np.uint8)
+    return np.stack(windows) if windows else np.zeros((0, spec.num_frames, h, w, 3), np.uint8)

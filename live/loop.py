@@ -611,9 +611,9 @@ class LiveRunner:
         the smoothed labels (this window and the ones before it) drive the events."""
         s = self.settings
         picks = sample_indices(len(frames), self.encoder.frame_spec.num_frames)
-        clip = np.stack([frames[i].image for i in picks])
+        window = np.stack([frames[i].image for i in picks])
         started = time.monotonic()
-        probs, _ = self.encoder.encode(clip[None])
+        probs, _ = self.encoder.encode(window[None])
         done = time.monotonic()
         own = probs[0]
         self._history.append(own)

@@ -1,11 +1,11 @@
 """Choose runtime, precision and batch size by measuring them on the machine at hand.
 
-No fixed default is right everywhere: on a 2-core AVX2 CPU VideoMAE-base runs 3.1 s/clip at
-batch 1 and 4.0 s/clip at batch 8, while AVX-512 BF16 CPUs gain from batching and bf16, and
+No fixed default is right everywhere: on a 2-core AVX2 CPU VideoMAE-base runs 3.1 s/window at
+batch 1 and 4.0 s/window at batch 8, while AVX-512 BF16 CPUs gain from batching and bf16, and
 CPUs whose bf16 is emulated lose badly with it. So every registered runtime is timed in the
 precisions this device runs natively, the fastest that agrees with torch fp32 is kept, and the
 choice is cached in the index home, keyed by CPU model and flags, runtime versions and the model,
-so it is measured once per machine and model. The reference (torch fp32, one clip at a time, as
+so it is measured once per machine and model. The reference (torch fp32, one window at a time, as
 the Hugging Face recipe runs) is always measured and wins ties: a measured choice is never slower
 than the reference. On a GPU the same search runs over the GPU's precisions and larger batches.
 """
@@ -34,7 +34,7 @@ REFERENCE = Choice("torch", "fp32", 1)
 BATCHES = (1, 2, 4, 8)
 GPU_BATCHES = (1, 2, 4, 8, 16, 32)  # a GPU keeps gaining from bigger batches long after a CPU stops
 MARGIN = 0.05  # a configuration must beat the one it replaces by this much: timings are noisy
-MIN_CLIPS = 8  # of the user's own clips, for a choice to stand once more are at hand
+MIN_WINDOWS = 8  # of the user's own windows, for a choice to stand once more are at hand
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Calibration:
 
     choice: Choice
     how: str
-    timings: dict[str, float] = field(default_factory=dict)  # "openvino bf16@4" -> seconds per clip
+    timings: dict[str, float] = field(default_factory=dict)  # "openvino bf16@4" -> seconds per window
     differed: tuple[str, ...] = ()  # configurations left out: their answers differed from fp32's
     took: float = 0.0  # seconds the measurement took (converting, quantizing, checking, timing)
 
@@ -55,7 +55,7 @@ class Calibration:
 
 
 def pick(timings: Mapping[Choice, float], margin: float = MARGIN) -> Choice:
-    """The fastest configuration per clip; the reference unless another beats it by `margin`, and
+    """The fastest configuration per window; the reference unless another beats it by `margin`, and
     of configurations within `margin` of the fastest the smallest batch (same speed, less memory)."""
     best = min(timings, key=lambda k: timings[k])
     if REFERENCE in timings and timings[best] > timings[REFERENCE] * (1 - margin):
@@ -75,7 +75,7 @@ def search(
 
     A batch that gains less than `margin` does not stop the search: batch 2 may gain 3% where batch
     4 gains 12% (fewer, bigger products keep AMX busier), and `pick` still prefers the smaller of
-    two batches within the margin. `measure(choice)` returns seconds per clip. Returns the choice
+    two batches within the margin. `measure(choice)` returns seconds per window. Returns the choice
     and all timings.
     """
     timings = {c.at(batches[0]): measure(c.at(batches[0])) for c in configs}
@@ -94,10 +94,10 @@ def in_streams(measure: Callable[[Choice], float], best: Choice, timings: dict[C
     """`best` run as `streams` requests side by side, each on its share of the cores, when that is
     no slower alone by more than `margin`.
 
-    Alone the two run level (OpenVINO bf16, VideoMAE-base, AMX Xeon: 0.351 and 0.352 s/clip), but
+    Alone the two run level (OpenVINO bf16, VideoMAE-base, AMX Xeon: 0.351 and 0.352 s/window), but
     indexing decodes on the same cores: beside a load of a third of one core, one request on both
-    cores slowed to 0.441 s/clip (a thread that waits stalls the other at every layer) and two
-    requests to 0.394. Each stream needs a clip of its own, so the batch is at least `streams`."""
+    cores slowed to 0.441 s/window (a thread that waits stalls the other at every layer) and two
+    requests to 0.394. Each stream needs a window of its own, so the batch is at least `streams`."""
     batch = batch_size or max(best.batch or 1, streams)
     if streams < 2 or batch < streams:
         return best
@@ -122,21 +122,21 @@ def cpu_key() -> str:
     return f"{name} [{' '.join(flags)}] x{os.cpu_count()}"
 
 
-def calibration_clips(encoder: RuntimeModel, batch: int) -> np.ndarray:
-    """`batch` clips to time and check on: the user's own clips where the encoder has them
-    (VideoEncoder.sample_clips; those that int8 was not quantized on), repeated to fill the batch
-    when there are fewer (the time of a batch does not depend on which clips are in it)."""
-    clips = encoder.sample_clips()
-    held_out = clips[1::2] if len(clips) > 1 else clips
+def calibration_windows(encoder: RuntimeModel, batch: int) -> np.ndarray:
+    """`batch` windows to time and check on: the user's own windows where the encoder has them
+    (VideoEncoder.sample_windows; those that int8 was not quantized on), repeated to fill the batch
+    when there are fewer (the time of a batch does not depend on which windows are in it)."""
+    windows = encoder.sample_windows()
+    held_out = windows[1::2] if len(windows) > 1 else windows
     return held_out[np.arange(batch) % len(held_out)]
 
 
 def same_top_label(p32: np.ndarray, p: np.ndarray, tie: float = 0.01) -> np.ndarray:
-    """Per clip: `p`'s top label is fp32's, or one fp32 scores within `tie` (relative) of its own top.
+    """Per window: `p`'s top label is fp32's, or one fp32 scores within `tie` (relative) of its own top.
 
-    A clip where fp32 itself cannot tell two labels apart has no top label to keep: a model with
+    A window where fp32 itself cannot tell two labels apart has no top label to keep: a model with
     random weights gives all 400 Kinetics labels ~0.0025, and any rounding reorders them. For a
-    trained model's confident clips this is exact top-1 agreement."""
+    trained model's confident windows this is exact top-1 agreement."""
     rows = np.arange(len(p32))
     return p32[rows, p.argmax(1)] >= (1 - tie) * p32.max(1)
 
@@ -147,19 +147,19 @@ def min_cosine(choice: Choice) -> float:
     return 0.98 if choice.precision == "int8" else 0.999
 
 
-def agreeing(encoder: RuntimeModel, configs: Sequence[Choice], clips: np.ndarray) -> list[Choice]:
-    """The configurations that answer as torch fp32 does on these clips (the model's own `agrees`:
+def agreeing(encoder: RuntimeModel, configs: Sequence[Choice], windows: np.ndarray) -> list[Choice]:
+    """The configurations that answer as torch fp32 does on these windows (the model's own `agrees`:
     VideoMAE's top labels and embeddings, a visual model's vectors); the reference itself always."""
     was = encoder.choice
     reference = Choice(REFERENCE.runtime, REFERENCE.precision)
     kept = [reference]
     try:
         encoder.use(reference)
-        expected = encoder.outputs(clips)
+        expected = encoder.outputs(windows)
         for config in configs:
             if config != reference:
                 encoder.use(config)
-                if encoder.agrees(expected, encoder.outputs(clips), config):
+                if encoder.agrees(expected, encoder.outputs(windows), config):
                     kept.append(config)
     finally:
         encoder.use(was)
@@ -167,15 +167,15 @@ def agreeing(encoder: RuntimeModel, configs: Sequence[Choice], clips: np.ndarray
 
 
 def time_encode(encoder: RuntimeModel, choice: Choice, repeats: int = 2, hopeless: float = float("inf")) -> float:
-    """Best seconds per clip of `repeats` batches (the first also picks oneDNN's kernels); one batch
-    when that one is already slower than `hopeless` seconds per clip."""
+    """Best seconds per window of `repeats` batches (the first also picks oneDNN's kernels); one batch
+    when that one is already slower than `hopeless` seconds per window."""
     encoder.use(choice)
     batch = choice.batch or 1
-    clips = calibration_clips(encoder, batch)
+    windows = calibration_windows(encoder, batch)
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        [out.cpu() for out in encoder.outputs(clips)]  # on a GPU, .cpu() waits for the work to finish
+        [out.cpu() for out in encoder.outputs(windows)]  # on a GPU, .cpu() waits for the work to finish
         best = min(best, (time.perf_counter() - started) / batch)
         if best > hopeless:
             break
@@ -216,7 +216,7 @@ def candidates(encoder: RuntimeModel) -> list[Choice]:
             if precision in runtime.precisions(encoder.device) and not outrun:
                 found.append(choice)
     # torch's int8 (the linear layers only, activations quantized anew on every call) never came
-    # close where OpenVINO runs both int8 (every product, statically) and bf16: 1.04 s/clip against
+    # close where OpenVINO runs both int8 (every product, statically) and bf16: 1.04 s/window against
     # 0.59 and 0.95 on an AVX-512 BF16 EPYC, 1.07 against 0.33 and 0.45 on an AMX Xeon. Skipping
     # it saves the first run a quantization, a check and a timing. Without native bf16 it stays a
     # candidate: there it was level with OpenVINO fp32.
@@ -228,7 +228,7 @@ def candidates(encoder: RuntimeModel) -> list[Choice]:
 
 def reuse(encoder: RuntimeModel, home: Path | Home) -> Calibration | None:
     """Run in the configuration `vsearch index` measured fastest here, if it did (classify, live and
-    similar load a model for a few clips: a calibration would cost more than it saves)."""
+    similar load a model for a few windows: a calibration would cost more than it saves)."""
     configs = candidates(encoder)
     if len(configs) < 2:
         return None  # nothing to choose: what was asked for is what runs
@@ -236,7 +236,7 @@ def reuse(encoder: RuntimeModel, home: Path | Home) -> Calibration | None:
     if stored is None:
         return None
     calibration = _cached(stored)
-    # A few clips, one at a time: every core on one request, not the indexer's streams.
+    # A few windows, one at a time: every core on one request, not the indexer's streams.
     encoder.use(calibration.choice.in_streams(1))
     return calibration
 
@@ -263,13 +263,13 @@ def tune(
         key = _key(encoder, configs, batch_size)
         cache = Home.at(home).calibration
         stored = read_measurements(cache).get(key)
-        if stored is not None and not _too_few_clips(stored, encoder):
+        if stored is not None and not _too_few_windows(stored, encoder):
             calibration = _cached(stored)
         else:
             if on_measure:
                 on_measure()
             started = time.perf_counter()
-            kept = agreeing(encoder, configs, calibration_clips(encoder, 8)) if len(configs) > 1 else configs
+            kept = agreeing(encoder, configs, calibration_windows(encoder, 8)) if len(configs) > 1 else configs
             batches = (batch_size,) if batch_size else (BATCHES if encoder.device == "cpu" else GPU_BATCHES)
             timer = measure or Timer(encoder)
             choice, timings = search(timer, kept, batches)
@@ -278,18 +278,18 @@ def tune(
             calibration = Calibration(choice, "calibrated", {str(c): round(s, 4) for c, s in timings.items()},
                                       tuple(c.label for c in configs if c not in kept),
                                       round(time.perf_counter() - started, 1))
-            _write_cache(cache, key, calibration, len(encoder.sample_clips()))
+            _write_cache(cache, key, calibration, len(encoder.sample_windows()))
     encoder.use(calibration.choice)
     encoder.forget_others()
     return calibration
 
 
-def _too_few_clips(stored: dict, encoder: RuntimeModel) -> bool:
-    """A choice made on fewer than MIN_CLIPS of the user's clips (the first folder indexed held only a
-    few) is made again once more are at hand: agreement on two clips says little, and int8 was
+def _too_few_windows(stored: dict, encoder: RuntimeModel) -> bool:
+    """A choice made on fewer than MIN_WINDOWS of the user's windows (the first folder indexed held only a
+    few) is made again once more are at hand: agreement on two windows says little, and int8 was
     quantized on them."""
-    made_on = int(stored.get("clips", MIN_CLIPS))
-    return made_on < MIN_CLIPS and len(encoder.sample_clips()) > made_on
+    made_on = int(stored.get("windows", stored.get("clips", MIN_WINDOWS)))
+    return made_on < MIN_WINDOWS and len(encoder.sample_windows()) > made_on
 
 
 def _cached(stored: dict) -> Calibration:
@@ -303,11 +303,11 @@ def _key(encoder: RuntimeModel, configs: Sequence[Choice], batch_size: int | Non
     return machine_key(encoder) + f" | {'/'.join(c.label for c in configs)} | batch {batch_size or 'auto'} | streams"
 
 
-def _write_cache(path: Path, key: str, calibration: Calibration, clips: int) -> None:
+def _write_cache(path: Path, key: str, calibration: Calibration, windows: int) -> None:
     store_measurement(path, key, {"config": calibration.choice.label, "batch_size": calibration.choice.batch,
                                   "streams": calibration.choice.streams,
                                   "timings": calibration.timings, "differed": list(calibration.differed),
-                                  "clips": clips, "took": calibration.took})
+                                  "windows": windows, "took": calibration.took})
 
 
 def at_its_fastest(model: RuntimeModel, home: Path | Home, measure: bool, batch_size: int | None, what: str,

@@ -1,7 +1,7 @@
 """A VideoMAE checkpoint on disk or in the Hugging Face cache: finding it (offline too), loading it,
 and reading what it needs from its own files.
 
-Everything the model needs is read from the checkpoint: frames per clip, image size and labels
+Everything the model needs is read from the checkpoint: frames per window, image size and labels
 from config.json; resize, crop, rescale, mean and std from preprocessor_config.json. Nothing is
 hard-coded to 224 px, 16 frames or ImageNet statistics.
 """
@@ -97,19 +97,19 @@ def weights_fingerprint(name: str, config: Any) -> str:
     return ",".join(content_hash(str(f), f.stat().st_size) for f in files)
 
 
-def synthetic_clips(spec: FrameSpec, count: int) -> np.ndarray:
-    """Clips with smooth moving content at the model's input size: stand-ins for real clips where
+def synthetic_windows(spec: FrameSpec, count: int) -> np.ndarray:
+    """Windows with smooth moving content at the model's input size: stand-ins for real windows where
     none are at hand (timing does not depend on content; quantization ranges and agreement checks
     do, and noise is not what the model sees)."""
     h, w = spec.crop or (224, 224)
     t = np.arange(spec.num_frames)[:, None, None]
     yy, xx = np.mgrid[0:h, 0:w]
-    clips = []
+    windows = []
     for b in range(count):
         phase = (xx[None] * (1 + b) + 3 * t + yy[None] // 2) % 64 * 4
-        clip = np.stack([phase, (phase + 80 * (b % 3)) % 256, 255 - phase], axis=-1)
-        clips.append(clip.astype(np.uint8))
-    return np.stack(clips)
+        window = np.stack([phase, (phase + 80 * (b % 3)) % 256, 255 - phase], axis=-1)
+        windows.append(window.astype(np.uint8))
+    return np.stack(windows)
 
 
 class _Noise(logging.Filter):

@@ -1,5 +1,5 @@
-"""The video model as the rest of vsearch uses it: batches of decoded clips in, label
-probabilities and clip embeddings out, on whichever runtime and precision were chosen.
+"""The video model as the rest of vsearch uses it: batches of decoded windows in, label
+probabilities and window embeddings out, on whichever runtime and precision were chosen.
 
 `Encoder` is what the indexer, the live loop and the benchmarks need of a model; `VideoEncoder`
 is the real one, a VideoMAE checkpoint (model.checkpoint) run by one of the registered runtimes
@@ -50,7 +50,7 @@ class Encoder(Protocol):
 
     @property
     def batch_size(self) -> int | None:
-        """Clips per batch measured fastest here; None where nothing was measured."""
+        """Windows per batch measured fastest here; None where nothing was measured."""
         ...
 
     @property
@@ -62,19 +62,19 @@ class Encoder(Protocol):
 
 
 class VideoEncoder(RuntimeModel):
-    """A VideoMAE classifier that turns batches of clips into label probabilities and embeddings."""
+    """A VideoMAE classifier that turns batches of windows into label probabilities and embeddings."""
 
     def __init__(
         self, name: str, device: str | None = None, precision: str | None = None, module: Any = None,
         runtime: str | None = None, home: Path | Home | None = None,
-        clip_source: Callable[[FrameSpec], np.ndarray] | None = None, **load_options: object,
+        window_source: Callable[[FrameSpec], np.ndarray] | None = None, **load_options: object,
     ):
         """Load `name` (or wrap an already loaded `module`, as training does).
 
         `runtime` and `precision` "auto" start on torch in the precision this device runs natively;
         the calibration (model.calibrate) may move it. `home` keeps what a runtime converts
-        (OpenVINO's IR). `clip_source` gives real clips at the model's input size (the indexer:
-        the user's first clips) for the calibration's checks and for int8 to quantize on."""
+        (OpenVINO's IR). `window_source` gives real windows at the model's input size (the indexer:
+        the user's first windows) for the calibration's checks and for int8 to quantize on."""
 
         self.name = name
         self.module = module if module is not None else load_videomae(name, **load_options)
@@ -82,7 +82,7 @@ class VideoEncoder(RuntimeModel):
         self.labels: list[str] = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
         self.dim: int = int(cfg.hidden_size)
         self.preprocessing = read_preprocessing(name, cfg.to_dict())
-        self._start_runtime(device, runtime, precision, home, clip_source, (1, 1, 3, 1, 1))
+        self._start_runtime(device, runtime, precision, home, window_source, (1, 1, 3, 1, 1))
 
     @property
     def frame_spec(self) -> FrameSpec:
@@ -136,7 +136,7 @@ class VideoEncoder(RuntimeModel):
         return logits_and_pooled(self.module, pixel_values)
 
     def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Clips -> (probabilities (B, labels), L2-normalised embeddings (B, dim)), float32."""
+        """Windows -> (probabilities (B, labels), L2-normalised embeddings (B, dim)), float32."""
         import torch
 
         logits, pooled = self.outputs(frames)
@@ -158,10 +158,10 @@ class VideoEncoder(RuntimeModel):
 
 def load_encoder(model: str | None, device: str | None = None, precision: str | None = None,
                  runtime: str | None = None, home: Path | Home | None = None,
-                 clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VideoEncoder:
+                 window_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VideoEncoder:
     """Load a model by hub id or folder; offline users point HF_HUB_OFFLINE=1 at a filled cache.
     The other arguments are VideoEncoder's."""
     name = model_name(model)
     cache_only(name)  # offline without the model: fail now, before seconds go into importing torch
     return VideoEncoder(name, device=device, precision=precision, runtime=runtime, home=home,
-                        clip_source=clip_source)
+                        window_source=window_source)

@@ -30,13 +30,13 @@ if TYPE_CHECKING:
 class RuntimeModel:
     """The runtime side of a model: what was asked, what runs (`choice`), and its prepared forms.
 
-    Subclasses give `traceable`, `input_shape`, `pixel_values`, `sample_clips`, `frame_spec`,
+    Subclasses give `traceable`, `input_shape`, `pixel_values`, `sample_windows`, `frame_spec`,
     `model_id` and `agrees`; this class prepares and switches runtimes and precisions."""
 
     name: str
     module: Any  # the torch model
     preprocessing: Preprocessing
-    _clip_source: Callable[[FrameSpec], np.ndarray] | None
+    _window_source: Callable[[FrameSpec], np.ndarray] | None
     _samples: np.ndarray | None
 
     def _setup_runtime(self, device: str | None, runtime: str | None, precision: str | None,
@@ -52,7 +52,7 @@ class RuntimeModel:
         self._prepared: dict[tuple[str, str, int], Forward] = {}
 
     def _start_runtime(self, device: str | None, runtime: str | None, precision: str | None, home: Path | Home | None,
-                       clip_source: Callable[[FrameSpec], np.ndarray] | None, channels: tuple[int, ...]) -> None:
+                       window_source: Callable[[FrameSpec], np.ndarray] | None, channels: tuple[int, ...]) -> None:
         """What every model does once its module and preprocessing are known: the device and runtime
         asked for, the module there in eval mode, rescale and normalise folded into one multiply-add
         (x * scale - shift, shaped `channels` to broadcast over its pixels), the first choice in use."""
@@ -60,7 +60,7 @@ class RuntimeModel:
 
         self._setup_runtime(device, runtime, precision, home)
         self.module.eval().to(self.device)
-        self._clip_source = clip_source
+        self._window_source = window_source
         self._samples = None
         p = self.preprocessing
         std = torch.tensor(p.std, dtype=torch.float32)
@@ -103,17 +103,17 @@ class RuntimeModel:
         """The traceable module's outputs for these frames, in the chosen runtime and precision."""
         return tuple(t.float() for t in self._forward(self.pixel_values(frames)))
 
-    def sample_clips(self) -> np.ndarray:
-        """Clips to check and quantize on: the clip source's (decoded once), or generated ones."""
+    def sample_windows(self) -> np.ndarray:
+        """Windows to check and quantize on: the window source's (decoded once), or generated ones."""
         if self._samples is None:
-            from vsearch.model.checkpoint import synthetic_clips
+            from vsearch.model.checkpoint import synthetic_windows
 
-            clips = self._clip_source(self.frame_spec) if self._clip_source else None
-            self._samples = clips if clips is not None and len(clips) else synthetic_clips(self.frame_spec, 32)
+            windows = self._window_source(self.frame_spec) if self._window_source else None
+            self._samples = windows if windows is not None and len(windows) else synthetic_windows(self.frame_spec, 32)
         return self._samples
 
     def calibration_pixels(self) -> np.ndarray:
-        return self.pixel_values(self.sample_clips()).cpu().numpy()
+        return self.pixel_values(self.sample_windows()).cpu().numpy()
 
     # -- what a model gives --------------------------------------------------------------------
 
@@ -135,12 +135,12 @@ class RuntimeModel:
         raise NotImplementedError
 
     def pixel_values(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Decoded clips (uint8 RGB at frame_spec's size) -> the traceable module's input."""
+        """Decoded windows (uint8 RGB at frame_spec's size) -> the traceable module's input."""
         raise NotImplementedError
 
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({self.choice.label})"
 
     def agrees(self, reference: tuple[torch.Tensor, ...], other: tuple[torch.Tensor, ...], choice: Choice) -> bool:
-        """Whether `other` (in `choice`) answers as `reference` (torch fp32) does on the same clips."""
+        """Whether `other` (in `choice`) answers as `reference` (torch fp32) does on the same windows."""
         raise NotImplementedError

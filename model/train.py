@@ -1,6 +1,6 @@
 """Fine-tune a VideoMAE classifier on folder-per-label videos: `vsearch train`.
 
-Clips come through the indexer's own decoding (decode workers, window planning, resize) and its
+Windows come through the indexer's own decoding (decode workers, window planning, resize) and its
 own normalisation, so a trained model sees at index time exactly what it saw in training. Light
 augmentation: a random temporal offset (the train decode samples twice as densely and picks one
 of the two interleaved frame sets: one starts on the window's first frame, the other ends on its
@@ -110,20 +110,20 @@ def split(items: list[tuple[str, int]], n_labels: int, fraction: float, seed: in
     return train, val
 
 
-def decode_clips(
+def decode_windows(
     items: list[tuple[str, int]], spec: FrameSpec, sampling: Sampling, workers: int
 ) -> tuple[list[np.ndarray], list[int], list[tuple[str, str]]]:
-    """All windows of all videos through the decode workers; (clips, labels, skipped)."""
+    """All windows of all videos through the decode workers; (windows, labels, skipped)."""
     settings = DecodeSettings(spec=spec, sampling=sampling, workers=min(workers, max(1, len(items))))
-    clips, labels, skipped = [], [], []
+    windows, labels, skipped = [], [], []
     with DecodePool(settings) as pool:
         for event in pool.run((i, path) for i, (path, _) in enumerate(items)):
             if isinstance(event, Chunk):
-                clips += list(event.frames)
+                windows += list(event.frames)
                 labels += [items[event.key][1]] * len(event.frames)
             elif isinstance(event, Failed):
                 skipped.append((items[event.key][0], event.reason))
-    return clips, labels, skipped
+    return windows, labels, skipped
 
 
 def train(
@@ -159,20 +159,20 @@ def train(
     encoder = VideoEncoder(base, device=s.device, precision="fp32", runtime="torch", module=model)
     device = encoder.device
     spec = encoder.frame_spec
-    # Train clips: twice the frames (for the temporal offset), full width (for the random crop).
+    # Train windows: twice the frames (for the temporal offset), full width (for the random crop).
     train_spec = FrameSpec(spec.num_frames * 2, spec.resize, None)
-    train_clips, train_labels, skipped = decode_clips(train_items, train_spec, s.sampling, s.workers)
-    val_clips, val_labels, skipped_val = decode_clips(val_items, spec, s.sampling, s.workers)
+    train_windows, train_labels, skipped = decode_windows(train_items, train_spec, s.sampling, s.workers)
+    val_windows, val_labels, skipped_val = decode_windows(val_items, spec, s.sampling, s.workers)
     report = TrainReport(labels, len(train_items) - len(skipped), len(val_items) - len(skipped_val),
                          skipped=skipped + skipped_val)
-    if not train_clips or not val_clips:
+    if not train_windows or not val_windows:
         raise TrainError("no readable videos left to train or validate on; see the skipped files")
     if len(set(train_labels)) < 2:
         raise TrainError("after skipping unreadable videos fewer than two labels are left")
 
     use_bf16 = (s.precision or ("bf16" if device.startswith("cuda") else "fp32")) == "bf16"
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    steps_per_epoch = math.ceil(len(train_clips) / s.batch_size)
+    steps_per_epoch = math.ceil(len(train_windows) / s.batch_size)
     total = steps_per_epoch * s.epochs
     warmup = max(1, total // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -185,8 +185,8 @@ def train(
         started = time.perf_counter()
         model.train()
         losses = []
-        for batch in np.array_split(rng.permutation(len(train_clips)), steps_per_epoch):
-            frames = np.stack([augment(train_clips[i], spec, rng, s.hflip) for i in batch])
+        for batch in np.array_split(rng.permutation(len(train_windows)), steps_per_epoch):
+            frames = np.stack([augment(train_windows[i], spec, rng, s.hflip) for i in batch])
             x = encoder.pixel_values(frames)
             y = torch.as_tensor(y_train[batch], device=device)
             with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16):
@@ -201,7 +201,7 @@ def train(
             losses.append(loss.item())
             if on_step:
                 on_step(step, total, losses[-1])
-        accuracy = evaluate(encoder, val_clips, val_labels, s.batch_size)
+        accuracy = evaluate(encoder, val_windows, val_labels, s.batch_size)
         result = EpochReport(epoch, float(np.mean(losses)), accuracy, time.perf_counter() - started)
         report.epochs.append(result)
         if on_epoch:
@@ -216,9 +216,9 @@ def train(
     return report
 
 
-def augment(clip: np.ndarray, spec: FrameSpec, rng: np.random.Generator, hflip: bool) -> np.ndarray:
-    """(2T, H, W', 3) dense clip -> (T, crop_h, crop_w, 3): temporal offset, random crop, flip."""
-    frames = clip[rng.integers(0, 2) :: 2][: spec.num_frames]
+def augment(window: np.ndarray, spec: FrameSpec, rng: np.random.Generator, hflip: bool) -> np.ndarray:
+    """(2T, H, W', 3) dense window -> (T, crop_h, crop_w, 3): temporal offset, random crop, flip."""
+    frames = window[rng.integers(0, 2) :: 2][: spec.num_frames]
     if spec.crop is not None:
         ch, cw = spec.crop
         h, w = frames.shape[1:3]
@@ -234,14 +234,14 @@ def augment(clip: np.ndarray, spec: FrameSpec, rng: np.random.Generator, hflip: 
     return np.ascontiguousarray(frames)
 
 
-def evaluate(encoder: VideoEncoder, clips: list[np.ndarray], labels: list[int], batch_size: int) -> float:
-    """Accuracy per clip with the exact inference path `vsearch index` uses."""
+def evaluate(encoder: VideoEncoder, windows: list[np.ndarray], labels: list[int], batch_size: int) -> float:
+    """Accuracy per window with the exact inference path `vsearch index` uses."""
     encoder.module.eval()
     correct = 0
-    for start in range(0, len(clips), batch_size):
-        probs, _ = encoder.encode(np.stack(clips[start : start + batch_size]))
+    for start in range(0, len(windows), batch_size):
+        probs, _ = encoder.encode(np.stack(windows[start : start + batch_size]))
         correct += int((probs.argmax(1) == np.array(labels[start : start + batch_size])).sum())
-    return correct / len(clips)
+    return correct / len(windows)
 
 
 def save(model: Any, base: str, out: Path, report: TrainReport) -> None:

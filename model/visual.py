@@ -21,7 +21,7 @@ Supported (transformers classes, no remote code), by the `model_type` of config.
 Frames per window: 3 for image models, spread over the window with both ends included (the
 decoder's convention): a 2-6 s window of ordinary video rarely shows more than 3 distinct things,
 each frame costs a full image embedding (3 frames of a ViT-B/16 cost about a third of one
-VideoMAE-B clip), and the average of first, middle and last still carries a sight that starts or
+VideoMAE-B window), and the average of first, middle and last still carries a sight that starts or
 ends inside the window. X-CLIP: its config's num_frames (8 for the published checkpoints).
 
 Scores. SigLIP models were trained to say, pair by pair, whether a caption belongs to an image:
@@ -94,7 +94,7 @@ from vsearch.model.checkpoint import (
     model_name,
     read_model_json,
     read_preprocessing,
-    synthetic_clips,
+    synthetic_windows,
     weights_fingerprint,
 )
 from vsearch.model.runner import RuntimeModel
@@ -150,7 +150,7 @@ class VisualModel(RuntimeModel):
 
     def __init__(self, name: str, module: Any, tokenizer: Any, device: str | None = None, runtime: str | None = None,
                  precision: str | None = None, home: Path | Home | None = None,
-                 clip_source: Callable[[FrameSpec], np.ndarray] | None = None):
+                 window_source: Callable[[FrameSpec], np.ndarray] | None = None):
 
         self.name = name
         self.module = module
@@ -163,7 +163,7 @@ class VisualModel(RuntimeModel):
         self.frames_per_window = int(cfg.vision_config.num_frames) if self.kind == "video" else IMAGE_FRAMES
         self.preprocessing = visual_preprocessing(name, cfg, self.frames_per_window)
         self._max_patches = max_patches(name, cfg) if self.model_type == "siglip2" else 0
-        self._start_runtime(device, runtime, precision, home, clip_source, (1, 3, 1, 1))
+        self._start_runtime(device, runtime, precision, home, window_source, (1, 3, 1, 1))
         self.baseline_cosine, self.spread = self._calibrate()
         bias = getattr(module, "logit_bias", None)
         if bias is not None:  # SigLIP: its own probability
@@ -300,7 +300,7 @@ class VisualModel(RuntimeModel):
         """(baseline, spread): the mean cosine of content-free captions with generated windows (any
         pictures serve: such captions sit at about the same cosine with all of them), and the
         standard deviation of random captions' cosines with the same windows."""
-        windows = self.embed_frames(synthetic_clips(replace(self.frame_spec, num_frames=self.frames_per_window),
+        windows = self.embed_frames(synthetic_windows(replace(self.frame_spec, num_frames=self.frames_per_window),
                                                     PROBE_WINDOWS))
         baseline = float((windows @ self.embed_text(CONTENT_FREE).T).mean())
         spread = float((windows @ self.embed_text(self._random_captions()).T).std())
@@ -354,7 +354,7 @@ def max_patches(name: str, config: Any) -> int:
 
 def load_visual_model(name: str, device: str | None = None, runtime: str | None = None, precision: str | None = None,
                       home: Path | Home | None = None,
-                      clip_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VisualModel:
+                      window_source: Callable[[FrameSpec], np.ndarray] | None = None) -> VisualModel:
     """A CLIP, SigLIP, SigLIP 2 or X-CLIP checkpoint (hub id in the cache, or a folder) as a VisualModel.
 
     Anything that cannot serve raises ModelError with one line: a missing folder, another kind of
@@ -367,7 +367,7 @@ def load_visual_model(name: str, device: str | None = None, runtime: str | None 
     class_name = VISUAL_MODEL_TYPES[model_type][0]
     module = load_pretrained(name, class_name, "visual model", f"a {class_name} checkpoint", local_only)
     return VisualModel(name, module, _load_tokenizer(name, local_only), device=device, runtime=runtime,
-                       precision=precision, home=home, clip_source=clip_source)
+                       precision=precision, home=home, window_source=window_source)
 
 
 def _model_type(name: str) -> str:

@@ -24,11 +24,11 @@ class VideoLabels:
     error: str | None
     duration: float | None
     labels: list[tuple[str, float]]  # per video, best first
-    clips: list[dict]  # per window: start, end, labels
+    windows: list[dict]  # per window: start, end, labels
 
     def to_json(self) -> dict:
         return {"path": self.path, "status": self.status, "error": self.error, "duration": self.duration,
-                "labels": [{"label": n, "score": round(s, 4)} for n, s in self.labels], "clips": self.clips}
+                "labels": [{"label": n, "score": round(s, 4)} for n, s in self.labels], "windows": self.windows}
 
 
 def show(catalog: Catalog, path: str, top: int = 3) -> VideoLabels:
@@ -40,17 +40,17 @@ def show(catalog: Catalog, path: str, top: int = 3) -> VideoLabels:
         "WHERE vl.video_id = ? ORDER BY vl.score DESC LIMIT ?",
         [row.id, top * 2],
     ).fetchall()
-    clips = []
+    windows = []
     for cid, start, end in catalog.db.execute(
-        "SELECT id, start, end FROM clips WHERE video_id = ? ORDER BY idx", [row.id]
+        "SELECT id, start, end FROM windows WHERE video_id = ? ORDER BY idx", [row.id]
     ).fetchall():
         labels = catalog.db.execute(
-            "SELECT l.name, cl.score FROM clip_labels cl JOIN labels l ON l.id = cl.label_id "
-            "WHERE cl.clip_id = ? ORDER BY cl.score DESC LIMIT ?",
+            "SELECT l.name, cl.score FROM window_labels cl JOIN labels l ON l.id = cl.label_id "
+            "WHERE cl.window_id = ? ORDER BY cl.score DESC LIMIT ?",
             [cid, top],
         ).fetchall()
-        clips.append({"start": start, "end": end, "labels": [{"label": n, "score": round(s, 4)} for n, s in labels]})
-    return VideoLabels(row.path, row.status, row.error, row.duration, [(n, s) for n, s in video_labels], clips)
+        windows.append({"start": start, "end": end, "labels": [{"label": n, "score": round(s, 4)} for n, s in labels]})
+    return VideoLabels(row.path, row.status, row.error, row.duration, [(n, s) for n, s in video_labels], windows)
 
 
 def stats(catalog: Catalog) -> dict:
@@ -59,7 +59,7 @@ def stats(catalog: Catalog) -> dict:
 
 
 def vocabulary(catalog: Catalog, text: str | None = None, limit: int = 50) -> list[dict]:
-    """Labels that videos carry (the best label of at least one of their clips), with video counts.
+    """Labels that videos carry (the best label of at least one of their windows), with video counts.
 
     With text, the model's whole vocabulary ranked by meaning (when a sentence model is
     installed, else by FTS5 word match), each with how many videos carry it.
@@ -72,12 +72,12 @@ def vocabulary(catalog: Catalog, text: str | None = None, limit: int = 50) -> li
             names = dict(catalog.labels())
             counts = dict(catalog.db.execute(
                 "SELECT vl.label_id, count(*) FROM video_labels vl JOIN videos v ON v.id = vl.video_id "
-                "AND v.status = 'ok' WHERE vl.top_clips > 0 GROUP BY vl.label_id").fetchall())
+                "AND v.status = 'ok' WHERE vl.top_windows > 0 GROUP BY vl.label_id").fetchall())
             return [{"label": names[ids[i]], "videos": counts.get(ids[i], 0), "similarity": round(float(sims[i]), 4)}
                     for i in order]
     base = (
         "SELECT l.name, count(DISTINCT vl.video_id) AS n FROM labels l "
-        "JOIN video_labels vl ON vl.label_id = l.id AND vl.top_clips > 0 "
+        "JOIN video_labels vl ON vl.label_id = l.id AND vl.top_windows > 0 "
         "JOIN videos v ON v.id = vl.video_id AND v.status = 'ok' "
     )
     if text:
@@ -123,8 +123,8 @@ class VideoCard:
     duration: float | None
     indexed_at: float  # seconds since the epoch
     label: str | None  # the label best in most of its windows; None when none clears the floor
-    clip_id: int | None  # the window whose thumbnail stands for the video
-    clip_start: float | None  # where that window starts, in seconds
+    window_id: int | None  # the window whose thumbnail stands for the video
+    window_start: float | None  # where that window starts, in seconds
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -162,19 +162,19 @@ def _card(catalog: Catalog, video_id: int, path: str, duration: float | None, in
     """A video with its main label and the window that shows that label best (else its middle one)."""
     found = catalog.db.execute(
         "SELECT l.id, l.name FROM video_labels vl JOIN labels l ON l.id = vl.label_id "
-        "WHERE vl.video_id = ? AND vl.score >= ? AND vl.top_clips > 0 ORDER BY vl.top_clips DESC, vl.score DESC LIMIT 1",
+        "WHERE vl.video_id = ? AND vl.score >= ? AND vl.top_windows > 0 ORDER BY vl.top_windows DESC, vl.score DESC LIMIT 1",
         [video_id, MOMENT_FLOOR],
     ).fetchone()
     if found is not None:
         picture = catalog.db.execute(
-            "SELECT c.id, c.start FROM clips c CROSS JOIN clip_labels cl ON cl.clip_id = c.id AND cl.label_id = ? "
+            "SELECT c.id, c.start FROM windows c CROSS JOIN window_labels cl ON cl.window_id = c.id AND cl.label_id = ? "
             "WHERE c.video_id = ? ORDER BY cl.score DESC, c.idx LIMIT 1", [found[0], video_id]).fetchone()
     else:
         picture = catalog.db.execute(
-            "SELECT id, start FROM clips WHERE video_id = ? AND idx >= "
-            "(SELECT max(idx) FROM clips WHERE video_id = ?) / 2 ORDER BY idx LIMIT 1", [video_id, video_id]).fetchone()
-    clip_id, clip_start = picture if picture is not None else (None, None)
-    return VideoCard(video_id, path, duration, indexed_at, found[1] if found else None, clip_id, clip_start)
+            "SELECT id, start FROM windows WHERE video_id = ? AND idx >= "
+            "(SELECT max(idx) FROM windows WHERE video_id = ?) / 2 ORDER BY idx LIMIT 1", [video_id, video_id]).fetchone()
+    window_id, window_start = picture if picture is not None else (None, None)
+    return VideoCard(video_id, path, duration, indexed_at, found[1] if found else None, window_id, window_start)
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class Moment:
     end: float
     label: str
     score: float  # the label's score in its best window
-    clip_id: int  # the moment's first window: its thumbnail is where the moment starts
+    window_id: int  # the moment's first window: its thumbnail is where the moment starts
     kind: str = "label"  # what found the stretch; "label": the model's own labels
     windows: int = 1  # how many windows it spans
 
@@ -221,20 +221,20 @@ def video_moments(catalog: Catalog, video_id: int, floor: float = MOMENT_FLOOR, 
         "SELECT l.name, vl.score FROM video_labels vl JOIN labels l ON l.id = vl.label_id "
         "WHERE vl.video_id = ? AND vl.score >= ? ORDER BY vl.score DESC LIMIT ?", [video_id, floor, top]).fetchall()
     by_label: dict[str, list[tuple[int, float, float, float]]] = {}
-    first_clip: dict[float, int] = {}  # a window's start -> its clip id
+    first_window: dict[float, int] = {}  # a window's start -> its window id
     for cid, idx, start, end, name, score in catalog.db.execute(
         # each window's labels best first (ties by name, so the strip never flickers between runs)
-        "SELECT c.id, c.idx, c.start, c.end, l.name, cl.score FROM clips c JOIN clip_labels cl ON cl.clip_id = c.id "
+        "SELECT c.id, c.idx, c.start, c.end, l.name, cl.score FROM windows c JOIN window_labels cl ON cl.window_id = c.id "
         "JOIN labels l ON l.id = cl.label_id WHERE c.video_id = ? ORDER BY c.idx, cl.score DESC, l.name",
         [video_id],
     ):
-        if start in first_clip:
+        if start in first_window:
             continue  # not this window's best label
-        first_clip[start] = cid
+        first_window[start] = cid
         if score >= floor:
             by_label.setdefault(name, []).append((idx, start, end, score))
     # relative=0: every window whose best label this is belongs to a moment of it
-    moments = [Moment(s, e, name, score, first_clip[s], windows=sum(s <= w[1] < e for w in windows))
+    moments = [Moment(s, e, name, score, first_window[s], windows=sum(s <= w[1] < e for w in windows))
                for name, windows in by_label.items() for s, e, score in merge_moments(windows, relative=0.0)]
     moments.sort(key=lambda m: m.start)
     return VideoMoments(row.id, row.path, row.status, row.error, row.duration, [(n, s) for n, s in labels], moments)
@@ -247,8 +247,8 @@ def library_size(catalog: Catalog) -> dict:
 
 
 def label_cards(catalog: Catalog, limit: int) -> list[dict]:
-    """The labels videos carry (as `vocabulary` lists them), each with the clip that shows it best."""
-    return [{**row, "clip_id": catalog.best_clip(row["label"])} for row in vocabulary(catalog, None, limit)]
+    """The labels videos carry (as `vocabulary` lists them), each with the window that shows it best."""
+    return [{**row, "window_id": catalog.best_window(row["label"])} for row in vocabulary(catalog, None, limit)]
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ class Overview:
 
     health: dict  # videos, hours, failed (files that could not be indexed)
     videos: VideoPage
-    labels: list[dict]  # label, videos, clip_id
+    labels: list[dict]  # label, videos, window_id
 
     def to_json(self) -> dict:
         return {"health": self.health, **self.videos.to_json(), "labels": self.labels}

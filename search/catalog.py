@@ -22,27 +22,27 @@ import sqlite_utils
 from vsearch.core.errors import IndexMissing, IndexUnusable, ModelMismatch
 from vsearch.core.home import Home
 
-TOP_K = 5  # labels kept per clip and per video
+TOP_K = 5  # labels kept per window and per video
 
 
 @dataclass(frozen=True)
 class VectorSpace:
     """Where a kind of evidence keeps one vector per item, each space with a FAISS index of its own:
     `rows` lists them as (id, video_id, start, end, vector), and the meta key `dim_key` holds their
-    dimension. `per_clip`: the ids are clip ids (one vector per window); else the kind's own."""
+    dimension. `per_window`: the ids are window ids (one vector per window); else the kind's own."""
 
     name: str
     rows: str
     dim_key: str
-    per_clip: bool = True
+    per_window: bool = True
 
 
-# The video model's clip embeddings (what happens), kept in the clips table itself.
-CLIPS = VectorSpace("clips", "SELECT c.id AS id, c.video_id AS video_id, c.start AS start, c.end AS end, "
-                             "c.embedding AS vector FROM clips c", "dim")
+# The video model's window embeddings (what happens), kept in the windows table itself.
+ACTIONS = VectorSpace("actions", "SELECT c.id AS id, c.video_id AS video_id, c.start AS start, c.end AS end, "
+                               "c.embedding AS vector FROM windows c", "dim")
 # The image-text model's vector of each window (what it shows).
-VISUALS = VectorSpace("visuals", "SELECT v.clip_id AS id, c.video_id AS video_id, c.start AS start, c.end AS end, "
-                                 "v.vector AS vector FROM visual_vectors v JOIN clips c ON c.id = v.clip_id", "visual_dim")
+VISUALS = VectorSpace("visuals", "SELECT v.window_id AS id, c.video_id AS video_id, c.start AS start, c.end AS end, "
+                                 "v.vector AS vector FROM visual_vectors v JOIN windows c ON c.id = v.window_id", "visual_dim")
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -199,6 +199,37 @@ def _m008_visuals(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE evidence_runs SET kind = 'visuals' WHERE kind = 'scenes'")
 
 
+# What migration 009 renamed: a window of a video (what every kind of evidence describes) had been
+# called a clip, the word for what `vsearch clip` cuts out of a video.
+WINDOW_TABLES = {"clips": "windows", "clip_labels": "window_labels"}
+WINDOW_COLUMNS = {"clip_id": "window_id", "clips": "windows", "top_clips": "top_windows"}
+
+
+def _m009_windows(db: sqlite_utils.Database) -> None:
+    # Tables, columns and indexes take the window's name, in every table that has them (a kind of
+    # evidence's own tables too); rows, ids and the catalog generation stay, so FAISS files stay in step.
+    for old, new in WINDOW_TABLES.items():
+        db.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    for table in tables:
+        columns = {r[1] for r in db.execute(f'PRAGMA table_info("{table}")')}
+        for old, new in WINDOW_COLUMNS.items():
+            if old in columns:
+                db.execute(f'ALTER TABLE "{table}" RENAME COLUMN {old} TO {new}')
+    indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                         "AND name LIKE '%clip%'").fetchall()
+    for name, sql in indexes:
+        renamed = name.replace("clips", "windows").replace("clip", "window")
+        db.execute(f'DROP INDEX "{name}"')
+        db.execute(sql.replace(name, renamed, 1))
+
+
+def _m010_sentence_model(db: sqlite_utils.Database) -> None:
+    # The model that matches label names by meaning is the sentence model; "text model" names the
+    # image-text model `--text-model` picks. The label vectors' column says which made them.
+    db.execute("ALTER TABLE label_vectors RENAME COLUMN text_model TO sentence_model")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_label_vectors", _m002_label_vectors),
@@ -208,6 +239,8 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("006_retry_lost_workers", _m006_retry_lost_workers),
     ("007_evidence_runs", _m007_evidence_runs),
     ("008_visuals", _m008_visuals),
+    ("009_windows", _m009_windows),
+    ("010_sentence_model", _m010_sentence_model),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -226,7 +259,7 @@ class VideoRow:
 
 
 @dataclass(frozen=True)
-class ClipResult:
+class WindowResult:
     """What the model said about one window: top-k (label, score) and the embedding."""
 
     idx: int
@@ -300,13 +333,7 @@ class Catalog:
                 f"the index at {self.home} was written by a newer vsearch (schema {version}, this "
                 f"vsearch knows {SCHEMA_VERSION}); upgrade vsearch. The index was left untouched."
             )
-        for number, (name, step) in enumerate(MIGRATIONS, start=1):
-            if number <= version:
-                continue
-            with self.transaction():
-                step(self.db)
-                self.set_meta("schema_version", str(number))
-                self.set_meta(f"migration_{number:03d}", name)
+        self._run_migrations(MIGRATIONS, version, "schema_version", "migration")
 
     def ensure_part(self, part: str, migrations: Sequence[tuple[str, Callable[[sqlite_utils.Database], None]]]) -> None:
         """Create or upgrade the tables a kind of evidence keeps of its own, by its named migrations,
@@ -317,13 +344,19 @@ class Catalog:
         if version > len(migrations):
             raise IndexUnusable(f"the index at {self.home} holds {part} data from a newer vsearch (version {version}, "
                                 f"this vsearch knows {len(migrations)}); upgrade vsearch. The index was left untouched.")
+        self._run_migrations(migrations, version, key, f"part_{part}")
+
+    def _run_migrations(self, migrations: Sequence[tuple[str, Callable[[sqlite_utils.Database], None]]],
+                        version: int, version_key: str, name_prefix: str) -> None:
+        """The steps after `version`, each in a transaction of its own with the version it reaches:
+        a step that fails leaves the catalog as the one before left it."""
         for number, (name, step) in enumerate(migrations, start=1):
             if number <= version:
                 continue
             with self.transaction():
                 step(self.db)
-                self.set_meta(key, str(number))
-                self.set_meta(f"part_{part}_{number:03d}", name)
+                self.set_meta(version_key, str(number))
+                self.set_meta(f"{name_prefix}_{number:03d}", name)
 
     def has_part(self, part: str) -> bool:
         """Whether a kind of evidence has made its tables here (an index older than the kind has not)."""
@@ -417,10 +450,10 @@ class Catalog:
     def visual_off(self) -> bool:
         return self.kind_off("visual")
 
-    def add_visual_vectors(self, clip_ids: Sequence[int], vectors: np.ndarray) -> None:
-        """Store the visual vectors of these clips (a clip's earlier one is replaced)."""
-        self.db.conn.executemany("INSERT OR REPLACE INTO visual_vectors (clip_id, vector) VALUES (?, ?)",
-                                 [(i, to_blob(v)) for i, v in zip(clip_ids, vectors)])
+    def add_visual_vectors(self, window_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store the visual vectors of these windows (a window's earlier one is replaced)."""
+        self.db.conn.executemany("INSERT OR REPLACE INTO visual_vectors (window_id, vector) VALUES (?, ?)",
+                                 [(i, to_blob(v)) for i, v in zip(window_ids, vectors)])
         self._bump()
 
     # -- which evidence ran on which video -------------------------------------------------
@@ -449,7 +482,7 @@ class Catalog:
         self.db.execute("DELETE FROM evidence_runs WHERE video_id = ? AND kind = ?", [video_id, kind])
 
     def changed(self) -> None:
-        """A kind of evidence added or removed vectors outside the clips: FAISS files saved before are stale."""
+        """A kind of evidence added or removed vectors outside the windows: FAISS files saved before are stale."""
         self._bump()
 
     def forget_runs(self, kind: str) -> None:
@@ -494,7 +527,7 @@ class Catalog:
 
     @property
     def generation(self) -> int:
-        """Bumped by every commit that adds or removes clips; FAISS records the one it saw."""
+        """Bumped by every commit that adds or removes windows; FAISS records the one it saw."""
         return int(self.get_meta("generation", "0") or 0)
 
     def _bump(self) -> None:
@@ -547,22 +580,22 @@ class Catalog:
         ).fetchone()
         return VideoRow(*row) if row else None
 
-    def clip_spans(self, video_id: int) -> list[tuple[int, float, float]]:
-        """(clip id, start, end) of every window of a video, in time order."""
+    def window_spans(self, video_id: int) -> list[tuple[int, float, float]]:
+        """(window id, start, end) of every window of a video, in time order."""
         return [tuple(r) for r in self.db.execute(
-            "SELECT id, start, end FROM clips WHERE video_id = ? ORDER BY idx", [video_id])]
+            "SELECT id, start, end FROM windows WHERE video_id = ? ORDER BY idx", [video_id])]
 
-    def clip_span(self, clip_id: int) -> tuple[VideoRow, float, float] | None:
-        """The video a clip belongs to, and the clip's window in seconds."""
-        row = self.db.execute("SELECT video_id, start, end FROM clips WHERE id = ?", [clip_id]).fetchone()
+    def window_span(self, window_id: int) -> tuple[VideoRow, float, float] | None:
+        """The video a window belongs to, and the window's span in seconds."""
+        row = self.db.execute("SELECT video_id, start, end FROM windows WHERE id = ?", [window_id]).fetchone()
         video = self.video_by_id(row[0]) if row else None
         return (video, row[1], row[2]) if video else None
 
-    def best_clip(self, label: str) -> int | None:
-        """The clip of a finished video that shows this label most surely: a label's picture."""
+    def best_window(self, label: str) -> int | None:
+        """The window of a finished video that shows this label most surely: a label's picture."""
         row = self.db.execute(
-            "SELECT cl.clip_id FROM labels l CROSS JOIN clip_labels cl ON cl.label_id = l.id "
-            "JOIN clips c ON c.id = cl.clip_id JOIN videos v ON v.id = c.video_id AND v.status = 'ok' "
+            "SELECT cl.window_id FROM labels l CROSS JOIN window_labels cl ON cl.label_id = l.id "
+            "JOIN windows c ON c.id = cl.window_id JOIN videos v ON v.id = c.video_id AND v.status = 'ok' "
             "WHERE l.name = ? ORDER BY cl.score DESC LIMIT 1", [label]).fetchone()
         return row[0] if row else None
 
@@ -588,13 +621,13 @@ class Catalog:
         return {path: vid for vid, path in self.db.execute(f"SELECT id, path FROM videos WHERE {where}", args)} \
             if where else {}
 
-    def clip_vectors(self, video_id: int) -> tuple[list[int], np.ndarray, list[tuple[float, float]]]:
+    def window_vectors(self, video_id: int) -> tuple[list[int], np.ndarray, list[tuple[float, float]]]:
         rows = self.db.execute(
-            "SELECT id, embedding, start, end FROM clips WHERE video_id = ? ORDER BY idx", [video_id]
+            "SELECT id, embedding, start, end FROM windows WHERE video_id = ? ORDER BY idx", [video_id]
         ).fetchall()
         return [r[0] for r in rows], from_blobs([r[1] for r in rows], self.dim), [(r[2], r[3]) for r in rows]
 
-    def iter_vectors(self, space: VectorSpace = CLIPS, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(self, space: VectorSpace = ACTIONS, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) of a space's items in finished videos, in batches, for rebuilding FAISS."""
         last = 0
         while True:
@@ -606,14 +639,14 @@ class Catalog:
             last = rows[-1][0]
             yield np.array([r[0] for r in rows], dtype=np.int64), from_blobs([r[1] for r in rows], self.dim_of(space))
 
-    def count(self, space: VectorSpace = CLIPS) -> int:
-        """Items of a space in finished videos (for CLIPS: the searchable windows)."""
+    def count(self, space: VectorSpace = ACTIONS) -> int:
+        """Items of a space in finished videos (for ACTIONS: the searchable windows)."""
         return self.db.execute(f"SELECT count(*) FROM ({space.rows}) r JOIN videos v ON v.id = r.video_id "
                                "WHERE v.status = 'ok'").fetchone()[0]
 
-    def clip_count(self) -> int:
+    def window_count(self) -> int:
         """Windows of finished videos."""
-        return self.count(CLIPS)
+        return self.count(ACTIONS)
 
     @property
     def precision(self) -> str | None:
@@ -631,10 +664,10 @@ class Catalog:
             with self.transaction():
                 self.set_meta("precision", ", ".join(sorted([*seen, precision])))
 
-    def ok_clips(self) -> list[tuple[int, str, int, float, float, float]]:
-        """(clip id, video path, size, mtime, start, end) of every clip of a finished video."""
+    def ok_windows(self) -> list[tuple[int, str, int, float, float, float]]:
+        """(window id, video path, size, mtime, start, end) of every window of a finished video."""
         return [tuple(r) for r in self.db.execute(
-            "SELECT c.id, v.path, v.size, v.mtime, c.start, c.end FROM clips c JOIN videos v ON v.id = c.video_id "
+            "SELECT c.id, v.path, v.size, v.mtime, c.start, c.end FROM windows c JOIN videos v ON v.id = c.video_id "
             "WHERE v.status = 'ok' ORDER BY v.id, c.idx")]
 
     def is_empty(self) -> bool:
@@ -645,14 +678,14 @@ class Catalog:
         return {
             "home": str(self.home),
             "videos": q("SELECT count(*) FROM videos WHERE status = 'ok'").fetchone()[0],
-            "clips": self.clip_count(),
+            "windows": self.window_count(),
             "failed": self.failed_count(),
             "incomplete": q("SELECT count(*) FROM videos WHERE status = 'indexing'").fetchone()[0],
             "hours": round((q("SELECT sum(duration) FROM videos WHERE status = 'ok'").fetchone()[0] or 0) / 3600, 3),
-            "labels": q("SELECT count(DISTINCT label_id) FROM video_labels WHERE top_clips > 0").fetchone()[0],
+            "labels": q("SELECT count(DISTINCT label_id) FROM video_labels WHERE top_windows > 0").fetchone()[0],
             "model": self.model,
             "visual_model": self.visual_model,
-            "visual_clips": self.count(VISUALS),
+            "visual_windows": self.count(VISUALS),
             "precision": self.precision,
             "batch_size": int(self.get_meta("batch_size", "0") or 0) or None,
             "schema_version": int(self.get_meta("schema_version", "0") or 0),
@@ -661,32 +694,32 @@ class Catalog:
     def labels(self) -> list[tuple[int, str]]:
         return [(i, n) for i, n in self.db.execute("SELECT id, name FROM labels ORDER BY id")]
 
-    def label_vectors(self, text_model: str) -> tuple[list[int], np.ndarray] | None:
+    def label_vectors(self, sentence_model: str) -> tuple[list[int], np.ndarray] | None:
         """Sentence embeddings of every label name, or None if not (all) computed yet.
 
         Kept in memory once read: the vocabulary is fixed by the index's one model, and a query
         should not read 400 BLOBs each time."""
-        if self._label_vectors is not None and self._label_vectors[0] == text_model:
+        if self._label_vectors is not None and self._label_vectors[0] == sentence_model:
             return self._label_vectors[1]
         rows = self.db.execute(
             "SELECT l.id, lv.vector FROM labels l LEFT JOIN label_vectors lv "
-            "ON lv.label_id = l.id AND lv.text_model = ? ORDER BY l.id", [text_model]
+            "ON lv.label_id = l.id AND lv.sentence_model = ? ORDER BY l.id", [sentence_model]
         ).fetchall()
         if not rows or any(r[1] is None for r in rows):
             return None
         found = [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-        self._label_vectors = (text_model, found)
+        self._label_vectors = (sentence_model, found)
         return found
 
-    def store_label_vectors(self, text_model: str, ids: Sequence[int], vectors: np.ndarray) -> None:
+    def store_label_vectors(self, sentence_model: str, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Keep these for this open catalog and store them for the next one, unless an index run
         holds the write lock: then they are used from memory now and computed again next time."""
-        self._label_vectors = (text_model, (list(ids), np.asarray(vectors, dtype=np.float32)))
+        self._label_vectors = (sentence_model, (list(ids), np.asarray(vectors, dtype=np.float32)))
         try:
             with self.transaction():
                 self.db.conn.executemany(
-                    "INSERT OR REPLACE INTO label_vectors (label_id, text_model, vector) VALUES (?, ?, ?)",
-                    [(i, text_model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)],
+                    "INSERT OR REPLACE INTO label_vectors (label_id, sentence_model, vector) VALUES (?, ?, ?)",
+                    [(i, sentence_model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)],
                 )
         except sqlite3.OperationalError:
             pass
@@ -703,12 +736,12 @@ class Catalog:
     # -- writing (call inside `transaction()`) --------------------------------------------
 
     def forget(self, path: str) -> list[int]:
-        """Remove the row for this path, if any; returns its clip ids, for the vector index."""
+        """Remove the row for this path, if any; returns its window ids, for the vector index."""
         old = self.video(path)
         return self._delete_videos([old.id]) if old is not None else []
 
     def start_video(self, path: str, size: int, mtime: float, content_hash: str, info: dict) -> int:
-        """Create or reset the row for a file about to be (re)indexed; its old clips go (callers
+        """Create or reset the row for a file about to be (re)indexed; its old windows go (callers
         that keep a vector index call `forget` first, to learn which)."""
         self.forget(path)
         self.db.execute(
@@ -719,42 +752,42 @@ class Catalog:
         )
         return self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
 
-    def add_clips(self, video_id: int, clips: Sequence[ClipResult]) -> list[int]:
-        """Store clips; returns the ids of those stored. A window this video already has is skipped
+    def add_windows(self, video_id: int, windows: Sequence[WindowResult]) -> list[int]:
+        """Store windows; returns the ids of those stored. A window this video already has is skipped
         (at-least-once delivery from Ray): its first copy stays, and no id is returned for it."""
         ids = []
         label_ids = self._label_ids()
-        for clip in clips:
+        for window in windows:
             cur = self.db.execute(
-                "INSERT OR IGNORE INTO clips (video_id, idx, start, end, embedding) VALUES (?, ?, ?, ?, ?)",
-                [video_id, clip.idx, clip.start, clip.end, to_blob(clip.embedding)],
+                "INSERT OR IGNORE INTO windows (video_id, idx, start, end, embedding) VALUES (?, ?, ?, ?, ?)",
+                [video_id, window.idx, window.start, window.end, to_blob(window.embedding)],
             )
             if cur.rowcount == 0:
                 continue
-            clip_id = cur.lastrowid
-            assert clip_id is not None  # an INSERT that added a row always sets it
-            ids.append(clip_id)
+            window_id = cur.lastrowid
+            assert window_id is not None  # an INSERT that added a row always sets it
+            ids.append(window_id)
             self.db.conn.executemany(
-                "INSERT INTO clip_labels (clip_id, label_id, score) VALUES (?, ?, ?)",
-                [(clip_id, label_ids[name], float(score)) for name, score in clip.labels],
+                "INSERT INTO window_labels (window_id, label_id, score) VALUES (?, ?, ?)",
+                [(window_id, label_ids[name], float(score)) for name, score in window.labels],
             )
         return ids
 
     def finish_video(self, video_id: int) -> None:
-        """All clips are stored: aggregate per-video labels and mark the video searchable."""
+        """All windows are stored: aggregate per-video labels and mark the video searchable."""
         self.db.execute("DELETE FROM video_labels WHERE video_id = ?", [video_id])
         self.db.execute(
-            "INSERT INTO video_labels (video_id, label_id, score, clips, top_clips) "
+            "INSERT INTO video_labels (video_id, label_id, score, windows, top_windows) "
             "SELECT c.video_id, cl.label_id, max(cl.score), count(*), "
-            "sum(cl.score >= (SELECT max(x.score) FROM clip_labels x WHERE x.clip_id = cl.clip_id)) "
-            "FROM clip_labels cl JOIN clips c ON c.id = cl.clip_id WHERE c.video_id = ? GROUP BY cl.label_id",
+            "sum(cl.score >= (SELECT max(x.score) FROM window_labels x WHERE x.window_id = cl.window_id)) "
+            "FROM window_labels cl JOIN windows c ON c.id = cl.window_id WHERE c.video_id = ? GROUP BY cl.label_id",
             [video_id],
         )
         self.db.execute("UPDATE videos SET status = 'ok', error = NULL WHERE id = ?", [video_id])
         self._bump()
 
     def fail_video(self, path: str, size: int, mtime: float, content_hash: str, reason: str) -> list[int]:
-        """Record why a file could not be indexed; returns the clip ids of its earlier version."""
+        """Record why a file could not be indexed; returns the window ids of its earlier version."""
         gone = self.forget(path)
         self.db.execute(
             "INSERT INTO videos (path, name, size, mtime, content_hash, status, error, indexed_at) "
@@ -767,14 +800,14 @@ class Catalog:
         self.db.execute("UPDATE videos SET size = ?, mtime = ? WHERE id = ?", [size, mtime, video_id])
 
     def move_video(self, video_id: int, new_path: str, size: int, mtime: float) -> None:
-        """A renamed file keeps its clips and labels; only its path changes."""
+        """A renamed file keeps its windows and labels; only its path changes."""
         self.db.execute(
             "UPDATE videos SET path = ?, name = ?, size = ?, mtime = ? WHERE id = ?",
             [new_path, searchable_name(new_path), size, mtime, video_id],
         )
 
     def copy_video(self, source_id: int, new_path: str, size: int, mtime: float) -> list[int]:
-        """A copy of an indexed file reuses its results, every kind of evidence's; returns the new clip ids."""
+        """A copy of an indexed file reuses its results, every kind of evidence's; returns the new window ids."""
         self.forget(new_path)
         self.db.execute(
             "INSERT INTO videos (path, name, size, mtime, content_hash, duration, fps, width, height, language, status, "
@@ -784,23 +817,23 @@ class Catalog:
         )
         new_id = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
         ids: list[int] = []
-        clip_children = self._children("clips")  # the same for every window: read the schema once
-        for clip_id, idx, start, end, blob in self.db.execute(
-            "SELECT id, idx, start, end, embedding FROM clips WHERE video_id = ? ORDER BY idx", [source_id]
+        window_children = self._children("windows")  # the same for every window: read the schema once
+        for window_id, idx, start, end, blob in self.db.execute(
+            "SELECT id, idx, start, end, embedding FROM windows WHERE video_id = ? ORDER BY idx", [source_id]
         ).fetchall():
-            new_clip = self.db.execute(
-                "INSERT INTO clips (video_id, idx, start, end, embedding) VALUES (?, ?, ?, ?, ?)",
+            new_window = self.db.execute(
+                "INSERT INTO windows (video_id, idx, start, end, embedding) VALUES (?, ?, ?, ?, ?)",
                 [new_id, idx, start, end, blob],
             ).lastrowid
-            assert new_clip is not None  # an INSERT always sets it
-            self._copy_rows_of(clip_children, clip_id, new_clip)
-            ids.append(new_clip)
-        self._copy_rows_of([c for c in self._children("videos") if c[0] != "clips"], source_id, new_id)
+            assert new_window is not None  # an INSERT always sets it
+            self._copy_rows_of(window_children, window_id, new_window)
+            ids.append(new_window)
+        self._copy_rows_of([c for c in self._children("videos") if c[0] != "windows"], source_id, new_id)
         self.finish_video(new_id)
         return ids
 
     def _copy_rows_of(self, children: list[tuple[str, str, list[str]]], old: int, new: int) -> None:
-        """Copy every row that belongs to row `old` of a parent table (a video, a clip) to row `new`: the
+        """Copy every row that belongs to row `old` of a parent table (a video, a window) to row `new`: the
         rows of its `children` (`_children`: every table whose foreign key points at it), so that each
         kind of evidence's own tables follow a copy without being named here."""
         for table, column, columns in children:
@@ -822,18 +855,18 @@ class Catalog:
         return found
 
     def remove_videos(self, video_ids: Sequence[int]) -> list[int]:
-        """Forget these videos; returns the clip ids that left, for the vector index."""
+        """Forget these videos; returns the window ids that left, for the vector index."""
         return self._delete_videos(video_ids)
 
     def _delete_videos(self, video_ids: Sequence[int]) -> list[int]:
-        clip_ids: list[int] = []
+        window_ids: list[int] = []
         for vid in video_ids:
-            clip_ids += [r[0] for r in self.db.execute("SELECT id FROM clips WHERE video_id = ?", [vid])]
-            # clip_labels, clips and video_labels go by ON DELETE CASCADE
+            window_ids += [r[0] for r in self.db.execute("SELECT id FROM windows WHERE video_id = ?", [vid])]
+            # window_labels, windows and video_labels go by ON DELETE CASCADE
             self.db.execute("DELETE FROM videos WHERE id = ?", [vid])
-        if clip_ids:
+        if window_ids:
             self._bump()
-        return clip_ids
+        return window_ids
 
     def _label_ids(self) -> dict[str, int]:
         if not hasattr(self, "_labels_cache"):

@@ -12,10 +12,10 @@ says nothing new and asks nothing.
 Finding them, in the way of the Video Similarity Challenge's baseline: every new second asks the
 fingerprint index (FAISS) for its nearest seconds in other videos; the matches of one pair of videos
 vote for the time offset between them, and a run of matches on one offset, at least MIN_SECONDS of
-new seconds long, is a span they share. Two beach clips look alike to a visual model; they do not
+new seconds long, is a span they share. Two beach windows look alike to a visual model; they do not
 repeat one another second by second at one offset, and a shared title card is one new second, never
 three. A pair is "same" when its spans cover both videos, "contains" when they cover the shorter
-one only (a trim, a clip with an intro), else "part" (a piece of each: a montage).
+one only (a trim, a window with an intro), else "part" (a piece of each: a montage).
 """
 
 from __future__ import annotations

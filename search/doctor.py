@@ -49,11 +49,11 @@ def check_sqlite(catalog: Catalog, repair: bool = True) -> list[Finding]:
     problems.append(("half-stored videos", "video left by a killed run", redo, half))
     dim = catalog.dim
     bad = [r[0] for r in db.execute(
-        "SELECT DISTINCT video_id FROM clips WHERE length(embedding) != ?", [dim * 2])] if dim else []
+        "SELECT DISTINCT video_id FROM windows WHERE length(embedding) != ?", [dim * 2])] if dim else []
     problems.append(("embedding sizes", "video with damaged vectors", redo, bad))
     empty = [r[0] for r in db.execute(
-        "SELECT v.id FROM videos v WHERE v.status = 'ok' AND NOT EXISTS (SELECT 1 FROM clips c WHERE c.video_id = v.id)")]
-    problems.append(("videos without clips", "video without clips", redo, empty))
+        "SELECT v.id FROM videos v WHERE v.status = 'ok' AND NOT EXISTS (SELECT 1 FROM windows c WHERE c.video_id = v.id)")]
+    problems.append(("videos without windows", "video without windows", redo, empty))
     missing = [vid for vid, path in db.execute("SELECT id, path FROM videos") if not os.path.exists(path)]
     problems.append(("files still on disk", "indexed file gone from disk", "removed from the index", missing))
     for check, what, done, ids in problems:
@@ -65,11 +65,11 @@ def check_sqlite(catalog: Catalog, repair: bool = True) -> list[Finding]:
                 catalog.remove_videos(ids)
         found.append(Finding(check, False, f"{counted(len(ids), what)}; {done}", repaired=repair))
     orphans = db.execute(
-        "SELECT count(*) FROM clip_labels cl WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE c.id = cl.clip_id)"
+        "SELECT count(*) FROM window_labels cl WHERE NOT EXISTS (SELECT 1 FROM windows c WHERE c.id = cl.window_id)"
     ).fetchone()[0]
     if orphans and repair:
         with catalog.transaction():
-            db.execute("DELETE FROM clip_labels WHERE clip_id NOT IN (SELECT id FROM clips)")
+            db.execute("DELETE FROM window_labels WHERE window_id NOT IN (SELECT id FROM windows)")
     found.append(Finding("orphan labels", orphans == 0, counted(orphans, "row") if orphans else "none", bool(orphans) and repair))
     failed = catalog.failed_count()
     found.append(Finding("failed files", True,

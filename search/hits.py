@@ -57,7 +57,7 @@ class Hit:
     score: float
     label: str | None = None
     match: str = "label"  # the kind of evidence that found it: label | text | file name | similar | visuals | ...
-    label_score: float | None = None  # the model's confidence in `label` for the clip
+    label_score: float | None = None  # the model's confidence in `label` for the window
     query_similarity: float | None = None  # how well the query matches `label` (1 = exact)
     video_id: int = field(default=0, repr=False)
     why: str = ""  # what a person is told about it: the label, 'shows "a red car"', 'says "..."'
@@ -97,21 +97,21 @@ class SearchResult:
 
 
 def merge_moments(
-    clips: Iterable[tuple[int, float, float, float]], relative: float = 0.5, floor: float | None = None
+    windows: Iterable[tuple[int, float, float, float]], relative: float = 0.5, floor: float | None = None
 ) -> list[tuple[float, float, float]]:
     """Runs of consecutive windows that show something become one moment, scored by its best window.
 
     A window shows it when its score is at least `floor`, by default `relative` times the video's
     peak: a label merely in a window's top-k, far below its peak, splits moments.
     """
-    clips = sorted(clips)
-    if not clips:
+    windows = sorted(windows)
+    if not windows:
         return []
     if floor is None:
-        floor = relative * max(c[3] for c in clips)
+        floor = relative * max(c[3] for c in windows)
     moments: list[tuple[float, float, float]] = []
     last_idx = None
-    for idx, start, end, score in clips:
+    for idx, start, end, score in windows:
         if score < floor:
             continue
         if last_idx is not None and idx == last_idx + 1:
@@ -163,7 +163,7 @@ def agreement(hits: Sequence[Hit]) -> float:
 
 
 def best_per_video(catalog: Catalog, scores: dict[int, float], filters: Filters) -> dict[int, tuple[int, float, str]]:
-    """Clip id -> score as video id -> (its best clip, that score, the video's path), for the videos the
+    """Window id -> score as video id -> (its best window, that score, the video's path), for the videos the
     filters keep: the one chunked look-up behind every "best window of each video" answer."""
     where, args = filters.sql()
     best: dict[int, tuple[int, float, str]] = {}
@@ -171,8 +171,8 @@ def best_per_video(catalog: Catalog, scores: dict[int, float], filters: Filters)
     for first in range(0, len(ids), 500):
         part = ids[first : first + 500]
         rows = catalog.db.execute(
-            # CROSS JOIN pins the order: the found clips by key, then their videos by key.
-            f"SELECT c.id, c.video_id, v.path FROM clips c CROSS JOIN videos v ON v.id = c.video_id "
+            # CROSS JOIN pins the order: the found windows by key, then their videos by key.
+            f"SELECT c.id, c.video_id, v.path FROM windows c CROSS JOIN videos v ON v.id = c.video_id "
             f"WHERE c.id IN ({','.join('?' * len(part))}) AND {where}", [*part, *args]).fetchall()
         for cid, vid, path in rows:
             if vid not in best or scores[cid] > best[vid][1]:

@@ -1,8 +1,8 @@
 """Keyword search: which labels (and file names) a query names, and the moments of those labels.
 
-FTS5 only finds which labels and file names match the words; the clips of those labels are then
+FTS5 only finds which labels and file names match the words; the windows of those labels are then
 read best-first through the (label_id, score) index: FTS5 relevance ranking would score every
-matching row, which is slow at a million clips. Labels also match by meaning, through the sentence
+matching row, which is slow at a million windows. Labels also match by meaning, through the sentence
 model (search.sentences), unless the query is a label's very name. Nothing here imports torch.
 """
 
@@ -103,21 +103,21 @@ def label_matrix(catalog: Catalog, model: SentenceModel) -> tuple[list[int], np.
     return stored
 
 
-def clips_for_labels(
+def windows_for_labels(
     catalog: Catalog, matches: Sequence[LabelMatch], filters: Filters, limit: int
 ) -> list[Hit]:
-    """Moments of videos whose clips carry the matched labels, best first.
+    """Moments of videos whose windows carry the matched labels, best first.
 
-    Two steps keep this fast at a million clips: the videos with the best clip of each label
+    Two steps keep this fast at a million windows: the videos with the best window of each label
     come straight off the (label_id, score) index of per-video labels, which ranks the
-    (video, label) pairs; then only the winning pairs read their clips, so each moment gets its
+    (video, label) pairs; then only the winning pairs read their windows, so each moment gets its
     full extent.
     """
     where, args = filters.sql()
     best = max((m.similarity for m in matches), default=1.0)
     pairs: dict[tuple[int, int], float] = {}
     paths: dict[int, str] = {}
-    # A clip's label score counts as much as the label means the query; labels well below the
+    # A window's label score counts as much as the label means the query; labels well below the
     # best match fade fast, so a sure "gargling" does not outrank a likely "eating spaghetti"
     # for "slurping noodles".
     weight_of = {m.label_id: m.similarity * math.exp((m.similarity - best) / 0.05) for m in matches}
@@ -136,13 +136,13 @@ def clips_for_labels(
     # Each winning (video, label) pair gives at least one moment: a few spare cover min-score drops.
     for (vid, lid), _ in sorted(pairs.items(), key=lambda kv: -kv[1])[: limit + 5]:
         m = label_of[lid]
-        clips = catalog.db.execute(
-            # CROSS JOIN pins the order: this video's clips first, then one key lookup each.
-            "SELECT c.idx, c.start, c.end, cl.score FROM clips c CROSS JOIN clip_labels cl "
-            "ON cl.clip_id = c.id AND cl.label_id = ? WHERE c.video_id = ?",
+        windows = catalog.db.execute(
+            # CROSS JOIN pins the order: this video's windows first, then one key lookup each.
+            "SELECT c.idx, c.start, c.end, cl.score FROM windows c CROSS JOIN window_labels cl "
+            "ON cl.window_id = c.id AND cl.label_id = ? WHERE c.video_id = ?",
             [lid, vid],
         ).fetchall()
-        for start, end, score in merge_moments(clips):
+        for start, end, score in merge_moments(windows):
             if score * weight_of[lid] >= filters.min_score:  # --min-score applies to the score shown
                 hits.append(Hit(paths[vid], start, end, score * weight_of[lid], m.name,
                                 "label" if m.similarity >= 0.9 else "text", score, m.similarity, vid, why=m.name))
@@ -187,7 +187,7 @@ def label_hits(catalog: Catalog, text: str, filters: Filters, limit: int, semant
     for m in literal:  # a literal match beats a semantic one for the same label
         if m.label_id not in matches or matches[m.label_id].similarity < m.similarity:
             matches[m.label_id] = m
-    return clips_for_labels(catalog, list(matches.values()), filters, limit), used
+    return windows_for_labels(catalog, list(matches.values()), filters, limit), used
 
 
 def search(catalog: Catalog, text: str, limit: int = 20, filters: Filters | None = None, semantic: bool = True

@@ -13,7 +13,7 @@ import numpy as np
 
 from vsearch.core.errors import BadInput, IndexMissing, NotIndexed
 from vsearch.search.browse import locate
-from vsearch.search.catalog import CLIPS, Catalog, VectorSpace
+from vsearch.search.catalog import ACTIONS, Catalog, VectorSpace
 from vsearch.search.hits import Filters, Hit, best_per_video, existing
 from vsearch.search.vectors import VectorIndex, open_vectors
 
@@ -32,13 +32,13 @@ class Probe:
     queries: np.ndarray  # (windows, dim) L2-normalised
 
 
-def nearest_clips(catalog: Catalog, probes: list[Probe], exclude_video: int | None, limit: int) -> dict[int, float]:
-    """Clip id -> how like the query it is: the best cosine with any query window, in each space,
+def nearest_windows(catalog: Catalog, probes: list[Probe], exclude_video: int | None, limit: int) -> dict[int, float]:
+    """Window id -> how like the query it is: the best cosine with any query window, in each space,
     averaged over the spaces. With one space, FAISS's own scores; with two, the candidates either
-    space found are scored exactly in both (a clip near in one space only is not near overall)."""
+    space found are scored exactly in both (a window near in one space only is not near overall)."""
     excluded = 0
     if exclude_video is not None:
-        excluded = catalog.db.execute("SELECT count(*) FROM clips WHERE video_id = ?", [exclude_video]).fetchone()[0]
+        excluded = catalog.db.execute("SELECT count(*) FROM windows WHERE video_id = ?", [exclude_video]).fetchone()[0]
     found: dict[int, float] = {}
     for probe in probes:
         if len(probe.vectors) == 0:
@@ -60,9 +60,9 @@ def nearest_clips(catalog: Catalog, probes: list[Probe], exclude_video: int | No
     return total
 
 
-def hits_for_clips(catalog: Catalog, scores: dict[int, float], exclude_video: int | None = None, limit: int = 10,
+def hits_for_windows(catalog: Catalog, scores: dict[int, float], exclude_video: int | None = None, limit: int = 10,
                    filters: Filters | None = None) -> list[Hit]:
-    """Clip id -> score as one "similar" hit per video, at its best clip, best first."""
+    """Window id -> score as one "similar" hit per video, at its best window, best first."""
     filters = filters or Filters()
     kept = {cid: s for cid, s in scores.items() if s >= filters.min_score}
     spans: dict[int, tuple[float, float]] = {}
@@ -72,7 +72,7 @@ def hits_for_clips(catalog: Catalog, scores: dict[int, float], exclude_video: in
     if best:
         marks = ",".join("?" * len(best))
         spans = {cid: (s, e) for cid, s, e in catalog.db.execute(
-            f"SELECT id, start, end FROM clips WHERE id IN ({marks})", [cid for cid, _, _ in best.values()])}
+            f"SELECT id, start, end FROM windows WHERE id IN ({marks})", [cid for cid, _, _ in best.values()])}
     hits = [Hit(path, *spans[cid], score, None, "similar", None, None, vid, why="(similar)")
             for vid, (cid, score, path) in best.items()]
     return existing(sorted(hits, key=lambda h: (-h.score, h.path)), limit)
@@ -81,7 +81,7 @@ def hits_for_clips(catalog: Catalog, scores: dict[int, float], exclude_video: in
 def similar_to_file(
     catalog: Catalog,
     path: str | Path,
-    spaces: Sequence[VectorSpace] = (CLIPS,),
+    spaces: Sequence[VectorSpace] = (ACTIONS,),
     vectors: Vectors | None = None,
     at: float | None = None,
     limit: int = 10,
@@ -105,7 +105,7 @@ def similar_to_file(
     exclude: int | None = None
     if row is not None and row.status == "ok":
         exclude = row.id
-        windows = catalog.clip_spans(row.id)
+        windows = catalog.window_spans(row.id)
         ids, spans = [w[0] for w in windows], [(start, end) for _, start, end in windows]
         queries = {}
         for space in spaces:
@@ -120,7 +120,7 @@ def similar_to_file(
         window = pick_window(spans, at)
         queries = {name: q[[window]] for name, q in queries.items()}
     probes = [Probe(space, vectors(space), queries[space.name]) for space in spaces]
-    return hits_for_clips(catalog, nearest_clips(catalog, probes, exclude, limit), exclude, limit, filters)
+    return hits_for_windows(catalog, nearest_windows(catalog, probes, exclude, limit), exclude, limit, filters)
 
 
 def pick_window(spans: Sequence[tuple[float, float]], at: float) -> int:

@@ -1,6 +1,6 @@
 """FAISS indexes over a vector space's vectors: derived data, rebuilt from SQLite whenever in doubt.
 
-Vectors are L2-normalised, so inner product is cosine similarity. Ids are the space's ids (clip
+Vectors are L2-normalised, so inner product is cosine similarity. Ids are the space's ids (window
 row ids for per-window spaces). The file is written atomically (temp file + rename) with a sidecar
 that records the catalog generation it reflects; on open, a missing, stale or unreadable file is
 rebuilt from the vectors in SQLite.
@@ -10,29 +10,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vsearch.core.home import Home
+from vsearch.core.home import Home, write_json_atomic
 from vsearch.core.words import counted
-from vsearch.search.catalog import CLIPS, Catalog, VectorSpace, from_blobs
+from vsearch.search.catalog import ACTIONS, Catalog, VectorSpace, from_blobs
 from vsearch.search.doctor import Finding
 
 # Exact search scans every vector: measured on 2 cores (vsearch bench --scale), a flat
-# inner-product query over 768-d vectors takes ~3 ms at 20k clips and ~10 ms at 50k, growing
-# linearly. Past EXACT_MAX clips the index becomes IVF with 8-bit scalar quantisation: a quarter
+# inner-product query over 768-d vectors takes ~3 ms at 20k windows and ~10 ms at 50k, growing
+# linearly. Past EXACT_MAX windows the index becomes IVF with 8-bit scalar quantisation: a quarter
 # of the memory, and a query probes NPROBE of its lists instead of scanning everything.
 EXACT_MAX = 50_000
 NPROBE = 48
 
 
 def wanted_kind(count: int, current: str | None = None) -> str:
-    """'flat' or 'ivf' for a catalog of `count` clips; hysteresis keeps it from flapping."""
+    """'flat' or 'ivf' for a catalog of `count` windows; hysteresis keeps it from flapping."""
     if current == "ivf" and count >= EXACT_MAX // 2:
         return "ivf"
     return "ivf" if count > EXACT_MAX else "flat"
@@ -80,11 +78,11 @@ class VectorIndex:
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of the k nearest clips for each query row; id -1 pads short answers."""
+        """(scores, ids) of the k nearest windows for each query row; id -1 pads short answers."""
         k = max(1, min(k, len(self)))
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
-    def save(self, home: Path, generation: int, space: VectorSpace = CLIPS) -> None:
+    def save(self, home: Path, generation: int, space: VectorSpace = ACTIONS) -> None:
         """Write the index under a fresh name, then switch the pointer file to it atomically.
 
         The pointer (vectors.json) names the index file and the catalog generation it reflects;
@@ -98,7 +96,7 @@ class VectorIndex:
         prefix = layout.vectors_prefix_of(space.name)
         name = f"{prefix}-{generation}-{secrets.token_hex(4)}.faiss"
         faiss.write_index(self.index, str(home / name))
-        _write_json_atomic(layout.vectors_meta_of(space.name), {"file": name, "generation": generation, "count": len(self),
+        write_json_atomic(layout.vectors_meta_of(space.name), {"file": name, "generation": generation, "count": len(self),
                                                             "dim": self.dim, "kind": self.kind})
         for old in home.glob(f"{prefix}-*.faiss"):  # earlier versions; a reader that has one open keeps it
             if old.name != name:
@@ -108,7 +106,7 @@ class VectorIndex:
                     pass
 
     @classmethod
-    def load(cls, home: Path, generation: int, dim: int, space: VectorSpace = CLIPS) -> VectorIndex | None:
+    def load(cls, home: Path, generation: int, dim: int, space: VectorSpace = ACTIONS) -> VectorIndex | None:
         """The saved index of a vector space if it matches this catalog generation, else None."""
         import faiss
 
@@ -132,7 +130,7 @@ class VectorIndex:
         return index
 
 
-def current_file(home: Path, space: VectorSpace = CLIPS) -> Path | None:
+def current_file(home: Path, space: VectorSpace = ACTIONS) -> Path | None:
     """The index file the pointer names, if any."""
     try:
         return home / json.loads(Home.at(home).vectors_meta_of(space.name).read_text())["file"]
@@ -140,14 +138,7 @@ def current_file(home: Path, space: VectorSpace = CLIPS) -> Path | None:
         return None
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".meta-", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
-def rebuild(catalog: Catalog, kind: str | None = None, space: VectorSpace = CLIPS) -> VectorIndex:
+def rebuild(catalog: Catalog, kind: str | None = None, space: VectorSpace = ACTIONS) -> VectorIndex:
     """A fresh index from the vectors in SQLite: exact while small, IVF once large."""
     count = catalog.count(space)
     kind = kind or wanted_kind(count)
@@ -166,7 +157,7 @@ def rebuild(catalog: Catalog, kind: str | None = None, space: VectorSpace = CLIP
     return index
 
 
-def open_vectors(catalog: Catalog, save: bool = True, space: VectorSpace = CLIPS) -> tuple[VectorIndex, bool]:
+def open_vectors(catalog: Catalog, save: bool = True, space: VectorSpace = ACTIONS) -> tuple[VectorIndex, bool]:
     """The vector index of a space in step with the catalog; (index, rebuilt?)."""
     generation = catalog.generation
     loaded = VectorIndex.load(catalog.home, generation, catalog.dim_of(space), space)
@@ -189,7 +180,7 @@ def open_vectors(catalog: Catalog, save: bool = True, space: VectorSpace = CLIPS
 
 def check_vectors(catalog: Catalog, space: VectorSpace, repair: bool = True) -> Finding:
     """Is the saved FAISS index of a space in step with SQLite? Rebuild and save it if not (for doctor)."""
-    check = "faiss index" if space == CLIPS else f"faiss index of {space.name}"
+    check = "faiss index" if space == ACTIONS else f"faiss index of {space.name}"
     if not catalog.dim_of(space):
         return Finding(check, True, "no vectors yet")
     loaded = VectorIndex.load(catalog.home, catalog.generation, catalog.dim_of(space), space)

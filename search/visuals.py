@@ -46,7 +46,7 @@ def visual_hits(catalog: Catalog, vectors: VectorIndex, query: VisualQuery, filt
     found = {int(i): float(s) for i, s in zip(ids[0], query.score(cosines[0])) if i >= 0 and s >= floor}
     hits = []
     for vid, (_, _, path) in sorted(best_per_video(catalog, found, filters).items(), key=lambda kv: -kv[1][1])[: limit + 5]:
-        spans = catalog.clip_spans(vid)
+        spans = catalog.window_spans(vid)
         ids_here, vecs = catalog.vectors_of(VISUALS, [cid for cid, _, _ in spans])
         cosines_here = vecs @ query.vector
         cos = dict(zip(ids_here, cosines_here.tolist()))

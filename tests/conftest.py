@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ class FakeEncoder:
 
     def __init__(self) -> None:
         self.calls = 0
-        self.clips = 0
+        self.windows = 0
 
     @property
     def frame_spec(self) -> FrameSpec:
@@ -135,7 +136,7 @@ class FakeEncoder:
 
     def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.calls += 1
-        self.clips += len(frames)
+        self.windows += len(frames)
         x = frames.astype(np.float32) / 255
         rgb = x.mean(axis=(1, 2, 3))  # (B, 3)
         motion = np.abs(np.diff(x, axis=1)).mean(axis=(1, 2, 3, 4)) * 20
@@ -164,3 +165,23 @@ def ffmpeg_command() -> str:
     from tests.tools import require
 
     return require("ffmpeg")
+
+
+def as_schema_8(db: Any) -> None:
+    """Give a catalog back the names it had at schema 8, before windows were called windows (009) and
+    the label vectors' column named the sentence model (010), for tests that make an older version's
+    index out of a new one."""
+    from vsearch.search.catalog import WINDOW_COLUMNS, WINDOW_TABLES
+
+    db.execute("ALTER TABLE label_vectors RENAME COLUMN sentence_model TO text_model")
+    for old, new in WINDOW_TABLES.items():
+        db.execute(f"ALTER TABLE {new} RENAME TO {old}")
+    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        columns = {r[1] for r in db.execute(f'PRAGMA table_info("{table}")').fetchall()}
+        for old, new in WINDOW_COLUMNS.items():
+            if new in columns:
+                db.execute(f'ALTER TABLE "{table}" RENAME COLUMN {new} TO {old}')
+    for name, sql in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                                "AND name LIKE '%window%'").fetchall():
+        db.execute(f'DROP INDEX "{name}"')
+        db.execute(sql.replace(name, name.replace("windows", "clips").replace("window", "clip"), 1))

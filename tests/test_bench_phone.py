@@ -36,7 +36,7 @@ def test_phone_clips_are_10_bit_hevc_tagged_as_phones_tag_them(clip: Path) -> No
 def test_a_round_is_an_index_run_between_two_decodes(clip: Path) -> None:
     tiny = data.path("motion-model")
     done = rounds(clip, lambda: vsearch_index([clip], tiny, Sampling(1.0), 8, "fp32"), 1)
-    assert done[0].result.clips == 2 and done[0].decode.wall > 0 and done[0].index.cpu > 0
+    assert done[0].result.windows == 2 and done[0].decode.wall > 0 and done[0].index.cpu > 0
     assert done[0].ratio == done[0].index.wall / done[0].decode.wall
 
 

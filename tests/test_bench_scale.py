@@ -16,7 +16,7 @@ from vsearch.search.catalog import VISUALS, Catalog
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
-    catalog = build_catalog(tmp_path / "home", videos=120, clips_per_video=5, dim=32, topics=10, log=lambda _: None)
+    catalog = build_catalog(tmp_path / "home", videos=120, windows_per_video=5, dim=32, topics=10, log=lambda _: None)
     yield catalog
     catalog.close()
 

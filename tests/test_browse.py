@@ -14,7 +14,7 @@ from vsearch import BadArgument, Index, NotIndexed
 from vsearch.bench.synthetic import write_video
 from vsearch.indexer.pipeline import Indexer, IndexSettings
 from vsearch.search import browse
-from vsearch.search.catalog import Catalog, ClipResult
+from vsearch.search.catalog import Catalog, WindowResult
 from vsearch.video.decode import Sampling
 
 TWO_SECONDS = IndexSettings(sampling=Sampling(window_seconds=2), workers=1, timeout=20)
@@ -54,8 +54,8 @@ def test_moments_merge_adjacent_windows_of_one_best_label(library: Path, vsearch
     assert [(m.label, m.start, m.end, m.kind) for m in shown.moments] == [
         ("dark", 0.0, 4.0, "label"), ("moving", 4.0, 10.0, "label"), ("dark", 10.0, 12.0, "label")]
     catalog = Catalog(vsearch_home)
-    spans = {cid: (s, e) for cid, s, e in catalog.clip_spans(shown.id)}
-    assert [spans[m.clip_id][0] for m in shown.moments] == [0.0, 4.0, 10.0]  # each moment's picture is its start
+    spans = {cid: (s, e) for cid, s, e in catalog.window_spans(shown.id)}
+    assert [spans[m.window_id][0] for m in shown.moments] == [0.0, 4.0, 10.0]  # each moment's picture is its start
     assert all(0 < m.score <= 1 for m in shown.moments)
     assert Index(vsearch_home).moments(shown.id) == shown  # by catalog id, as the web page asks
     assert shown.labels and all(score >= browse.MOMENT_FLOOR for _, score in shown.labels)
@@ -94,7 +94,7 @@ def test_videos_come_newest_first_a_page_at_a_time(library: Path, vsearch_home: 
     assert [v.id for v in seen] == sorted((v.id for v in seen), reverse=True)
     assert [v.indexed_at for v in seen] == sorted((v.indexed_at for v in seen), reverse=True)
     day = next(v for v in seen if v.path.endswith("day.mp4"))
-    assert day.label in ("dark", "moving") and day.clip_id is not None and day.clip_start is not None
+    assert day.label in ("dark", "moving") and day.window_id is not None and day.window_start is not None
     with pytest.raises(BadArgument):
         idx.videos(limit=0)
 
@@ -127,8 +127,8 @@ def test_the_library_at_a_glance(library: Path, vsearch_home: Path, tmp_path: Pa
     catalog = Catalog(vsearch_home)
     for row in seen.labels:  # each label's picture is a clip that carries the label
         names = {n for (n,) in catalog.db.execute(
-            "SELECT l.name FROM clip_labels cl JOIN labels l ON l.id = cl.label_id WHERE cl.clip_id = ?",
-            [row["clip_id"]])}
+            "SELECT l.name FROM window_labels cl JOIN labels l ON l.id = cl.label_id WHERE cl.window_id = ?",
+            [row["window_id"]])}
         assert row["label"] in names
 
 
@@ -138,11 +138,11 @@ def test_a_video_whose_labels_are_all_below_the_floor_still_lists(tmp_path: Path
     catalog.bind_model("m", "m|2|3", 3, ["a", "b"])
     with catalog.transaction():
         vid = catalog.start_video(str(tmp_path / "v.mp4"), 1, 1.0, "h", {"duration": 12.0})
-        catalog.add_clips(vid, [ClipResult(i, 4.0 * i, 4.0 * i + 4, [("a", 0.01), ("b", 0.01)],
+        catalog.add_windows(vid, [WindowResult(i, 4.0 * i, 4.0 * i + 4, [("a", 0.01), ("b", 0.01)],
                                            np.ones(3, np.float32)) for i in range(3)])
         catalog.finish_video(vid)
     card = browse.recent_videos(catalog).videos[0]
-    assert (card.label, card.clip_start) == (None, 4.0)
+    assert (card.label, card.window_start) == (None, 4.0)
     assert browse.video_moments(catalog, vid).labels == []
 
 

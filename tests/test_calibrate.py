@@ -9,7 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.model.calibrate import MARGIN, REFERENCE, Timer, calibration_clips, candidates, in_streams, pick, reuse, search, tune
+from vsearch.model.calibrate import (
+    MARGIN,
+    REFERENCE,
+    Timer,
+    calibration_windows,
+    candidates,
+    in_streams,
+    pick,
+    reuse,
+    search,
+    tune,
+)
 from vsearch.model.hardware import cpu_supports_bf16
 from vsearch.model.runtimes import Choice
 from vsearch.model.runtimes.openvino import can_quantize
@@ -73,7 +84,7 @@ def test_bf16_machine_grows_the_batch_while_it_pays() -> None:
     assert timings[c("bf16", 8)] == 1.19 and len(timings) == 6
 
 
-def test_streams_are_kept_when_no_slower_alone_and_get_a_clip_each() -> None:
+def test_streams_are_kept_when_no_slower_alone_and_get_a_window_each() -> None:
     """Two requests side by side run level with one alone, and faster beside decoding: kept within
     the margin, at a batch of at least one clip per stream, never where the user asked for batch 1."""
     table = {("openvino bf16", 1): 0.352, ("openvino bf16", 2): 0.351, ("openvino bf16", 4): 0.36}
@@ -123,19 +134,19 @@ def test_tune_measures_once_then_uses_the_cache(tiny_encoder, tmp_path: Path) ->
     assert fixed.choice.batch == 2 and len(json.loads((tmp_path / CACHE_FILE).read_text())) == 2
 
 
-def test_a_choice_made_on_a_few_clips_is_made_again_once_more_are_at_hand(tiny_model: Path, tmp_path: Path) -> None:
+def test_a_choice_made_on_a_few_windows_is_made_again_once_more_are_at_hand(tiny_model: Path, tmp_path: Path) -> None:
     """The first folder indexed held two clips: the choice stands until a run has eight or more."""
-    from vsearch.model.checkpoint import synthetic_clips
+    from vsearch.model.checkpoint import synthetic_windows
     from vsearch.model.encoder import load_encoder
 
     def encoder(clips: int):
         return load_encoder(str(tiny_model), device="cpu", precision="fp32", runtime="torch",
-                            clip_source=lambda spec: synthetic_clips(spec, clips))
+                            window_source=lambda spec: synthetic_windows(spec, clips))
 
     table = {("fp32", b): 1.0 / b for b in (1, 2, 4, 8)}
     calls: list[tuple[str, int]] = []
     tune(encoder(2), tmp_path, measure=fake(table, calls))
-    assert calls and json.loads((tmp_path / CACHE_FILE).read_text()).popitem()[1]["clips"] == 2
+    assert calls and json.loads((tmp_path / CACHE_FILE).read_text()).popitem()[1]["windows"] == 2
     calls.clear()
     tune(encoder(2), tmp_path, measure=fake(table, calls))
     assert not calls  # still two: the choice stands
@@ -193,7 +204,7 @@ def test_int8_agrees_with_fp32(tiny_model: Path) -> None:
 
     fp32 = load_encoder(str(tiny_model), device="cpu", precision="fp32")
     int8 = load_encoder(str(tiny_model), device="cpu", precision="int8")
-    clips = calibration_clips(fp32, 6)
+    clips = calibration_windows(fp32, 6)
     p32, e32 = fp32.encode(clips)
     p8, e8 = int8.encode(clips)
     assert int8.describe().endswith("(int8)")
@@ -277,7 +288,7 @@ def test_openvino_gives_torch_fp32_answers(tiny_model: Path, tmp_path: Path, pre
     torch32 = load_encoder(str(tiny_model), device="cpu", precision="fp32")
     ov = load_encoder(str(tiny_model), device="cpu", precision=precision, runtime="openvino", home=tmp_path)
     assert ov.describe().endswith(f"(openvino {precision})")
-    clips = calibration_clips(torch32, 6)
+    clips = calibration_windows(torch32, 6)
     p32, e32 = torch32.encode(clips)
     p, e = ov.encode(clips)
     assert (p32.argmax(1) == p.argmax(1)).all()
@@ -297,7 +308,7 @@ def test_openvino_in_two_streams_gives_the_answers_of_one(tiny_model: Path, tmp_
     from vsearch.model.runtimes import check
 
     ov = load_encoder(str(tiny_model), device="cpu", precision="fp32", runtime="openvino", home=tmp_path)
-    clips = calibration_clips(ov, 5)
+    clips = calibration_windows(ov, 5)
     p1, e1 = ov.encode(clips)
     ov.use(Choice("openvino", "fp32", 5, streams=2))
     for n in (5, 2, 1):
@@ -331,13 +342,13 @@ def test_openvino_asked_for_but_missing_or_impossible_says_what_to_do(tiny_model
     assert "openvino fp32" not in candidates(load_encoder(str(tiny_model), device="cpu"))
 
 
-def test_openvino_int8_is_quantized_on_the_users_own_clips_and_agrees_with_fp32(tmp_path: Path) -> None:
+def test_openvino_int8_is_quantized_on_the_users_own_windows_and_agrees_with_fp32(tmp_path: Path) -> None:
     """Static int8 (NNCF) of the trained demo model, calibrated on clips of the user's library: on
     other videos, top-1 as torch fp32 on >= 98% of clips and embedding cosine >= 0.98 (issue 11's bars)."""
     pytest.importorskip("nncf")
     from vsearch import data
     from vsearch.bench.synthetic import motion_dataset
-    from vsearch.indexer.pipeline import first_clips
+    from vsearch.indexer.pipeline import first_windows
     from vsearch.model.encoder import load_encoder
     from vsearch.video.decode import Sampling
 
@@ -345,17 +356,17 @@ def test_openvino_int8_is_quantized_on_the_users_own_clips_and_agrees_with_fp32(
     library = next(iter(motion_dataset(tmp_path / "library", per_label=6, seed=3, folders=False))).parent
     asked: list[int] = []
 
-    def users_clips(spec):
+    def users_windows(spec):
         asked.append(1)
-        return first_clips([library], spec, Sampling())
+        return first_windows([library], spec, Sampling())
 
     fp32 = load_encoder(model, device="cpu", precision="fp32")
     int8 = load_encoder(model, device="cpu", precision="int8", runtime="openvino", home=tmp_path,
-                        clip_source=users_clips)
-    assert asked == [1] and len(int8.sample_clips()) == 32  # decoded once, from 32 of the 36 videos
+                        window_source=users_windows)
+    assert asked == [1] and len(int8.sample_windows()) == 32  # decoded once, from 32 of the 36 videos
     assert list(tmp_path.glob("openvino/*/model-int8.xml"))
     held_out = motion_dataset(tmp_path / "held-out", per_label=10, seed=11, folders=False)  # 60 other videos
-    clips = first_clips([next(iter(held_out)).parent], fp32.frame_spec, Sampling(), count=60)
+    clips = first_windows([next(iter(held_out)).parent], fp32.frame_spec, Sampling(), count=60)
     p32, e32 = fp32.encode(clips)
     p8, e8 = int8.encode(clips)
     assert len(clips) == 60 and (p32.argmax(1) == p8.argmax(1)).mean() >= 0.98

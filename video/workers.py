@@ -695,7 +695,7 @@ def default_workers(device: str = "cpu") -> int:
     On a GPU the model is fast and decoding is the bottleneck: all cores but one decode. On the
     CPU one decoder per 8 cores, and torch keeps its threads on every core: each decoder's FFmpeg
     frame threads (see DecodePool) take what the model leaves, which on small files is little
-    (VideoMAE-base: ~0.3-1.4 s per clip on 2 cores, against ~0.1-0.15 s to decode a 720p window)
+    (VideoMAE-base: ~0.3-1.4 s per window on 2 cores, against ~0.1-0.15 s to decode a 720p window)
     and on 4K HEVC is most of the machine (~4 s of 2 cores per 4-s window).
     """
     cores = os.cpu_count() or 2

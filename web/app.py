@@ -144,13 +144,13 @@ def video_row(catalog: Catalog, video_id: int) -> VideoRow:
 # -- presenting ------------------------------------------------------------------------------
 
 
-def thumb_url(clip_id: int) -> str:
-    return f"/thumbs/{clip_id}.jpg"
+def thumb_url(window_id: int) -> str:
+    return f"/thumbs/{window_id}.jpg"
 
 
 def windows_inside(catalog: Catalog, video_id: int, start: float, end: float) -> list[int]:
     """The windows of a video that a span covers (its first window where none does): its pictures."""
-    spans = catalog.clip_spans(video_id)
+    spans = catalog.window_spans(video_id)
     return [cid for cid, s, e in spans if e > start and s < end] or [cid for cid, _, _ in spans[:1]]
 
 
@@ -172,7 +172,7 @@ def hit_json(catalog: Catalog, hit: Hit) -> dict:
 
 def card_json(card: q.VideoCard) -> dict:
     """A video of the library's listing, plus the URLs the page needs for it."""
-    thumbnail = thumb_url(card.clip_id) if card.clip_id is not None else None
+    thumbnail = thumb_url(card.window_id) if card.window_id is not None else None
     return {**card.to_json(), "thumbnail": thumbnail, "page": f"/videos/{card.id}"}
 
 
@@ -181,14 +181,14 @@ def page_json(page: q.VideoPage) -> dict:
 
 
 def label_json(row: dict) -> dict:
-    return {**row, "thumbnail": thumb_url(row["clip_id"]) if row["clip_id"] is not None else None}
+    return {**row, "thumbnail": thumb_url(row["window_id"]) if row["window_id"] is not None else None}
 
 
 def moments_json(site: Site, shown: q.VideoMoments) -> dict:
     """A video's moments (Index.moments), plus its video URL, a thumbnail per moment, what is said in
     it line by line (Index.transcript) and its copies (Index.duplicates, this video's pairs)."""
     answer = shown.to_json()
-    answer["moments"] = [{**m, "thumbnail": thumb_url(m["clip_id"])} for m in answer["moments"]]
+    answer["moments"] = [{**m, "thumbnail": thumb_url(m["window_id"])} for m in answer["moments"]]
     transcript = [line.to_json() for line in site.index.transcript(shown.id)]
     copies = [copy_json(site.catalog(), p, shown.id) for p in site.index.copies(shown.id)]
     return {**answer, "video": f"/media/{shown.id}", "transcript": transcript, "copies": copies}
@@ -213,8 +213,8 @@ def copy_json(catalog: Catalog, pair: CopyPair, here: int | None = None) -> dict
 def show_json(site: Site, row: VideoRow) -> dict:
     """`vsearch show --json` of one video, plus its video URL and a thumbnail per window."""
     shown = site.index.show(row.path).to_json()
-    spans = site.catalog().clip_spans(row.id)
-    shown["clips"] = [{**c, "thumbnail": thumb_url(cid)} for c, (cid, _, _) in zip(shown["clips"], spans)]
+    spans = site.catalog().window_spans(row.id)
+    shown["windows"] = [{**c, "thumbnail": thumb_url(cid)} for c, (cid, _, _) in zip(shown["windows"], spans)]
     return {**shown, "id": row.id, "video": f"/media/{row.id}"}
 
 
@@ -333,8 +333,8 @@ def labels_page(site: Site, request: Request) -> Response:
     text, rows = do_labels(site, request)
     catalog = site.catalog()
     for r in rows:
-        clip = catalog.best_clip(r["label"])
-        r["thumbnail"] = thumb_url(clip) if clip else None
+        window = catalog.best_window(r["label"])
+        r["thumbnail"] = thumb_url(window) if window else None
     return site.page("labels.html", q=text, rows=rows)
 
 
@@ -383,11 +383,11 @@ def stats_api(site: Site, request: Request) -> Response:
 
 
 def thumb(site: Site, request: Request) -> Response:
-    path = thumb_path(site.home, request.path_params["clip_id"])
+    path = thumb_path(site.home, request.path_params["window_id"])
     if not path.is_file():  # an index older than thumbnails: decode one frame, a few at a time
         with site.decoding:
-            path = ensure_thumb(site.catalog(), request.path_params["clip_id"])
-    # a thumbnail never changes for a clip id (ids are never reused)
+            path = ensure_thumb(site.catalog(), request.path_params["window_id"])
+    # a thumbnail never changes for a window id (ids are never reused)
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
@@ -436,7 +436,7 @@ def moment_bytes(site: Site, request: Request) -> Response:
 
 
 def clip_download(site: Site, request: Request) -> Response:
-    """The moment as its own file (frame-accurate cut, audio kept), from the server's clip cache."""
+    """The moment as its own file (frame-accurate cut, audio kept), from the server's window cache."""
     from vsearch.video.media import cached_clip, clip_name
 
     row, start, end = moment(site, request)
@@ -468,7 +468,7 @@ def create_app(index: Index | str | Path, host: str = "127.0.0.1", port: int = 8
         Route("/media/{video_id:int}", handler(site, video_bytes)),
         Route("/moments/{video_id:int}", handler(site, moment_bytes)),
         Route("/clip/{video_id:int}", handler(site, clip_download)),
-        Route("/thumbs/{clip_id:int}.jpg", handler(site, thumb)),
+        Route("/thumbs/{window_id:int}.jpg", handler(site, thumb)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes)

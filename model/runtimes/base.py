@@ -23,7 +23,7 @@ Forward = Callable[["torch.Tensor"], tuple["torch.Tensor", ...]]
 
 @dataclass(frozen=True)
 class Choice:
-    """How the model runs: a runtime, a precision, the clips per batch (None: not measured), and
+    """How the model runs: a runtime, a precision, the windows per batch (None: not measured), and
     how many requests of a batch run side by side (`streams`, each on its share of the cores)."""
 
     runtime: str
@@ -82,7 +82,7 @@ class Loaded(Protocol):
         ...
 
     def calibration_pixels(self) -> np.ndarray:
-        """Inputs of real clips, for a runtime that quantizes on them."""
+        """Inputs of real windows, for a runtime that quantizes on them."""
         ...
 
 

@@ -1,6 +1,6 @@
 """OpenVINO: the same VideoMAE, converted once and compiled for the CPU, a runtime beside torch.
 
-Why: on a 2-core AVX-512 BF16 EPYC, VideoMAE-base ran 2.17 s/clip in torch fp32, 1.36 in torch
+Why: on a 2-core AVX-512 BF16 EPYC, VideoMAE-base ran 2.17 s/window in torch fp32, 1.36 in torch
 bf16, 1.00 in OpenVINO bf16 and 0.59 in OpenVINO int8 (docs/speed.md), and on an AVX2-only
 CPU OpenVINO fp32 ran 1.18x torch fp32. It is a plain wheel (60 MB) on Linux, macOS
 and Windows, so a dependency wherever it ships one; NNCF, which int8 needs, is the `int8` extra.
@@ -9,7 +9,7 @@ It runs on the CPU here; OpenVINO's GPU and NPU devices would be another `Runtim
 
 int8 is static post-training quantization by NNCF: every matrix product, attention's included,
 runs in int8 (torch's dynamic int8 leaves attention in fp32 and quantizes activations on every
-call), with activation ranges measured on the user's own first clips when the indexer has them.
+call), with activation ranges measured on the user's own first windows when the indexer has them.
 
 Converting VideoMAE-base from torch takes from half a minute to a few minutes and quantizing
 about as long, so the converted model is saved as OpenVINO IR under the cache folder (by default
@@ -88,7 +88,7 @@ class OpenVINO:
     def prepare(self, model: Loaded, precision: str, streams: int = 1) -> Forward:
         import torch
 
-        # quantized on every other sample clip; the calibration checks agreement on the rest
+        # quantized on every other sample window; the calibration checks agreement on the rest
         compiled = Compiled(model.traceable(), model.model_id, model.input_shape, precision, model.home.openvino,
                             lambda: model.calibration_pixels()[::2], streams=streams)
 
@@ -147,11 +147,11 @@ class Compiled:
     """A torch module (pixels in, a tuple of tensors out) compiled by OpenVINO for one precision."""
 
     def __init__(self, module: Any, model_id: str, input_shape: tuple[int, ...], precision: str,
-                 cache: Path, clips: Callable[[], np.ndarray] | None = None, device: str = "CPU",
+                 cache: Path, windows: Callable[[], np.ndarray] | None = None, device: str = "CPU",
                  streams: int = 1):
         """`input_shape` is one item's (VideoMAE: frames, 3, height, width); the batch dimension stays
         dynamic, so one compiled model serves every batch size the calibration tries. For int8,
-        `clips` gives inputs to measure activation ranges on, when no quantized model of this one is
+        `windows` gives inputs to measure activation ranges on, when no quantized model of this one is
         cached yet."""
         ov = _openvino()
         self.precision = precision
@@ -161,9 +161,9 @@ class Compiled:
         if precision == "int8":
             fp32, xml = xml, xml.with_name("model-int8.xml")
             if not xml.exists():
-                if clips is None:
-                    raise ValueError("quantizing to int8 needs clips to calibrate on")
-                self._quantize(ov, fp32, clips(), xml)
+                if windows is None:
+                    raise ValueError("quantizing to int8 needs windows to calibrate on")
+                self._quantize(ov, fp32, windows(), xml)
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(cache / "compiled")})
         self._compiled = core.compile_model(str(xml), device, compile_options(precision, streams))
@@ -182,18 +182,18 @@ class Compiled:
         _save(ov, converted, xml)
 
     @staticmethod
-    def _quantize(ov: Any, fp32: Path, clips: np.ndarray, xml: Path) -> None:
+    def _quantize(ov: Any, fp32: Path, windows: np.ndarray, xml: Path) -> None:
         try:
             import nncf
         except ImportError:
             raise ModelError(f"OpenVINO int8 needs NNCF, which is not installed: {INT8_HINT}") from None
         nncf.set_log_level(logging.WARNING)  # its INFO lines name graph nodes
-        dataset = nncf.Dataset([clip[None] for clip in clips.astype(np.float32)])
+        dataset = nncf.Dataset([window[None] for window in windows.astype(np.float32)])
         # TRANSFORMER: the products in int8, what quantizes badly (softmax, norms) in float. The patch
         # embedding (a convolution over raw pixels, 1.5% of the FLOPs) stays in float too: quantizing
         # the input pixels cost the trained demo model its embedding cosine (0.956 -> 0.982 without).
         with silenced():
-            quantized = nncf.quantize(ov.Core().read_model(str(fp32)), dataset, subset_size=len(clips),
+            quantized = nncf.quantize(ov.Core().read_model(str(fp32)), dataset, subset_size=len(windows),
                                       model_type=nncf.ModelType.TRANSFORMER,
                                       ignored_scope=nncf.IgnoredScope(types=["Convolution"]))
         _save(ov, quantized, xml)
