@@ -354,6 +354,10 @@ class Catalog:
             if number <= version:
                 continue
             with self.transaction():
+                # Another process opening the same index (a watcher and a search) may have taken
+                # this step since `version` was read; the write lock is ours now, so ask again.
+                if int(self.get_meta(version_key) or 0) >= number:
+                    continue
                 step(self.db)
                 self.set_meta(version_key, str(number))
                 self.set_meta(f"{name_prefix}_{number:03d}", name)

@@ -343,6 +343,31 @@ def test_an_index_whose_windows_were_called_clips_is_migrated_whole(tmp_path: Pa
     cat.close()
 
 
+def test_an_old_index_opened_by_several_at_once_is_migrated_once(tmp_path: Path) -> None:
+    """A watcher and a search (or two searches) opening an index an older vsearch made: one takes
+    each step, the others find it taken, and none is refused."""
+    import threading
+
+    home = tmp_path / "old"
+    index_at_schema(home, 8).close()
+    start, errors = threading.Barrier(4), []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            Catalog(home).close()
+        except Exception as exc:  # any refusal is the failure this test reports
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Catalog(home).stats()["schema_version"] == SCHEMA_VERSION
+
+
 def test_an_old_faiss_pointer_naming_a_moved_file_is_dropped_once_the_new_one_exists(tmp_path: Path) -> None:
     """A crash between moving the old FAISS file and writing its new pointer leaves the old pointer
     naming nothing: the space has no saved index, is rebuilt from SQLite, and the old pointer goes."""

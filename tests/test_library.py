@@ -219,7 +219,7 @@ def test_stats_and_show_are_what_the_cli_prints(library: Path, vsearch_home: Pat
         **data, "evidence": {"labels": {"model": "fake-encoder", "videos": 12, "found": data["windows"], "failed": 0,
                                         "unit": "window"}}}
     shown = runner.invoke(app, ["stats"]).stdout  # the same, as a person reads it
-    assert f"    evidence: labels     12 videos, {data['clips']} windows  (fake-encoder)" in shown.splitlines()
+    assert f"    evidence: labels     12 videos, {data['windows']} windows  (fake-encoder)" in shown.splitlines()
     assert all(f"failed {f['path']}: {f['reason']}" in shown for f in data["failures"])
     video = sorted(library.glob("*.mp4"))[0]
     shown = browse.show(cat, str(video)).to_json()
