@@ -34,7 +34,7 @@ def kinetics_labels() -> list[str]:
 
 def build_catalog(home: Path, videos: int, windows_per_video: int, dim: int = 768, topics: int = 3000,
                   seed: int = 0, log: Callable[[str], None] = print) -> Catalog:
-    """A catalog of `videos` x `windows_per_video` clips, written the way the indexer writes."""
+    """A catalog of `videos` x `windows_per_video` windows, written the way the indexer writes."""
     rng = np.random.default_rng(seed)
     labels = kinetics_labels()
     catalog = Catalog(home)

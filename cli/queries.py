@@ -46,7 +46,7 @@ def print_hits(hits: list[Hit], as_json: bool, what: str) -> None:
         info(f"no {what}")
         return
     for h in hits:
-        why = "; ".join(dict.fromkeys(w for w in [h.why, *(a.why for a in h.also)] if w and h.match != "similar"))
+        why = "; ".join(h.reasons) if h.match != "similar" else ""
         copies = f"  (+{counted(len(h.details['copies']), 'copy', 'copies')})" if h.details.get("copies") else ""
         typer.echo(f"{h.score:.3f}  {seconds_label(h.start)}-{seconds_label(h.end)}  {safe(h.path)}"
                    f"{'  ' + safe(why) if why else ''}{copies}")

@@ -65,6 +65,11 @@ class Hit:
     details: dict = field(default_factory=dict)
     also: list[Hit] = field(default_factory=list)  # other kinds' evidence for the same moment
 
+    @property
+    def reasons(self) -> list[str]:
+        """What each kind of evidence that found the moment says about it, the best first, each once."""
+        return list(dict.fromkeys(w for w in [self.why, *(a.why for a in self.also)] if w))
+
     def to_json(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k not in ("video_id", "details", "also")}
         data = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}

@@ -84,17 +84,17 @@ def index(home: Path, root: Path, **settings) -> Catalog:
     return cat
 
 
-def clips_of(cat: Catalog) -> list[tuple[int, float, float]]:
+def windows_of(cat: Catalog) -> list[tuple[int, float, float]]:
     return [tuple(r) for r in cat.db.execute("SELECT id, start, end FROM windows ORDER BY id")]
 
 
 def test_index_writes_a_thumbnail_of_each_windows_middle_frame(tmp_path: Path, vsearch_home: Path) -> None:
     counter_video(tmp_path / "v" / "counter.mp4", frames=60, size=(640, 360), audio=False)
     cat = index(vsearch_home, tmp_path / "v", sampling=media_sampling(2.0))
-    clips = clips_of(cat)
-    assert len(clips) == 3  # 6 s in windows of 2 s
-    for clip_id, start, end in clips:
-        jpeg = thumb_path(vsearch_home, clip_id)
+    windows = windows_of(cat)
+    assert len(windows) == 3  # 6 s in windows of 2 s
+    for window_id, start, end in windows:
+        jpeg = thumb_path(vsearch_home, window_id)
         with av.open(str(jpeg)) as c:
             image = next(c.decode(video=0))
         assert (image.width, image.height) == (320, 180)
@@ -107,16 +107,16 @@ def test_index_writes_a_thumbnail_of_each_windows_middle_frame(tmp_path: Path, v
 def test_thumbnails_go_with_their_video(tmp_path: Path, vsearch_home: Path) -> None:
     video = counter_video(tmp_path / "v" / "a.mp4", size=(320, 180), audio=False)
     cat = index(vsearch_home, tmp_path / "v", sampling=media_sampling(2.0))
-    first = [thumb_path(vsearch_home, c) for c, _, _ in clips_of(cat)]
+    first = [thumb_path(vsearch_home, c) for c, _, _ in windows_of(cat)]
     assert first and all(p.exists() for p in first)
-    counter_video(video, frames=40, size=(320, 180), audio=False)  # changed: old clips and thumbs go
+    counter_video(video, frames=40, size=(320, 180), audio=False)  # changed: old windows and thumbs go
     cat = index(vsearch_home, tmp_path / "v", sampling=media_sampling(2.0))
     assert not any(p.exists() for p in first)
-    second = [thumb_path(vsearch_home, c) for c, _, _ in clips_of(cat)]
+    second = [thumb_path(vsearch_home, c) for c, _, _ in windows_of(cat)]
     assert second and all(p.exists() for p in second)
     shutil.copy2(video, tmp_path / "v" / "copy.mp4")  # a copy reuses the results, thumbnails too
     cat = index(vsearch_home, tmp_path / "v", sampling=media_sampling(2.0))
-    copies = [thumb_path(vsearch_home, c) for c, _, _ in clips_of(cat)][len(second):]
+    copies = [thumb_path(vsearch_home, c) for c, _, _ in windows_of(cat)][len(second):]
     assert [p.read_bytes() for p in copies] == [p.read_bytes() for p in second]
     video.unlink()  # deleted: its thumbs go too, the copy's stay
     index(vsearch_home, tmp_path / "v")
@@ -133,17 +133,17 @@ def test_a_stopped_run_leaves_no_thumbnail_without_its_clip(tmp_path: Path, vsea
     settings = IndexSettings(batch_size=4, workers=1, timeout=20, sampling=media_sampling(1.0))
     Indexer(cat, FakeEncoder, settings, on_progress=progress.append, should_stop=lambda: bool(progress)).run(
         [tmp_path / "v"])
-    assert len(clips_of(cat)) == 6  # a.mp4 whole; b.mp4's first windows were stored, then dropped
+    assert len(windows_of(cat)) == 6  # a.mp4 whole; b.mp4's first windows were stored, then dropped
     finding = check_thumbs(cat, repair=False)
     assert finding.ok, finding.detail
     Indexer(cat, FakeEncoder, settings).run([tmp_path / "v"])
-    assert len(clips_of(cat)) == 12 and check_thumbs(cat, repair=False).ok
+    assert len(windows_of(cat)) == 12 and check_thumbs(cat, repair=False).ok
 
 
 def test_thumbnails_can_be_turned_off(tmp_path: Path, vsearch_home: Path) -> None:
     counter_video(tmp_path / "v" / "a.mp4", audio=False)
     cat = index(vsearch_home, tmp_path / "v", thumbnails=False)
-    assert clips_of(cat) and not (vsearch_home / "thumbs").exists()
+    assert windows_of(cat) and not (vsearch_home / "thumbs").exists()
 
 
 def media_sampling(seconds: float):
@@ -301,10 +301,10 @@ def test_doctor_checks_and_rebuilds_thumbnails(tmp_path: Path, vsearch_home: Pat
     counter_video(tmp_path / "v" / "a.mp4", size=(320, 180), audio=False)
     changed = counter_video(tmp_path / "v" / "b.mp4", size=(320, 180), audio=False)
     cat = index(vsearch_home, tmp_path / "v", sampling=media_sampling(2.0))
-    clips = clips_of(cat)
+    windows = windows_of(cat)
     cat.close()
     assert invoke("doctor").exit_code == 0
-    lost = [thumb_path(vsearch_home, c) for c, _, _ in clips[:2]]  # a.mp4's first two windows
+    lost = [thumb_path(vsearch_home, c) for c, _, _ in windows[:2]]  # a.mp4's first two windows
     before = [p.read_bytes() for p in lost]
     for p in lost:
         p.unlink()
@@ -324,7 +324,7 @@ def test_doctor_checks_and_rebuilds_thumbnails(tmp_path: Path, vsearch_home: Pat
         assert x.shape == y.shape and abs(x.mean() - y.mean()) <= 2.5 * STEP
     assert "index is clean" in invoke("doctor").stdout
     # A file changed since indexing gets no thumbnail from the wrong frames.
-    b_thumb = thumb_path(vsearch_home, clips[-1][0])
+    b_thumb = thumb_path(vsearch_home, windows[-1][0])
     b_thumb.unlink()
     counter_video(changed, frames=20, size=(320, 180), audio=False)
     result = invoke("doctor")

@@ -160,8 +160,7 @@ def hit_json(catalog: Catalog, hit: Hit) -> dict:
     step = max(1, math.ceil(len(inside) / HOVER_FRAMES))
     return {
         **hit.to_json(),
-        # what each kind of evidence that found the moment says about it, the best first
-        "reasons": list(dict.fromkeys([hit.why, *(h.why for h in hit.also)])),
+        "reasons": hit.reasons,
         "video_id": hit.video_id,
         "video": f"/media/{hit.video_id}",
         "thumbnail": thumb_url(inside[0]) if inside else None,
