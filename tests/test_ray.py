@@ -38,8 +38,8 @@ def ray_cluster() -> object:
     ray.shutdown()
 
 
-def windows_by_window(home: Path) -> dict[tuple[str, int], tuple[str, np.ndarray]]:
-    """(path, window) -> (top-1 label, embedding) of every stored clip."""
+def stored_windows(home: Path) -> dict[tuple[str, int], tuple[str, np.ndarray]]:
+    """(path, window) -> (top-1 label, embedding) of every stored window."""
     cat = Catalog(home)
     try:
         rows = cat.db.execute(
@@ -65,7 +65,7 @@ def test_ray_run_matches_local_run_and_a_second_run_does_no_work(library: Path, 
     assert first.exit_code == 0, first.output
     assert "12 indexed" in first.output and "4 failed" in first.output
 
-    ours, theirs = windows_by_window(local_home), windows_by_window(ray_home)
+    ours, theirs = stored_windows(local_home), stored_windows(ray_home)
     assert set(ours) == set(theirs) and len(ours) >= 12
     same_label = sum(ours[k][0] == theirs[k][0] for k in ours) / len(ours)
     cosines = [float(np.dot(ours[k][1], theirs[k][1])) for k in ours]
