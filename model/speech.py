@@ -343,9 +343,8 @@ def calibrate_speech(model: str, home: Path | Home | None = None, device: str = 
     chosen = pick_runtime(timings, configs)
     calibration = SpeechCalibration(chosen, "calibrated", {c.label: round(t, 4) for c, t in timings.items()},
                                     tuple(differed), round(time.perf_counter() - started, 1))
-    store_measurement(cache, key, {"runtime": chosen.label,
-                                   "timings": calibration.timings,
-                             "differed": list(calibration.differed), "took": calibration.took})
+    store_measurement(cache, key, {"runtime": chosen.label, "timings": calibration.timings,
+                                   "differed": list(calibration.differed), "took": calibration.took})
     return calibration
 
 

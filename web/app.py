@@ -435,7 +435,7 @@ def moment_bytes(site: Site, request: Request) -> Response:
 
 
 def clip_download(site: Site, request: Request) -> Response:
-    """The moment as its own file (frame-accurate cut, audio kept), from the server's window cache."""
+    """The moment as its own file (frame-accurate cut, audio kept), from the server's clip cache."""
     from vsearch.video.media import cached_clip, clip_name
 
     row, start, end = moment(site, request)
